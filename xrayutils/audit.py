@@ -1,0 +1,169 @@
+"""Looking at the data before trusting it: image properties, intensities, duplicates.
+
+Used by chapter 00 (data exploration) and, through the pairs file chapter 00
+writes, by chapter 04 (leakage).  Functions take file paths and return plain
+arrays or data frames.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+
+import imagehash
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+
+def image_properties(paths: Sequence[str]) -> pd.DataFrame:
+    """Width, height, PIL mode, format and file size of each image (read lazily, not decoded)."""
+    rows = []
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                rows.append((image.width, image.height, image.mode, image.format))
+        except OSError:
+            rows.append((np.nan, np.nan, "unreadable", None))
+    frame = pd.DataFrame(rows, columns=["width", "height", "mode", "format"])
+    frame["bytes"] = [os.path.getsize(p) for p in paths]
+    return frame
+
+
+def _gray(path: str, size: int) -> np.ndarray:
+    """A ``(size, size)`` float array in ``[0, 1]`` of the image's luminance."""
+    with Image.open(path) as image:
+        if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+            array = np.asarray(image, dtype=np.float64)
+            array = array / max(array.max(), 1.0)
+            image = Image.fromarray((array * 255).astype(np.uint8))
+        gray = image.convert("L").resize((size, size), Image.BILINEAR)
+    return np.asarray(gray, dtype=np.float64) / 255.0
+
+
+def intensity_histograms(paths: Sequence[str], *, bins: int = 64, size: int = 128) -> np.ndarray:
+    """Normalised grey-level histogram of each image, shape ``(n_images, bins)``.
+
+    Each row sums to 1, so images of different sizes weigh the same; averaging
+    rows per class shows differences in exposure or processing between sources.
+    """
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    rows = [np.histogram(_gray(p, size), bins=edges)[0] for p in paths]
+    hist = np.asarray(rows, dtype=np.float64)
+    return hist / hist.sum(axis=1, keepdims=True)
+
+
+def perceptual_hashes(paths: Sequence[str], *, hash_size: int = 8) -> np.ndarray:
+    """DCT perceptual hash (``imagehash.phash``) of each image, shape ``(n, hash_size**2)`` of bool.
+
+    The hash is taken on a square thumbnail, so the same radiograph stretched to
+    another aspect ratio or re-encoded keeps (nearly) the same hash.
+    """
+    hashes = []
+    for path in paths:
+        with Image.open(path) as image:
+            hashes.append(imagehash.phash(image.convert("L"), hash_size=hash_size).hash.ravel())
+    return np.asarray(hashes, dtype=bool).reshape(len(hashes), hash_size * hash_size)
+
+
+def hamming_distances(hashes: np.ndarray) -> np.ndarray:
+    """All pairwise Hamming distances, shape ``(n, n)``: bits that differ between two hashes."""
+    bits = hashes.astype(np.int32)
+    return bits @ (1 - bits).T + (1 - bits) @ bits.T
+
+
+def near_duplicate_pairs(hashes: np.ndarray, *, max_distance: int) -> np.ndarray:
+    """Pairs ``(i, j, distance)`` with ``i < j`` and distance at most ``max_distance``.
+
+    Returns an ``(n_pairs, 3)`` int array sorted by distance, then ``i``, ``j``.
+
+    >>> h = np.array([[0, 0, 1, 1], [0, 0, 1, 0], [1, 1, 0, 0]], dtype=bool)
+    >>> near_duplicate_pairs(h, max_distance=1).tolist()
+    [[0, 1, 1]]
+    """
+    if max_distance < 0:
+        raise ValueError(f"max_distance must be >= 0, got {max_distance}")
+    distances = hamming_distances(hashes)
+    i, j = np.triu_indices(len(hashes), k=1)
+    keep = distances[i, j] <= max_distance
+    pairs = np.stack([i[keep], j[keep], distances[i, j][keep]], axis=1)
+    return pairs[np.lexsort((pairs[:, 1], pairs[:, 0], pairs[:, 2]))] if len(pairs) else pairs.reshape(0, 3)
+
+
+def duplicate_report(metadata: pd.DataFrame, hashes: np.ndarray, *, max_distance: int) -> pd.DataFrame:
+    """Near-duplicate pairs with what makes each one matter.
+
+    Parameters
+    ----------
+    metadata : DataFrame
+        One row per hashed image, with columns ``dataset``, ``file``, ``path``,
+        ``split`` and ``class_name``.
+    hashes : array of shape (n, bits)
+        From :func:`perceptual_hashes`, aligned with ``metadata``.
+
+    Returns
+    -------
+    DataFrame
+        One row per pair: both sides' dataset, file, split and class, the
+        ``distance``, ``identical`` (distance 0), ``scope`` (e.g. ``"train-test"``,
+        a leak when both sides are in one dataset) and ``label_conflict``.
+    """
+    if len(metadata) != len(hashes):
+        raise ValueError(f"{len(metadata)} metadata rows but {len(hashes)} hashes")
+    pairs = near_duplicate_pairs(hashes, max_distance=max_distance)
+    meta = metadata.reset_index(drop=True)
+    cols = ["dataset", "file", "path", "split", "class_name"]
+    a = meta.loc[pairs[:, 0], cols].reset_index(drop=True).add_suffix("_a")
+    b = meta.loc[pairs[:, 1], cols].reset_index(drop=True).add_suffix("_b")
+    report = pd.concat([a, b], axis=1)
+    report["distance"] = pairs[:, 2]
+    report["identical"] = report["distance"] == 0
+    report["scope"] = [
+        ("" if da == db else "cross-dataset ") + "-".join(sorted({sa, sb}, key=["train", "test"].index))
+        for da, db, sa, sb in zip(report["dataset_a"], report["dataset_b"], report["split_a"], report["split_b"])
+    ]
+    report["label_conflict"] = report["class_name_a"] != report["class_name_b"]
+    return report
+
+
+def summarise_duplicates(report: pd.DataFrame) -> pd.DataFrame:
+    """Pairs counted by scope: how many, how many identical, how many with two labels."""
+    if report.empty:
+        return pd.DataFrame(columns=["pairs", "identical", "label_conflicts"])
+    return report.groupby("scope").agg(
+        pairs=("distance", "size"), identical=("identical", "sum"), label_conflicts=("label_conflict", "sum")
+    )
+
+
+def summarise_properties(table: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset, split and class: image count, median and range of sizes, and the modes seen.
+
+    ``table`` is metadata joined with :func:`image_properties`.
+    """
+    sides = table[["width", "height"]]
+    table = table.assign(short_side=sides.min(axis=1), long_side=sides.max(axis=1))
+    return table.groupby(["dataset", "split", "class_name"], sort=False).agg(
+        images=("file", "size"),
+        median_width=("width", "median"),
+        median_height=("height", "median"),
+        smallest_side=("short_side", "min"),
+        largest_side=("long_side", "max"),
+        modes=("mode", lambda m: ", ".join(f"{k} ({v})" for k, v in m.value_counts().items())),
+        formats=("format", lambda f: ", ".join(sorted(set(map(str, f))))),
+    )
+
+
+def imbalance_ratio(totals: pd.DataFrame) -> pd.Series:
+    """Largest over smallest non-empty class count, per split (1.0 means balanced).
+
+    >>> imbalance_ratio(pd.DataFrame({"a": [10, 4], "b": [5, 4]}, index=["train", "test"])).tolist()
+    [2.0, 1.0]
+    """
+    counts = totals.where(totals > 0)
+    return (counts.max(axis=1) / counts.min(axis=1)).rename("imbalance")
+
+
+def file_digests(paths: Sequence[str]) -> list[str]:
+    """SHA-256 of each file's bytes: byte-identical files share a digest."""
+    return [hashlib.sha256(open(p, "rb").read()).hexdigest() for p in paths]

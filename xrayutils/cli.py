@@ -1,0 +1,291 @@
+"""``xray-book``: execute the chapters with papermill and build the HTML book.
+
+    xray-book build --profile cpu --data-dir ../shared/data      # the whole book
+    xray-book run notebooks/00_data_exploration.ipynb -p seed 1  # one chapter
+    xray-book fetch                                              # download the data only
+
+A profile (``profiles.yml``) is a set of papermill parameters per notebook;
+``-p NAME VALUE`` overrides one of them.  Every name is checked against the
+notebook's ``parameters`` cell: an unknown name is an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from xrayutils import book, datasets
+
+ROOT = book.REPO_ROOT
+BOOK_FILES = ["_config.yml", "_toc.yml", "book"]
+# Injected by the runner into every notebook, on top of the profile.
+RUNNER_PARAMETERS = ("profile", "data_dir", "output_dir")
+
+
+class ParameterError(ValueError):
+    """A parameter name that the notebook does not declare, or a profile that does not exist."""
+
+
+def load_profiles(path: Path = ROOT / "profiles.yml") -> dict[str, dict[str, Any]]:
+    """The profiles file: ``{profile: {"description": str, "notebooks": {stem: {name: value}}}}``."""
+    return yaml.safe_load(path.read_text())
+
+
+def notebook_parameters(notebook: Path) -> dict[str, Any]:
+    """The names and default values of a notebook's ``parameters`` cell (read with papermill)."""
+    import papermill
+
+    declared = papermill.inspect_notebook(str(notebook))
+    if not declared:
+        raise ParameterError(f"{notebook} has no cell tagged 'parameters'")
+    return {name: info["default"] for name, info in declared.items()}
+
+
+def chapter_notebooks(toc: Path = ROOT / "_toc.yml") -> list[Path]:
+    """The chapter notebooks in book order, as ``_toc.yml`` lists them."""
+    files = re.findall(r"file:\s*(notebooks/\S+)", toc.read_text())
+    return [ROOT / (f if f.endswith(".ipynb") else f + ".ipynb") for f in files]
+
+
+def resolve_parameters(
+    notebook: Path, profile: str, overrides: dict[str, Any], profiles: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Profile values for ``notebook`` updated with ``overrides``; every name must be declared."""
+    profiles = profiles if profiles is not None else load_profiles()
+    if profile not in profiles:
+        raise ParameterError(f"unknown profile {profile!r}; profiles.yml has {sorted(profiles)}")
+    declared = notebook_parameters(notebook)
+    chosen = dict(profiles[profile].get("notebooks", {}).get(notebook.stem, {}))
+    chosen.update(overrides)
+    unknown = sorted(set(chosen) - set(declared))
+    if unknown:
+        raise ParameterError(
+            f"{notebook.name} does not declare the parameter(s) {unknown}; it declares {sorted(declared)}"
+        )
+    return chosen
+
+
+def execute(notebook: Path, output: Path, parameters: dict[str, Any]) -> float:
+    """Execute ``notebook`` into ``output`` with papermill; return the wall time in seconds."""
+    import papermill
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    papermill.execute_notebook(
+        str(notebook),
+        str(output),
+        parameters=parameters,
+        kernel_name="python3",
+        cwd=str(notebook.parent),
+        progress_bar=False,
+        log_output=False,
+    )
+    return time.perf_counter() - start
+
+
+def run_notebooks(
+    notebooks: list[Path], profile: str, overrides: dict[str, Any], build_dir: Path, data_dir: str
+) -> list[dict[str, Any]]:
+    """Execute each notebook, one progress line each; a failure is recorded and the others still run."""
+    overrides_known = {}
+    for name, value in overrides.items():
+        if not any(name in notebook_parameters(nb) for nb in notebooks):
+            raise ParameterError(f"no selected notebook declares the parameter {name!r}")
+        overrides_known[name] = value
+    plan = []
+    for nb in notebooks:
+        declared = notebook_parameters(nb)
+        mine = {k: v for k, v in overrides_known.items() if k in declared}
+        parameters = resolve_parameters(nb, profile, mine)
+        parameters.update(profile=profile, data_dir=data_dir, output_dir=str(build_dir / "outputs"))
+        missing = [p for p in RUNNER_PARAMETERS if p not in declared]
+        if missing:
+            raise ParameterError(f"{nb.name} must declare the runner parameters {missing}")
+        plan.append((nb, parameters))  # everything is checked before anything runs
+    timings = []
+    for i, (nb, parameters) in enumerate(plan, 1):
+        output = build_dir / "site" / "notebooks" / nb.name
+        print(f"[{i}/{len(plan)}] {nb.stem} ({profile}) ...", end=" ", flush=True)
+        start = time.perf_counter()
+        try:
+            seconds = execute(nb, output, parameters)
+        except Exception as error:  # papermill raises PapermillExecutionError and kernel errors
+            seconds = time.perf_counter() - start
+            reason = f"{getattr(error, 'ename', type(error).__name__)}: {getattr(error, 'evalue', error)}"
+            print(f"FAILED after {seconds:.1f} s: {reason.strip().splitlines()[0]}")
+            print(f"      the executed notebook with the traceback: {output}")
+            timings.append({"notebook": nb.stem, "status": "failed", "seconds": round(seconds, 1)})
+            continue
+        print(f"ok {seconds:.1f} s")
+        timings.append({"notebook": nb.stem, "status": "ok", "seconds": round(seconds, 1)})
+    return timings
+
+
+def stage_book(site: Path) -> None:
+    """Copy the book's prose and configuration beside the executed notebooks in ``site``."""
+    for name in BOOK_FILES:
+        source, target = ROOT / name, site / name
+        if source.is_dir():
+            shutil.copytree(source, target, dirs_exist_ok=True)
+        else:
+            shutil.copy2(source, target)
+
+
+def build_html(site: Path) -> Path:
+    """Run Jupyter Book (warnings are errors) on the staged ``site``; return the HTML folder."""
+    command = ["jupyter-book", "build", str(site), "-W", "--keep-going"]
+    jb = Path(sys.executable).with_name("jupyter-book")
+    if jb.exists():
+        command[0] = str(jb)
+    result = subprocess.run(command, capture_output=True, text=True)
+    (site / "jupyter-book.log").write_text(result.stdout + result.stderr)
+    if result.returncode != 0:
+        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-25:])
+        raise RuntimeError(f"jupyter-book build failed (full log: {site / 'jupyter-book.log'}):\n{tail}")
+    return site / "_build" / "html"
+
+
+def check_html(html_dir: Path, notebooks: list[Path]) -> list[str]:
+    """Problems in the built book: a chapter page missing, short of figures, or showing an error.
+
+    A chapter's figure count is the number of its source cells with ``mystnb.figure``
+    metadata; its page must hold at least that many images.
+    """
+    problems = []
+    for nb in notebooks:
+        page = html_dir / "notebooks" / f"{nb.stem}.html"
+        if not page.exists():
+            problems.append(f"{nb.stem}: page {page} is missing")
+            continue
+        html = page.read_text(encoding="utf-8")
+        cells = json.loads(nb.read_text())["cells"]
+        expected = sum(1 for c in cells if c.get("metadata", {}).get("mystnb", {}).get("figure"))
+        found = len(re.findall(r"<img\b[^>]*src=\"\.\./_images/[^\"]+\"", html))
+        if found < expected:
+            problems.append(f"{nb.stem}: {found} images on the page, {expected} figures expected")
+        for marker in ("Traceback (most recent call last)", 'class="output traceback'):
+            if marker in html:
+                problems.append(f"{nb.stem}: the page shows error output ({marker!r})")
+                break
+    return problems
+
+
+def _parse_overrides(pairs: list[list[str]] | None) -> dict[str, Any]:
+    """``-p NAME VALUE`` pairs; values are read as YAML, as papermill's ``-p`` does (``5`` is an int)."""
+    return {name: yaml.safe_load(value) for name, value in (pairs or [])}
+
+
+def _print_summary(timings: list[dict[str, Any]], extra: dict[str, float]) -> None:
+    print("\nSummary")
+    for row in timings:
+        print(f"  {row['notebook']:<40} {row['status']:<7} {row['seconds']:>8.1f} s")
+    for name, seconds in extra.items():
+        print(f"  {name:<40} {'ok':<7} {seconds:>8.1f} s")
+    total = sum(r["seconds"] for r in timings) + sum(extra.values())
+    print(f"  {'total':<40} {'':<7} {total:>8.1f} s")
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    notebooks = chapter_notebooks()
+    if args.only:
+        notebooks = [nb for nb in notebooks if any(nb.stem.startswith(o) for o in args.only)]
+        if not notebooks:
+            raise ParameterError(f"--only {args.only} matches no chapter in _toc.yml")
+    build_dir = Path(args.build_dir or ROOT / "_build" / args.profile).resolve()
+    site = build_dir / "site"
+    started = time.perf_counter()
+    fetch_seconds = _fetch(args.data_dir)
+    timings = run_notebooks(notebooks, args.profile, _parse_overrides(args.parameter), build_dir, _absolute(args.data_dir))
+    extra = {"fetch data": fetch_seconds}
+    failed = [t["notebook"] for t in timings if t["status"] != "ok"]
+    if not failed and not args.no_html:
+        stage_book(site)
+        t0 = time.perf_counter()
+        html = build_html(site)
+        extra["jupyter-book build"] = time.perf_counter() - t0
+        problems = check_html(html, notebooks)
+        for problem in problems:
+            print(f"HTML check: {problem}")
+        failed += ["html check"] if problems else []
+        print(f"\nThe book: {html / 'index.html'}")
+    _print_summary(timings, extra)
+    book.write_json_atomic(
+        build_dir / "timings.json",
+        {"profile": args.profile, "notebooks": timings, "other": extra, "total_s": time.perf_counter() - started},
+    )
+    if failed:
+        print(f"\nFailed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _absolute(data_dir: str | None) -> str:
+    """The data folder as an absolute path: notebooks run with their own folder as working directory."""
+    return str(Path(data_dir).expanduser().resolve()) if data_dir else ""
+
+
+def _fetch(data_dir: str | None) -> float:
+    """Make sure both datasets are at hand (local, cached or downloaded) before any notebook runs."""
+    start = time.perf_counter()
+    for name in ("covid-xray", "coronahack"):
+        path = datasets.locate(name, data_dir)
+        print(f"data: {name} at {path}")
+    return time.perf_counter() - start
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    notebook = Path(args.notebook).resolve()
+    build_dir = Path(args.build_dir or ROOT / "_build" / args.profile).resolve()
+    timings = run_notebooks([notebook], args.profile, _parse_overrides(args.parameter), build_dir, _absolute(args.data_dir))
+    return 0 if timings[0]["status"] == "ok" else 1
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    _fetch(args.data_dir)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="xray-book", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, func, help_ in [
+        ("build", cmd_build, "execute every chapter and build the HTML book"),
+        ("run", cmd_run, "execute one notebook"),
+        ("fetch", cmd_fetch, "locate or download the datasets"),
+    ]:
+        p = sub.add_parser(name, help=help_)
+        p.set_defaults(func=func)
+        p.add_argument("--data-dir", default=os.environ.get("XRAY_DATA_DIR", ""),
+                       help="folder holding covid-xray/ and coronahack/ (default: $XRAY_DATA_DIR)")
+        if name == "fetch":
+            continue
+        if name == "run":
+            p.add_argument("notebook", help="path to a chapter notebook")
+        p.add_argument("--profile", default="cpu", help="smoke, cpu or paper (see profiles.yml)")
+        p.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                       help="override one parameter (repeatable)")
+        p.add_argument("--build-dir", help="default: _build/<profile>")
+        if name == "build":
+            p.add_argument("--only", nargs="+", help="chapters whose name starts with these (e.g. 00)")
+            p.add_argument("--no-html", action="store_true", help="execute the notebooks only")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        return args.func(args)
+    except (ParameterError, datasets.DataNotFoundError, RuntimeError) as error:
+        print(f"xray-book: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,417 @@
+"""The two chest X-ray datasets of the book, behind one API.
+
+Every chapter gets its images through :func:`load`, which returns an
+:class:`XrayDataset`: one row per image in ``metadata`` (path, split, label,
+patient, view), class names in a fixed order, a ``totals()`` table and a
+content ``fingerprint()``.  ``covid-xray`` and ``coronahack`` look alike to a
+chapter, so that a model trained on one can be scored on the other (chapter 04).
+
+Where the files come from, in this order: an explicit ``root``; the folder named
+by ``XRAY_DATA_DIR`` (or ``data_dir``) holding ``covid-xray/`` and/or
+``coronahack/`` (or ``coronahack-mini/``); the local cache; a download.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+#: Class names in the order every chapter uses (the same name for the same thing).
+CLASSES = {
+    ("covid-xray", "two"): ["covid", "normal"],
+    ("covid-xray", "all"): ["covid", "normal", "pneumonia_bac", "pneumonia_vir"],
+    ("coronahack", "two"): ["normal", "pneumonia"],
+    ("coronahack", "all"): ["covid", "normal", "pneumonia_bac", "pneumonia_vir"],
+}
+SPLITS = ("train", "test")
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif"}
+
+UPSTREAM = {
+    "covid-xray": "https://github.com/mdshopon/COVID19_Classification "
+    "(folders data_two_class -> two/, data_four_class -> all/)",
+    "coronahack": "https://www.kaggle.com/datasets/praveengovi/coronahack-chest-xraydataset",
+}
+LAYOUT = {
+    "covid-xray": "covid-xray/two/{train,test}/{covid,normal}/<images>\n"
+    "covid-xray/all/{train,test}/{covid,normal,pneumonia_bac,pneumonia_vir}/<images>",
+    "coronahack": "coronahack/Chest_xray_Corona_Metadata.csv\n"
+    "coronahack/Coronahack-Chest-XRay-Dataset/Coronahack-Chest-XRay-Dataset/{train,test}/<images>",
+}
+# Folder names accepted under a data directory, first match wins.
+FOLDER_NAMES = {"covid-xray": ["covid-xray"], "coronahack": ["coronahack", "coronahack-mini"]}
+CORONAHACK_CSV = "Chest_xray_Corona_Metadata.csv"
+CORONAHACK_IMAGES = Path("Coronahack-Chest-XRay-Dataset", "Coronahack-Chest-XRay-Dataset")
+COVID_XRAY_ARCHIVE = "https://github.com/mdshopon/COVID19_Classification/archive/refs/heads/master.zip"
+KAGGLE_HANDLE = "praveengovi/coronahack-chest-xraydataset"
+
+
+class DataNotFoundError(FileNotFoundError):
+    """Raised when a dataset is neither local, cached nor downloadable."""
+
+
+@dataclass
+class XrayDataset:
+    """One dataset, one task: a metadata table with one row per image.
+
+    Attributes
+    ----------
+    name : str
+        ``"covid-xray"`` or ``"coronahack"``.
+    task : str
+        ``"two"`` (binary) or ``"all"`` (every class the data has).
+    classes : list of str
+        Class names; ``label`` in ``metadata`` indexes this list.
+    root : pathlib.Path
+        The dataset folder the files were read from.
+    metadata : pandas.DataFrame
+        Columns ``path`` (absolute), ``file`` (relative to ``root``), ``split``,
+        ``class_name``, ``label``, ``patient_id``, ``view``.
+    skipped : pandas.DataFrame
+        Files left out, with the reason (``file``, ``reason``).
+    """
+
+    name: str
+    task: str
+    classes: list[str]
+    root: Path
+    metadata: pd.DataFrame
+    skipped: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["file", "reason"]))
+
+    def __len__(self) -> int:
+        return len(self.metadata)
+
+    def __repr__(self) -> str:
+        counts = ", ".join(
+            f"{split}: {len(part)}" for split, part in self.metadata.groupby("split", sort=False)
+        )
+        return (
+            f"XrayDataset(name={self.name!r}, task={self.task!r}, classes={self.classes}, "
+            f"images={len(self)} ({counts}), skipped={len(self.skipped)}, root='{self.root}')"
+        )
+
+    def totals(self) -> pd.DataFrame:
+        """Images per split (rows) and class (columns), classes in their fixed order."""
+        table = pd.crosstab(self.metadata["split"], self.metadata["class_name"])
+        table = table.reindex(columns=self.classes, fill_value=0)
+        return table.reindex([s for s in SPLITS if s in table.index])
+
+    def subset(self, split: str) -> pd.DataFrame:
+        """The rows of one split, in a stable order."""
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        return self.metadata[self.metadata["split"] == split].reset_index(drop=True)
+
+    def fingerprint(self) -> str:
+        """SHA-256 over the relative path, label and content of every image used.
+
+        Two runs with the same fingerprint saw the same bytes with the same labels,
+        whatever machine or folder they ran from.
+        """
+        digest = hashlib.sha256()
+        for row in self.metadata.sort_values("file").itertuples():
+            digest.update(f"{row.file}\t{row.split}\t{row.class_name}\t".encode())
+            digest.update(_file_sha256(Path(row.path)).encode())
+        return digest.hexdigest()[:16]
+
+
+def _file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# --------------------------------------------------------------------------- locating
+
+
+def cache_dir() -> Path:
+    """Where downloads are kept: ``XRAY_CACHE_DIR`` or ``~/.cache/xrayutils``."""
+    return Path(os.environ.get("XRAY_CACHE_DIR", Path.home() / ".cache" / "xrayutils"))
+
+
+def locate(name: str, data_dir: str | os.PathLike | None = None, *, download: bool = True) -> Path:
+    """Find the folder of dataset ``name``, downloading it if allowed and needed.
+
+    Parameters
+    ----------
+    name : {"covid-xray", "coronahack"}
+    data_dir : path, optional
+        A folder holding ``covid-xray/`` and/or ``coronahack/`` (or
+        ``coronahack-mini/``).  Defaults to ``XRAY_DATA_DIR``.  When it is given
+        explicitly and the dataset is not in it, that is an error (no fallback).
+    download : bool
+        Whether to download into :func:`cache_dir` when nothing is local.
+    """
+    _check_name(name)
+    explicit = data_dir not in (None, "")
+    data_dir = data_dir if explicit else os.environ.get("XRAY_DATA_DIR") or None
+    searched = []
+    for base in [Path(data_dir)] if data_dir else []:
+        for folder in FOLDER_NAMES[name]:
+            candidate = base.expanduser() / folder
+            searched.append(candidate)
+            if candidate.is_dir():
+                return candidate.resolve()
+    if data_dir:
+        raise DataNotFoundError(_not_found_message(name, searched, download_tried=False))
+    cached = cache_dir() / name
+    searched.append(cached)
+    if cached.is_dir():
+        return cached
+    if download:
+        try:
+            return _download(name, cached)
+        except Exception as error:  # no network, no Kaggle credentials, bad archive...
+            raise DataNotFoundError(
+                _not_found_message(name, searched, download_tried=True) + f"\nDownload failed: {error}"
+            ) from error
+    raise DataNotFoundError(_not_found_message(name, searched, download_tried=False))
+
+
+def _not_found_message(name: str, searched: list[Path], *, download_tried: bool) -> str:
+    looked = "\n".join(f"  - {p}" for p in searched) or "  (no folder given and XRAY_DATA_DIR unset)"
+    return (
+        f"Dataset {name!r} not found.\nLooked in:\n{looked}\n"
+        f"{'A download was attempted.' if download_tried else 'No download was attempted.'}\n"
+        f"Upstream: {UPSTREAM[name]}\n"
+        f"Put the files in this layout under a folder and point XRAY_DATA_DIR (or --data-dir) at it:\n"
+        f"{LAYOUT[name]}"
+    )
+
+
+def _download(name: str, target: Path) -> Path:
+    """Download ``name`` into ``target`` with the library made for its host."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(target.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    if name == "covid-xray":
+        import pooch
+
+        # GitHub branch archives have no fixed hash; what we verify is the layout below.
+        files = pooch.retrieve(
+            COVID_XRAY_ARCHIVE,
+            known_hash=None,
+            path=cache_dir() / "downloads",
+            processor=pooch.Unzip(extract_dir="covid-xray-archive"),
+            progressbar=_has_tqdm(),
+        )
+        extracted = Path(os.path.commonpath(files))
+        while extracted.name not in ("", "/") and not (extracted / "data_two_class").is_dir():
+            extracted = extracted.parent
+        staging.mkdir()
+        shutil.copytree(extracted / "data_two_class", staging / "two")
+        shutil.copytree(extracted / "data_four_class", staging / "all")
+    else:
+        import kagglehub
+
+        downloaded = Path(kagglehub.dataset_download(KAGGLE_HANDLE))
+        shutil.copytree(downloaded, staging)
+    check_layout(name, staging)  # verify before the cache is trusted
+    staging.rename(target)
+    return target
+
+
+def _has_tqdm() -> bool:
+    try:
+        import tqdm  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def check_layout(name: str, root: Path, tasks: tuple[str, ...] = ("two", "all")) -> None:
+    """Raise ``DataNotFoundError`` naming every missing or empty folder of ``name``'s layout.
+
+    For covid-xray only the folders of ``tasks`` are required.
+    """
+    _check_name(name)
+    problems = []
+    if name == "covid-xray":
+        for task in tasks:
+            for split in SPLITS:
+                for cls in CLASSES[(name, task)]:
+                    folder = root / task / split / cls
+                    if not folder.is_dir():
+                        problems.append(f"missing folder {folder}")
+                    elif not _image_files(folder):
+                        problems.append(f"no images in {folder}")
+    else:
+        if not (root / CORONAHACK_CSV).is_file():
+            problems.append(f"missing file {root / CORONAHACK_CSV}")
+        for split in SPLITS:
+            if not (root / CORONAHACK_IMAGES / split).is_dir():
+                problems.append(f"missing folder {root / CORONAHACK_IMAGES / split}")
+    if problems:
+        raise DataNotFoundError(
+            f"Dataset {name!r} at {root} does not have the expected layout:\n  - "
+            + "\n  - ".join(problems)
+            + f"\nExpected:\n{LAYOUT[name]}"
+        )
+
+
+def _check_name(name: str) -> None:
+    if name not in UPSTREAM:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {sorted(UPSTREAM)}")
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load(
+    name: str,
+    *,
+    task: str = "two",
+    root: str | os.PathLike | None = None,
+    data_dir: str | os.PathLike | None = None,
+    views: tuple[str, ...] = ("frontal", "lateral"),
+    unique_patients: bool = False,
+    max_images_per_class: int | None = None,
+    seed: int = 0,
+    check_images: bool = True,
+) -> XrayDataset:
+    """Load one dataset for one task: the single entry point every chapter uses.
+
+    Parameters
+    ----------
+    name : {"covid-xray", "coronahack"}
+    task : {"two", "all"}
+        ``"two"``: covid vs normal (covid-xray), normal vs pneumonia (coronahack).
+        ``"all"``: covid, normal, bacterial and viral pneumonia.
+    root : path, optional
+        The dataset folder itself; found with :func:`locate` when omitted.
+    data_dir : path, optional
+        Passed to :func:`locate`.
+    views : tuple of str
+        Keep only these views (``"frontal"``, ``"lateral"``; lateral is told
+        from file names ending in ``-L``, the only marker the data has).
+    unique_patients : bool
+        Keep only the first image (by file name) of each patient, where file
+        names tell the patient.
+    max_images_per_class : int, optional
+        Keep at most this many images per split and class, drawn with ``seed``
+        (used by the ``smoke`` profile; ``None`` or 0 keeps all).
+    check_images : bool
+        Decode every image once and leave out, with a warning naming it, any
+        file that cannot be decoded.
+    """
+    if task not in ("two", "all"):
+        raise ValueError(f"task must be 'two' or 'all', got {task!r}")
+    root = Path(root) if root else locate(name, data_dir)
+    check_layout(name, root, tasks=(task,))
+    frame = _covid_xray_rows(root, task) if name == "covid-xray" else _coronahack_rows(root, task)
+    classes = CLASSES[(name, task)]
+    frame["label"] = frame["class_name"].map(classes.index).astype(int)
+    frame["patient_id"] = frame["file"].map(patient_id)
+    frame["view"] = frame["file"].map(view_of)
+    frame = frame[frame["view"].isin(views)]
+    if unique_patients:
+        frame = frame.sort_values("file").drop_duplicates(["split", "patient_id"], keep="first")
+    if max_images_per_class:
+        shuffled = frame.sample(frac=1.0, random_state=seed)
+        frame = shuffled.groupby(["split", "class_name"], sort=False).head(max_images_per_class)
+    frame = frame.sort_values(["split", "label", "file"]).reset_index(drop=True)
+    skipped = pd.DataFrame(columns=["file", "reason"])
+    if check_images:
+        frame, skipped = _drop_undecodable(frame)
+    return XrayDataset(name, task, classes, root, frame, skipped)
+
+
+def _covid_xray_rows(root: Path, task: str) -> pd.DataFrame:
+    rows = [
+        {"path": str(p), "file": str(p.relative_to(root)), "split": split, "class_name": cls}
+        for split in SPLITS
+        for cls in CLASSES[("covid-xray", task)]
+        for p in _image_files(root / task / split / cls)
+    ]
+    return pd.DataFrame(rows)
+
+
+def _coronahack_class(row: pd.Series, task: str) -> str | None:
+    if row["Label"] == "Normal":
+        return "normal"
+    if task == "two":
+        return "pneumonia"
+    if row["Label_2_Virus_category"] == "COVID-19":
+        return "covid"
+    return {"bacteria": "pneumonia_bac", "Virus": "pneumonia_vir"}.get(row["Label_1_Virus_category"])
+
+
+def _coronahack_rows(root: Path, task: str) -> pd.DataFrame:
+    table = pd.read_csv(root / CORONAHACK_CSV, index_col=0, keep_default_na=False)
+    expected = {"X_ray_image_name", "Label", "Dataset_type", "Label_1_Virus_category", "Label_2_Virus_category"}
+    if missing := expected - set(table.columns):
+        raise ValueError(f"{root / CORONAHACK_CSV} lacks the columns {sorted(missing)}")
+    table["class_name"] = table.apply(_coronahack_class, axis=1, task=task)
+    unlabeled = table[table["class_name"].isna()]
+    if len(unlabeled):
+        warnings.warn(
+            f"coronahack: {len(unlabeled)} CSV rows fit no class of task {task!r} and are left out "
+            f"(Label_1_Virus_category values: {sorted(set(unlabeled['Label_1_Virus_category']))})",
+            stacklevel=3,
+        )
+    table = table.dropna(subset=["class_name"])
+    table["split"] = table["Dataset_type"].str.lower()
+    table["file"] = [str(CORONAHACK_IMAGES / s / f) for s, f in zip(table["split"], table["X_ray_image_name"])]
+    table["path"] = [str(root / f) for f in table["file"]]
+    exists = np.array([Path(p).is_file() for p in table["path"]], dtype=bool)
+    if not exists.all():
+        absent = table.loc[~exists, "file"].tolist()
+        warnings.warn(
+            f"coronahack: {len(absent)} CSV rows name files that are absent and are left out: "
+            + ", ".join(absent[:10])
+            + (" ..." if len(absent) > 10 else ""),
+            stacklevel=3,
+        )
+    return table.loc[exists, ["path", "file", "split", "class_name"]].reset_index(drop=True)
+
+
+# Heuristics, documented in the data chapter: file names are all these datasets give.
+_PATIENT_PATTERNS = [
+    re.compile(r"^(person\d+)_"),  # Kermany pneumonia: person12_bacteria_47
+    re.compile(r"^((?:NORMAL2-)?IM-\d+)-"),  # Kermany normal: IM-0011-0001-0002
+    re.compile(r"^(.*?)(?:-(?:L|PA|AP))$"),  # Cohen: covid-19-pneumonia-14-L / -PA
+]
+
+
+def patient_id(file: str) -> str:
+    """The patient a file name points to, or the file's stem when it tells none.
+
+    >>> patient_id("all/train/pneumonia_bac/person12_bacteria_47.jpeg")
+    'person12'
+    >>> patient_id("IM-0011-0001-0002.jpeg")
+    'IM-0011'
+    """
+    stem = Path(file).stem
+    for pattern in _PATIENT_PATTERNS:
+        if match := pattern.match(stem):
+            return match.group(1)
+    return stem
+
+
+def view_of(file: str) -> str:
+    """``"lateral"`` for file names ending in ``-L`` (covid-xray's marker), else ``"frontal"``.
+
+    >>> view_of("covid-19-pneumonia-14-L.jpeg"), view_of("gr1_lrg-a.jpeg")
+    ('lateral', 'frontal')
+    """
+    return "lateral" if re.search(r"[-_]L$", Path(file).stem) else "frontal"
+
+
+def _drop_undecodable(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    from xrayutils import pipeline
+
+    reasons = [pipeline.decode_error(p) for p in frame["path"]]
+    bad = np.array([r is not None for r in reasons], dtype=bool)
+    skipped = pd.DataFrame({"file": frame.loc[bad, "file"], "reason": [r for r in reasons if r]})
+    for row in skipped.itertuples():
+        warnings.warn(f"cannot decode {row.file}: {row.reason}; left out", stacklevel=3)
+    return frame[~bad].reset_index(drop=True), skipped.reset_index(drop=True)

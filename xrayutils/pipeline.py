@@ -1,0 +1,117 @@
+"""From image files to batched tensors: one ``tf.data`` pipeline for every chapter.
+
+Images of any mode (grayscale, RGB, RGBA, 16-bit) are decoded to three channels
+of float32 in ``[0, 255]``, the range every ``keras.applications`` model's
+``preprocess_input`` expects, and stretched to ``image_size`` as the reproduced
+studies did (``cv2.resize`` / ``flow_from_directory``: aspect ratio not kept).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import tensorflow as tf
+from sklearn.model_selection import train_test_split
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def decode(contents: tf.Tensor, image_size: tuple[int, int]) -> tf.Tensor:
+    """Decode encoded image bytes to a ``(height, width, 3)`` float32 tensor in ``[0, 255]``.
+
+    ``dtype=float32`` makes TensorFlow scale 8- and 16-bit images alike to
+    ``[0, 1]``; ``channels=3`` repeats a gray channel and drops alpha.
+    """
+    image = tf.io.decode_image(contents, channels=3, dtype=tf.float32, expand_animations=False)
+    image = tf.image.resize(image, image_size, method="bilinear")
+    return image * 255.0
+
+
+def load_image(path: str, image_size: tuple[int, int]) -> tf.Tensor:
+    """Read and :func:`decode` one file."""
+    return decode(tf.io.read_file(path), image_size)
+
+
+def decode_error(path: str) -> str | None:
+    """Why ``path`` cannot be decoded by the pipeline, or ``None`` when it can.
+
+    Used to name and leave out bad files before training rather than crash mid-epoch.
+    """
+    try:
+        contents = tf.io.read_file(path)
+        image = tf.io.decode_image(contents, channels=3, expand_animations=False)
+    except (tf.errors.OpError, ValueError) as error:
+        message = getattr(error, "message", str(error))
+        return message.strip().splitlines()[0][:200]
+    if int(tf.reduce_min(tf.shape(image)[:2])) < 2:
+        return f"image too small ({image.shape[0]}x{image.shape[1]})"
+    return None
+
+
+def split_train_validation(
+    labels: Sequence[int], *, validation_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of a seeded, stratified train/validation split.
+
+    Stratified so that a 20% validation set of a small, balanced dataset keeps its
+    balance; falls back to an unstratified split when a class is too small.
+    """
+    if not 0.0 < validation_fraction < 1.0:
+        raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}")
+    labels = np.asarray(labels)
+    indices = np.arange(len(labels))
+    counts = np.bincount(labels)
+    n_val = int(np.ceil(validation_fraction * len(labels)))
+    stratify = labels if counts[counts > 0].min() >= 2 and n_val >= len(counts[counts > 0]) else None
+    train_idx, val_idx = train_test_split(
+        indices, test_size=validation_fraction, random_state=seed, stratify=stratify
+    )
+    return np.sort(train_idx), np.sort(val_idx)
+
+
+def make_dataset(
+    paths: Sequence[str],
+    labels: Sequence[int],
+    *,
+    image_size: tuple[int, int],
+    batch_size: int,
+    num_classes: int | None = None,
+    shuffle: bool = False,
+    seed: int = 0,
+    cache: bool = True,
+    augment: tf.keras.layers.Layer | None = None,
+) -> tf.data.Dataset:
+    """Batched ``(images, labels)`` of ``paths``: decode, resize, cache, augment, prefetch.
+
+    Parameters
+    ----------
+    paths, labels : sequences of length n
+        Files and integer class indices.
+    image_size : (height, width)
+    num_classes : int, optional
+        When given, labels are one-hot vectors of this length (for softmax models).
+    shuffle : bool
+        Reshuffle every epoch with ``seed`` (deterministic for a given seed).
+    cache : bool
+        Keep decoded, resized images in memory after the first epoch, so decoding
+        is paid once; augmentation runs after the cache, fresh every epoch.
+    augment : keras layer, optional
+        Applied to each batch (Keras preprocessing layers work batch-wise).
+    """
+    if len(paths) != len(labels):
+        raise ValueError(f"{len(paths)} paths but {len(labels)} labels")
+    if len(paths) == 0:
+        raise ValueError("no images to make a dataset from")
+    labels = np.asarray(labels, dtype=np.int32)
+    targets = tf.one_hot(labels, num_classes) if num_classes else labels.astype(np.float32)
+    ds = tf.data.Dataset.from_tensor_slices((list(map(str, paths)), targets))
+    ds = ds.map(lambda p, y: (load_image(p, image_size), y), num_parallel_calls=AUTOTUNE)
+    if cache:
+        ds = ds.cache()
+    if shuffle:
+        ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    if augment is not None:
+        ds = ds.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=AUTOTUNE)
+    return ds.prefetch(AUTOTUNE)

@@ -82,9 +82,7 @@ def write_json_atomic(path: Path, payload: Any) -> None:
 
 
 def _jsonable(value: Any) -> Any:
-    if hasattr(value, "item"):  # numpy scalars
-        return value.item()
-    if hasattr(value, "tolist"):
+    if hasattr(value, "tolist"):  # numpy arrays and scalars
         return value.tolist()
     if isinstance(value, Path):
         return str(value)

@@ -181,8 +181,18 @@ def check_html(html_dir: Path, notebooks: list[Path]) -> list[str]:
 
 
 def _parse_overrides(pairs: list[list[str]] | None) -> dict[str, Any]:
-    """``-p NAME VALUE`` pairs; values are read as YAML, as papermill's ``-p`` does (``5`` is an int)."""
-    return {name: yaml.safe_load(value) for name, value in (pairs or [])}
+    """``-p NAME VALUE`` pairs, typed as papermill's ``-p`` types them (``5`` int, ``1e-4`` float)."""
+    return {name: _typed(value) for name, value in (pairs or [])}
+
+
+def _typed(text: str) -> Any:
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        try:
+            return float(text)
+        except ValueError:
+            return value
+    return value
 
 
 def _print_summary(timings: list[dict[str, Any]], extra: dict[str, float]) -> None:

@@ -1,0 +1,74 @@
+"""Tiny generated datasets in both upstream layouts: no network and no shared data needed."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+COVID_CLASSES = ["covid", "normal", "pneumonia_bac", "pneumonia_vir"]
+
+
+def synthetic_xray(seed: int, size: tuple[int, int] = (40, 48)) -> np.ndarray:
+    """A random multi-scale grey image of ``size`` (height, width), uint8.
+
+    Noise at four scales gives a natural-image-like spectrum, so a perceptual hash
+    is stable under rescaling and distinct seeds give clearly distinct hashes.
+    """
+    rng = np.random.default_rng(seed)
+    image = np.zeros(size)
+    for cells, amplitude in ((4, 1.0), (8, 0.5), (16, 0.25), (32, 0.12)):
+        noise = Image.fromarray(rng.random((cells, cells)).astype(np.float32))
+        image += amplitude * np.asarray(noise.resize(size[::-1], Image.BICUBIC))
+    image = (image - image.min()) / (image.max() - image.min())
+    return (image * 255).astype(np.uint8)
+
+
+def save_image(path: Path, array: np.ndarray, mode: str = "L") -> Path:
+    """Save ``array`` (uint8, 2-D) in one of the modes the pipeline must read."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if mode == "I;16":
+        Image.fromarray(array.astype(np.uint16) * 257).save(path.with_suffix(".png"))
+        return path.with_suffix(".png")
+    image = Image.fromarray(array).convert(mode)
+    image.save(path, format="PNG" if path.suffix == ".png" else "JPEG")
+    return path
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    """``covid-xray/`` (two/ and all/) and ``coronahack/`` with 3 train and 2 test images per class."""
+    root = tmp_path / "data"
+    modes = ["L", "RGB", "RGBA", "I;16"]
+    seed = 0
+    for split, n in (("train", 3), ("test", 2)):
+        for c, cls in enumerate(COVID_CLASSES):
+            for i in range(n):
+                seed += 1
+                name = f"{cls}-{split}-{i}" + ("-L" if cls == "covid" and i == 0 and split == "train" else "")
+                mode = modes[(i + c) % len(modes)]
+                suffix = ".png" if mode in ("RGBA", "I;16") else ".jpeg"
+                saved = save_image(root / "covid-xray" / "all" / split / cls / (name + suffix), synthetic_xray(seed), mode)
+                if cls in ("covid", "normal"):
+                    target = root / "covid-xray" / "two" / split / cls / saved.name
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(saved.read_bytes())
+    rows = []
+    images = root / "coronahack" / "Coronahack-Chest-XRay-Dataset" / "Coronahack-Chest-XRay-Dataset"
+    for split, n in (("train", 3), ("test", 2)):
+        for label, virus, covid in (("Normal", "", ""), ("Pnemonia", "bacteria", ""), ("Pnemonia", "Virus", "")):
+            for i in range(n):
+                seed += 1
+                name = f"person{seed}_{virus or 'normal'}_{i}.jpeg"
+                save_image(images / split / name, synthetic_xray(seed))
+                rows.append([name, label, split.upper(), covid, virus])
+    frame = pd.DataFrame(rows, columns=["X_ray_image_name", "Label", "Dataset_type", "Label_2_Virus_category", "Label_1_Virus_category"])
+    frame.to_csv(root / "coronahack" / "Chest_xray_Corona_Metadata.csv")
+    return root

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from tests.conftest import save_image, synthetic_xray
+from xrayutils import audit
+
+
+def test_hamming_distances_match_a_slow_reference():
+    rng = np.random.default_rng(0)
+    hashes = rng.integers(0, 2, size=(7, 64)).astype(bool)
+    fast = audit.hamming_distances(hashes)
+    for i, j in itertools.product(range(7), repeat=2):
+        assert fast[i, j] == np.count_nonzero(hashes[i] != hashes[j])
+
+
+def test_near_duplicate_pairs_by_hand():
+    hashes = np.array([[0, 0, 0, 0], [0, 0, 0, 1], [1, 1, 1, 1], [1, 1, 1, 1]], dtype=bool)
+    assert audit.near_duplicate_pairs(hashes, max_distance=0).tolist() == [[2, 3, 0]]
+    assert audit.near_duplicate_pairs(hashes, max_distance=1).tolist() == [[2, 3, 0], [0, 1, 1]]
+    assert audit.near_duplicate_pairs(hashes[:1], max_distance=3).shape == (0, 3)
+    with pytest.raises(ValueError, match="max_distance"):
+        audit.near_duplicate_pairs(hashes, max_distance=-1)
+
+
+def test_rescaled_stretched_copy_is_a_near_duplicate_and_others_are_not(tmp_path):
+    original = save_image(tmp_path / "a.jpeg", synthetic_xray(1, size=(120, 150)))
+    stretched = tmp_path / "b.jpeg"
+    Image.open(original).resize((64, 64)).convert("RGB").save(stretched, quality=70)
+    other = save_image(tmp_path / "c.jpeg", synthetic_xray(2, size=(120, 150)))
+    hashes = audit.perceptual_hashes([str(original), str(stretched), str(other)])
+    distances = audit.hamming_distances(hashes)
+    assert distances[0, 1] <= 2
+    assert distances[0, 2] > 10
+
+
+def test_report_flags_train_test_leaks_and_label_conflicts():
+    metadata = pd.DataFrame(
+        {
+            "dataset": ["d", "d", "d", "e"],
+            "file": ["a", "b", "c", "d"],
+            "path": ["a", "b", "c", "d"],
+            "split": ["train", "test", "test", "train"],
+            "class_name": ["covid", "covid", "normal", "normal"],
+        }
+    )
+    hashes = np.array([[0, 0], [0, 0], [1, 1], [1, 1]], dtype=bool)
+    report = audit.duplicate_report(metadata, hashes, max_distance=0)
+    assert report[["file_a", "file_b", "scope", "label_conflict"]].values.tolist() == [
+        ["a", "b", "train-test", False],
+        ["c", "d", "cross-dataset train-test", False],
+    ]
+    summary = audit.summarise_duplicates(report)
+    assert summary.loc["train-test", "pairs"] == 1
+
+
+def test_image_properties_read_size_and_mode(tmp_path):
+    path = save_image(tmp_path / "x.png", synthetic_xray(0, size=(30, 40)), "RGBA")
+    props = audit.image_properties([str(path)])
+    assert props.loc[0, ["width", "height", "mode", "format"]].tolist() == [40, 30, "RGBA", "PNG"]
+
+
+def test_intensity_histograms_are_normalised_even_for_16_bit(tmp_path):
+    paths = [str(save_image(tmp_path / f"{m}.png", synthetic_xray(0), m)) for m in ("L", "I;16")]
+    hist = audit.intensity_histograms(paths, bins=8)
+    assert hist.shape == (2, 8)
+    assert np.allclose(hist.sum(axis=1), 1.0)
+    assert np.abs(hist[0] - hist[1]).sum() < 0.1  # the same picture at 8 and 16 bits

@@ -1,0 +1,99 @@
+"""The runner: parameters are checked, notebooks are clean, a broken chapter fails the build."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import nbformat
+import pytest
+
+from xrayutils import cli
+
+NOTEBOOKS = cli.chapter_notebooks()
+
+
+def test_toc_lists_existing_notebooks():
+    assert NOTEBOOKS and all(nb.exists() for nb in NOTEBOOKS)
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_committed_clean_with_one_parameters_cell(notebook):
+    nb = nbformat.read(notebook, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert not any(c.get("outputs") or c.get("execution_count") for c in code)
+    assert sum("parameters" in c.metadata.get("tags", []) for c in code) == 1
+    assert set(cli.RUNNER_PARAMETERS) <= set(cli.notebook_parameters(notebook))
+
+
+@pytest.mark.parametrize("profile", ["smoke", "cpu", "paper"])
+def test_every_profile_names_only_declared_parameters(profile):
+    for notebook in NOTEBOOKS:
+        cli.resolve_parameters(notebook, profile, {})
+
+
+def test_unknown_parameter_is_an_error():
+    with pytest.raises(cli.ParameterError, match="num_epochz"):
+        cli.resolve_parameters(NOTEBOOKS[0], "cpu", {"num_epochz": 3})
+    with pytest.raises(cli.ParameterError, match="unknown profile"):
+        cli.resolve_parameters(NOTEBOOKS[0], "gpu-farm", {})
+
+
+def test_unknown_parameter_on_the_command_line_stops_before_running(tmp_path, capsys):
+    code = cli.main(["run", str(NOTEBOOKS[0]), "--build-dir", str(tmp_path), "-p", "sed", "1"])
+    assert code == 2
+    assert "sed" in capsys.readouterr().err
+    assert not (tmp_path / "site").exists()
+
+
+def test_override_values_are_read_as_yaml():
+    assert cli._parse_overrides([["epochs", "5"], ["name", "vgg16"], ["rate", "1e-4"]]) == {
+        "epochs": 5, "name": "vgg16", "rate": 1e-4,
+    }
+
+
+def _page(tmp_path, body):
+    (tmp_path / "notebooks").mkdir(exist_ok=True)
+    (tmp_path / "notebooks" / "00_data_exploration.html").write_text(body)
+
+
+def test_html_check_finds_missing_figures_and_errors(tmp_path):
+    notebook = NOTEBOOKS[0]
+    figures = sum(1 for c in json.loads(notebook.read_text())["cells"] if c["metadata"].get("mystnb"))
+    assert cli.check_html(tmp_path, [notebook]) == [f"00_data_exploration: page {tmp_path}/notebooks/00_data_exploration.html is missing"]
+    _page(tmp_path, '<img src="../_images/a.png">' * figures)
+    assert cli.check_html(tmp_path, [notebook]) == []
+    _page(tmp_path, '<img src="../_images/a.png">' * (figures - 1))
+    assert "figures expected" in cli.check_html(tmp_path, [notebook])[0]
+    _page(tmp_path, '<img src="../_images/a.png">' * figures + "Traceback (most recent call last)")
+    assert "error output" in cli.check_html(tmp_path, [notebook])[0]
+
+
+def test_chapter_00_runs_on_tiny_data(data_dir, tmp_path):
+    """The real notebook, executed by papermill under the smoke profile on generated images."""
+    code = cli.main(["run", str(NOTEBOOKS[0]), "--profile", "smoke", "--data-dir", str(data_dir),
+                     "--build-dir", str(tmp_path)])
+    assert code == 0
+    saved = json.loads((tmp_path / "outputs" / "00_data_exploration" / "results.json").read_text())
+    assert saved["provenance"]["profile"] == "smoke"
+    assert saved["results"]["totals"]["covid-xray"]["train"]["covid"] == 3
+    assert (tmp_path / "outputs" / "00_data_exploration" / "run_info.json").exists()
+    # two/ is a copy of all/ for covid and normal: the audit must pair them... within each dataset it
+    # sees only all/, so the generated data has no duplicate pairs at all.
+    assert saved["results"]["train_test_leaks"] == 0
+
+
+def test_broken_notebook_fails_the_run(tmp_path, monkeypatch, capsys):
+    broken = tmp_path / "notebooks" / "99_broken.ipynb"
+    broken.parent.mkdir()
+    shutil.copy(NOTEBOOKS[0], broken)
+    nb = nbformat.read(broken, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell("raise RuntimeError('this chapter is broken')"))
+    nb.cells = [c for c in nb.cells if c.cell_type == "markdown" or "parameters" in c.metadata.get("tags", []) or "raise" in c.source]
+    nbformat.write(nb, broken)
+    monkeypatch.setattr(cli, "load_profiles", lambda: {"smoke": {"notebooks": {}}})
+    code = cli.main(["run", str(broken), "--profile", "smoke", "--build-dir", str(tmp_path / "build")])
+    assert code == 1
+    out = capsys.readouterr().out
+    assert "FAILED" in out and "this chapter is broken" in out
+    assert (tmp_path / "build" / "site" / "notebooks" / "99_broken.ipynb").exists()

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.conftest import save_image, synthetic_xray
+from xrayutils import pipeline
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "I;16"])
+def test_every_mode_decodes_to_three_channels_in_0_255(tmp_path, mode):
+    array = synthetic_xray(3)
+    path = save_image(tmp_path / f"image-{mode.replace(';', '')}.png", array, mode)
+    image = pipeline.load_image(str(path), (32, 32)).numpy()
+    assert image.shape == (32, 32, 3)
+    assert np.allclose(image[..., 0], image[..., 2], atol=1.0)  # grey stays grey
+    assert 0.0 <= image.min() and image.max() <= 255.0
+    expected = np.asarray(pipeline.tf.image.resize(array[..., None].astype(np.float32), (32, 32)))[..., 0]
+    assert np.abs(image[..., 0] - expected).mean() < 2.0  # 16-bit is scaled like 8-bit
+
+
+def test_decode_error_names_the_problem(tmp_path):
+    good = save_image(tmp_path / "good.jpeg", synthetic_xray(1))
+    bad = tmp_path / "bad.jpeg"
+    bad.write_bytes(b"not an image")
+    assert pipeline.decode_error(str(good)) is None
+    assert pipeline.decode_error(str(bad))
+    assert pipeline.decode_error(str(tmp_path / "missing.png"))
+
+
+def test_split_is_seeded_stratified_and_disjoint():
+    labels = np.array([0] * 50 + [1] * 30)
+    train, val = pipeline.split_train_validation(labels, validation_fraction=0.2, seed=42)
+    again, _ = pipeline.split_train_validation(labels, validation_fraction=0.2, seed=42)
+    other, _ = pipeline.split_train_validation(labels, validation_fraction=0.2, seed=7)
+    assert len(val) == 16 and not set(train) & set(val) and len(train) + len(val) == 80
+    assert np.array_equal(train, again) and not np.array_equal(train, other)
+    assert np.bincount(labels[val]).tolist() == [10, 6]
+
+
+def test_split_rejects_a_bad_fraction():
+    with pytest.raises(ValueError, match="validation_fraction"):
+        pipeline.split_train_validation([0, 1], validation_fraction=1.5, seed=0)
+
+
+def test_dataset_batches_one_hot_labels_and_shuffles_by_seed(tmp_path):
+    paths = [str(save_image(tmp_path / f"{i}.jpeg", synthetic_xray(i))) for i in range(5)]
+    labels = [0, 1, 2, 0, 1]
+    ds = pipeline.make_dataset(paths, labels, image_size=(16, 16), batch_size=2, num_classes=3)
+    batches = list(ds)
+    assert [b[0].shape[0] for b in batches] == [2, 2, 1]
+    assert batches[0][0].shape[1:] == (16, 16, 3)
+    assert np.array_equal(np.argmax(np.concatenate([b[1] for b in batches]), axis=1), labels)
+
+    def order(seed):
+        ds = pipeline.make_dataset(paths, labels, image_size=(8, 8), batch_size=5, shuffle=True, seed=seed)
+        return next(iter(ds))[0].numpy().mean(axis=(1, 2, 3)).round(3).tolist()
+
+    assert order(1) == order(1)
+
+
+def test_dataset_refuses_mismatched_inputs():
+    with pytest.raises(ValueError, match="2 paths but 1 labels"):
+        pipeline.make_dataset(["a", "b"], [0], image_size=(8, 8), batch_size=1)

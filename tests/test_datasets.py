@@ -149,3 +149,10 @@ def test_unknown_names_are_value_errors(data_dir):
         datasets.load("chexpert", data_dir=data_dir)
     with pytest.raises(ValueError, match="task must be"):
         datasets.load("covid-xray", task="three", data_dir=data_dir)
+
+
+def test_sample_per_class_takes_all_of_a_small_class(data_dir):
+    frame = datasets.load("coronahack", task="all", data_dir=data_dir).metadata
+    sample = datasets.sample_per_class(frame, 100, seed=0)
+    assert len(sample) == len(frame)
+    assert sample.groupby(["split", "class_name"]).size().max() == 3

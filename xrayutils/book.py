@@ -73,6 +73,7 @@ def write_atomic(path: Path, text: str) -> None:
     with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as handle:
         handle.write(text)
         tmp = Path(handle.name)
+    tmp.chmod(0o644)  # NamedTemporaryFile makes files private; results are for every reader
     tmp.replace(path)
 
 

@@ -290,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--no-html", action="store_true", help="execute the notebooks only")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # Kernels inherit this: an MPLBACKEND such as Agg would stop figures reaching the notebook.
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     try:
         return args.func(args)
     except (ParameterError, datasets.DataNotFoundError, RuntimeError) as error:

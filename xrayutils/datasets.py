@@ -316,13 +316,21 @@ def load(
     if unique_patients:
         frame = frame.sort_values("file").drop_duplicates(["split", "patient_id"], keep="first")
     if max_images_per_class:
-        shuffled = frame.sample(frac=1.0, random_state=seed)
-        frame = shuffled.groupby(["split", "class_name"], sort=False).head(max_images_per_class)
+        frame = sample_per_class(frame, max_images_per_class, seed=seed)
     frame = frame.sort_values(["split", "label", "file"]).reset_index(drop=True)
     skipped = pd.DataFrame(columns=["file", "reason"])
     if check_images:
         frame, skipped = _drop_undecodable(frame)
     return XrayDataset(name, task, classes, root, frame, skipped)
+
+
+def sample_per_class(frame: pd.DataFrame, n: int, *, seed: int) -> pd.DataFrame:
+    """At most ``n`` random rows per split and class (all of a smaller class), the same for the same ``seed``.
+
+    Used by :func:`load` (the ``smoke`` profile) and by chapter 00's sample grids.
+    """
+    shuffled = frame.sample(frac=1.0, random_state=seed)
+    return shuffled.groupby(["split", "class_name"], sort=False).head(n).sort_values(["split", "class_name"])
 
 
 def _covid_xray_rows(root: Path, task: str) -> pd.DataFrame:

@@ -75,12 +75,11 @@ def resolve_parameters(
     return chosen
 
 
-def execute(notebook: Path, output: Path, parameters: dict[str, Any]) -> float:
-    """Execute ``notebook`` into ``output`` with papermill; return the wall time in seconds."""
+def execute(notebook: Path, output: Path, parameters: dict[str, Any]) -> None:
+    """Execute ``notebook`` into ``output`` with papermill, in the notebook's own folder."""
     import papermill
 
     output.parent.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
     papermill.execute_notebook(
         str(notebook),
         str(output),
@@ -90,44 +89,46 @@ def execute(notebook: Path, output: Path, parameters: dict[str, Any]) -> float:
         progress_bar=False,
         log_output=False,
     )
-    return time.perf_counter() - start
 
 
 def run_notebooks(
     notebooks: list[Path], profile: str, overrides: dict[str, Any], build_dir: Path, data_dir: str
 ) -> list[dict[str, Any]]:
-    """Execute each notebook, one progress line each; a failure is recorded and the others still run."""
-    overrides_known = {}
-    for name, value in overrides.items():
-        if not any(name in notebook_parameters(nb) for nb in notebooks):
+    """Execute each notebook, one progress line each; a failure is recorded and the others still run.
+
+    Every parameter is checked before anything runs: an override must be declared by at
+    least one notebook, and is passed to the notebooks that declare it.
+    """
+    declared = {nb: notebook_parameters(nb) for nb in notebooks}
+    for name in overrides:
+        if not any(name in names for names in declared.values()):
             raise ParameterError(f"no selected notebook declares the parameter {name!r}")
-        overrides_known[name] = value
     plan = []
     for nb in notebooks:
-        declared = notebook_parameters(nb)
-        mine = {k: v for k, v in overrides_known.items() if k in declared}
-        parameters = resolve_parameters(nb, profile, mine)
-        parameters.update(profile=profile, data_dir=data_dir, output_dir=str(build_dir / "outputs"))
-        missing = [p for p in RUNNER_PARAMETERS if p not in declared]
+        missing = [p for p in RUNNER_PARAMETERS if p not in declared[nb]]
         if missing:
             raise ParameterError(f"{nb.name} must declare the runner parameters {missing}")
-        plan.append((nb, parameters))  # everything is checked before anything runs
+        parameters = resolve_parameters(nb, profile, {k: v for k, v in overrides.items() if k in declared[nb]})
+        parameters.update(profile=profile, data_dir=data_dir, output_dir=str(build_dir / "outputs"))
+        plan.append((nb, parameters))
     timings = []
     for i, (nb, parameters) in enumerate(plan, 1):
         output = build_dir / "site" / "notebooks" / nb.name
         print(f"[{i}/{len(plan)}] {nb.stem} ({profile}) ...", end=" ", flush=True)
         start = time.perf_counter()
         try:
-            seconds = execute(nb, output, parameters)
+            execute(nb, output, parameters)
+            status = "ok"
         except Exception as error:  # papermill raises PapermillExecutionError and kernel errors
-            seconds = time.perf_counter() - start
+            status = "failed"
             reason = f"{getattr(error, 'ename', type(error).__name__)}: {getattr(error, 'evalue', error)}"
+        seconds = time.perf_counter() - start
+        if status == "ok":
+            print(f"ok {seconds:.1f} s")
+        else:
             print(f"FAILED after {seconds:.1f} s: {reason.strip().splitlines()[0]}")
             print(f"      the executed notebook with the traceback: {output}")
-            timings.append({"notebook": nb.stem, "status": "failed", "seconds": round(seconds, 1)})
-            continue
-        print(f"ok {seconds:.1f} s")
-        timings.append({"notebook": nb.stem, "status": "ok", "seconds": round(seconds, 1)})
+        timings.append({"notebook": nb.stem, "status": status, "seconds": round(seconds, 1)})
     return timings
 
 

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from xrayutils import models
+
+
+def test_vgg16_binary_has_the_published_parameter_counts():
+    model = models.vgg16_transfer((224, 224, 3), num_classes=2)
+    assert models.count_parameters(model) == (21_137_729, 6_423_041)
+    assert model.output_shape == (None, 1)
+
+
+def test_alexnet_four_classes_has_the_published_parameter_count():
+    model = models.alexnet((224, 224, 3), num_classes=4)
+    assert model.count_params() == 46_768_900
+    assert model.output_shape == (None, 4)
+
+
+def test_auto_weights_fall_back_visibly_when_imagenet_is_unavailable(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))  # an empty cache
+
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure on https://storage.googleapis.com/...: no network")
+
+    monkeypatch.setattr(models.keras.applications, "VGG16", offline)
+    with pytest.warns(UserWarning, match="falling back to random initialisation"):
+        weights = models.resolve_weights("auto")
+    assert not weights.pretrained
+    assert "ImageNet weights unavailable" in weights.description
+
+
+def test_auto_weights_use_the_keras_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / models.VGG16_NOTOP_FILE).write_bytes(b"")
+    assert models.resolve_weights("auto").keras_arg == "imagenet"
+
+
+def test_weights_file_is_really_loaded(tmp_path):
+    """Save a base's weights, build a model from that file, and find the same numbers in it."""
+    source = models.keras.applications.VGG16(include_top=False, weights=None, input_shape=(32, 32, 3))
+    path = tmp_path / "vgg16-notop.weights.h5"
+    source.save_weights(path)
+    weights = models.resolve_weights(str(path))
+    assert weights.pretrained and str(path) in weights.description
+    model = models.vgg16_transfer((32, 32, 3), num_classes=4, weights=weights)
+    loaded = model.get_layer("vgg16").get_weights()
+    fresh = models.vgg16_transfer((32, 32, 3), num_classes=4).get_layer("vgg16").get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(loaded, source.get_weights()))
+    assert not all(np.array_equal(a, b) for a, b in zip(fresh, source.get_weights()))
+
+
+def test_bad_weights_choice_is_a_value_error(tmp_path):
+    with pytest.raises(ValueError, match="imagenet', 'none', 'auto'"):
+        models.resolve_weights(str(tmp_path / "missing.h5"))
+
+
+def test_one_class_is_refused():
+    with pytest.raises(ValueError, match="num_classes"):
+        models.alexnet((64, 64, 3), num_classes=1)

@@ -1,0 +1,129 @@
+"""Model factories of the class-challenge study (for chapters 01 and 02, still to be written), Keras functional API.
+
+Each factory takes the input shape, the class count and a weights choice, and
+returns an uncompiled ``keras.Model``.  Two classes give one sigmoid unit, more
+give a softmax, as in the published notebooks.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+from keras import layers
+
+#: File Keras caches the ImageNet VGG16 convolutional base under (``~/.keras/models``).
+VGG16_NOTOP_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+
+
+@dataclass(frozen=True)
+class Weights:
+    """What a model's base starts from: ``keras_arg`` for ``keras.applications``, ``description`` for the reader."""
+
+    keras_arg: str | None
+    description: str
+
+    @property
+    def pretrained(self) -> bool:
+        return self.keras_arg is not None
+
+
+def resolve_weights(choice: str, *, cache_file: str = VGG16_NOTOP_FILE) -> Weights:
+    """Turn the ``weights`` parameter (``imagenet``, ``none``, ``auto`` or a file path) into a :class:`Weights`.
+
+    ``auto`` takes ImageNet when Keras has the file cached (or can download it)
+    and otherwise falls back, with a warning, to random initialisation: the
+    chapter then says so at its top, so a model trained from random weights never
+    looks like transfer learning.
+    """
+    if choice == "none":
+        return Weights(None, "random initialisation (weights=none)")
+    if choice == "imagenet":
+        return Weights("imagenet", "ImageNet (weights=imagenet)")
+    if choice == "auto":
+        cached = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models" / cache_file
+        if cached.is_file():
+            return Weights("imagenet", f"ImageNet (auto: found {cached})")
+        try:
+            keras.applications.VGG16(include_top=False, weights="imagenet", input_shape=(32, 32, 3))
+        except Exception as error:  # offline: URL fetch failure, as Keras reports it
+            reason = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
+            warnings.warn(f"ImageNet weights unavailable ({reason}); falling back to random initialisation", stacklevel=2)
+            return Weights(None, f"random initialisation (auto: ImageNet weights unavailable: {reason})")
+        return Weights("imagenet", "ImageNet (auto: downloaded by Keras)")
+    path = Path(choice).expanduser()
+    if not path.is_file():
+        raise ValueError(f"weights must be 'imagenet', 'none', 'auto' or an existing file; {choice!r} is none of these")
+    return Weights(str(path.resolve()), f"file {path.resolve()}")
+
+
+def _check_classes(num_classes: int) -> None:
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+
+
+def _classifier(x: keras.KerasTensor, num_classes: int) -> keras.KerasTensor:
+    if num_classes == 2:
+        return layers.Dense(1, activation="sigmoid", name="predictions")(x)
+    return layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+
+
+def vgg16_transfer(
+    input_shape: tuple[int, int, int] = (224, 224, 3), num_classes: int = 2, weights: Weights | None = None
+) -> keras.Model:
+    """VGG16 convolutional base, frozen, then Flatten, Dense(256, relu) and the classifier.
+
+    Inputs are images in [0, 255]; VGG16's own ``preprocess_input`` is part of the model.
+    At 224x224 with two classes: 21,137,729 parameters, 6,423,041 trainable.
+    """
+    _check_classes(num_classes)
+    weights = weights or Weights(None, "random initialisation")
+    base = keras.applications.VGG16(include_top=False, weights=weights.keras_arg, input_shape=input_shape)
+    base.trainable = False
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = keras.applications.vgg16.preprocess_input(inputs)
+    x = base(x, training=False)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(256, activation="relu", name="features")(x)
+    outputs = _classifier(x, num_classes)
+    return keras.Model(inputs, outputs, name="vgg16_transfer")
+
+
+def alexnet(input_shape: tuple[int, int, int] = (224, 224, 3), num_classes: int = 4) -> keras.Model:
+    """AlexNet as in the class-challenge study, with batch norm, trained from scratch.
+
+    At 224x224 with four classes: 46,768,900 parameters.  Inputs in [0, 255] are
+    rescaled to [0, 1] inside the model.
+    """
+    _check_classes(num_classes)
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = layers.Rescaling(1.0 / 255)(inputs)
+    x = layers.Conv2D(96, 11, strides=4, activation="relu")(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.MaxPooling2D(3, strides=2)(x)
+    x = layers.Conv2D(256, 5, padding="same", activation="relu")(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.MaxPooling2D(3, strides=2)(x)
+    x = layers.Conv2D(384, 3, padding="same", activation="relu")(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.Conv2D(384, 3, padding="same", activation="relu")(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.Conv2D(256, 3, padding="same", activation="relu")(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.MaxPooling2D(3, strides=2)(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(4096, activation="relu")(x)
+    x = layers.Dropout(0.5)(x)
+    x = layers.Dense(4096, activation="relu", name="features")(x)
+    x = layers.Dropout(0.5)(x)
+    outputs = _classifier(x, num_classes)
+    return keras.Model(inputs, outputs, name="alexnet")
+
+
+def count_parameters(model: keras.Model) -> tuple[int, int]:
+    """``(total, trainable)`` parameter counts."""
+    trainable = sum(int(w.numpy().size) for w in model.trainable_weights)
+    return model.count_params(), trainable

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from xrayutils import evaluate
+
+
+def test_binary_metrics_by_hand():
+    y_true = np.array([0, 0, 0, 1, 1, 1])
+    p1 = np.array([0.1, 0.2, 0.7, 0.8, 0.9, 0.4])  # one false positive, one false negative
+    m = evaluate.point_metrics(y_true, p1, classes=["covid", "normal"])
+    assert m["accuracy"] == pytest.approx(4 / 6)
+    assert m["recall_normal"] == pytest.approx(2 / 3) and m["precision_normal"] == pytest.approx(2 / 3)
+    # AUC by hand: of the 9 (negative, positive) pairs, only (0.7, 0.4) is misordered
+    assert m["roc_auc"] == pytest.approx(8 / 9)
+
+
+def test_auc_comes_from_probabilities_not_labels():
+    y_true = [0, 0, 1, 1]
+    # every prediction is "class 1", but the probabilities still rank the positives first
+    assert evaluate.roc_auc(y_true, [0.6, 0.7, 0.8, 0.9]) == 1.0
+
+
+def test_multiclass_auc_is_one_vs_rest_macro():
+    y_true = np.array([0, 1, 2, 0, 1, 2])
+    proba = np.eye(3)[y_true] * 0.7 + 0.1
+    m = evaluate.point_metrics(y_true, proba, classes=["a", "b", "c"])
+    assert m["roc_auc"] == 1.0 and m["accuracy"] == 1.0 and m["f1_macro"] == 1.0
+
+
+def test_auc_is_nan_when_a_class_is_absent():
+    m = evaluate.point_metrics([0, 0, 1], np.full((3, 3), 1 / 3), classes=["a", "b", "c"])
+    assert math.isnan(m["roc_auc"])
+
+
+def test_bootstrap_interval_brackets_the_value_and_shrinks_with_n():
+    rng = np.random.default_rng(0)
+
+    def width(n):
+        y = rng.integers(0, 2, n)
+        p = y * 0.3 + rng.random(n) * 0.7  # overlapping classes: accuracy near 0.7
+        ci = evaluate.bootstrap_metrics(y, p, classes=["a", "b"], n_resamples=300, seed=1)["accuracy"]
+        assert ci["low"] <= ci["value"] <= ci["high"]
+        return ci["high"] - ci["low"]
+
+    assert width(400) < width(40)
+
+
+def test_bootstrap_agrees_with_a_slow_reference():
+    y = np.array([0, 1] * 10)
+    p = np.linspace(0.2, 0.8, 20)
+    got = evaluate.bootstrap_metrics(y, p, classes=["a", "b"], n_resamples=200, seed=3)["accuracy"]
+    rng = np.random.default_rng(3)
+    accs = []
+    for _ in range(200):
+        idx = rng.integers(0, 20, 20)
+        accs.append(np.mean((p[idx] >= 0.5).astype(int) == y[idx]))
+    assert got["low"] == pytest.approx(np.percentile(accs, 2.5))
+    assert got["high"] == pytest.approx(np.percentile(accs, 97.5))
+
+
+def test_mcnemar_by_hand():
+    y = np.ones(12, dtype=int)
+    a = np.ones(12, dtype=int)
+    b = np.array([0] * 6 + [1] * 6)
+    result = evaluate.mcnemar_test(y, a, b)
+    assert (result["only_a_correct"], result["only_b_correct"]) == (6, 0)
+    assert result["p_value"] == pytest.approx(2 * 0.5**6)
+    assert evaluate.mcnemar_test(y, a, a)["p_value"] == 1.0
+
+
+def test_mismatched_inputs_are_value_errors():
+    with pytest.raises(ValueError, match="probability columns"):
+        evaluate.point_metrics([0, 1], np.ones((2, 3)) / 3, classes=["a", "b"])
+    with pytest.raises(ValueError, match="lengths differ"):
+        evaluate.mcnemar_test([0, 1], [0], [1, 1])

@@ -116,19 +116,18 @@ def run_notebooks(
         output = build_dir / "site" / "notebooks" / nb.name
         print(f"[{i}/{len(plan)}] {nb.stem} ({profile}) ...", end=" ", flush=True)
         start = time.perf_counter()
+        reason = None
         try:
             execute(nb, output, parameters)
-            status = "ok"
         except Exception as error:  # papermill raises PapermillExecutionError and kernel errors
-            status = "failed"
             reason = f"{getattr(error, 'ename', type(error).__name__)}: {getattr(error, 'evalue', error)}"
         seconds = time.perf_counter() - start
-        if status == "ok":
+        if reason is None:
             print(f"ok {seconds:.1f} s")
         else:
             print(f"FAILED after {seconds:.1f} s: {reason.strip().splitlines()[0]}")
             print(f"      the executed notebook with the traceback: {output}")
-        timings.append({"notebook": nb.stem, "status": status, "seconds": round(seconds, 1)})
+        timings.append({"notebook": nb.stem, "status": "ok" if reason is None else "failed", "seconds": round(seconds, 1)})
     return timings
 
 

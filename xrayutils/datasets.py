@@ -142,22 +142,20 @@ def locate(name: str, data_dir: str | os.PathLike | None = None, *, download: bo
     name : {"covid-xray", "coronahack"}
     data_dir : path, optional
         A folder holding ``covid-xray/`` and/or ``coronahack/`` (or
-        ``coronahack-mini/``).  Defaults to ``XRAY_DATA_DIR``.  When it is given
-        explicitly and the dataset is not in it, that is an error (no fallback).
+        ``coronahack-mini/``).  Defaults to ``XRAY_DATA_DIR``.  When a folder is
+        named and the dataset is not in it, that is an error (no fallback).
     download : bool
         Whether to download into :func:`cache_dir` when nothing is local.
     """
     _check_name(name)
-    explicit = data_dir not in (None, "")
-    data_dir = data_dir if explicit else os.environ.get("XRAY_DATA_DIR") or None
+    data_dir = data_dir or os.environ.get("XRAY_DATA_DIR")
     searched = []
-    for base in [Path(data_dir)] if data_dir else []:
+    if data_dir:
         for folder in FOLDER_NAMES[name]:
-            candidate = base.expanduser() / folder
+            candidate = Path(data_dir).expanduser() / folder
             searched.append(candidate)
             if candidate.is_dir():
                 return candidate.resolve()
-    if data_dir:
         raise DataNotFoundError(_not_found_message(name, searched, download_tried=False))
     cached = cache_dir() / name
     searched.append(cached)

@@ -8,8 +8,6 @@ For the modelling chapters (01-04).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 from scipy import stats
 from sklearn import metrics
@@ -18,10 +16,9 @@ from sklearn import metrics
 def _as_probabilities(y_prob: np.ndarray) -> np.ndarray:
     """``(n, n_classes)`` probabilities; a 1-D array is P(class 1) of a binary model."""
     y_prob = np.asarray(y_prob, dtype=float)
-    if y_prob.ndim == 1:
-        return np.stack([1.0 - y_prob, y_prob], axis=1)
-    if y_prob.ndim == 2 and y_prob.shape[1] == 1:
-        return np.concatenate([1.0 - y_prob, y_prob], axis=1)
+    if y_prob.ndim == 1 or y_prob.shape[1] == 1:
+        positive = y_prob.reshape(-1)
+        return np.stack([1.0 - positive, positive], axis=1)
     return y_prob
 
 
@@ -71,7 +68,6 @@ def bootstrap_metrics(
     n_resamples: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
-    metric_fn: Callable[..., dict[str, float]] = point_metrics,
 ) -> dict[str, dict[str, float]]:
     """Every metric of :func:`point_metrics` with a percentile bootstrap interval.
 
@@ -88,12 +84,12 @@ def bootstrap_metrics(
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     y_true = np.asarray(y_true)
     proba = _as_probabilities(y_prob)
-    point = metric_fn(y_true, proba, classes=classes)
+    point = point_metrics(y_true, proba, classes=classes)
     rng = np.random.default_rng(seed)
     draws = {name: [] for name in point}
     for _ in range(n_resamples):
         idx = rng.integers(0, len(y_true), len(y_true))
-        for name, value in metric_fn(y_true[idx], proba[idx], classes=classes).items():
+        for name, value in point_metrics(y_true[idx], proba[idx], classes=classes).items():
             draws[name].append(value)
     tail = (1 - confidence) / 2 * 100
     out = {}

@@ -80,7 +80,7 @@ def vgg16_transfer(
     At 224x224 with two classes: 21,137,729 parameters, 6,423,041 trainable.
     """
     _check_classes(num_classes)
-    weights = weights or Weights(None, "random initialisation")
+    weights = weights or resolve_weights("none")
     base = keras.applications.VGG16(include_top=False, weights=weights.keras_arg, input_shape=input_shape)
     base.trainable = False
     inputs = keras.Input(shape=input_shape, name="image")

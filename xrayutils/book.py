@@ -10,6 +10,7 @@ Used by every chapter.
 from __future__ import annotations
 
 import datetime as _dt
+import html
 import json
 import os
 import platform
@@ -18,8 +19,12 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from importlib import metadata as _metadata
+from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ["tensorflow", "keras", "numpy", "pandas", "scikit-learn", "pillow", "imagehash", "matplotlib"]
@@ -167,6 +172,17 @@ class Chapter:
             print(f"Note: {path.name} held results of a different run; they were kept as {kept.name}.")
         return path
 
+    def use_weights(self, weights: dict[str, Any]) -> None:
+        """Record which weights each model starts from and show it in an admonition at the chapter's top.
+
+        ``weights`` maps a model name to a :class:`xrayutils.models.Weights`.  Any
+        model without pretrained weights is called out as not transfer learning.
+        """
+        from IPython.display import HTML, display
+
+        self.weights.update({name: w.description for name, w in weights.items()})
+        display(HTML(weights_notice(weights)))
+
     def stamp(self) -> None:
         """Display the reproducibility stamp as a table and write it to ``run_info.json``."""
         from IPython.display import Markdown, display
@@ -212,3 +228,31 @@ def glue(name: str, value: Any, display: bool = False) -> None:
         print(f"{name} = {value}")
         return
     _glue(name, value, display=display)
+
+
+def weights_notice(weights: dict[str, Any]) -> str:
+    """HTML admonition (Sphinx classes, so the book styles it) stating each model's starting weights."""
+    scratch = [name for name, w in weights.items() if not w.pretrained]
+    items = "".join(
+        f"<li><b>{name}</b>: {html.escape(w.description)}"
+        + ("" if w.pretrained else " &mdash; <b>trained from scratch, not transfer learning</b>")
+        + "</li>"
+        for name, w in weights.items()
+    )
+    kind, title = ("warning", "Weights: some models start from random weights") if scratch else ("note", "Weights used")
+    extra = (
+        f"<p>{', '.join(scratch)} learned only from this chapter's images. Do not read {'its' if len(scratch) == 1 else 'their'} "
+        "numbers as those of an ImageNet-pretrained model. To use ImageNet weights, set <code>weights</code> to "
+        "<code>imagenet</code> on a machine that can download them, or to the path of a weights file.</p>"
+        if scratch else ""
+    )
+    return f'<div class="admonition {kind}"><p class="admonition-title">{title}</p><ul>{items}</ul>{extra}</div>'
+
+
+def published_results(study: str | None = None) -> pd.DataFrame:
+    """The numbers the reproduced studies published (``published_results.csv``, shipped with the package)."""
+    import pandas as pd
+
+    with resources.files("xrayutils").joinpath("published_results.csv").open() as handle:
+        table = pd.read_csv(handle)
+    return table if study is None else table[table["study"] == study].reset_index(drop=True)

@@ -3,6 +3,7 @@
     xray-book build --profile cpu --data-dir ../shared/data      # the whole book
     xray-book run notebooks/00_data_exploration.ipynb -p seed 1  # one chapter
     xray-book fetch                                              # download the data only
+    xray-book predict model.keras image.png folder/              # class probabilities per file
 
 A profile (``profiles.yml``) is a set of papermill parameters per notebook;
 ``-p NAME VALUE`` overrides one of them.  Every name is checked against the
@@ -265,6 +266,27 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Print each file's class probabilities; bad files get their message and the rest are still predicted."""
+    import pandas as pd
+
+    from xrayutils import predict
+
+    model, classes = predict.load_model(args.model)
+    table = predict.predict_files(model, classes, args.inputs)
+    if table.empty:
+        raise RuntimeError(f"no image files found in {', '.join(args.inputs)}")
+    if args.csv:
+        book.write_atomic(Path(args.csv), table.to_csv(index=False))
+    with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_colwidth", 80):
+        print(table.fillna("").to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    failed = table[table["error"] != ""]
+    for row in failed.itertuples():
+        print(f"xray-book predict: {row.file}: {row.error}", file=sys.stderr)
+    print(f"{len(table) - len(failed)} of {len(table)} files predicted", file=sys.stderr)
+    return 1 if len(failed) else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="xray-book", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -272,9 +294,15 @@ def main(argv: list[str] | None = None) -> int:
         ("build", cmd_build, "execute every chapter and build the HTML book"),
         ("run", cmd_run, "execute one notebook"),
         ("fetch", cmd_fetch, "locate or download the datasets"),
+        ("predict", cmd_predict, "class probabilities of image files with a saved model"),
     ]:
         p = sub.add_parser(name, help=help_)
         p.set_defaults(func=func)
+        if name == "predict":
+            p.add_argument("model", help="a .keras file saved by a chapter (its .json sidecar names the classes)")
+            p.add_argument("inputs", nargs="+", help="image files and/or folders")
+            p.add_argument("--csv", help="also write the table to this CSV file")
+            continue
         p.add_argument("--data-dir", default=os.environ.get("XRAY_DATA_DIR", ""),
                        help="folder holding covid-xray/ and coronahack/ (default: $XRAY_DATA_DIR)")
         if name == "fetch":
@@ -294,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     try:
         return args.func(args)
-    except (ParameterError, datasets.DataNotFoundError, RuntimeError) as error:
+    except (ParameterError, datasets.DataNotFoundError, RuntimeError, FileNotFoundError) as error:
         print(f"xray-book: {error}", file=sys.stderr)
         return 2
 

@@ -8,9 +8,13 @@ For the modelling chapters (01-04).
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
+import pandas as pd
 from scipy import stats
 from sklearn import metrics
+from sklearn.manifold import TSNE
 
 
 def _as_probabilities(y_prob: np.ndarray) -> np.ndarray:
@@ -118,3 +122,79 @@ def mcnemar_test(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray) -> 
     c = int(np.sum(~a_right & b_right))
     p_value = 1.0 if b + c == 0 else float(stats.binomtest(b, b + c, 0.5).pvalue)
     return {"only_a_correct": b, "only_b_correct": c, "p_value": p_value}
+
+
+def predict_proba(model, images) -> tuple[np.ndarray, float]:
+    """Class probabilities ``(n, n_classes)`` of a Keras model over a batched dataset, and seconds per image.
+
+    ``images`` yields batches of images or ``(images, labels)``; a one-unit sigmoid
+    output becomes two columns ``[P(class 0), P(class 1)]``.
+    """
+    started = time.perf_counter()
+    raw = model.predict(images, verbose=0)
+    seconds = time.perf_counter() - started
+    return _as_probabilities(raw), seconds / max(len(raw), 1)
+
+
+def embed_tsne(features: np.ndarray, *, seed: int, perplexity: float = 30.0) -> np.ndarray:
+    """2-D t-SNE of ``features`` ``(n, d)``; the perplexity is lowered for small ``n`` (it must stay below ``n``)."""
+    features = np.asarray(features, dtype=float).reshape(len(features), -1)
+    if len(features) < 3:
+        raise ValueError(f"t-SNE needs at least 3 points, got {len(features)}")
+    perplexity = min(perplexity, (len(features) - 1) / 3)
+    return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(features)
+
+
+def interval(ci: dict[str, float], digits: int = 3) -> str:
+    """``"0.871 [0.790, 0.935]"`` from ``{"value", "low", "high"}``.
+
+    >>> interval({"value": 0.5, "low": 0.25, "high": 0.75}, digits=2)
+    '0.50 [0.25, 0.75]'
+    """
+    return f"{ci['value']:.{digits}f} [{ci['low']:.{digits}f}, {ci['high']:.{digits}f}]"
+
+
+def metrics_table(results: dict[str, dict[str, dict[str, float]]], metric_names: list[str]) -> pd.DataFrame:
+    """One row per model, one column per metric, each cell ``value [low, high]``.
+
+    ``results`` maps a model name to :func:`bootstrap_metrics` output.
+    """
+    return pd.DataFrame(
+        {name: {metric: interval(cis[metric]) for metric in metric_names} for name, cis in results.items()}
+    ).T.rename_axis("model")
+
+
+def predictions_frame(frame: pd.DataFrame, y_prob: np.ndarray, classes: list[str]) -> pd.DataFrame:
+    """Per-image results: ``file``, ``true``, ``predicted``, ``correct`` and ``p_<class>`` for each class."""
+    proba = _as_probabilities(y_prob)
+    table = pd.DataFrame({"file": frame["file"].to_numpy(), "true": frame["class_name"].to_numpy()})
+    table["predicted"] = np.asarray(classes)[proba.argmax(axis=1)]
+    table["correct"] = table["true"] == table["predicted"]
+    for i, name in enumerate(classes):
+        table[f"p_{name}"] = proba[:, i]
+    return table
+
+
+def compare_with_published(
+    results: dict[str, dict[str, dict[str, float]]],
+    published: pd.DataFrame,
+    metric_names: list[str],
+    *,
+    n_test: int,
+    source: str,
+) -> pd.DataFrame:
+    """Our models (``value [low, high]``) and the published rows (value only) in one table.
+
+    ``published`` holds rows of ``published_results.csv``; a metric it did not report shows as ``-``.
+    """
+    rows = [
+        {"source": source, "model": name, "split": "test", "n": n_test,
+         **{m: interval(cis[m]) for m in metric_names}}
+        for name, cis in results.items()
+    ]
+    for row in published.itertuples():
+        rows.append(
+            {"source": f"published ({row.study})", "model": row.model, "split": row.split, "n": row.n_test,
+             **{m: "-" if pd.isna(getattr(row, m, np.nan)) else f"{getattr(row, m):.3f}" for m in metric_names}}
+        )
+    return pd.DataFrame(rows)

@@ -1,4 +1,4 @@
-"""Model factories of the class-challenge study (for chapters 01 and 02, still to be written), Keras functional API.
+"""Model factories of the class-challenge study (chapters 01 and 02), Keras functional API.
 
 Each factory takes the input shape, the class count and a weights choice, and
 returns an uncompiled ``keras.Model``.  Two classes give one sigmoid unit, more
@@ -17,6 +17,8 @@ from keras import layers
 
 #: File Keras caches the ImageNet VGG16 convolutional base under (``~/.keras/models``).
 VGG16_NOTOP_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
+#: Smallest input side for which AlexNet's 11x11/4 stem and three 3/2 poolings leave a pixel.
+ALEXNET_MIN_SIZE = 67
 
 
 @dataclass(frozen=True)
@@ -96,9 +98,11 @@ def alexnet(input_shape: tuple[int, int, int] = (224, 224, 3), num_classes: int 
     """AlexNet as in the class-challenge study, with batch norm, trained from scratch.
 
     At 224x224 with four classes: 46,768,900 parameters.  Inputs in [0, 255] are
-    rescaled to [0, 1] inside the model.
+    rescaled to [0, 1] inside the model.  The three poolings need at least 67x67 pixels.
     """
     _check_classes(num_classes)
+    if min(input_shape[:2]) < ALEXNET_MIN_SIZE:
+        raise ValueError(f"AlexNet needs images of at least {ALEXNET_MIN_SIZE}x{ALEXNET_MIN_SIZE}, got {input_shape[:2]}")
     inputs = keras.Input(shape=input_shape, name="image")
     x = layers.Rescaling(1.0 / 255)(inputs)
     x = layers.Conv2D(96, 11, strides=4, activation="relu")(x)
@@ -127,3 +131,8 @@ def count_parameters(model: keras.Model) -> tuple[int, int]:
     """``(total, trainable)`` parameter counts."""
     trainable = sum(int(w.numpy().size) for w in model.trainable_weights)
     return model.count_params(), trainable
+
+
+def feature_extractor(model: keras.Model, layer: str = "features") -> keras.Model:
+    """The model up to its ``features`` layer (Dense(256) of VGG16, the last Dense(4096) of AlexNet), for t-SNE."""
+    return keras.Model(model.inputs, model.get_layer(layer).output, name=f"{model.name}_{layer}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 import tensorflow as tf
 from sklearn.model_selection import train_test_split
 
@@ -115,3 +116,35 @@ def make_dataset(
     if augment is not None:
         ds = ds.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=AUTOTUNE)
     return ds.prefetch(AUTOTUNE)
+
+
+def split_frames(dataset, *, validation_fraction: float, seed: int) -> dict[str, pd.DataFrame]:
+    """``{"train", "validation", "test"}`` rows of an ``XrayDataset``: validation is a seeded, stratified part of train.
+
+    The test split is the dataset's own, never touched by training or model choice.
+    """
+    train = dataset.subset("train")
+    train_idx, val_idx = split_train_validation(train["label"], validation_fraction=validation_fraction, seed=seed)
+    return {
+        "train": train.iloc[train_idx].reset_index(drop=True),
+        "validation": train.iloc[val_idx].reset_index(drop=True),
+        "test": dataset.subset("test"),
+    }
+
+
+def make_datasets(
+    frames: dict[str, pd.DataFrame], *, image_size: int, batch_size: int, num_classes: int, seed: int
+) -> dict[str, tf.data.Dataset]:
+    """One :func:`make_dataset` per split; only train is shuffled.  Labels are one-hot for a softmax (> 2 classes)."""
+    return {
+        split: make_dataset(
+            frame["path"],
+            frame["label"],
+            image_size=(image_size, image_size),
+            batch_size=batch_size,
+            num_classes=num_classes if num_classes > 2 else None,
+            shuffle=split == "train",
+            seed=seed,
+        )
+        for split, frame in frames.items()
+    }

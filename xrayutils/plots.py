@@ -50,14 +50,19 @@ def plot_class_counts(totals: dict[str, pd.DataFrame], ax: plt.Axes | None = Non
 
 
 def plot_image_grid(
-    paths: Sequence[str], titles: Sequence[str], *, ncols: int = 6, size: float = 1.8, colors: Sequence[str] | None = None
+    paths: Sequence[str | None],
+    titles: Sequence[str],
+    *,
+    ncols: int = 6,
+    size: float = 1.8,
+    colors: Sequence[str] | None = None,
 ) -> plt.Figure:
-    """Thumbnails in a grid, each with a title (coloured when ``colors`` is given)."""
+    """Thumbnails in a grid, each with a title (coloured when ``colors`` is given); ``None`` leaves a cell empty."""
     nrows = max(1, int(np.ceil(len(paths) / ncols)))
     fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows * 1.1), squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
-        if i < len(paths):
+        if i < len(paths) and paths[i] is not None:
             ax.imshow(_thumbnail(paths[i]), cmap="gray")
             ax.set_title(titles[i], fontsize=8, color=colors[i] if colors else "black")
     fig.tight_layout()
@@ -116,4 +121,145 @@ def plot_duplicate_pairs(report: pd.DataFrame, *, max_pairs: int = 8, size: floa
             1.05, 0.5, f"d={pair.distance}", transform=row_axes[0].transAxes, ha="left", va="center", fontsize=9
         )
     fig.tight_layout()
+    return fig
+
+
+# Modelling chapters (01-03).  Each takes results keyed by model name, one panel per model.
+
+MISTAKE = "crimson"
+
+
+def plot_histories(histories: dict[str, dict]) -> plt.Figure:
+    """Accuracy and loss per epoch, train and validation, one row per model; a dotted line marks the kept epoch."""
+    fig, axes = plt.subplots(len(histories), 2, figsize=(10, 3.2 * len(histories)), squeeze=False, layout="constrained")
+    for row, (name, history) in zip(axes, histories.items()):
+        epochs = np.arange(1, len(history["loss"]) + 1)
+        for ax, metric in zip(row, ("accuracy", "loss")):
+            ax.plot(epochs, history[metric], marker=".", label="train")
+            ax.plot(epochs, history[f"val_{metric}"], marker=".", label="validation")
+            ax.axvline(history["best_epoch"], color="gray", linestyle=":", label=f"kept (epoch {history['best_epoch']})")
+            ax.set_title(f"{name}: {metric}")
+            ax.set_xlabel("epoch")
+            ax.legend(fontsize="small")
+    return fig
+
+
+def plot_confusion_matrices(y_true: np.ndarray, probabilities: dict[str, np.ndarray], classes: list[str]) -> plt.Figure:
+    """Test-set confusion matrix (counts) of each model, side by side."""
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    n = len(probabilities)
+    side = 2.2 + 0.9 * len(classes)
+    fig, axes = plt.subplots(1, n, figsize=(side * n, side), squeeze=False, layout="constrained")
+    for ax, (name, proba) in zip(axes[0], probabilities.items()):
+        ConfusionMatrixDisplay.from_predictions(
+            y_true, np.argmax(proba, axis=1), labels=np.arange(len(classes)), display_labels=classes,
+            ax=ax, colorbar=False, cmap="Blues",
+        )
+        ax.grid(False)
+        ax.set_title(name)
+        ax.tick_params(axis="x", labelrotation=30)
+    return fig
+
+
+def plot_roc_curves(y_true: np.ndarray, probabilities: dict[str, np.ndarray], classes: list[str]) -> plt.Figure:
+    """ROC curves from probabilities: one panel with every model for two classes, else one-vs-rest per model."""
+    from sklearn.metrics import RocCurveDisplay
+
+    y_true = np.asarray(y_true)
+    binary = len(classes) == 2
+    panels = 1 if binary else len(probabilities)
+    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 4.6), squeeze=False, layout="constrained")
+    for i, (name, proba) in enumerate(probabilities.items()):
+        ax = axes[0, 0 if binary else i]
+        curves = [(name, 1)] if binary else [(c, k) for k, c in enumerate(classes)]
+        for label, k in curves:
+            if len(np.unique(y_true == k)) < 2:
+                continue  # a class absent from the test set has no ROC curve
+            RocCurveDisplay.from_predictions(y_true == k, proba[:, k], name=label, ax=ax)
+        ax.plot([0, 1], [0, 1], color="gray", linestyle=":", linewidth=1)
+        ax.set_title("ROC, test set" if binary else f"{name}: one vs rest")
+        ax.legend(fontsize="small", loc="lower right")
+    return fig
+
+
+def plot_predictions(
+    paths: Sequence[str],
+    y_true: np.ndarray,
+    probabilities: dict[str, np.ndarray],
+    classes: list[str],
+    *,
+    n_images: int = 12,
+    seed: int = 0,
+    ncols: int = 6,
+) -> plt.Figure:
+    """Test images with true label, predicted label and its probability; mistakes in red.
+
+    The same images for every model (one block of rows per model): first those any
+    model gets wrong, then a random draw of the rest.
+    """
+    y_true = np.asarray(y_true)
+    wrong = np.zeros(len(y_true), dtype=bool)
+    for proba in probabilities.values():
+        wrong |= proba.argmax(axis=1) != y_true
+    rng = np.random.default_rng(seed)
+    order = np.concatenate([rng.permutation(np.flatnonzero(wrong)), rng.permutation(np.flatnonzero(~wrong))])
+    chosen = np.sort(order[: min(n_images, len(order))])
+    titles, colors, shown = [], [], []
+    for name, proba in probabilities.items():
+        for i in chosen:
+            k = int(proba[i].argmax())
+            prefix = f"{name}\n" if len(probabilities) > 1 else ""
+            titles.append(f"{prefix}true {classes[y_true[i]]}\npred {classes[k]} ({proba[i, k]:.2f})")
+            colors.append(MISTAKE if k != y_true[i] else "black")
+            shown.append(paths[i])
+        shown += [None] * (-len(shown) % ncols)  # each model's block starts on a new row
+        titles += [""] * (len(shown) - len(titles))
+        colors += ["black"] * (len(shown) - len(colors))
+    return plot_image_grid(shown, titles, ncols=ncols, colors=colors, size=2.0)
+
+
+def plot_embeddings(embeddings: dict[str, np.ndarray], frame: pd.DataFrame, classes: list[str]) -> plt.Figure:
+    """2-D t-SNE of each model's features; colour = class, marker = split (``frame`` rows match the points)."""
+    n = len(embeddings)
+    fig, axes = plt.subplots(1, n, figsize=(6 * n, 5), squeeze=False, layout="constrained")
+    for ax, (name, xy) in zip(axes[0], embeddings.items()):
+        sns.scatterplot(
+            x=xy[:, 0], y=xy[:, 1], hue=pd.Categorical(frame["class_name"], categories=classes),
+            style=frame["split"].to_numpy(), alpha=0.75, ax=ax,
+        )
+        ax.set_title(f"{name}: t-SNE of the features layer")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.legend(fontsize="small")
+    return fig
+
+
+def plot_metric_comparison(
+    results: dict[str, dict[str, dict[str, float]]],
+    metrics: list[str],
+    *,
+    published: dict[str, dict[str, float]] | None = None,
+    ax: plt.Axes | None = None,
+) -> plt.Figure:
+    """Grouped bars of each model's test metrics with their 95% intervals; published values as black marks."""
+    fig, ax = _axes(ax, (1.6 + 1.5 * len(metrics) * max(1, len(results)) / 2, 4.2))
+    width = 0.8 / max(1, len(results))
+    x = np.arange(len(metrics))
+    marked = False
+    for i, (name, cis) in enumerate(results.items()):
+        values = np.array([cis[m]["value"] for m in metrics])
+        errors = np.array([[cis[m]["value"] - cis[m]["low"], cis[m]["high"] - cis[m]["value"]] for m in metrics]).T
+        position = x - 0.4 + width * (i + 0.5)
+        ax.bar(position, values, width, yerr=errors, capsize=3, label=name)
+        for j, metric in enumerate(metrics):
+            value = (published or {}).get(name, {}).get(metric)
+            if value is not None and not np.isnan(value):
+                ax.plot(position[j], value, marker="_", markersize=22, color="black", markeredgewidth=2.5,
+                        label=None if marked else "published")
+                marked = True
+    ax.set_xticks(x, metrics)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("test score (95% bootstrap interval)")
+    ax.legend(fontsize="small", loc="lower right")
     return fig

@@ -1,0 +1,113 @@
+"""Predict with a saved model: each image file's class probabilities, and a clear message for each bad file.
+
+Used by ``xray-book predict MODEL FILE_OR_FOLDER...`` and by any chapter that
+reloads a model saved by :func:`xrayutils.train.save_model`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+from PIL import Image, UnidentifiedImageError
+
+from xrayutils import evaluate, pipeline
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+def load_model(path: str | Path) -> tuple[keras.Model, list[str]]:
+    """A saved ``.keras`` model and its class names (from the JSON sidecar; ``class_0``, ... without one)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no model file at {path}")
+    model = keras.models.load_model(path, compile=False)
+    sidecar = path.with_suffix(".json")
+    if sidecar.is_file():
+        classes = json.loads(sidecar.read_text())["results"]["classes"]
+    else:
+        classes = [f"class_{i}" for i in range(max(2, model.output_shape[-1]))]
+    return model, classes
+
+
+def image_files(inputs: Sequence[str | Path]) -> list[Path]:
+    """The given paths, with folders replaced by the image files under them (sorted, by suffix).
+
+    Files named explicitly are kept whatever their suffix, so that a bad one gets
+    its own message rather than vanishing.
+    """
+    files: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            files.extend(sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
+        else:
+            files.append(item)
+    return files
+
+
+def read_image(path: Path, image_size: tuple[int, int]) -> np.ndarray:
+    """``(height, width, 3)`` float32 in ``[0, 255]``, decoded as in training.
+
+    TensorFlow decodes what the training pipeline reads; Pillow takes over for
+    formats TensorFlow lacks (TIFF, CMYK, 32-bit), so an unusual file still gets a
+    prediction.  Raises ``ValueError`` naming why a file cannot be read.
+    """
+    if not path.is_file():
+        raise ValueError("no such file")
+    try:
+        return pipeline.load_image(str(path), image_size).numpy()
+    except (tf.errors.OpError, ValueError):
+        pass
+    try:
+        with Image.open(path) as image:
+            image.load()
+            array = _unit_range(image)
+    except (UnidentifiedImageError, OSError) as error:
+        raise ValueError(f"not an image TensorFlow or Pillow can read ({error})") from None
+    resized = tf.image.resize(array, image_size, method="bilinear")
+    return (resized.numpy() * 255.0).astype(np.float32)
+
+
+def _unit_range(image: Image.Image) -> np.ndarray:
+    """Three channels in ``[0, 1]`` from any Pillow mode (16- and 32-bit integer, float, palette, CMYK...)."""
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        gray = np.asarray(image, dtype=np.float32)
+        top = 65535.0 if image.mode.startswith("I;16") else max(float(gray.max()), 1.0)
+        gray = np.clip(gray / top, 0.0, 1.0)
+        return np.repeat(gray[..., None], 3, axis=2)
+    return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+
+
+def predict_files(
+    model: keras.Model, classes: list[str], inputs: Sequence[str | Path], *, batch_size: int = 16
+) -> pd.DataFrame:
+    """One row per file: ``file``, ``predicted``, ``p_<class>`` for each class, and ``error`` (empty when read).
+
+    A missing file, a non-image or an undecodable image gets its message in
+    ``error``; every other file is still predicted.
+    """
+    image_size = tuple(model.input_shape[1:3])
+    files = image_files(inputs)
+    images, errors = {}, {}
+    for path in files:
+        try:
+            images[path] = read_image(path, image_size)
+        except ValueError as error:
+            errors[path] = str(error)
+    probabilities = {}
+    if images:
+        batches = tf.data.Dataset.from_tensor_slices(np.stack(list(images.values()))).batch(batch_size)
+        probabilities = dict(zip(images, evaluate.predict_proba(model, batches)[0]))
+    rows = []
+    for path in files:
+        row = {"file": str(path), "predicted": None, **{f"p_{c}": np.nan for c in classes}, "error": errors.get(path, "")}
+        if path in probabilities:
+            proba = probabilities[path]
+            row.update({f"p_{c}": float(p) for c, p in zip(classes, proba)}, predicted=classes[int(proba.argmax())])
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["file", "predicted", *[f"p_{c}" for c in classes], "error"])

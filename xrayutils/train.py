@@ -1,0 +1,225 @@
+"""Training shared by the modelling chapters (01-03): seeds, augmentation, fit, saving.
+
+``fit`` compiles and trains a model from the parameters cell (optimiser, learning
+rate, epochs), augments inside the training step only, and keeps the weights of
+the epoch with the lowest validation loss.  ``save_model`` writes the ``.keras``
+file with a JSON sidecar (classes, image size, history, provenance) so that
+:mod:`xrayutils.predict` can use it later.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers
+
+from xrayutils import book, evaluate
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy, TensorFlow and Keras, and make TensorFlow's ops deterministic.
+
+    With both, a CPU rerun with the same parameters gives the same weights and numbers.
+    """
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def augmentation(
+    *,
+    rotation_degrees: float = 50.0,
+    shift: float = 0.2,
+    shear_degrees: float = 0.25,
+    zoom: float = 0.1,
+    channel_shift: float = 20.0,
+    flips: bool = True,
+    seed: int = 0,
+) -> keras.Sequential:
+    """Keras preprocessing layers for the published ``ImageDataGenerator`` settings (defaults: task 1 and 2).
+
+    Empty regions are filled with black (``fill_mode="constant"``, as published).
+    ``ImageDataGenerator`` read ``shear_range`` as an angle in degrees, so the
+    published ``0.25`` shears by at most a quarter of a degree; it is kept so, as
+    a horizontal shear of ``tan(angle)``.
+    ``channel_shift`` adds one random offset in ``[-channel_shift, channel_shift]``
+    grey levels to the whole image, as Keras' ``channel_shift_range`` did, but the
+    result is clipped to ``[0, 255]`` rather than to the image's own range.
+    A zero switches a transform off.
+    """
+    stack: list[layers.Layer] = []
+    if rotation_degrees:
+        stack.append(layers.RandomRotation(rotation_degrees / 360, fill_mode="constant", seed=seed))
+    if shift:
+        stack.append(layers.RandomTranslation(shift, shift, fill_mode="constant", seed=seed + 1))
+    if shear_degrees:
+        factor = float(np.tan(np.radians(shear_degrees)))
+        stack.append(layers.RandomShear(factor, 0.0, fill_mode="constant", seed=seed + 2))
+    if zoom:
+        stack.append(layers.RandomZoom(zoom, zoom, fill_mode="constant", seed=seed + 3))
+    if channel_shift:
+        stack.append(layers.RandomBrightness(channel_shift / 255, value_range=(0, 255), seed=seed + 4))
+    if flips:
+        stack.append(layers.RandomFlip("horizontal_and_vertical", seed=seed + 5))
+    return keras.Sequential(stack, name="augmentation")
+
+
+def loss_for(num_classes: int) -> str:
+    """Binary cross-entropy for one sigmoid unit, categorical cross-entropy for a softmax."""
+    return "binary_crossentropy" if num_classes == 2 else "categorical_crossentropy"
+
+
+class _BestWeights(keras.callbacks.Callback):
+    """Remember the weights of the epoch with the lowest validation loss; put them back at the end."""
+
+    def __init__(self, model: keras.Model) -> None:
+        super().__init__()
+        self.target = model
+        self.best_loss = np.inf
+        self.best_epoch = 0
+        self.best_weights: list[np.ndarray] | None = None
+        self.epoch_seconds: list[float] = []
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.epoch_seconds.append(time.perf_counter() - self._started)
+        loss = (logs or {}).get("val_loss", np.inf)
+        if loss < self.best_loss:
+            self.best_loss, self.best_epoch = loss, epoch + 1
+            self.best_weights = self.target.get_weights()
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self.best_weights is not None:
+            self.target.set_weights(self.best_weights)
+
+
+def fit(
+    model: keras.Model,
+    train: tf.data.Dataset,
+    validation: tf.data.Dataset,
+    *,
+    epochs: int,
+    optimizer: str = "adam",
+    learning_rate: float = 1e-3,
+    augment: keras.Layer | None = None,
+    verbose: int = 2,
+) -> dict[str, Any]:
+    """Train ``model`` in place and return its history; the best epoch's weights (by validation loss) are kept.
+
+    ``augment`` runs in front of the model during training only, so the saved
+    model is the plain one and predicts on unaltered images.
+
+    Returns
+    -------
+    dict
+        Per-epoch lists ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy`` and
+        ``seconds``, plus ``best_epoch`` (1-based) and ``fit_seconds``.
+    """
+    if epochs < 1:
+        raise ValueError(f"epochs must be at least 1, got {epochs}")
+    num_classes = max(2, model.output_shape[-1])
+    trainer = model
+    if augment is not None:
+        inputs = keras.Input(shape=model.input_shape[1:], name="image")
+        trainer = keras.Model(inputs, model(augment(inputs)), name=f"{model.name}_training")
+    trainer.compile(
+        optimizer=keras.optimizers.get({"class_name": optimizer, "config": {"learning_rate": learning_rate}}),
+        loss=loss_for(num_classes),
+        metrics=["accuracy"],
+    )
+    best = _BestWeights(model)
+    started = time.perf_counter()
+    history = trainer.fit(train, validation_data=validation, epochs=epochs, callbacks=[best], verbose=verbose)
+    result = {name: [float(v) for v in values] for name, values in history.history.items()}
+    result.update(
+        seconds=[round(s, 2) for s in best.epoch_seconds],
+        best_epoch=best.best_epoch,
+        fit_seconds=round(time.perf_counter() - started, 1),
+    )
+    return result
+
+
+def model_filename(architecture: str, image_size: int, dataset: str, task: str) -> str:
+    """Saved models are named by architecture, resolution and training data, e.g. ``vgg16-res224-covid-xray-two.keras``."""
+    return f"{architecture.lower()}-res{image_size}-{dataset}-{task}.keras"
+
+
+def save_model(model: keras.Model, path: Path, *, classes: list[str], history: dict, provenance: dict) -> Path:
+    """Save ``model`` and a JSON sidecar (classes, image size, history, provenance), both atomically.
+
+    A model saved earlier at ``path`` by a run with a different provenance is kept
+    beside it (``<stem>.previous-<time>.keras`` and ``.json``), never overwritten.
+    """
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise ValueError(f"a model file must end in .keras, got {path.name}")
+    sidecar = {"classes": list(classes), "image_size": list(model.input_shape[1:3]), "history": history}
+    kept = book.save_results(path.with_suffix(".json"), sidecar, provenance)
+    if kept is not None and path.exists():
+        path.replace(kept.with_suffix(".keras"))
+    partial = path.with_name(f"{path.stem}.partial.keras")
+    model.save(partial)
+    partial.replace(path)
+    return path
+
+
+@dataclass
+class ModelRun:
+    """What training and testing one model left: its history, test probabilities and file, or its error."""
+
+    name: str
+    model: keras.Model | None = None
+    history: dict[str, Any] | None = None
+    probabilities: np.ndarray | None = None
+    seconds_per_image: float | None = None
+    path: Path | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def train_and_test(
+    name: str,
+    build: Callable[[], keras.Model],
+    splits: dict[str, tf.data.Dataset],
+    *,
+    epochs: int,
+    optimizer: str,
+    learning_rate: float,
+    augment: dict[str, Any] | None,
+    seed: int,
+    path: Path,
+    classes: list[str],
+    provenance: dict[str, Any],
+) -> ModelRun:
+    """Seed, build, :func:`fit`, predict the test split and :func:`save_model`; an error is returned, not raised.
+
+    Each model is seeded afresh, so its numbers do not depend on which models ran
+    before it, and a failing model leaves the others' results intact.
+    ``augment`` holds :func:`augmentation` options (``None``: no augmentation).
+    """
+    try:
+        set_seed(seed)
+        model = build()
+        layer = augmentation(**augment, seed=seed) if augment is not None else None
+        history = fit(
+            model, splits["train"], splits["validation"], epochs=epochs, optimizer=optimizer,
+            learning_rate=learning_rate, augment=layer,
+        )
+        probabilities, seconds_per_image = evaluate.predict_proba(model, splits["test"])
+        save_model(model, path, classes=classes, history=history, provenance=provenance)
+    except Exception as error:  # noqa: BLE001 - reported in the model's row; the other models go on
+        traceback.print_exc()
+        return ModelRun(name, error=f"{type(error).__name__}: {error}")
+    return ModelRun(name, model, history, probabilities, seconds_per_image, Path(path))

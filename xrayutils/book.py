@@ -235,14 +235,14 @@ def weights_notice(weights: dict[str, Any]) -> str:
     scratch = [name for name, w in weights.items() if not w.pretrained]
     items = "".join(
         f"<li><b>{name}</b>: {html.escape(w.description)}"
-        + ("" if w.pretrained else " &mdash; <b>trained from scratch, not transfer learning</b>")
+        + ("" if w.pretrained else " &mdash; <b>not transfer learning</b>")
         + "</li>"
         for name, w in weights.items()
     )
     kind, title = ("warning", "Weights: some models start from random weights") if scratch else ("note", "Weights used")
     extra = (
-        f"<p>{', '.join(scratch)} learned only from this chapter's images. Do not read {'its' if len(scratch) == 1 else 'their'} "
-        "numbers as those of an ImageNet-pretrained model. To use ImageNet weights, set <code>weights</code> to "
+        f"<p>{', '.join(scratch)} started from random weights and learned only from this chapter's images. Do not "
+        "read such numbers as those of an ImageNet-pretrained model. To use ImageNet weights, set <code>weights</code> to "
         "<code>imagenet</code> on a machine that can download them, or to the path of a weights file.</p>"
         if scratch else ""
     )

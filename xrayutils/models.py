@@ -52,7 +52,7 @@ def resolve_weights(choice: str, *, cache_file: str = VGG16_NOTOP_FILE) -> Weigh
         try:
             keras.applications.VGG16(include_top=False, weights="imagenet", input_shape=(32, 32, 3))
         except Exception as error:  # offline: URL fetch failure, as Keras reports it
-            reason = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
+            reason = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
             warnings.warn(f"ImageNet weights unavailable ({reason}); falling back to random initialisation", stacklevel=2)
             return Weights(None, f"random initialisation (auto: ImageNet weights unavailable: {reason})")
         return Weights("imagenet", "ImageNet (auto: downloaded by Keras)")

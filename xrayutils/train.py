@@ -138,7 +138,9 @@ def fit(
     )
     best = _BestWeights(model)
     started = time.perf_counter()
-    history = trainer.fit(train, validation_data=validation, epochs=epochs, callbacks=[best], verbose=verbose)
+    history = trainer.fit(
+        train, validation_data=validation, epochs=epochs, callbacks=[best], verbose=verbose, shuffle=False  # tf.data shuffles
+    )
     result = {name: [float(v) for v in values] for name, values in history.history.items()}
     result.update(
         seconds=[round(s, 2) for s in best.epoch_seconds],

@@ -37,3 +37,22 @@ def test_stamp_states_every_fact(tmp_path):
     for fact in ("Profile", "`smoke`", "`seed` = `3`", "Data", "Weights", "tensorflow", "Commit", "Device", "Wall time"):
         assert fact in text
     assert info["versions"]["python"].count(".") == 2
+
+
+def test_weights_notice_warns_when_a_model_is_not_pretrained():
+    from xrayutils import models
+
+    pretrained = models.Weights("imagenet", "ImageNet (weights=imagenet)")
+    scratch = models.resolve_weights("none")
+    assert 'class="admonition note"' in book.weights_notice({"VGG16": pretrained})
+    notice = book.weights_notice({"VGG16": pretrained, "AlexNet": scratch})
+    assert 'class="admonition warning"' in notice
+    assert notice.count("not transfer learning") == 1 and "AlexNet started from random weights" in notice
+
+
+def test_published_results_ship_with_the_package():
+    table = book.published_results()
+    assert len(table) == 12
+    assert len(book.published_results("coronahack")) == 9
+    challenge = book.published_results("class-challenge")
+    assert challenge["accuracy"].tolist() == [0.90, 0.75, 0.3611]

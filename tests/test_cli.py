@@ -100,3 +100,26 @@ def test_broken_notebook_fails_the_run(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "FAILED" in out and "this chapter is broken" in out
     assert (tmp_path / "build" / "site" / "notebooks" / "99_broken.ipynb").exists()
+
+
+@pytest.mark.parametrize("stem", ["01_vgg16_binary", "02_vgg16_vs_alexnet"])
+def test_modelling_chapter_runs_on_tiny_data(stem, data_dir, tmp_path):
+    """Train, test, save and report, under smoke, on generated images: every figure drawn, a model saved."""
+    notebook = next(nb for nb in NOTEBOOKS if nb.stem == stem)
+    code = cli.main(["run", str(notebook), "--profile", "smoke", "--data-dir", str(data_dir),
+                     "--build-dir", str(tmp_path), "-p", "weights", "none"])
+    assert code == 0
+    out = tmp_path / "outputs" / stem
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["provenance"]["weights"]["VGG16"].startswith("random initialisation")
+    for name, model in saved["results"]["models"].items():
+        assert "error" not in model, name
+        assert 0 <= model["metrics"]["accuracy"]["low"] <= model["metrics"]["accuracy"]["value"] <= 1
+        assert (out / model["model_file"]).exists() and (out / model["model_file"]).with_suffix(".json").exists()
+    executed = nbformat.read(tmp_path / "site" / "notebooks" / notebook.name, as_version=4)
+    figure_cells = [c for c in executed.cells if c.metadata.get("mystnb")]
+    assert len(figure_cells) >= 5 and all(
+        any("image/png" in o.get("data", {}) for o in c.outputs) for c in figure_cells
+    ), "a figure cell produced no image"
+    notice = [o for c in executed.cells for o in c.get("outputs", []) if "admonition" in str(o.get("data", {}))]
+    assert notice and "not transfer learning" in str(notice[0]["data"])

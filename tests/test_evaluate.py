@@ -77,3 +77,46 @@ def test_mismatched_inputs_are_value_errors():
         evaluate.point_metrics([0, 1], np.ones((2, 3)) / 3, classes=["a", "b"])
     with pytest.raises(ValueError, match="lengths differ"):
         evaluate.mcnemar_test([0, 1], [0], [1, 1])
+
+
+def test_predict_proba_turns_one_sigmoid_unit_into_two_columns():
+    import keras
+
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(inputs))
+    x = np.random.default_rng(0).normal(size=(5, 3)).astype("float32")
+    proba, seconds = evaluate.predict_proba(model, x)
+    assert proba.shape == (5, 2) and seconds > 0
+    np.testing.assert_allclose(proba[:, 1], model.predict(x, verbose=0)[:, 0], rtol=1e-6)
+    np.testing.assert_allclose(proba.sum(axis=1), 1, rtol=1e-6)
+
+
+def test_tsne_works_on_few_points_by_lowering_perplexity():
+    features = np.random.default_rng(0).normal(size=(10, 6))
+    xy = evaluate.embed_tsne(features, seed=0)
+    assert xy.shape == (10, 2)
+    np.testing.assert_array_equal(xy, evaluate.embed_tsne(features, seed=0))
+    with pytest.raises(ValueError, match="at least 3 points"):
+        evaluate.embed_tsne(features[:2], seed=0)
+
+
+def test_tables_show_intervals_and_published_values():
+    import pandas as pd
+
+    cis = {"accuracy": {"value": 0.8, "low": 0.7, "high": 0.9}, "roc_auc": {"value": 0.9, "low": 0.85, "high": 0.95}}
+    table = evaluate.metrics_table({"A": cis}, ["accuracy", "roc_auc"])
+    assert table.loc["A", "accuracy"] == "0.800 [0.700, 0.900]"
+    published = pd.DataFrame([{"study": "s", "model": "A*", "split": "test", "n_test": 36, "accuracy": 0.75, "roc_auc": np.nan}])
+    both = evaluate.compare_with_published({"A": cis}, published, ["accuracy", "roc_auc"], n_test=124, source="here")
+    assert both["source"].tolist() == ["here", "published (s)"]
+    assert both.iloc[1][["accuracy", "roc_auc", "n"]].tolist() == ["0.750", "-", 36]
+
+
+def test_predictions_frame_marks_mistakes():
+    import pandas as pd
+
+    frame = pd.DataFrame({"file": ["a", "b"], "class_name": ["covid", "normal"]})
+    table = evaluate.predictions_frame(frame, np.array([0.2, 0.3]), ["covid", "normal"])
+    assert table["predicted"].tolist() == ["covid", "covid"]
+    assert table["correct"].tolist() == [True, False]
+    np.testing.assert_allclose(table["p_normal"], [0.2, 0.3])

@@ -62,3 +62,29 @@ def test_dataset_batches_one_hot_labels_and_shuffles_by_seed(tmp_path):
 def test_dataset_refuses_mismatched_inputs():
     with pytest.raises(ValueError, match="2 paths but 1 labels"):
         pipeline.make_dataset(["a", "b"], [0], image_size=(8, 8), batch_size=1)
+
+
+def test_split_frames_hold_out_a_stratified_validation_part_of_train_only(data_dir):
+    from xrayutils import datasets
+
+    data = datasets.load("covid-xray", task="all", data_dir=data_dir)
+    frames = pipeline.split_frames(data, validation_fraction=0.34, seed=1)
+    assert set(frames) == {"train", "validation", "test"}
+    assert frames["test"]["file"].tolist() == data.subset("test")["file"].tolist()
+    assert not set(frames["train"]["file"]) & set(frames["validation"]["file"])
+    assert len(frames["train"]) + len(frames["validation"]) == len(data.subset("train"))
+    assert set(frames["validation"]["label"]) == {0, 1, 2, 3}  # 5 of 12 images, every class: stratified
+    again = pipeline.split_frames(data, validation_fraction=0.34, seed=1)
+    assert again["validation"]["file"].tolist() == frames["validation"]["file"].tolist()
+
+
+def test_make_datasets_one_hot_labels_only_for_a_softmax(data_dir):
+    from xrayutils import datasets
+
+    data = datasets.load("covid-xray", task="all", data_dir=data_dir)
+    frames = pipeline.split_frames(data, validation_fraction=0.25, seed=1)
+    four = pipeline.make_datasets(frames, image_size=16, batch_size=64, num_classes=4, seed=0)
+    images, labels = next(iter(four["test"]))
+    assert images.shape == (8, 16, 16, 3) and labels.shape == (8, 4)
+    two = pipeline.make_datasets(frames, image_size=16, batch_size=64, num_classes=2, seed=0)
+    assert next(iter(two["test"]))[1].shape == (8,)

@@ -178,6 +178,8 @@ def plot_roc_curves(y_true: np.ndarray, probabilities: dict[str, np.ndarray], cl
                 continue  # a class absent from the test set has no ROC curve
             RocCurveDisplay.from_predictions(y_true == k, proba[:, k], name=label, ax=ax)
         ax.plot([0, 1], [0, 1], color="gray", linestyle=":", linewidth=1)
+        ax.set_xlabel("false positive rate")
+        ax.set_ylabel(f"true positive rate ({classes[1]} positive)" if binary else "true positive rate")
         ax.set_title("ROC, test set" if binary else f"{name}: one vs rest")
         ax.legend(fontsize="small", loc="lower right")
     return fig

@@ -18,10 +18,11 @@ from typing import Any
 
 import keras
 import numpy as np
+import pandas as pd
 import tensorflow as tf
 from keras import layers
 
-from xrayutils import book, evaluate
+from xrayutils import book, evaluate, pipeline
 
 
 def set_seed(seed: int) -> None:
@@ -194,8 +195,10 @@ class ModelRun:
 def train_and_test(
     name: str,
     build: Callable[[], keras.Model],
-    splits: dict[str, tf.data.Dataset],
+    frames: dict[str, pd.DataFrame],
     *,
+    image_size: int,
+    batch_size: int,
     epochs: int,
     optimizer: str,
     learning_rate: float,
@@ -207,12 +210,17 @@ def train_and_test(
 ) -> ModelRun:
     """Seed, build, :func:`fit`, predict the test split and :func:`save_model`; an error is returned, not raised.
 
-    Each model is seeded afresh, so its numbers do not depend on which models ran
-    before it, and a failing model leaves the others' results intact.
-    ``augment`` holds :func:`augmentation` options (``None``: no augmentation).
+    ``frames`` are :func:`xrayutils.pipeline.split_frames`.  Each model is seeded
+    afresh and gets fresh datasets (a reused dataset would continue its shuffle
+    order), so its numbers do not depend on which models ran before it, and a
+    failing model leaves the others' results intact.  ``augment`` holds
+    :func:`augmentation` options (``None``: no augmentation).
     """
     try:
         set_seed(seed)
+        splits = pipeline.make_datasets(
+            frames, image_size=image_size, batch_size=batch_size, num_classes=len(classes), seed=seed
+        )
         model = build()
         layer = augmentation(**augment, seed=seed) if augment is not None else None
         history = fit(

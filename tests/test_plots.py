@@ -1,0 +1,66 @@
+"""Figures of the modelling chapters: right panels, right data, mistakes marked."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+
+from tests.conftest import save_image, synthetic_xray
+from xrayutils import plots
+
+CLASSES = ["covid", "normal", "pneumonia_bac", "pneumonia_vir"]
+Y = np.array([0, 1, 2, 3, 0, 1, 2, 3])
+
+
+def proba(seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).dirichlet(np.ones(4), size=len(Y))
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def test_histories_have_a_row_per_model_and_mark_the_kept_epoch():
+    history = {"loss": [1, 0.5], "val_loss": [0.9, 1.0], "accuracy": [0.5, 0.7], "val_accuracy": [0.5, 0.6], "best_epoch": 1}
+    fig = plots.plot_histories({"A": history, "B": history})
+    assert len(fig.axes) == 4
+    assert "kept (epoch 1)" in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+
+
+def test_confusion_matrices_count_every_test_image():
+    fig = plots.plot_confusion_matrices(Y, {"A": proba(0), "B": proba(1)}, CLASSES)
+    matrices = [ax.images[0].get_array() for ax in fig.axes if ax.images]
+    assert len(matrices) == 2 and all(m.sum() == len(Y) for m in matrices)
+
+
+def test_roc_has_one_panel_for_two_classes_and_one_per_model_otherwise():
+    binary = np.array([0, 1, 0, 1])
+    p = np.array([[0.8, 0.2], [0.3, 0.7], [0.6, 0.4], [0.1, 0.9]])
+    assert len(plots.plot_roc_curves(binary, {"A": p, "B": p}, ["covid", "normal"]).axes) == 1
+    fig = plots.plot_roc_curves(Y, {"A": proba(0), "B": proba(1)}, CLASSES)
+    assert len(fig.axes) == 2 and len(fig.axes[0].lines) == 5  # four classes and the diagonal
+
+
+def test_prediction_grid_shows_mistakes_first_in_red(tmp_path):
+    paths = [str(save_image(tmp_path / f"{i}.png", synthetic_xray(i))) for i in range(len(Y))]
+    p = np.eye(4)[Y]
+    p[3] = np.eye(4)[0]  # one mistake
+    fig = plots.plot_predictions(paths, Y, {"A": p}, CLASSES, n_images=2, ncols=2)
+    titles = [(ax.get_title(), ax.title.get_color()) for ax in fig.axes if ax.get_title()]
+    assert len(titles) == 2
+    assert ("true pneumonia_vir\npred covid (1.00)", plots.MISTAKE) in titles
+
+
+def test_embedding_and_comparison_have_a_panel_and_a_bar_group_per_model():
+    import pandas as pd
+
+    frame = pd.DataFrame({"class_name": [CLASSES[k] for k in Y], "split": ["train"] * 4 + ["test"] * 4})
+    xy = np.random.default_rng(0).normal(size=(len(Y), 2))
+    assert len(plots.plot_embeddings({"A": xy, "B": xy}, frame, CLASSES).axes) == 2
+    ci = {"accuracy": {"value": 0.6, "low": 0.5, "high": 0.7}}
+    fig = plots.plot_metric_comparison({"A": ci, "B": ci}, ["accuracy"], published={"A": {"accuracy": 0.75}})
+    assert len(fig.axes[0].patches) == 2
+    assert "published" in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]

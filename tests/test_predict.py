@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import save_image, synthetic_xray
+from tests.test_train import tiny_model
+from xrayutils import cli, predict, train
+
+
+@pytest.fixture
+def saved_model(tmp_path):
+    path = tmp_path / "model" / "tiny-res32-test-two.keras"
+    path.parent.mkdir()
+    train.save_model(tiny_model(), path, classes=["covid", "normal"], history={}, provenance={})
+    return path
+
+
+@pytest.fixture
+def files(tmp_path):
+    folder = tmp_path / "images"
+    good = [save_image(folder / f"gray-{i}.jpeg", synthetic_xray(i)) for i in range(2)]
+    good.append(save_image(folder / "rgba.png", synthetic_xray(5), "RGBA"))
+    good.append(save_image(folder / "deep.png", synthetic_xray(6), "I;16"))
+    tiff = folder / "scan.tiff"  # a format TensorFlow cannot decode: Pillow reads it
+    Image.fromarray(synthetic_xray(7).astype(np.uint16) * 257).save(tiff)
+    good.append(tiff)
+    fake = folder / "notes.png"
+    fake.write_text("not an image")
+    return folder, good, fake
+
+
+def test_every_readable_file_is_predicted_and_bad_ones_are_named(saved_model, files, tmp_path):
+    folder, good, fake = files
+    model, classes = predict.load_model(saved_model)
+    table = predict.predict_files(model, classes, [folder, tmp_path / "missing.jpeg"])
+    assert len(table) == len(good) + 2
+    ok = table[table["error"] == ""]
+    assert sorted(ok["file"]) == sorted(map(str, good))
+    np.testing.assert_allclose(ok[["p_covid", "p_normal"]].sum(axis=1), 1, rtol=1e-5)
+    assert set(ok["predicted"]) <= {"covid", "normal"}
+    errors = dict(zip(table["file"], table["error"]))
+    assert errors[str(tmp_path / "missing.jpeg")] == "no such file"
+    assert "not an image" in errors[str(fake)]
+
+
+def test_a_grayscale_and_an_rgb_copy_get_the_same_prediction(saved_model, tmp_path):
+    gray = save_image(tmp_path / "a.png", synthetic_xray(9), "L")
+    rgb = save_image(tmp_path / "b.png", synthetic_xray(9), "RGB")
+    model, classes = predict.load_model(saved_model)
+    table = predict.predict_files(model, classes, [gray, rgb])
+    np.testing.assert_allclose(table.loc[0, "p_covid"], table.loc[1, "p_covid"], rtol=1e-6)
+
+
+def test_command_line_prints_each_file_and_fails_when_one_is_bad(saved_model, files, tmp_path, capsys):
+    folder, good, fake = files
+    csv = tmp_path / "out.csv"
+    code = cli.main(["predict", str(saved_model), str(folder), "--csv", str(csv)])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert all(p.name in out for p in good) and f"{fake}: not an image" in err
+    assert f"{len(good)} of {len(good) + 1} files predicted" in err
+    assert csv.read_text().count("\n") == len(good) + 2
+    assert cli.main(["predict", str(saved_model), str(good[0])]) == 0
+
+
+def test_missing_model_is_a_clear_error(tmp_path, capsys):
+    assert cli.main(["predict", str(tmp_path / "none.keras"), str(tmp_path)]) == 2
+    assert "no model file at" in capsys.readouterr().err

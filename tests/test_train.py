@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pytest
+from keras import layers
+
+from xrayutils import datasets, pipeline, predict, train
+
+
+def tiny_model(image_size: int = 32, num_classes: int = 2) -> keras.Model:
+    """A few thousand parameters, with the ``features`` layer the chapters look into."""
+    inputs = keras.Input((image_size, image_size, 3))
+    x = layers.Rescaling(1 / 255)(inputs)
+    x = layers.Conv2D(4, 3, strides=2, activation="relu")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dense(8, activation="relu", name="features")(x)
+    units, activation = (1, "sigmoid") if num_classes == 2 else (num_classes, "softmax")
+    return keras.Model(inputs, layers.Dense(units, activation=activation, name="predictions")(x))
+
+
+@pytest.fixture
+def splits(data_dir):
+    data = datasets.load("covid-xray", task="all", data_dir=data_dir)
+    return data, pipeline.split_frames(data, validation_fraction=0.25, seed=0)
+
+
+PUBLISHED = dict(rotation_degrees=50, shift=0.2, shear_degrees=0.25, zoom=0.1, channel_shift=20, flips=True)
+
+
+def _run(splits, tmp_path, name="m", build=None, provenance=None):
+    data, frames = splits
+    return train.train_and_test(
+        name, build or (lambda: tiny_model(num_classes=4)), frames, image_size=32, batch_size=4, epochs=2, optimizer="adam", learning_rate=1e-2,
+        augment=PUBLISHED, seed=3, path=tmp_path / f"{name}.keras", classes=data.classes,
+        provenance=provenance or {"parameters": {"a": 1}},
+    )
+
+
+def test_augmentation_has_the_published_transforms_and_a_quarter_degree_shear():
+    stack = train.augmentation(**PUBLISHED)
+    kinds = [type(layer).__name__ for layer in stack.layers]
+    assert kinds == ["RandomRotation", "RandomTranslation", "RandomShear", "RandomZoom", "RandomBrightness", "RandomFlip"]
+    shear = stack.layers[2]
+    assert shear.x_factor[1] == pytest.approx(np.tan(np.radians(0.25)))
+    assert stack.layers[0].factor[1] == pytest.approx(50 / 360)
+    assert [type(x).__name__ for x in train.augmentation(rotation_degrees=0, shear_degrees=0, flips=False).layers] == [
+        "RandomTranslation", "RandomZoom", "RandomBrightness"
+    ]
+
+
+def test_augmentation_acts_in_training_only():
+    images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    stack = train.augmentation(**PUBLISHED, seed=1)
+    assert np.array_equal(np.asarray(stack(images, training=False)), images)
+    changed = np.asarray(stack(images, training=True))
+    assert not np.allclose(changed, images) and changed.min() >= 0 and changed.max() <= 255
+
+
+def test_best_epoch_weights_are_restored_at_the_end():
+    model = tiny_model()
+    callback = train._BestWeights(model)
+    first = [w + 1.0 for w in model.get_weights()]
+    for epoch, (weights, loss) in enumerate([(first, 0.5), ([w + 2.0 for w in first], 0.9)]):
+        model.set_weights(weights)
+        callback.on_epoch_begin(epoch)
+        callback.on_epoch_end(epoch, {"val_loss": loss})
+    callback.on_train_end()
+    assert callback.best_epoch == 1
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), first))
+
+
+def test_same_seed_gives_the_same_model_and_numbers(splits, tmp_path):
+    a = _run(splits, tmp_path / "a")
+    b = _run(splits, tmp_path / "b")
+    assert a.ok and b.ok
+    assert a.history["loss"] == b.history["loss"] and a.history["val_loss"] == b.history["val_loss"]
+    np.testing.assert_array_equal(a.probabilities, b.probabilities)
+    assert a.probabilities.shape == (8, 4)
+    np.testing.assert_allclose(a.probabilities.sum(axis=1), 1, rtol=1e-5)
+
+
+def test_history_records_epochs_times_and_the_kept_epoch(splits, tmp_path):
+    history = _run(splits, tmp_path).history
+    assert len(history["loss"]) == len(history["val_accuracy"]) == len(history["seconds"]) == 2
+    assert history["best_epoch"] == 1 + int(np.argmin(history["val_loss"]))
+    assert history["fit_seconds"] > 0
+
+
+def test_a_failing_model_is_reported_not_raised(splits, tmp_path, capsys):
+    def broken():
+        raise ValueError("cannot build this one")
+
+    result = _run(splits, tmp_path, build=broken)
+    assert not result.ok and result.error == "ValueError: cannot build this one"
+    assert result.probabilities is None and not (tmp_path / "m.keras").exists()
+    assert "cannot build this one" in capsys.readouterr().err
+
+
+def test_saved_model_predicts_like_the_trained_one(splits, tmp_path):
+    data, frames = splits
+    result = _run(splits, tmp_path)
+    model, classes = predict.load_model(result.path)
+    assert classes == data.classes
+    sidecar = json.loads(result.path.with_suffix(".json").read_text())
+    assert sidecar["results"]["image_size"] == [32, 32] and sidecar["results"]["history"]["best_epoch"] >= 1
+    table = predict.predict_files(model, classes, frames["test"]["path"])
+    np.testing.assert_allclose(table[[f"p_{c}" for c in classes]].to_numpy(float), result.probabilities, atol=1e-5)
+
+
+def test_a_rerun_with_other_parameters_keeps_the_earlier_model(splits, tmp_path):
+    _run(splits, tmp_path, provenance={"parameters": {"epochs": 1}})
+    _run(splits, tmp_path, provenance={"parameters": {"epochs": 2}})
+    kept = sorted(p.name for p in tmp_path.glob("m.previous-*"))
+    assert len(kept) == 2 and {p.rsplit(".", 1)[1] for p in kept} == {"json", "keras"}
+    assert json.loads((tmp_path / "m.json").read_text())["provenance"]["parameters"] == {"epochs": 2}
+
+
+def test_bad_arguments_are_value_errors(tmp_path):
+    with pytest.raises(ValueError, match="must end in .keras"):
+        train.save_model(tiny_model(), tmp_path / "m.h5", classes=["a", "b"], history={}, provenance={})
+    with pytest.raises(ValueError, match="epochs must be at least 1"):
+        train.fit(tiny_model(), None, None, epochs=0)
+
+
+def test_model_files_are_named_by_architecture_resolution_and_data():
+    assert train.model_filename("VGG16", 224, "covid-xray", "two") == "vgg16-res224-covid-xray-two.keras"

@@ -67,6 +67,8 @@ def test_html_check_finds_missing_figures_and_errors(tmp_path):
     assert "figures expected" in cli.check_html(tmp_path, [notebook])[0]
     _page(tmp_path, '<img src="../_images/a.png">' * figures + "Traceback (most recent call last)")
     assert "error output" in cli.check_html(tmp_path, [notebook])[0]
+    _page(tmp_path, '<img src="../_images/a.png">' * figures + "<p>| Chapter | 00 |</p>")
+    assert "raw Markdown" in cli.check_html(tmp_path, [notebook])[0]
 
 
 def test_chapter_00_runs_on_tiny_data(data_dir, tmp_path):

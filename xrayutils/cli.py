@@ -157,7 +157,7 @@ def build_html(site: Path) -> Path:
 
 
 def check_html(html_dir: Path, notebooks: list[Path]) -> list[str]:
-    """Problems in the built book: a chapter page missing, short of figures, or showing an error.
+    """Problems in the built book: a chapter page missing, short of figures, showing an error or a raw table.
 
     A chapter's figure count is the number of its source cells with ``mystnb.figure``
     metadata; its page must hold at least that many images.
@@ -178,6 +178,8 @@ def check_html(html_dir: Path, notebooks: list[Path]) -> list[str]:
             if marker in html:
                 problems.append(f"{nb.stem}: the page shows error output ({marker!r})")
                 break
+        if "| Chapter |" in html:
+            problems.append(f"{nb.stem}: the reproducibility stamp shows as raw Markdown, not as a table")
     return problems
 
 

@@ -198,3 +198,18 @@ def compare_with_published(
              **{m: "-" if pd.isna(getattr(row, m, np.nan)) else f"{getattr(row, m):.3f}" for m in metric_names}}
         )
     return pd.DataFrame(rows)
+
+
+def confusions(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> pd.DataFrame:
+    """The mistakes, most frequent first: ``true``, ``predicted``, ``count`` and ``share`` of that true class.
+
+    >>> confusions([0, 0, 1], [1, 1, 1], ["a", "b"]).to_dict("records")
+    [{'true': 'a', 'predicted': 'b', 'count': 2, 'share': 1.0}]
+    """
+    matrix = metrics.confusion_matrix(y_true, y_pred, labels=np.arange(len(classes)))
+    rows = [
+        {"true": classes[i], "predicted": classes[j], "count": int(matrix[i, j]), "share": matrix[i, j] / matrix[i].sum()}
+        for i in range(len(classes)) for j in range(len(classes)) if i != j and matrix[i, j]
+    ]
+    table = pd.DataFrame(rows, columns=["true", "predicted", "count", "share"])
+    return table.sort_values("count", ascending=False, kind="stable").reset_index(drop=True)

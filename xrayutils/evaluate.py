@@ -40,7 +40,7 @@ def roc_auc(y_true: np.ndarray, y_prob: np.ndarray) -> float:
 
 
 def point_metrics(y_true: np.ndarray, y_prob: np.ndarray, *, classes: list[str]) -> dict[str, float]:
-    """Accuracy, macro and weighted precision/recall/F1, per-class precision/recall/F1, and ROC AUC.
+    """Accuracy, balanced accuracy, macro and weighted precision/recall/F1, per-class precision/recall/F1, ROC AUC.
 
     Per-class keys are ``"<metric>_<class>"``.  ROC AUC is ``nan`` when the test
     set lacks a class (it is undefined then).
@@ -51,7 +51,11 @@ def point_metrics(y_true: np.ndarray, y_prob: np.ndarray, *, classes: list[str])
         raise ValueError(f"{proba.shape[1]} probability columns but {len(classes)} classes")
     y_pred = proba.argmax(axis=1)
     labels = np.arange(len(classes))
-    result = {"accuracy": float(metrics.accuracy_score(y_true, y_pred))}
+    result = {
+        "accuracy": float(metrics.accuracy_score(y_true, y_pred)),
+        # for two classes this is the ROC AUC of hard 0/1 predictions, what the CoronaHack study reported
+        "balanced_accuracy": float(metrics.balanced_accuracy_score(y_true, y_pred)) if len(np.unique(y_true)) > 1 else float("nan"),
+    }
     for average in ("macro", "weighted"):
         p, r, f, _ = metrics.precision_recall_fscore_support(
             y_true, y_pred, labels=labels, average=average, zero_division=0
@@ -213,3 +217,30 @@ def confusions(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> pd
     ]
     table = pd.DataFrame(rows, columns=["true", "predicted", "count", "share"])
     return table.sort_values("count", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def leaderboard(
+    results: dict[str, dict[str, dict[str, float]]],
+    predictions: dict[str, np.ndarray],
+    y_true: np.ndarray,
+    *,
+    metric: str,
+    columns: list[str],
+) -> pd.DataFrame:
+    """Models sorted by ``metric`` (best first), each column ``value [low, high]``, and McNemar against the best.
+
+    ``predictions`` holds each model's predicted class indices on the same test
+    images; ``mcnemar_p`` is the exact p-value of the best model against each other one.
+    """
+    if metric not in columns:
+        raise ValueError(f"metric {metric!r} must be one of the columns {columns}")
+    order = sorted(results, key=lambda name: results[name][metric]["value"], reverse=True)
+    best = order[0]
+    rows = []
+    for rank, name in enumerate(order, start=1):
+        test = None if name == best else mcnemar_test(y_true, predictions[best], predictions[name])
+        rows.append(
+            {"rank": rank, "model": name, **{c: interval(results[name][c]) for c in columns},
+             "mcnemar_p_vs_best": np.nan if test is None else test["p_value"]}
+        )
+    return pd.DataFrame(rows).set_index("rank")

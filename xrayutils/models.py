@@ -1,4 +1,4 @@
-"""Model factories of the class-challenge study (chapters 01 and 02), Keras functional API.
+"""Model factories of both studies (chapters 01-03), Keras functional API.
 
 Each factory takes the input shape, the class count and a weights choice, and
 returns an uncompiled ``keras.Model``.  Two classes give one sigmoid unit, more
@@ -20,6 +20,18 @@ VGG16_NOTOP_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
 #: Smallest input side for which AlexNet's 11x11/4 stem and three 3/2 poolings leave a pixel.
 ALEXNET_MIN_SIZE = 67
 
+#: Name -> (keras.applications constructor, its preprocess_input, file Keras caches its ImageNet no-top weights under).
+BACKBONES = {
+    "Xception": ("Xception", "xception", "xception_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    "VGG16": ("VGG16", "vgg16", VGG16_NOTOP_FILE),
+    "VGG19": ("VGG19", "vgg19", "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    "ResNet101V2": ("ResNet101V2", "resnet_v2", "resnet101v2_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    "InceptionV3": ("InceptionV3", "inception_v3", "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    "InceptionResNetV2": ("InceptionResNetV2", "inception_resnet_v2", "inception_resnet_v2_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+    "EfficientNetV2S": ("EfficientNetV2S", "efficientnet_v2", "efficientnetv2-s_notop.h5"),
+    "EfficientNetV2M": ("EfficientNetV2M", "efficientnet_v2", "efficientnetv2-m_notop.h5"),
+}
+
 
 @dataclass(frozen=True)
 class Weights:
@@ -33,24 +45,25 @@ class Weights:
         return self.keras_arg is not None
 
 
-def resolve_weights(choice: str, *, cache_file: str = VGG16_NOTOP_FILE) -> Weights:
+def resolve_weights(choice: str, *, architecture: str = "VGG16") -> Weights:
     """Turn the ``weights`` parameter (``imagenet``, ``none``, ``auto`` or a file path) into a :class:`Weights`.
 
-    ``auto`` takes ImageNet when Keras has the file cached (or can download it)
-    and otherwise falls back, with a warning, to random initialisation: the
-    chapter then says so at its top, so a model trained from random weights never
-    looks like transfer learning.
+    ``auto`` takes ImageNet when Keras has ``architecture``'s file cached (or can
+    download it) and otherwise falls back, with a warning, to random
+    initialisation: the chapter then says so at its top, so a model trained from
+    random weights never looks like transfer learning.
     """
     if choice == "none":
         return Weights(None, "random initialisation (weights=none)")
     if choice == "imagenet":
         return Weights("imagenet", "ImageNet (weights=imagenet)")
     if choice == "auto":
+        constructor, _, cache_file = BACKBONES[architecture]
         cached = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models" / cache_file
         if cached.is_file():
             return Weights("imagenet", f"ImageNet (auto: found {cached})")
         try:
-            keras.applications.VGG16(include_top=False, weights="imagenet", input_shape=(32, 32, 3))
+            getattr(keras.applications, constructor)(include_top=False, weights="imagenet", input_shape=(96, 96, 3))
         except Exception as error:  # offline: URL fetch failure, as Keras reports it
             reason = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
             warnings.warn(f"ImageNet weights unavailable ({reason}); falling back to random initialisation", stacklevel=2)
@@ -136,3 +149,63 @@ def count_parameters(model: keras.Model) -> tuple[int, int]:
 def feature_extractor(model: keras.Model, layer: str = "features") -> keras.Model:
     """The model up to its ``features`` layer (Dense(256) of VGG16, the last Dense(4096) of AlexNet), for t-SNE."""
     return keras.Model(model.inputs, model.get_layer(layer).output, name=f"{model.name}_{layer}")
+
+
+# CoronaHack comparison (chapter 03): eight keras.applications backbones, fine-tuned whole, and a ResNet34.
+
+def backbone_classifier(
+    name: str, input_shape: tuple[int, int, int] = (150, 150, 3), num_classes: int = 2, weights: Weights | None = None
+) -> keras.Model:
+    """A ``keras.applications`` backbone, global average pooling and the classifier; the whole network trains.
+
+    Inputs are images in [0, 255]; the backbone's own ``preprocess_input`` is part of the model.
+    """
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; choose from {', '.join(BACKBONES)} or ResNet34")
+    _check_classes(num_classes)
+    constructor, module, _ = BACKBONES[name]
+    weights = weights or resolve_weights("none")
+    base = getattr(keras.applications, constructor)(
+        include_top=False, weights=weights.keras_arg, input_shape=input_shape, pooling="avg"
+    )
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = getattr(keras.applications, module).preprocess_input(inputs)
+    x = base(x)
+    x = layers.Identity(name="features")(x)
+    return keras.Model(inputs, _classifier(x, num_classes), name=name.lower())
+
+
+def _basic_block(x: keras.KerasTensor, filters: int, stride: int) -> keras.KerasTensor:
+    shortcut = x
+    x = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.ReLU()(x)
+    x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    if stride != 1 or shortcut.shape[-1] != filters:
+        shortcut = layers.Conv2D(filters, 1, strides=stride, use_bias=False)(shortcut)
+        shortcut = layers.BatchNormalization()(shortcut)
+    return layers.ReLU()(layers.Add()([x, shortcut]))
+
+
+def resnet34(input_shape: tuple[int, int, int] = (150, 150, 3), num_classes: int = 2) -> keras.Model:
+    """The CoronaHack study's self-defined ResNet34, trained from scratch: 5x5/2 stem, BasicBlocks 3-4-6-3."""
+    _check_classes(num_classes)
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = layers.Rescaling(1.0 / 255)(inputs)
+    x = layers.Conv2D(64, 5, strides=2, padding="same", use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.ReLU()(x)
+    x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
+    for stage, (filters, blocks) in enumerate([(64, 3), (128, 4), (256, 6), (512, 3)]):
+        for block in range(blocks):
+            x = _basic_block(x, filters, stride=2 if stage > 0 and block == 0 else 1)
+    x = layers.GlobalAveragePooling2D(name="features")(x)
+    return keras.Model(inputs, _classifier(x, num_classes), name="resnet34")
+
+
+def coronahack_model(name: str, input_shape: tuple[int, int, int], num_classes: int, weights: Weights) -> keras.Model:
+    """Any of chapter 03's nine models by name: a :data:`BACKBONES` entry, or ``"ResNet34"`` (always from scratch)."""
+    if name == "ResNet34":
+        return resnet34(input_shape, num_classes)
+    return backbone_classifier(name, input_shape, num_classes, weights)

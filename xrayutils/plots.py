@@ -145,13 +145,16 @@ def plot_histories(histories: dict[str, dict]) -> plt.Figure:
 
 
 def plot_confusion_matrices(y_true: np.ndarray, probabilities: dict[str, np.ndarray], classes: list[str]) -> plt.Figure:
-    """Test-set confusion matrix (counts) of each model, side by side."""
+    """Test-set confusion matrix (counts) of each model, side by side (four to a row)."""
     from sklearn.metrics import ConfusionMatrixDisplay
 
-    n = len(probabilities)
+    ncols = min(len(probabilities), 4)
+    nrows = int(np.ceil(len(probabilities) / ncols))
     side = 2.2 + 0.9 * len(classes)
-    fig, axes = plt.subplots(1, n, figsize=(side * n, side), squeeze=False, layout="constrained")
-    for ax, (name, proba) in zip(axes[0], probabilities.items()):
+    fig, axes = plt.subplots(nrows, ncols, figsize=(side * ncols, side * nrows), squeeze=False, layout="constrained")
+    for ax in axes.flat[len(probabilities):]:
+        ax.axis("off")
+    for ax, (name, proba) in zip(axes.flat, probabilities.items()):
         ConfusionMatrixDisplay.from_predictions(
             y_true, np.argmax(proba, axis=1), labels=np.arange(len(classes)), display_labels=classes,
             ax=ax, colorbar=False, cmap="Blues",
@@ -264,4 +267,32 @@ def plot_metric_comparison(
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("test score (95% bootstrap interval)")
     ax.legend(fontsize="small", loc="lower right")
+    return fig
+
+
+def plot_leaderboard(
+    results: dict[str, dict[str, dict[str, float]]],
+    metric: str,
+    *,
+    published: dict[str, float] | None = None,
+    ax: plt.Axes | None = None,
+) -> plt.Figure:
+    """One horizontal bar per model, best on top, with its 95% interval; published values as black marks."""
+    order = sorted(results, key=lambda name: results[name][metric]["value"])
+    fig, ax = _axes(ax, (7, 0.9 + 0.45 * len(order)))
+    values = np.array([results[n][metric]["value"] for n in order])
+    errors = np.array([[results[n][metric]["value"] - results[n][metric]["low"],
+                        results[n][metric]["high"] - results[n][metric]["value"]] for n in order]).T
+    ax.barh(order, values, xerr=errors, capsize=3, color=sns.color_palette()[0])
+    marked = False
+    for i, name in enumerate(order):
+        value = (published or {}).get(name)
+        if value is not None and not np.isnan(value):
+            ax.plot(value, i, marker="|", markersize=18, markeredgewidth=2.5, color="black",
+                    label=None if marked else "published")
+            marked = True
+    ax.set_xlim(0, 1.02)
+    ax.set_xlabel(f"test {metric} (95% bootstrap interval)")
+    if marked:
+        ax.legend(fontsize="small", loc="lower right")
     return fig

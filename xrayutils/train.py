@@ -41,10 +41,14 @@ def augmentation(
     shear_degrees: float = 0.25,
     zoom: float = 0.1,
     channel_shift: float = 20.0,
+    brightness_range: tuple[float, float] | None = None,
     flips: bool = True,
     seed: int = 0,
 ) -> keras.Sequential:
     """Keras preprocessing layers for the published ``ImageDataGenerator`` settings (defaults: task 1 and 2).
+
+    Chapter 03 passes the CoronaHack settings: zoom 0.1, shifts 0.1 and
+    ``brightness_range=(0.5, 1.3)``, a random factor each image is multiplied by.
 
     Empty regions are filled with black (``fill_mode="constant"``, as published).
     ``ImageDataGenerator`` read ``shear_range`` as an angle in degrees, so the
@@ -67,9 +71,36 @@ def augmentation(
         stack.append(layers.RandomZoom(zoom, zoom, fill_mode="constant", seed=seed + 3))
     if channel_shift:
         stack.append(layers.RandomBrightness(channel_shift / 255, value_range=(0, 255), seed=seed + 4))
+    if brightness_range:
+        stack.append(RandomBrightnessFactor(*brightness_range, seed=seed + 6))
     if flips:
         stack.append(layers.RandomFlip("horizontal_and_vertical", seed=seed + 5))
     return keras.Sequential(stack, name="augmentation")
+
+
+class RandomBrightnessFactor(layers.Layer):
+    """Multiply each image by a random factor in ``[low, high]``, clipped to ``[0, 255]``, in training only.
+
+    ``ImageDataGenerator``'s ``brightness_range`` scaled brightness this way; Keras'
+    ``RandomBrightness`` adds an offset instead, so it cannot stand in for it.
+    """
+
+    def __init__(self, low: float, high: float, seed: int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if not 0 <= low <= high:
+            raise ValueError(f"brightness_range must satisfy 0 <= low <= high, got ({low}, {high})")
+        self.low, self.high, self.seed = low, high, seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, images: keras.KerasTensor, training: bool = False) -> keras.KerasTensor:
+        if not training:
+            return images
+        shape = (keras.ops.shape(images)[0], 1, 1, 1)
+        factor = keras.random.uniform(shape, self.low, self.high, seed=self.seed_generator)
+        return keras.ops.clip(images * factor, 0.0, 255.0)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "low": self.low, "high": self.high, "seed": self.seed}
 
 
 def loss_for(num_classes: int) -> str:
@@ -185,6 +216,7 @@ class ModelRun:
     probabilities: np.ndarray | None = None
     seconds_per_image: float | None = None
     path: Path | None = None
+    parameters: int | None = None
     error: str | None = None
 
     @property
@@ -207,6 +239,7 @@ def train_and_test(
     path: Path,
     classes: list[str],
     provenance: dict[str, Any],
+    keep_model: bool = True,
 ) -> ModelRun:
     """Seed, build, :func:`fit`, predict the test split and :func:`save_model`; an error is returned, not raised.
 
@@ -214,7 +247,9 @@ def train_and_test(
     afresh and gets fresh datasets (a reused dataset would continue its shuffle
     order), so its numbers do not depend on which models ran before it, and a
     failing model leaves the others' results intact.  ``augment`` holds
-    :func:`augmentation` options (``None``: no augmentation).
+    :func:`augmentation` options (``None``: no augmentation).  With
+    ``keep_model=False`` the model is dropped once saved and Keras' state is
+    cleared, so that many models can run one after another in one process.
     """
     try:
         set_seed(seed)
@@ -229,7 +264,13 @@ def train_and_test(
         )
         probabilities, seconds_per_image = evaluate.predict_proba(model, splits["test"])
         save_model(model, path, classes=classes, history=history, provenance=provenance)
+        parameters = model.count_params()
     except Exception as error:  # noqa: BLE001 - reported in the model's row; the other models go on
         traceback.print_exc()
+        keras.backend.clear_session()
         return ModelRun(name, error=f"{type(error).__name__}: {error}")
-    return ModelRun(name, model, history, probabilities, seconds_per_image, Path(path))
+    if not keep_model:
+        del model
+        model = None
+        keras.backend.clear_session()
+    return ModelRun(name, model, history, probabilities, seconds_per_image, Path(path), parameters)

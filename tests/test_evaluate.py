@@ -120,3 +120,22 @@ def test_predictions_frame_marks_mistakes():
     assert table["predicted"].tolist() == ["covid", "covid"]
     assert table["correct"].tolist() == [True, False]
     np.testing.assert_allclose(table["p_normal"], [0.2, 0.3])
+
+
+def test_balanced_accuracy_is_the_mean_recall():
+    result = evaluate.point_metrics([0, 0, 1, 1], [0.2, 0.7, 0.8, 0.9], classes=["a", "b"])
+    assert result["balanced_accuracy"] == pytest.approx(0.75)
+
+
+def test_leaderboard_sorts_by_the_metric_and_tests_each_model_against_the_best():
+    y = np.array([0, 1] * 10)
+    good = y.copy()
+    bad = 1 - y
+    bad[:2] = y[:2]
+    ci = lambda v: {"accuracy": {"value": v, "low": v - 0.1, "high": v + 0.1}}  # noqa: E731
+    board = evaluate.leaderboard({"bad": ci(0.1), "good": ci(1.0)}, {"bad": bad, "good": good}, y, metric="accuracy", columns=["accuracy"])
+    assert board["model"].tolist() == ["good", "bad"]
+    assert np.isnan(board.loc[1, "mcnemar_p_vs_best"])
+    assert board.loc[2, "mcnemar_p_vs_best"] < 0.001  # 18 images only the best gets right
+    with pytest.raises(ValueError, match="must be one of the columns"):
+        evaluate.leaderboard({"good": ci(1.0)}, {"good": good}, y, metric="roc_auc", columns=["accuracy"])

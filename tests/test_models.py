@@ -60,3 +60,43 @@ def test_bad_weights_choice_is_a_value_error(tmp_path):
 def test_one_class_is_refused():
     with pytest.raises(ValueError, match="num_classes"):
         models.alexnet((64, 64, 3), num_classes=1)
+
+
+@pytest.mark.parametrize("name", list(models.BACKBONES))
+def test_every_backbone_builds_with_pooling_its_preprocessing_and_one_sigmoid(name):
+    model = models.backbone_classifier(name, (75, 75, 3), num_classes=2)
+    assert model.output_shape == (None, 1)
+    assert len(model.get_layer("features").output.shape) == 2  # global average pooling
+    base = next(layer for layer in model.layers if isinstance(layer, models.keras.Model))
+    assert base.trainable and base.trainable_weights  # fine-tuned whole, unlike chapter 01's frozen base
+
+
+def test_vgg16_backbone_has_the_keras_parameter_count_plus_one_unit():
+    # keras.applications.VGG16(include_top=False) holds 14,714,688 parameters; Dense(1) on 512 features adds 513
+    assert models.count_parameters(models.backbone_classifier("VGG16", (150, 150, 3)))[0] == 14_715_201
+
+
+def test_resnet34_is_the_standard_resnet34_with_a_5x5_stem():
+    # torchvision's resnet34 without its fc layer: 21,284,672; a 5x5 stem instead of 7x7 saves 4,608;
+    # Dense(1) adds 513. Keras also counts BatchNorm's moving mean and variance (2 x 8,512), not trainable.
+    total, trainable = models.count_parameters(models.resnet34((150, 150, 3), num_classes=2))
+    assert trainable == 21_284_672 - 4_608 + 513
+    assert total == trainable + 2 * 8_512
+
+
+def test_auto_weights_try_the_named_architecture(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / models.BACKBONES["EfficientNetV2S"][2]).write_bytes(b"")
+    assert models.resolve_weights("auto", architecture="EfficientNetV2S").pretrained
+    tried = []
+    monkeypatch.setattr(models.keras.applications, "Xception", lambda **kw: tried.append(kw) or (_ for _ in ()).throw(OSError("offline")))
+    with pytest.warns(UserWarning, match="falling back"):
+        assert not models.resolve_weights("auto", architecture="Xception").pretrained
+    assert tried and tried[0]["weights"] == "imagenet"
+
+
+def test_coronahack_model_names_are_checked():
+    with pytest.raises(ValueError, match="unknown backbone 'ResNet50'"):
+        models.coronahack_model("ResNet50", (75, 75, 3), 2, models.resolve_weights("none"))
+    assert models.coronahack_model("ResNet34", (75, 75, 3), 2, models.resolve_weights("none")).name == "resnet34"

@@ -64,3 +64,11 @@ def test_embedding_and_comparison_have_a_panel_and_a_bar_group_per_model():
     fig = plots.plot_metric_comparison({"A": ci, "B": ci}, ["accuracy"], published={"A": {"accuracy": 0.75}})
     assert len(fig.axes[0].patches) == 2
     assert "published" in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+
+
+def test_leaderboard_plot_puts_the_best_model_on_top():
+    ci = lambda v: {"roc_auc": {"value": v, "low": v - 0.05, "high": v + 0.05}}  # noqa: E731
+    fig = plots.plot_leaderboard({"A": ci(0.7), "B": ci(0.9), "C": ci(0.8)}, "roc_auc", published={"B": 0.85})
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["A", "C", "B"]  # barh draws bottom-up
+    assert len(ax.patches) == 3 and ax.get_legend() is not None

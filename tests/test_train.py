@@ -127,3 +127,29 @@ def test_bad_arguments_are_value_errors(tmp_path):
 
 def test_model_files_are_named_by_architecture_resolution_and_data():
     assert train.model_filename("VGG16", 224, "covid-xray", "two") == "vgg16-res224-covid-xray-two.keras"
+
+
+def test_brightness_factor_multiplies_each_image_within_the_range():
+    layer = train.RandomBrightnessFactor(0.5, 1.3, seed=0)
+    images = np.full((16, 4, 4, 3), 100.0, dtype="float32")
+    assert np.array_equal(np.asarray(layer(images, training=False)), images)
+    out = np.asarray(layer(images, training=True))
+    per_image = out.reshape(16, -1)
+    assert np.all(per_image.min(axis=1) == per_image.max(axis=1))  # one factor per image
+    assert per_image.min() >= 50 and per_image.max() <= 130 and per_image.std() > 0
+    assert np.asarray(layer(np.full((2, 2, 2, 3), 250.0), training=True)).max() <= 255
+    with pytest.raises(ValueError, match="brightness_range"):
+        train.RandomBrightnessFactor(1.3, 0.5)
+
+
+def test_a_model_not_kept_is_freed_but_its_results_are(splits, tmp_path):
+    data, frames = splits
+    result = train.train_and_test(
+        "m", lambda: tiny_model(num_classes=4), frames, image_size=32, batch_size=4, epochs=1, optimizer="adamax",
+        learning_rate=1e-3, augment=dict(rotation_degrees=0, shift=0.1, shear_degrees=0, zoom=0.1, channel_shift=0,
+        brightness_range=(0.5, 1.3), flips=False), seed=0, path=tmp_path / "m.keras", classes=data.classes,
+        provenance={}, keep_model=False,
+    )
+    assert result.ok and result.model is None and result.path.exists()
+    assert result.parameters == tiny_model(num_classes=4).count_params()
+    assert result.probabilities.shape == (8, 4)

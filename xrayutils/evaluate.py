@@ -230,7 +230,7 @@ def leaderboard(
     """Models sorted by ``metric`` (best first), each column ``value [low, high]``, and McNemar against the best.
 
     ``predictions`` holds each model's predicted class indices on the same test
-    images; ``mcnemar_p`` is the exact p-value of the best model against each other one.
+    images; ``mcnemar_p_vs_best`` is the exact p-value of the best model against each other one.
     """
     if metric not in columns:
         raise ValueError(f"metric {metric!r} must be one of the columns {columns}")

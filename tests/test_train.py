@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from keras import layers
 
-from xrayutils import datasets, pipeline, predict, train
+from xrayutils import datasets, models, pipeline, predict, train
 
 
 def tiny_model(image_size: int = 32, num_classes: int = 2) -> keras.Model:
@@ -96,6 +96,7 @@ def test_a_failing_model_is_reported_not_raised(splits, tmp_path, capsys):
     result = _run(splits, tmp_path, build=broken)
     assert not result.ok and result.error == "ValueError: cannot build this one"
     assert result.probabilities is None and not (tmp_path / "m.keras").exists()
+    assert result.record(None, models.resolve_weights("none"))["error"] == "ValueError: cannot build this one"
     assert "cannot build this one" in capsys.readouterr().err
 
 
@@ -151,5 +152,7 @@ def test_a_model_not_kept_is_freed_but_its_results_are(splits, tmp_path):
         provenance={}, keep_model=False,
     )
     assert result.ok and result.model is None and result.path.exists()
-    assert result.parameters == tiny_model(num_classes=4).count_params()
+    assert result.parameters == dict(zip(("total", "trainable"), models.count_parameters(tiny_model(num_classes=4))))
+    record = result.record({"accuracy": 1.0}, models.resolve_weights("none"))
+    assert record["parameters"] == result.parameters and record["model_file"] == "m.keras" and not record["pretrained"]
     assert result.probabilities.shape == (8, 4)

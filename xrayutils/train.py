@@ -22,7 +22,7 @@ import pandas as pd
 import tensorflow as tf
 from keras import layers
 
-from xrayutils import book, evaluate, pipeline
+from xrayutils import book, evaluate, models, pipeline
 
 
 def set_seed(seed: int) -> None:
@@ -216,12 +216,27 @@ class ModelRun:
     probabilities: np.ndarray | None = None
     seconds_per_image: float | None = None
     path: Path | None = None
-    parameters: int | None = None
+    parameters: dict[str, int] | None = None
     error: str | None = None
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    def record(self, metrics: dict[str, Any] | None, weights: models.Weights) -> dict[str, Any]:
+        """This model's entry in its chapter's results file: metrics, history, size, times and weights, or its error."""
+        if not self.ok:
+            return {"error": self.error, "weights": weights.description, "pretrained": weights.pretrained}
+        return {
+            "metrics": metrics,
+            "history": self.history,
+            "parameters": self.parameters,
+            "fit_seconds": self.history["fit_seconds"],
+            "predict_seconds_per_image": self.seconds_per_image,
+            "model_file": self.path.name,
+            "weights": weights.description,
+            "pretrained": weights.pretrained,
+        }
 
 
 def train_and_test(
@@ -264,7 +279,7 @@ def train_and_test(
         )
         probabilities, seconds_per_image = evaluate.predict_proba(model, splits["test"])
         save_model(model, path, classes=classes, history=history, provenance=provenance)
-        parameters = model.count_params()
+        parameters = dict(zip(("total", "trainable"), models.count_parameters(model)))
     except Exception as error:  # noqa: BLE001 - reported in the model's row; the other models go on
         traceback.print_exc()
         keras.backend.clear_session()

@@ -240,6 +240,20 @@ def plot_embeddings(embeddings: dict[str, np.ndarray], frame: pd.DataFrame, clas
     return fig
 
 
+def _interval_errors(cis: list[dict[str, float]]) -> np.ndarray:
+    """``(2, n)`` distances from each value down to its low and up to its high bound, for ``yerr``/``xerr``."""
+    return np.array([[ci["value"] - ci["low"], ci["high"] - ci["value"]] for ci in cis]).T
+
+
+def _mark_published(ax: plt.Axes, points: list[tuple[float, float]], marker: str) -> bool:
+    """Published values as black marks at ``(x, y)``, labelled once; ``NaN`` values are skipped."""
+    shown = [(x, y) for x, y in points if not np.isnan(x) and not np.isnan(y)]
+    for k, (x, y) in enumerate(shown):
+        ax.plot(x, y, marker=marker, markersize=20, markeredgewidth=2.5, color="black",
+                label="published" if k == 0 else None)
+    return bool(shown)
+
+
 def plot_metric_comparison(
     results: dict[str, dict[str, dict[str, float]]],
     metrics: list[str],
@@ -251,18 +265,14 @@ def plot_metric_comparison(
     fig, ax = _axes(ax, (1.6 + 1.5 * len(metrics) * max(1, len(results)) / 2, 4.2))
     width = 0.8 / max(1, len(results))
     x = np.arange(len(metrics))
-    marked = False
+    marks = []
     for i, (name, cis) in enumerate(results.items()):
-        values = np.array([cis[m]["value"] for m in metrics])
-        errors = np.array([[cis[m]["value"] - cis[m]["low"], cis[m]["high"] - cis[m]["value"]] for m in metrics]).T
         position = x - 0.4 + width * (i + 0.5)
-        ax.bar(position, values, width, yerr=errors, capsize=3, label=name)
-        for j, metric in enumerate(metrics):
-            value = (published or {}).get(name, {}).get(metric)
-            if value is not None and not np.isnan(value):
-                ax.plot(position[j], value, marker="_", markersize=22, color="black", markeredgewidth=2.5,
-                        label=None if marked else "published")
-                marked = True
+        ax.bar(position, [cis[m]["value"] for m in metrics], width, yerr=_interval_errors([cis[m] for m in metrics]),
+               capsize=3, label=name)
+        reported = (published or {}).get(name, {})
+        marks += [(position[j], reported[m]) for j, m in enumerate(metrics) if reported.get(m) is not None]
+    _mark_published(ax, marks, "_")
     ax.set_xticks(x, metrics)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("test score (95% bootstrap interval)")
@@ -280,17 +290,10 @@ def plot_leaderboard(
     """One horizontal bar per model, best on top, with its 95% interval; published values as black marks."""
     order = sorted(results, key=lambda name: results[name][metric]["value"])
     fig, ax = _axes(ax, (7, 0.9 + 0.45 * len(order)))
-    values = np.array([results[n][metric]["value"] for n in order])
-    errors = np.array([[results[n][metric]["value"] - results[n][metric]["low"],
-                        results[n][metric]["high"] - results[n][metric]["value"]] for n in order]).T
-    ax.barh(order, values, xerr=errors, capsize=3, color=sns.color_palette()[0])
-    marked = False
-    for i, name in enumerate(order):
-        value = (published or {}).get(name)
-        if value is not None and not np.isnan(value):
-            ax.plot(value, i, marker="|", markersize=18, markeredgewidth=2.5, color="black",
-                    label=None if marked else "published")
-            marked = True
+    ax.barh(order, [results[n][metric]["value"] for n in order],
+            xerr=_interval_errors([results[n][metric] for n in order]), capsize=3, color=sns.color_palette()[0])
+    reported = published or {}
+    marked = _mark_published(ax, [(reported[n], i) for i, n in enumerate(order) if reported.get(n) is not None], "|")
     ax.set_xlim(0, 1.02)
     ax.set_xlabel(f"test {metric} (95% bootstrap interval)")
     if marked:

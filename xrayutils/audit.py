@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import imagehash
 import numpy as np
@@ -167,3 +168,19 @@ def imbalance_ratio(totals: pd.DataFrame) -> pd.Series:
 def file_digests(paths: Sequence[str]) -> list[str]:
     """SHA-256 of each file's bytes: byte-identical files share a digest."""
     return [hashlib.sha256(open(p, "rb").read()).hexdigest() for p in paths]
+
+
+def near_duplicate_files(pairs: pd.DataFrame, *, dataset: str, split: str, partners: set[tuple[str, str]]) -> set[str]:
+    """Names of ``dataset``'s ``split`` images with a near-duplicate in any ``(dataset, split)`` of ``partners``.
+
+    ``pairs`` is chapter 00's ``near_duplicates.csv``.  Chapter 04 asks it which test
+    images were also seen in training (a leak) or count twice in the test split, and
+    which external images a model was trained on.  Files are matched by name, so
+    the ``two/`` and ``all/`` copies of one covid-xray image agree.
+    """
+    found = set()
+    for a, b in (("a", "b"), ("b", "a")):
+        mine = (pairs[f"dataset_{a}"] == dataset) & (pairs[f"split_{a}"] == split)
+        theirs = pd.Series(list(zip(pairs[f"dataset_{b}"], pairs[f"split_{b}"])), index=pairs.index).isin(partners)
+        found.update(pairs.loc[mine & theirs, f"file_{a}"].map(lambda f: Path(f).name))
+    return found

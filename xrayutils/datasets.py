@@ -45,6 +45,22 @@ LAYOUT = {
     "coronahack": "coronahack/Chest_xray_Corona_Metadata.csv\n"
     "coronahack/Coronahack-Chest-XRay-Dataset/Coronahack-Chest-XRay-Dataset/{train,test}/<images>",
 }
+#: What a reader of a model card must know about each dataset's sources, biases and licences (see book/data.md).
+SOURCES = {
+    "covid-xray": (
+        "COVID-19 images from the COVID-19 image data collection of Cohen et al. (mostly adults, many cut from "
+        "figures in journal articles, some with text, arrows or lateral views; each image under its own licence "
+        "in that collection's metadata). Normal and pneumonia images from the paediatric chest X-rays of Kermany "
+        "et al. (2018, one hospital in Guangzhou, children aged 1-5, CC BY 4.0). Classes therefore differ in "
+        "source, age and image processing as well as in disease."
+    ),
+    "coronahack": (
+        "The Kaggle CoronaHack collection (praveengovi; redistributes the images below, no licence of its own): "
+        "normal and pneumonia images from the paediatric data of Kermany et al. (2018, CC BY 4.0), plus a few "
+        "dozen COVID-19 images from the Cohen collection in TRAIN only. The TEST images of the sample were "
+        "stretched to 224x224 RGB before they reached this book; TRAIN images keep their aspect ratio."
+    ),
+}
 # Folder names accepted under a data directory, first match wins.
 FOLDER_NAMES = {"covid-xray": ["covid-xray"], "coronahack": ["coronahack", "coronahack-mini"]}
 CORONAHACK_CSV = "Chest_xray_Corona_Metadata.csv"

@@ -244,3 +244,82 @@ def leaderboard(
              "mcnemar_p_vs_best": np.nan if test is None else test["p_value"]}
         )
     return pd.DataFrame(rows).set_index("rank")
+
+
+# Trust checks (chapter 04): calibration, and recall/specificity on data from elsewhere.
+
+def reliability_bins(y_true: np.ndarray, y_prob: np.ndarray, *, n_bins: int = 10) -> pd.DataFrame:
+    """Top-label reliability: per confidence bin, how many images, their mean confidence and their accuracy.
+
+    Confidence is the probability of the predicted class, so bins start at
+    ``1 / n_classes``; equal-width bins over ``[0, 1]``, empty bins left out.
+    """
+    y_true = np.asarray(y_true)
+    proba = _as_probabilities(y_prob)
+    confidence = proba.max(axis=1)
+    correct = proba.argmax(axis=1) == y_true
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, n_bins - 1)
+    rows = [
+        {"low": edges[b], "high": edges[b + 1], "count": int(np.sum(which == b)),
+         "confidence": float(confidence[which == b].mean()), "accuracy": float(correct[which == b].mean())}
+        for b in range(n_bins) if np.any(which == b)
+    ]
+    return pd.DataFrame(rows, columns=["low", "high", "count", "confidence", "accuracy"])
+
+
+def expected_calibration_error(y_true: np.ndarray, y_prob: np.ndarray, *, n_bins: int = 10) -> float:
+    """ECE: the count-weighted mean gap between confidence and accuracy over :func:`reliability_bins`.
+
+    >>> expected_calibration_error([1, 1, 0, 0], [0.9, 0.9, 0.9, 0.9], n_bins=10)
+    0.4
+    """
+    bins = reliability_bins(y_true, y_prob, n_bins=n_bins)
+    return float(np.sum(bins["count"] * (bins["confidence"] - bins["accuracy"]).abs()) / bins["count"].sum())
+
+
+def bootstrap_statistic(
+    statistic, y_true: np.ndarray, y_prob: np.ndarray, *, n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> dict[str, float]:
+    """``{"value", "low", "high"}`` of ``statistic(y_true, y_prob)`` with a percentile bootstrap interval."""
+    y_true, proba = np.asarray(y_true), _as_probabilities(y_prob)
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(n_resamples):
+        idx = rng.integers(0, len(y_true), len(y_true))
+        draws.append(statistic(y_true[idx], proba[idx]))
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(draws, [tail, 100 - tail])
+    return {"value": float(statistic(y_true, proba)), "low": float(low), "high": float(high)}
+
+
+def proportion(successes: int, n: int, confidence: float = 0.95) -> dict[str, float]:
+    """``successes / n`` with a Wilson score interval (well behaved at 0 and 1, unlike the normal one).
+
+    >>> round(proportion(0, 20)["high"], 3)
+    0.161
+    """
+    if n == 0:
+        return {"value": float("nan"), "low": float("nan"), "high": float("nan")}
+    ci = stats.binomtest(successes, n).proportion_ci(confidence, method="wilson")
+    return {"value": successes / n, "low": float(ci.low), "high": float(ci.high)}
+
+
+def class_rates(true: np.ndarray, predicted: np.ndarray, classes: list[str]) -> pd.DataFrame:
+    """Recall and specificity of each of the model's ``classes``, with Wilson intervals.
+
+    ``true`` and ``predicted`` are class *names*; ``true`` may hold classes the model
+    does not know (external data). Recall of a class needs images of it;
+    specificity (images of the other classes not called this class) needs the others.
+    """
+    true, predicted = np.asarray(true), np.asarray(predicted)
+    rows = []
+    for name in classes:
+        positive = true == name
+        for measure, members, hits in (
+            ("recall", positive, predicted[positive] == name),
+            ("specificity", ~positive, predicted[~positive] != name),
+        ):
+            if members.any():
+                rows.append({"class": name, "measure": measure, "n": int(members.sum()), **proportion(int(hits.sum()), int(members.sum()))})
+    return pd.DataFrame(rows, columns=["class", "measure", "n", "value", "low", "high"])

@@ -165,13 +165,12 @@ def backbone_classifier(
     _check_classes(num_classes)
     constructor, module, _ = BACKBONES[name]
     weights = weights or resolve_weights("none")
-    base = getattr(keras.applications, constructor)(
-        include_top=False, weights=weights.keras_arg, input_shape=input_shape, pooling="avg"
-    )
+    base = getattr(keras.applications, constructor)(include_top=False, weights=weights.keras_arg, input_shape=input_shape)
     inputs = keras.Input(shape=input_shape, name="image")
     x = getattr(keras.applications, module).preprocess_input(inputs)
     x = base(x)
-    x = layers.Identity(name="features")(x)
+    # pooling outside the backbone (as its pooling="avg" would do inside), so Grad-CAM can reach the last feature map
+    x = layers.GlobalAveragePooling2D(name="features")(x)
     return keras.Model(inputs, _classifier(x, num_classes), name=name.lower())
 
 
@@ -209,3 +208,45 @@ def coronahack_model(name: str, input_shape: tuple[int, int, int], num_classes: 
     if name == "ResNet34":
         return resnet34(input_shape, num_classes)
     return backbone_classifier(name, input_shape, num_classes, weights)
+
+
+# Shortcut test (chapter 04): the same model, shown only part of each image.
+
+@keras.saving.register_keras_serializable(package="xrayutils")
+class RegionMask(layers.Layer):
+    """Black out the central region (``keep="border"``) or the outer border (``keep="center"``) of every image.
+
+    The border is ``border_fraction`` of the height and of the width on each side.
+    A model behind ``keep="border"`` never sees the lung fields, so whatever it
+    learns comes from the image's edges: text, markers, collimation, body outline.
+    """
+
+    def __init__(self, keep: str, border_fraction: float, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if keep not in ("border", "center"):
+            raise ValueError(f"keep must be 'border' or 'center', got {keep!r}")
+        if not 0 < border_fraction < 0.5:
+            raise ValueError(f"border_fraction must be in (0, 0.5), got {border_fraction}")
+        self.keep, self.border_fraction = keep, border_fraction
+
+    def call(self, images: keras.KerasTensor) -> keras.KerasTensor:
+        return images * keras.ops.cast(self.mask(images.shape[1], images.shape[2]), images.dtype)
+
+    def mask(self, height: int, width: int) -> keras.KerasTensor:
+        """``(height, width, 1)`` of ones where the image is kept."""
+        dy, dx = round(height * self.border_fraction), round(width * self.border_fraction)
+        rows = keras.ops.arange(height)[:, None]
+        cols = keras.ops.arange(width)[None, :]
+        center = (rows >= dy) & (rows < height - dy) & (cols >= dx) & (cols < width - dx)
+        kept = center if self.keep == "center" else keras.ops.logical_not(center)
+        return keras.ops.expand_dims(keras.ops.cast(kept, "float32"), -1)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "keep": self.keep, "border_fraction": self.border_fraction}
+
+
+def with_region_mask(model: keras.Model, *, keep: str, border_fraction: float) -> keras.Model:
+    """``model`` behind a :class:`RegionMask`: saved, tested and explained with the mask in place."""
+    inputs = keras.Input(shape=model.input_shape[1:], name="image")
+    masked = RegionMask(keep, border_fraction, name=f"keep_{keep}")(inputs)
+    return keras.Model(inputs, model(masked), name=f"{model.name}_{keep}_only")

@@ -259,9 +259,13 @@ def plot_metric_comparison(
     metrics: list[str],
     *,
     published: dict[str, dict[str, float]] | None = None,
+    chance: float | None = None,
     ax: plt.Axes | None = None,
 ) -> plt.Figure:
-    """Grouped bars of each model's test metrics with their 95% intervals; published values as black marks."""
+    """Grouped bars of each model's test metrics with their 95% intervals; published values as black marks.
+
+    ``chance`` draws the score of guessing (0.5 for a balanced binary task) as a dashed line.
+    """
     fig, ax = _axes(ax, (1.6 + 1.5 * len(metrics) * max(1, len(results)) / 2, 4.2))
     width = 0.8 / max(1, len(results))
     x = np.arange(len(metrics))
@@ -273,6 +277,8 @@ def plot_metric_comparison(
         reported = (published or {}).get(name, {})
         marks += [(position[j], reported[m]) for j, m in enumerate(metrics) if reported.get(m) is not None]
     _mark_published(ax, marks, "_")
+    if chance is not None:
+        ax.axhline(chance, color="black", linestyle="--", linewidth=1, label="chance")
     ax.set_xticks(x, metrics)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("test score (95% bootstrap interval)")
@@ -298,4 +304,67 @@ def plot_leaderboard(
     ax.set_xlabel(f"test {metric} (95% bootstrap interval)")
     if marked:
         ax.legend(fontsize="small", loc="lower right")
+    return fig
+
+
+def plot_gradcam(examples: dict[str, dict], *, border_fraction: float | None = None, size: float = 2.1) -> plt.Figure:
+    """One row per model: its test images with the Grad-CAM heat map over them; mistakes titled in red.
+
+    ``examples[name]`` holds ``images`` ``(n, h, w, 3)``, ``heatmaps`` ``(n, h, w)``
+    and ``titles``/``correct`` per image (:func:`xrayutils.explain.examples`).
+    ``border_fraction`` outlines the central region the shortcut test hides or keeps.
+    """
+    ncols = max(len(e["images"]) for e in examples.values())
+    fig, axes = plt.subplots(len(examples), ncols, figsize=(size * ncols, (size + 0.55) * len(examples)),
+                             squeeze=False, layout="constrained")
+    for row, (name, e) in zip(axes, examples.items()):
+        for ax in row:
+            ax.axis("off")
+        for k, ax in enumerate(row[: len(e["images"])]):
+            image = e["images"][k]
+            ax.imshow(image.mean(axis=-1), cmap="gray", vmin=0, vmax=255)
+            ax.imshow(e["heatmaps"][k], cmap="jet", alpha=0.4, vmin=0, vmax=1)
+            if border_fraction:
+                h, w = image.shape[:2]
+                dy, dx = round(h * border_fraction), round(w * border_fraction)
+                ax.add_patch(plt.Rectangle((dx - 0.5, dy - 0.5), w - 2 * dx, h - 2 * dy, fill=False, color="white", linestyle=":"))
+            ax.set_title(f"{name}\n{e['titles'][k]}" if k == 0 else e["titles"][k], fontsize=8,
+                         color="black" if e["correct"][k] else MISTAKE)
+    return fig
+
+
+def plot_reliability(bins: dict[str, pd.DataFrame], ece: dict[str, dict[str, float]]) -> plt.Figure:
+    """Reliability diagram per model: accuracy against confidence per bin (marker area ~ images), the diagonal is perfect."""
+    fig, axes = plt.subplots(1, len(bins), figsize=(4.2 * len(bins), 4.2), squeeze=False, layout="constrained")
+    for ax, (name, table) in zip(axes[0], bins.items()):
+        ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfectly calibrated")
+        ax.plot(table["confidence"], table["accuracy"], color=sns.color_palette()[0], linewidth=1)
+        ax.scatter(table["confidence"], table["accuracy"], s=20 + 300 * table["count"] / table["count"].sum(),
+                   color=sns.color_palette()[0], zorder=3, label="bins (area: images)")
+        ax.set(xlim=(0, 1.02), ylim=(-0.02, 1.02), xlabel="confidence (probability of the predicted class)",
+               ylabel="accuracy", title=f"{name}\nECE {ece[name]['value']:.3f} [{ece[name]['low']:.3f}, {ece[name]['high']:.3f}]")
+        ax.legend(fontsize="small", loc="upper left")
+    return fig
+
+
+def plot_class_rates(rates: dict[str, pd.DataFrame]) -> plt.Figure:
+    """Recall and specificity per class with 95% intervals, on the model's own test set and on external images.
+
+    ``rates[name]`` is :func:`xrayutils.checks.rates_beside`'s table.
+    """
+    fig, axes = plt.subplots(1, len(rates), figsize=(5.5 * len(rates), 0.8 + 0.42 * max(len(t) for t in rates.values())),
+                             squeeze=False, layout="constrained")
+    for ax, (name, table) in zip(axes[0], rates.items()):
+        labels = [f"{c} {m}" for c, m in zip(table["class"], table["measure"])]
+        y = np.arange(len(table))
+        for offset, where, color in ((-0.15, "test", sns.color_palette()[0]), (0.15, "external", sns.color_palette()[3])):
+            known = table[f"value_{where}"].notna().to_numpy()
+            cis = [{"value": v, "low": lo, "high": hi} for v, lo, hi in
+                   table.loc[known, [f"value_{where}", f"low_{where}", f"high_{where}"]].to_numpy()]
+            ax.errorbar(table.loc[known, f"value_{where}"], y[known] + offset, xerr=_interval_errors(cis) if cis else None,
+                        fmt="o", color=color, capsize=3, label="own test set" if where == "test" else "external (CoronaHack TEST)")
+        ax.set_yticks(y, labels)
+        ax.invert_yaxis()
+        ax.set(xlim=(-0.02, 1.02), xlabel="share (95% Wilson interval)", title=name)
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside lower center", ncol=2, fontsize="small")
     return fig

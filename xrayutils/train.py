@@ -78,6 +78,16 @@ def augmentation(
     return keras.Sequential(stack, name="augmentation")
 
 
+#: The published ``ImageDataGenerator`` settings of each study, as :func:`augmentation` options.
+#: Chapters 01-03 train with them, and chapter 04 retrains with the same ones.
+PUBLISHED_AUGMENTATION: dict[str, dict[str, Any]] = {
+    "class-challenge": dict(rotation_degrees=50, shift=0.2, shear_degrees=0.25, zoom=0.1, channel_shift=20, flips=True),
+    "coronahack": dict(
+        rotation_degrees=0, shift=0.1, shear_degrees=0, zoom=0.1, channel_shift=0, brightness_range=(0.5, 1.3), flips=False
+    ),
+}
+
+
 class RandomBrightnessFactor(layers.Layer):
     """Multiply each image by a random factor in ``[low, high]``, clipped to ``[0, 255]``, in training only.
 
@@ -218,10 +228,21 @@ class ModelRun:
     path: Path | None = None
     parameters: dict[str, int] | None = None
     error: str | None = None
+    predictions_file: str | None = None
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    def save_predictions(self, test: pd.DataFrame, classes: list[str], folder: Path) -> Path:
+        """Write the per-image test results (:func:`~xrayutils.evaluate.predictions_frame`) as ``test_predictions_<model>.csv``.
+
+        Chapter 04 and the summary read them back through the results file, which names the file.
+        """
+        self.predictions_file = f"test_predictions_{self.name.lower()}.csv"
+        path = Path(folder) / self.predictions_file
+        book.write_atomic(path, evaluate.predictions_frame(test, self.probabilities, classes).to_csv(index=False))
+        return path
 
     def record(self, metrics: dict[str, Any] | None, weights: models.Weights) -> dict[str, Any]:
         """This model's entry in its chapter's results file: metrics, history, size, times and weights, or its error."""
@@ -234,6 +255,7 @@ class ModelRun:
             "fit_seconds": self.history["fit_seconds"],
             "predict_seconds_per_image": self.seconds_per_image,
             "model_file": self.path.name,
+            "predictions_file": self.predictions_file,
             "weights": weights.description,
             "pretrained": weights.pretrained,
         }

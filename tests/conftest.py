@@ -45,7 +45,11 @@ def save_image(path: Path, array: np.ndarray, mode: str = "L") -> Path:
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     """``covid-xray/`` (two/ and all/) and ``coronahack/`` with 3 train and 2 test images per class."""
-    root = tmp_path / "data"
+    return make_tiny_data(tmp_path / "data")
+
+
+def make_tiny_data(root: Path) -> Path:
+    """Write the :func:`data_dir` datasets under ``root``."""
     modes = ["L", "RGB", "RGBA", "I;16"]
     seed = 0
     for split, n in (("train", 3), ("test", 2)):

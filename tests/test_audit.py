@@ -71,3 +71,19 @@ def test_intensity_histograms_are_normalised_even_for_16_bit(tmp_path):
     assert hist.shape == (2, 8)
     assert np.allclose(hist.sum(axis=1), 1.0)
     assert np.abs(hist[0] - hist[1]).sum() < 0.1  # the same picture at 8 and 16 bits
+
+
+def test_near_duplicate_files_by_dataset_split_and_partner():
+    pairs = pd.DataFrame(
+        [
+            ["covid-xray", "all/test/covid/a.jpeg", "test", "covid-xray", "all/train/covid/b.jpeg", "train"],
+            ["covid-xray", "all/train/normal/c.jpeg", "train", "covid-xray", "all/test/normal/d.jpeg", "test"],
+            ["covid-xray", "all/test/normal/e.jpeg", "test", "coronahack", "x/train/f.jpeg", "train"],
+            ["coronahack", "x/test/g.jpeg", "test", "covid-xray", "all/train/normal/h.jpeg", "train"],
+        ],
+        columns=["dataset_a", "file_a", "split_a", "dataset_b", "file_b", "split_b"],
+    )
+    own = {("covid-xray", "train"), ("covid-xray", "test")}
+    # pairs in either order count; a duplicate in another dataset's training split does not
+    assert audit.near_duplicate_files(pairs, dataset="covid-xray", split="test", partners=own) == {"a.jpeg", "d.jpeg"}
+    assert audit.near_duplicate_files(pairs, dataset="coronahack", split="test", partners={("covid-xray", "train")}) == {"g.jpeg"}

@@ -6,8 +6,10 @@ import json
 import shutil
 
 import nbformat
+import pandas as pd
 import pytest
 
+from tests.conftest import make_tiny_data
 from xrayutils import cli
 
 NOTEBOOKS = cli.chapter_notebooks()
@@ -71,23 +73,6 @@ def test_html_check_finds_missing_figures_and_errors(tmp_path):
     assert "raw Markdown" in cli.check_html(tmp_path, [notebook])[0]
 
 
-def test_chapter_00_runs_on_tiny_data(data_dir, tmp_path):
-    """The real notebook, executed by papermill under the smoke profile on generated images."""
-    code = cli.main(["run", str(NOTEBOOKS[0]), "--profile", "smoke", "--data-dir", str(data_dir),
-                     "--build-dir", str(tmp_path)])
-    assert code == 0
-    saved = json.loads((tmp_path / "outputs" / "00_data_exploration" / "results.json").read_text())
-    assert saved["provenance"]["profile"] == "smoke"
-    assert saved["results"]["totals"]["covid-xray"]["train"]["covid"] == 3
-    assert (tmp_path / "outputs" / "00_data_exploration" / "run_info.json").exists()
-    executed = nbformat.read(tmp_path / "site" / "notebooks" / NOTEBOOKS[0].name, as_version=4)
-    figure_cells = [c for c in executed.cells if c.metadata.get("mystnb")]
-    assert figure_cells and all(
-        any("image/png" in o.get("data", {}) for o in c.outputs) for c in figure_cells
-    ), "a figure cell produced no image"
-    assert saved["results"]["train_test_leaks"] == 0  # every generated image is distinct
-
-
 def test_broken_notebook_fails_the_run(tmp_path, monkeypatch, capsys):
     broken = tmp_path / "notebooks" / "99_broken.ipynb"
     broken.parent.mkdir()
@@ -104,24 +89,80 @@ def test_broken_notebook_fails_the_run(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "build" / "site" / "notebooks" / "99_broken.ipynb").exists()
 
 
-@pytest.mark.parametrize("stem", ["01_vgg16_binary", "02_vgg16_vs_alexnet", "03_coronahack_models"])
-def test_modelling_chapter_runs_on_tiny_data(stem, data_dir, tmp_path):
-    """Train, test, save and report, under smoke, on generated images: every figure drawn, a model saved."""
-    notebook = next(nb for nb in NOTEBOOKS if nb.stem == stem)
-    code = cli.main(["run", str(notebook), "--profile", "smoke", "--data-dir", str(data_dir),
-                     "--build-dir", str(tmp_path), "-p", "weights", "none"])
+@pytest.fixture(scope="module")
+def tiny_book(tmp_path_factory):
+    """Every chapter, executed by papermill under smoke on generated images into one build folder, as `xray-book build` does."""
+    root = tmp_path_factory.mktemp("book")
+    data = make_tiny_data(root / "data")
+    code = cli.main(["build", "--profile", "smoke", "--data-dir", str(data), "--build-dir", str(root / "build"),
+                     "--no-html", "-p", "weights", "none"])
+    return code, root / "build"
+
+
+def _executed(build, stem):
+    return nbformat.read(build / "site" / "notebooks" / f"{stem}.ipynb", as_version=4)
+
+
+def _figures_drawn(notebook):
+    figure_cells = [c for c in notebook.cells if c.metadata.get("mystnb")]
+    return len(figure_cells), all(any("image/png" in o.get("data", {}) for o in c.outputs) for c in figure_cells)
+
+
+def test_every_chapter_runs_on_tiny_data(tiny_book):
+    code, build = tiny_book
     assert code == 0
-    out = tmp_path / "outputs" / stem
+    timings = json.loads((build / "timings.json").read_text())
+    assert [t["notebook"] for t in timings["notebooks"]] == [nb.stem for nb in NOTEBOOKS]
+
+
+def test_chapter_00_audits_the_tiny_data(tiny_book):
+    _, build = tiny_book
+    saved = json.loads((build / "outputs" / "00_data_exploration" / "results.json").read_text())
+    assert saved["provenance"]["profile"] == "smoke"
+    assert saved["results"]["totals"]["covid-xray"]["train"]["covid"] == 3
+    assert saved["results"]["train_test_leaks"] == 0  # every generated image is distinct
+    assert (build / "outputs" / "00_data_exploration" / "run_info.json").exists()
+    assert _figures_drawn(_executed(build, "00_data_exploration"))[1], "a figure cell produced no image"
+
+
+@pytest.mark.parametrize("stem", ["01_vgg16_binary", "02_vgg16_vs_alexnet", "03_coronahack_models"])
+def test_modelling_chapter_trains_tests_saves_and_reports(stem, tiny_book):
+    """Train, test, save and report, under smoke, on generated images: every figure drawn, a model saved."""
+    _, build = tiny_book
+    out = build / "outputs" / stem
     saved = json.loads((out / "results.json").read_text())
     assert all(w.startswith("random initialisation") for w in saved["provenance"]["weights"].values())
     for name, model in saved["results"]["models"].items():
         assert "error" not in model, name
         assert 0 <= model["metrics"]["accuracy"]["low"] <= model["metrics"]["accuracy"]["value"] <= 1
         assert (out / model["model_file"]).exists() and (out / model["model_file"]).with_suffix(".json").exists()
-    executed = nbformat.read(tmp_path / "site" / "notebooks" / notebook.name, as_version=4)
-    figure_cells = [c for c in executed.cells if c.metadata.get("mystnb")]
-    assert len(figure_cells) >= 5 and all(
-        any("image/png" in o.get("data", {}) for o in c.outputs) for c in figure_cells
-    ), "a figure cell produced no image"
+        assert len(pd.read_csv(out / model["predictions_file"])) == saved["results"]["n"]["test"]
+    executed = _executed(build, stem)
+    n_figures, drawn = _figures_drawn(executed)
+    assert n_figures >= 5 and drawn, "a figure cell produced no image"
     notice = [o for c in executed.cells for o in c.get("outputs", []) if "admonition" in str(o.get("data", {}))]
     assert notice and "not transfer learning" in str(notice[0]["data"])
+
+
+def test_trust_checks_chapter_checks_every_chapter(tiny_book):
+    _, build = tiny_book
+    checks = json.loads((build / "outputs" / "04_trust_checks" / "results.json").read_text())["results"]
+    assert set(checks["best"]) == {"01_vgg16_binary", "02_vgg16_vs_alexnet", "03_coronahack_models"}
+    shortcut = checks["shortcut"]["01_vgg16_binary"]  # smoke retrains chapter 01's model only
+    assert set(shortcut["metrics"]) == {"full image", "lungs hidden", "border hidden"} and not shortcut["errors"]
+    assert all((build / "outputs" / "04_trust_checks" / f"vgg16-res72-covid-xray-two-{keep}-only.keras").exists() for keep in ("border", "center"))
+    assert len(checks["leakage"]) == 5 and all(leak["n_removed"] == 0 for leak in checks["leakage"].values())
+    # the tiny coronahack TEST split: 2 normal, 2 bacterial, 2 viral pneumonia images, none seen in training
+    assert checks["external"]["images"] == 6 and len(checks["external"]["rates"]) == 3
+    assert len(checks["calibration"]["ece"]) == 3
+    n_figures, drawn = _figures_drawn(_executed(build, "04_trust_checks"))
+    assert n_figures == 4 and drawn
+
+
+def test_summary_chapter_shows_every_model_and_card(tiny_book):
+    _, build = tiny_book
+    executed = _executed(build, "05_summary")
+    text = "\n".join(str(o.get("data", o.get("text", ""))) for c in executed.cells for o in c.get("outputs", []))
+    assert text.count("Not for diagnosis") == 5  # one model card per saved model
+    assert "Shortcut test" in text and "AlexNet" in text and "Xception" in text
+    assert _figures_drawn(executed) == (1, True)

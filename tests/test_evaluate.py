@@ -139,3 +139,34 @@ def test_leaderboard_sorts_by_the_metric_and_tests_each_model_against_the_best()
     assert board.loc[2, "mcnemar_p_vs_best"] < 0.001  # 18 images only the best gets right
     with pytest.raises(ValueError, match="must be one of the columns"):
         evaluate.leaderboard({"good": ci(1.0)}, {"good": good}, y, metric="roc_auc", columns=["accuracy"])
+
+
+def test_calibration_of_honest_and_overconfident_models():
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0, 1, 20000)
+    honest = (rng.uniform(0, 1, p.size) < p).astype(int)  # P(class 1) = p exactly
+    assert evaluate.expected_calibration_error(honest, p) < 0.02
+    bins = evaluate.reliability_bins(honest, p, n_bins=10)
+    assert bins["count"].sum() == p.size and bins["low"].min() >= 0.5 - 1e-9  # top-label confidence is at least 1/2
+    overconfident = np.where(p > 0.5, 0.99, 0.01)  # says 0.99 where it is right about 75% of the time
+    assert evaluate.expected_calibration_error(honest, overconfident) > 0.2
+    ci = evaluate.bootstrap_statistic(evaluate.expected_calibration_error, honest[:500], overconfident[:500], n_resamples=50)
+    assert ci["low"] < ci["high"] and ci["value"] > 0.15
+
+
+def test_proportion_has_wilson_bounds():
+    ci = evaluate.proportion(10, 20)
+    assert ci["value"] == 0.5 and ci["low"] == pytest.approx(0.2993, abs=1e-3) and ci["high"] == pytest.approx(0.7007, abs=1e-3)
+    assert np.isnan(evaluate.proportion(0, 0)["value"])
+
+
+def test_class_rates_on_classes_the_model_does_not_know():
+    true = ["normal", "normal", "pneumonia", "pneumonia", "covid"]
+    predicted = ["normal", "covid", "covid", "normal", "covid"]
+    rates = evaluate.class_rates(true, predicted, ["covid", "normal"]).set_index(["class", "measure"])
+    assert rates.loc[("covid", "recall"), "value"] == 1.0 and rates.loc[("covid", "recall"), "n"] == 1
+    assert rates.loc[("covid", "specificity"), "value"] == 0.5  # 2 of the 4 non-covid images called covid
+    assert rates.loc[("normal", "recall"), "value"] == 0.5
+    assert rates.loc[("normal", "specificity"), "value"] == pytest.approx(2 / 3)
+    only_external = evaluate.class_rates(["pneumonia"] * 3, ["normal"] * 3, ["covid", "normal"])
+    assert "recall" not in set(only_external["measure"])  # no image of a class: no recall for it

@@ -19,15 +19,15 @@ import pandas as pd
 from xrayutils import datasets, evaluate, models, pipeline, results, train
 
 
-def training_protocol(saved: dict[str, Any]) -> dict[str, Any]:
-    """The :func:`xrayutils.train.train_and_test` options a chapter trained with, from its results file."""
+def training_protocol(saved: dict[str, Any], model: str) -> dict[str, Any]:
+    """The :func:`xrayutils.train.train_and_test` options ``model``'s chapter trained it with, from its results file."""
     p = saved["provenance"]["parameters"]
     study, _ = results.PUBLISHED_TASK[saved["provenance"]["chapter"]]
     return {
         "image_size": p["image_size"],
         "batch_size": p["batch_size"],
         "epochs": p["num_epochs"],
-        "optimizer": p["optimizer"],
+        "optimizer": p["resnet34_optimizer"] if model == "ResNet34" and "resnet34_optimizer" in p else p["optimizer"],
         "learning_rate": p["learning_rate"],
         "augment": train.PUBLISHED_AUGMENTATION[study] if p.get("augment", True) else None,
         "seed": p["seed"],
@@ -93,7 +93,7 @@ def shortcut_runs(
     because the mask is the model's first layer.
     """
     chapter = saved["provenance"]["chapter"]
-    protocol = training_protocol(saved)
+    protocol = training_protocol(saved, model)
     build = model_builder(chapter, model, protocol["image_size"], len(data.classes), weights)
     stem = Path(train.model_filename(model, protocol["image_size"], data.name, data.task)).stem
     runs = {}

@@ -81,9 +81,10 @@ def _check_classes(num_classes: int) -> None:
 
 
 def _classifier(x: keras.KerasTensor, num_classes: int) -> keras.KerasTensor:
+    # float32 under a mixed-precision policy too: probabilities and the loss keep full precision
     if num_classes == 2:
-        return layers.Dense(1, activation="sigmoid", name="predictions")(x)
-    return layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+        return layers.Dense(1, activation="sigmoid", name="predictions", dtype="float32")(x)
+    return layers.Dense(num_classes, activation="softmax", name="predictions", dtype="float32")(x)
 
 
 def vgg16_transfer(

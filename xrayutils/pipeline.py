@@ -133,9 +133,12 @@ def split_frames(dataset, *, validation_fraction: float, seed: int) -> dict[str,
 
 
 def make_datasets(
-    frames: dict[str, pd.DataFrame], *, image_size: int, batch_size: int, num_classes: int, seed: int
+    frames: dict[str, pd.DataFrame], *, image_size: int, batch_size: int, num_classes: int, seed: int, shuffle_train: bool = True
 ) -> dict[str, tf.data.Dataset]:
-    """One :func:`make_dataset` per split; only train is shuffled.  Labels are one-hot for a softmax (> 2 classes)."""
+    """One :func:`make_dataset` per split; only train is shuffled (unless ``shuffle_train`` is off, for feature caching).
+
+    Labels are one-hot for a softmax (> 2 classes).
+    """
     return {
         split: make_dataset(
             frame["path"],
@@ -143,7 +146,7 @@ def make_datasets(
             image_size=(image_size, image_size),
             batch_size=batch_size,
             num_classes=num_classes if num_classes > 2 else None,
-            shuffle=split == "train",
+            shuffle=shuffle_train and split == "train",
             seed=seed,
         )
         for split, frame in frames.items()

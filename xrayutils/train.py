@@ -22,7 +22,7 @@ import pandas as pd
 import tensorflow as tf
 from keras import layers
 
-from xrayutils import book, evaluate, models, pipeline
+from xrayutils import book, caching, evaluate, models, pipeline
 
 
 def set_seed(seed: int) -> None:
@@ -113,6 +113,43 @@ class RandomBrightnessFactor(layers.Layer):
         return {**super().get_config(), "low": self.low, "high": self.high, "seed": self.seed}
 
 
+def gpu_count() -> int:
+    """GPUs TensorFlow can see."""
+    return len(tf.config.list_physical_devices("GPU"))
+
+
+def resolve_switch(value: bool | str, name: str) -> bool:
+    """An accelerator switch (``mixed_precision``, ``jit_compile``): ``True``, ``False`` or ``"auto"`` (on when a GPU is visible).
+
+    On a CPU, float16 is slower than float32 and XLA gains little, so ``auto`` leaves both off there.
+    """
+    if value == "auto":
+        return gpu_count() > 0
+    if isinstance(value, bool):
+        return value
+    raise ValueError(f"{name} must be True, False or 'auto', got {value!r}")
+
+
+def distribution() -> tf.distribute.Strategy:
+    """``MirroredStrategy`` over all GPUs when there are several, else TensorFlow's default (one device).
+
+    Models are built and trained inside its ``scope()``, so a multi-GPU machine uses
+    every GPU without a change to the chapters; ``batch_size`` is then the global batch.
+    """
+    return tf.distribute.MirroredStrategy() if gpu_count() > 1 else tf.distribute.get_strategy()
+
+
+def set_precision(mixed_precision: bool | str) -> str:
+    """Set Keras' global dtype policy for the models built next: ``mixed_float16`` or ``float32``; returns its name.
+
+    The classifiers compute their last layer in float32 (:mod:`xrayutils.models`),
+    so probabilities and the loss keep full precision.
+    """
+    policy = "mixed_float16" if resolve_switch(mixed_precision, "mixed_precision") else "float32"
+    keras.mixed_precision.set_global_policy(policy)
+    return policy
+
+
 def loss_for(num_classes: int) -> str:
     """Binary cross-entropy for one sigmoid unit, categorical cross-entropy for a softmax."""
     return "binary_crossentropy" if num_classes == 2 else "categorical_crossentropy"
@@ -153,6 +190,11 @@ def fit(
     optimizer: str = "adam",
     learning_rate: float = 1e-3,
     augment: keras.Layer | None = None,
+    cache_features: bool = False,
+    augmented_views: int = 1,
+    batch_size: int | None = None,
+    seed: int = 0,
+    jit_compile: bool | str = "auto",
     verbose: int = 2,
 ) -> dict[str, Any]:
     """Train ``model`` in place and return its history; the best epoch's weights (by validation loss) are kept.
@@ -160,26 +202,47 @@ def fit(
     ``augment`` runs in front of the model during training only, so the saved
     model is the plain one and predicts on unaltered images.
 
+    With ``cache_features`` the model's frozen base (:func:`xrayutils.caching.split_frozen`)
+    runs once per image, ``augmented_views`` times per training image when
+    ``augment`` is given, and only the head trains, on ``batch_size`` batches of the
+    cached features shuffled with ``seed``.  ``train`` is then read once per view,
+    best unshuffled.  It is the same model and the same loss: only the base's
+    repeated work is skipped.
+
     Returns
     -------
     dict
         Per-epoch lists ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy`` and
-        ``seconds``, plus ``best_epoch`` (1-based) and ``fit_seconds``.
+        ``seconds``, plus ``best_epoch`` (1-based), ``fit_seconds`` (encoding
+        included), and with caching ``cache`` (views, encoding seconds).
     """
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
     num_classes = max(2, model.output_shape[-1])
-    trainer = model
-    if augment is not None:
+    started = time.perf_counter()
+    trainer, cache = model, None
+    if cache_features:
+        split = caching.split_frozen(model)
+        if split is None:
+            raise ValueError(f"{model.name} has no frozen base whose output could be cached: set cache_features=False")
+        if batch_size is None:
+            raise ValueError("cache_features needs the batch_size the head trains with")
+        encoder, trainer = split
+        views = augmented_views if augment is not None else 1
+        features, labels = caching.encode(encoder, train, views=views, augment=augment)
+        train = caching.feature_dataset(features, labels, batch_size=batch_size, shuffle=True, seed=seed)
+        validation = caching.feature_dataset(*caching.encode(encoder, validation), batch_size=batch_size, shuffle=False, seed=seed)
+        cache = {"views": views, "encode_seconds": round(time.perf_counter() - started, 1), "feature_shape": list(features.shape[2:])}
+    elif augment is not None:
         inputs = keras.Input(shape=model.input_shape[1:], name="image")
         trainer = keras.Model(inputs, model(augment(inputs)), name=f"{model.name}_training")
     trainer.compile(
         optimizer=keras.optimizers.get({"class_name": optimizer, "config": {"learning_rate": learning_rate}}),
         loss=loss_for(num_classes),
         metrics=["accuracy"],
+        jit_compile=jit_compile if jit_compile == "auto" else resolve_switch(jit_compile, "jit_compile"),
     )
     best = _BestWeights(model)
-    started = time.perf_counter()
     history = trainer.fit(
         train, validation_data=validation, epochs=epochs, callbacks=[best], verbose=verbose, shuffle=False  # tf.data shuffles
     )
@@ -189,6 +252,8 @@ def fit(
         best_epoch=best.best_epoch,
         fit_seconds=round(time.perf_counter() - started, 1),
     )
+    if cache is not None:
+        result["cache"] = cache
     return result
 
 
@@ -277,6 +342,10 @@ def train_and_test(
     classes: list[str],
     provenance: dict[str, Any],
     keep_model: bool = True,
+    cache_features: bool = False,
+    augmented_views: int = 1,
+    mixed_precision: bool | str = False,
+    jit_compile: bool | str = "auto",
 ) -> ModelRun:
     """Seed, build, :func:`fit`, predict the test split and :func:`save_model`; an error is returned, not raised.
 
@@ -287,18 +356,28 @@ def train_and_test(
     :func:`augmentation` options (``None``: no augmentation).  With
     ``keep_model=False`` the model is dropped once saved and Keras' state is
     cleared, so that many models can run one after another in one process.
+    ``cache_features`` and ``augmented_views`` go to :func:`fit` (caching is
+    skipped, with a message, for a model without a frozen base);
+    ``mixed_precision`` to :func:`set_precision`.  The model is built and trained
+    in the :func:`distribution` scope.
     """
     try:
         set_seed(seed)
-        splits = pipeline.make_datasets(
-            frames, image_size=image_size, batch_size=batch_size, num_classes=len(classes), seed=seed
-        )
-        model = build()
-        layer = augmentation(**augment, seed=seed) if augment is not None else None
-        history = fit(
-            model, splits["train"], splits["validation"], epochs=epochs, optimizer=optimizer,
-            learning_rate=learning_rate, augment=layer,
-        )
+        set_precision(mixed_precision)
+        with distribution().scope():
+            model = build()
+            cache = cache_features and caching.split_frozen(model) is not None
+            if cache_features and not cache:
+                print(f"{name}: no frozen base, so no feature caching: the whole model trains on images")
+            splits = pipeline.make_datasets(
+                frames, image_size=image_size, batch_size=batch_size, num_classes=len(classes), seed=seed, shuffle_train=not cache
+            )
+            layer = augmentation(**augment, seed=seed) if augment is not None else None
+            history = fit(
+                model, splits["train"], splits["validation"], epochs=epochs, optimizer=optimizer,
+                learning_rate=learning_rate, augment=layer, cache_features=cache, augmented_views=augmented_views,
+                batch_size=batch_size, seed=seed, jit_compile=jit_compile,
+            )
         probabilities, seconds_per_image = evaluate.predict_proba(model, splits["test"])
         save_model(model, path, classes=classes, history=history, provenance=provenance)
         parameters = dict(zip(("total", "trainable"), models.count_parameters(model)))

@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+from keras import layers
+
+from xrayutils import caching, datasets, models, pipeline, train
+
+
+def frozen_base_model(image_size: int = 32) -> keras.Model:
+    """A small frozen conv base, then Flatten, Dense(8) and a sigmoid: the shape of the VGG16 transfer model."""
+    base = keras.Sequential([layers.Conv2D(4, 3, strides=2, activation="relu"), layers.Conv2D(4, 3, strides=2)], name="base")
+    base.trainable = False
+    inputs = keras.Input((image_size, image_size, 3), name="image")
+    x = base(layers.Rescaling(1 / 255)(inputs), training=False)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(8, activation="relu", name="features")(x)
+    return keras.Model(inputs, layers.Dense(1, activation="sigmoid", name="predictions")(x))
+
+
+@pytest.fixture
+def frames(data_dir):
+    data = datasets.load("covid-xray", task="two", data_dir=data_dir)
+    return pipeline.split_frames(data, validation_fraction=0.25, seed=0)
+
+
+def test_split_frozen_cuts_where_training_starts_and_shares_the_layers():
+    model = frozen_base_model()
+    encoder, head = caching.split_frozen(model)
+    assert encoder.output_shape == (None, 196) and not encoder.trainable_weights
+    assert [w.path for w in head.trainable_weights] == [w.path for w in model.trainable_weights]
+    images = np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(head(encoder(images)), model(images), atol=1e-6)
+
+
+def test_split_frozen_finds_nothing_to_cache_in_models_trained_whole():
+    assert caching.split_frozen(models.alexnet((72, 72, 3), 4)) is None
+    assert caching.split_frozen(models.resnet34((32, 32, 3), 2)) is None
+
+
+def test_split_frozen_reaches_through_the_region_mask():
+    masked = models.with_region_mask(frozen_base_model(), keep="border", border_fraction=0.25)
+    encoder, head = caching.split_frozen(masked)
+    images = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(head(encoder(images)), masked(images), atol=1e-6)
+
+
+def test_a_random_layer_in_the_frozen_part_is_refused():
+    inputs = keras.Input((8, 8, 3))
+    frozen = layers.Conv2D(2, 3, trainable=False)(layers.Dropout(0.5)(inputs))
+    model = keras.Model(inputs, layers.Dense(1)(layers.Flatten()(frozen)))
+    with pytest.raises(ValueError, match="random in training"):
+        caching.split_frozen(model)
+
+
+def test_each_image_comes_once_per_epoch_as_one_of_its_views():
+    views, n = 3, 7
+    features = np.stack([np.arange(n) + 100 * v for v in range(views)]).astype("float32")[..., None]
+    labels = np.tile(np.arange(n, dtype="float32"), (views, 1))
+    ds = caching.feature_dataset(features, labels, batch_size=3, shuffle=True, seed=0)
+    seen_views = set()
+    for _ in range(4):
+        x, y = (np.concatenate(a) for a in zip(*[(xb.numpy()[:, 0], yb.numpy()) for xb, yb in ds]))
+        assert sorted(y) == list(range(n))  # every image once
+        np.testing.assert_array_equal(x % 100, y)  # a view of that image
+        seen_views |= set((x // 100).astype(int))
+    assert seen_views == {0, 1, 2}
+
+
+def test_augmented_views_differ_and_one_view_without_augmentation_is_required(frames):
+    encoder, _ = caching.split_frozen(frozen_base_model())
+    images = pipeline.make_dataset(frames["train"]["path"], frames["train"]["label"], image_size=(32, 32), batch_size=2)
+    features, labels = caching.encode(encoder, images, views=2, augment=train.augmentation(seed=0))
+    assert features.shape == (2, len(frames["train"]), 196) and labels.shape == (2, len(frames["train"]))
+    assert not np.allclose(features[0], features[1])
+    with pytest.raises(ValueError, match="views=1"):
+        caching.encode(encoder, images, views=2)
+
+
+def test_head_trained_on_cached_features_predicts_as_the_model_trained_on_images(frames):
+    """Same initial weights, same unaugmented batches in the same shuffled order: same model."""
+    train.set_seed(0)
+    ordinary = frozen_base_model()
+    cached = frozen_base_model()
+    cached.set_weights(ordinary.get_weights())
+    options = dict(epochs=3, optimizer="adam", learning_rate=1e-2, verbose=0)
+
+    def images(shuffle: bool):
+        return pipeline.make_datasets(frames, image_size=32, batch_size=2, num_classes=2, seed=5, shuffle_train=shuffle)
+
+    train.set_seed(0)
+    a = images(shuffle=True)
+    history_a = train.fit(ordinary, a["train"], a["validation"], **options)
+    train.set_seed(0)
+    b = images(shuffle=False)
+    history_b = train.fit(cached, b["train"], b["validation"], cache_features=True, batch_size=2, seed=5, **options)
+
+    assert history_b["cache"]["views"] == 1
+    np.testing.assert_allclose(history_a["loss"], history_b["loss"], rtol=1e-4)
+    np.testing.assert_allclose(history_a["val_loss"], history_b["val_loss"], rtol=1e-4)
+    test = a["test"].map(lambda x, y: x)
+    np.testing.assert_allclose(ordinary.predict(test, verbose=0), cached.predict(test, verbose=0), atol=1e-5)
+    assert not np.allclose(ordinary.get_weights()[-2], frozen_base_model().get_weights()[-2])  # it did train
+
+
+def test_caching_a_model_without_a_frozen_base_is_an_error(frames):
+    ds = pipeline.make_datasets(frames, image_size=72, batch_size=2, num_classes=2, seed=0)
+    with pytest.raises(ValueError, match="no frozen base"):
+        train.fit(models.alexnet((72, 72, 3), 2), ds["train"], ds["validation"], epochs=1, cache_features=True, batch_size=2)

@@ -91,11 +91,11 @@ def test_broken_notebook_fails_the_run(tmp_path, monkeypatch, capsys):
 
 @pytest.fixture(scope="module")
 def tiny_book(tmp_path_factory):
-    """Every chapter, executed by papermill under smoke on generated images into one build folder, as `xray-book build` does."""
+    """Every chapter, executed by papermill under smoke on generated images into one build folder, two at a time."""
     root = tmp_path_factory.mktemp("book")
     data = make_tiny_data(root / "data")
     code = cli.main(["build", "--profile", "smoke", "--data-dir", str(data), "--build-dir", str(root / "build"),
-                     "--no-html", "-p", "weights", "none"])
+                     "--no-html", "--jobs", "2", "-p", "weights", "none"])
     return code, root / "build"
 
 
@@ -166,3 +166,21 @@ def test_summary_chapter_shows_every_model_and_card(tiny_book):
     assert text.count("Not for diagnosis") == 5  # one model card per saved model
     assert "Shortcut test" in text and "AlexNet" in text and "Xception" in text
     assert _figures_drawn(executed) == (1, True)
+
+
+def test_chapters_that_read_others_results_run_after_them():
+    groups = [[nb.stem for nb in wave] for wave in cli.waves(NOTEBOOKS)]
+    assert groups == [
+        ["00_data_exploration", "01_vgg16_binary", "02_vgg16_vs_alexnet", "03_coronahack_models", "performance"],
+        ["04_trust_checks"],
+        ["05_summary"],
+    ]
+    only_late = [nb for nb in NOTEBOOKS if nb.stem.startswith(("04", "05"))]
+    assert [[nb.stem for nb in w] for w in cli.waves(only_late)] == [["04_trust_checks"], ["05_summary"]]
+
+
+def test_chapters_needing_each_other_in_a_circle_are_refused(tmp_path, monkeypatch):
+    a, b = tmp_path / "a.ipynb", tmp_path / "b.ipynb"
+    monkeypatch.setattr(cli, "needs", lambda nb: {"a": ["b"], "b": ["a"]}[nb.stem])
+    with pytest.raises(cli.ParameterError, match="circle"):
+        cli.waves([a, b])

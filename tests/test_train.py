@@ -156,3 +156,40 @@ def test_a_model_not_kept_is_freed_but_its_results_are(splits, tmp_path):
     record = result.record({"accuracy": 1.0}, models.resolve_weights("none"))
     assert record["parameters"] == result.parameters and record["model_file"] == "m.keras" and not record["pretrained"]
     assert result.probabilities.shape == (8, 4)
+
+
+def test_accelerator_switches_resolve_auto_to_the_devices_present():
+    assert train.resolve_switch("auto", "jit_compile") is (train.gpu_count() > 0)
+    assert train.resolve_switch(True, "jit_compile") is True
+    with pytest.raises(ValueError, match="mixed_precision must be"):
+        train.resolve_switch("yes", "mixed_precision")
+    assert train.distribution().num_replicas_in_sync == max(1, train.gpu_count())
+
+
+def test_mixed_precision_computes_in_half_precision_but_predicts_in_float32():
+    try:
+        low = "float16" if train.gpu_count() else "bfloat16"
+        assert train.set_precision(True) == f"mixed_{low}"
+        model = models.vgg16_transfer((32, 32, 3))
+        assert model.get_layer("features").compute_dtype == low
+        assert model.get_layer("predictions").compute_dtype == "float32"
+    finally:
+        train.set_precision(False)
+    assert keras.mixed_precision.global_policy().name == "float32"
+
+
+def test_train_and_test_caches_a_frozen_base_and_says_so(splits, tmp_path):
+    def build():
+        return models.vgg16_transfer((32, 32, 3), num_classes=4)
+
+    data, frames = splits
+    run = train.train_and_test(
+        "vgg", build, frames, image_size=32, batch_size=4, epochs=2, optimizer="adam", learning_rate=1e-3,
+        augment=PUBLISHED, seed=3, path=tmp_path / "vgg.keras", classes=data.classes, provenance={},
+        cache_features=True, augmented_views=3,
+    )
+    assert run.ok, run.error
+    assert run.history["cache"]["views"] == 3 and len(run.history["loss"]) == 2
+    assert "3 augmented views" in train.speed_note(run.history, augment=True)
+    skipped = _run(splits, tmp_path, name="tiny")  # a model trained whole: no cache
+    assert "cache" not in skipped.history and "without feature caching" in train.speed_note(skipped.history, augment=True)

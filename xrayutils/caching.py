@@ -59,6 +59,8 @@ def split_frozen(model: keras.Model) -> tuple[keras.Model, keras.Model] | None:
         # a nested model's .input is its own Input: what feeds it here is the previous layer's output
         before = keras.Model(model.inputs, model.layers[-2].output, name=f"{model.name}_before_{first.name}")
         return keras.Sequential([before, inner[0]], name=f"{model.name}_encoder"), inner[1]
+    if isinstance(first, keras.Model):  # a trainable nested model: nothing frozen before it
+        return None
     boundary = first.input
     encoder = keras.Model(model.inputs, boundary, name=f"{model.name}_encoder")
     if not encoder.weights:

@@ -31,6 +31,11 @@ def training_protocol(saved: dict[str, Any], model: str) -> dict[str, Any]:
         "learning_rate": p["learning_rate"],
         "augment": train.PUBLISHED_AUGMENTATION[study] if p.get("augment", True) else None,
         "seed": p["seed"],
+        # older results files predate these switches: their chapters ran without them
+        "cache_features": p.get("cache_features", False),
+        "augmented_views": p.get("augmented_views", 1),
+        "mixed_precision": p.get("mixed_precision", False),
+        "jit_compile": p.get("jit_compile", "auto"),
     }
 
 

@@ -1,6 +1,7 @@
 """``xray-book``: execute the chapters with papermill and build the HTML book.
 
     xray-book build --profile cpu --data-dir ../shared/data      # the whole book
+    xray-book build --jobs 2                                     # independent chapters side by side
     xray-book run notebooks/00_data_exploration.ipynb -p seed 1  # one chapter
     xray-book fetch                                              # download the data only
     xray-book predict model.keras image.png folder/              # class probabilities per file
@@ -20,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -92,44 +94,87 @@ def execute(notebook: Path, output: Path, parameters: dict[str, Any]) -> None:
     )
 
 
+def needs(notebook: Path) -> list[str]:
+    """The chapters whose results ``notebook`` reads (its metadata ``xray_book.needs``): they must run first."""
+    return json.loads(notebook.read_text()).get("metadata", {}).get("xray_book", {}).get("needs", [])
+
+
+def waves(notebooks: list[Path]) -> list[list[Path]]:
+    """``notebooks`` in groups that can run side by side: each after every group holding a chapter it needs.
+
+    Needs outside ``notebooks`` are taken as done (their results are already in
+    the output folder).  Book order is kept within a group.
+    """
+    selected = {nb.stem: nb for nb in notebooks}
+    level: dict[str, int] = {}
+
+    def depth(stem: str, seen: tuple[str, ...] = ()) -> int:
+        if stem in seen:
+            raise ParameterError(f"chapters need each other in a circle: {' -> '.join((*seen, stem))}")
+        if stem not in level:
+            inside = [n for n in needs(selected[stem]) if n in selected]
+            level[stem] = 1 + max((depth(n, (*seen, stem)) for n in inside), default=-1)
+        return level[stem]
+
+    grouped: dict[int, list[Path]] = {}
+    for nb in notebooks:
+        grouped.setdefault(depth(nb.stem), []).append(nb)
+    return [grouped[k] for k in sorted(grouped)]
+
+
 def run_notebooks(
-    notebooks: list[Path], profile: str, overrides: dict[str, Any], build_dir: Path, data_dir: str
+    notebooks: list[Path], profile: str, overrides: dict[str, Any], build_dir: Path, data_dir: str, jobs: int = 1
 ) -> list[dict[str, Any]]:
     """Execute each notebook, one progress line each; a failure is recorded and the others still run.
 
     Every parameter is checked before anything runs: an override must be declared by at
-    least one notebook, and is passed to the notebooks that declare it.
+    least one notebook, and is passed to the notebooks that declare it.  With
+    ``jobs`` > 1, up to that many chapters run at once, in :func:`waves`, and
+    each kernel's TensorFlow gets an equal share of the CPU cores.
     """
+    if jobs < 1:
+        raise ParameterError(f"--jobs must be at least 1, got {jobs}")
     declared = {nb: notebook_parameters(nb) for nb in notebooks}
     for name in overrides:
         if not any(name in names for names in declared.values()):
             raise ParameterError(f"no selected notebook declares the parameter {name!r}")
-    plan = []
+    plan = {}
     for nb in notebooks:
         missing = [p for p in RUNNER_PARAMETERS if p not in declared[nb]]
         if missing:
             raise ParameterError(f"{nb.name} must declare the runner parameters {missing}")
         parameters = resolve_parameters(nb, profile, {k: v for k, v in overrides.items() if k in declared[nb]})
         parameters.update(profile=profile, data_dir=data_dir, output_dir=str(build_dir / "outputs"))
-        plan.append((nb, parameters))
-    timings = []
-    for i, (nb, parameters) in enumerate(plan, 1):
+        plan[nb] = parameters
+    number = {nb: i for i, nb in enumerate(notebooks, 1)}
+
+    def one(nb: Path) -> dict[str, Any]:
         output = build_dir / "site" / "notebooks" / nb.name
-        print(f"[{i}/{len(plan)}] {nb.stem} ({profile}) ...", end=" ", flush=True)
+        label = f"[{number[nb]}/{len(notebooks)}] {nb.stem} ({profile})"
+        if jobs > 1:
+            print(f"{label} started", flush=True)
         start = time.perf_counter()
         reason = None
         try:
-            execute(nb, output, parameters)
+            execute(nb, output, plan[nb])
         except Exception as error:  # papermill raises PapermillExecutionError and kernel errors
             reason = f"{getattr(error, 'ename', type(error).__name__)}: {getattr(error, 'evalue', error)}"
         seconds = time.perf_counter() - start
         if reason is None:
-            print(f"ok {seconds:.1f} s")
+            print(f"{label} ok {seconds:.1f} s", flush=True)
         else:
-            print(f"FAILED after {seconds:.1f} s: {reason.strip().splitlines()[0]}")
-            print(f"      the executed notebook with the traceback: {output}")
-        timings.append({"notebook": nb.stem, "status": "ok" if reason is None else "failed", "seconds": round(seconds, 1)})
-    return timings
+            print(f"{label} FAILED after {seconds:.1f} s: {reason.strip().splitlines()[0]}")
+            print(f"      the executed notebook with the traceback: {output}", flush=True)
+        return {"notebook": nb.stem, "status": "ok" if reason is None else "failed", "seconds": round(seconds, 1)}
+
+    if jobs == 1:
+        return [one(nb) for nb in notebooks]
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))  # kernels inherit it
+    timings = {}
+    with ThreadPoolExecutor(max_workers=jobs) as pool:  # each papermill run drives its own kernel process
+        for wave in waves(notebooks):
+            timings.update(zip(wave, pool.map(one, wave)))
+    return [timings[nb] for nb in notebooks]
 
 
 def stage_book(site: Path) -> None:
@@ -218,7 +263,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     site = build_dir / "site"
     started = time.perf_counter()
     fetch_seconds = _fetch(args.data_dir)
-    timings = run_notebooks(notebooks, args.profile, _parse_overrides(args.parameter), build_dir, _absolute(args.data_dir))
+    timings = run_notebooks(notebooks, args.profile, _parse_overrides(args.parameter), build_dir, _absolute(args.data_dir), args.jobs)
     extra = {"fetch data": fetch_seconds}
     failed = [t["notebook"] for t in timings if t["status"] != "ok"]
     if not failed and not args.no_html:
@@ -318,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         if name == "build":
             p.add_argument("--only", nargs="+", help="chapters whose name starts with these (e.g. 00)")
             p.add_argument("--no-html", action="store_true", help="execute the notebooks only")
+            p.add_argument("--jobs", type=int, default=1, help="chapters run at once (those that need others' results wait)")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # Kernels inherit this: an MPLBACKEND such as Agg would stop figures reaching the notebook.

@@ -368,3 +368,20 @@ def plot_class_rates(rates: dict[str, pd.DataFrame]) -> plt.Figure:
         ax.set(xlim=(-0.02, 1.02), xlabel="share (95% Wilson interval)", title=name)
     fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside lower center", ncol=2, fontsize="small")
     return fig
+
+
+def plot_protocol_times(table: pd.DataFrame, *, epochs: int, ax: plt.Axes | None = None) -> plt.Figure:
+    """Horizontal bars: extrapolated time of the published protocol per training method (Performance page).
+
+    ``table`` is :func:`xrayutils.benchmark.run`'s; rows without a protocol time
+    (compute only) are left out.  Each bar is labelled with its seconds.
+    """
+    column = f"{epochs}-epoch protocol, s"
+    shown = table.dropna(subset=[column]).sort_values(column)
+    fig, ax = _axes(ax, (7, 0.6 + 0.5 * len(shown)))
+    bars = ax.barh(shown["method"], shown[column], color=sns.color_palette("deep", len(shown)))
+    ax.bar_label(bars, labels=[f"{v:,.0f} s" for v in shown[column]], padding=3)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"seconds for the published task-1 protocol ({epochs} epochs), extrapolated")
+    ax.set_xlim(0, shown[column].max() * 1.2)
+    return fig

@@ -149,6 +149,8 @@ def model_card(record: dict[str, Any], checks: dict[str, str] | None = None) -> 
     p = record.get("settings", {})
     dataset = record["dataset"].split("/")[0]
     n = record.get("n", {})
+    cache = (record.get("history") or {}).get("cache")
+    augmentation = "off" if not p.get("augment") else f"on ({cache['views']} cached views per image)" if cache else "on"
     lines = [
         f"### {record['model']} ({record['chapter']})",
         "",
@@ -160,7 +162,7 @@ def model_card(record: dict[str, Any], checks: dict[str, str] | None = None) -> 
         f"{n.get('test', '?')} test images. {datasets.SOURCES.get(dataset, '')}",
         f"- **Training:** weights {record.get('weights', '?')}; {p.get('image_size', '?')} px, batch "
         f"{p.get('batch_size', '?')}, {p.get('optimizer', '?')} at learning rate {p.get('learning_rate', '?')}, "
-        f"{p.get('num_epochs', '?')} epochs, augmentation {'on' if p.get('augment') else 'off'}, weights of the "
+        f"{p.get('num_epochs', '?')} epochs, augmentation {augmentation}, weights of the "
         f"lowest validation loss kept, seed {p.get('seed', '?')}; profile `{record.get('profile', '?')}`.",
     ]
     if "metrics" in record:

@@ -1,0 +1,51 @@
+"""Benchmark the task-1 model's training speed: compute only, the book's pipeline (with and without
+feature caching) and the original ImageDataGenerator style.  See README.md beside this file.
+
+    python benchmarks/task1_speed.py --data-dir ../shared/data                  # a few minutes
+    python benchmarks/task1_speed.py --data-dir ../shared/data --full-protocol  # + 40 epochs both ways
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", default=os.environ.get("XRAY_DATA_DIR", ""), help="folder holding covid-xray/")
+    parser.add_argument("--image-size", type=int, default=224, help="published: 224")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs per timed fit (the first is left out of the medians)")
+    parser.add_argument("--repeats", type=int, default=3, help="each method is timed this often; the median is kept")
+    parser.add_argument("--views", type=int, default=3, help="augmented views per image with feature caching")
+    parser.add_argument("--compute-steps", type=int, default=20, help="training steps of the compute-only run")
+    parser.add_argument("--max-images-per-class", type=int, default=0, help="0 keeps every image")
+    parser.add_argument("--full-protocol", action="store_true", help="also train 40 epochs book style and original style and score the test split")
+    parser.add_argument("--output", type=Path, help="write the results here as JSON")
+    args = parser.parse_args(argv)
+
+    from xrayutils import benchmark, book
+
+    result = benchmark.run(args.data_dir or None, image_size=args.image_size, epochs=args.epochs, repeats=args.repeats,
+                           views=args.views, compute_steps=args.compute_steps, max_images_per_class=args.max_images_per_class or None)
+    print(f"device: {book.device()}; one training step: {result['train_step_gflop_per_image']:.2f} GFLOP per image")
+    print(result["table"].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    for name, ratio in result["ratios"].items():
+        print(f"{name}: {ratio:.2f}")
+    payload = {**result, "table": result["table"].to_dict("records")}
+    if args.full_protocol:
+        full = benchmark.full_protocol(args.data_dir or None, image_size=args.image_size, views=args.views)
+        print(full.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        payload["full_protocol"] = full.to_dict("records")
+    if args.output:
+        book.write_json_atomic(args.output, {**payload, "versions": book.versions(), "commit": book.git_commit()})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import keras
+import numpy as np
+import pytest
+from keras import layers
+
+from tests.conftest import make_tiny_data
+from xrayutils import benchmark, models, train
+from xrayutils.book import REPO_ROOT
+
+
+def test_train_step_flops_counts_frozen_layers_once_and_trainable_ones_three_times():
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(4, 3, trainable=False)(inputs)  # 6x6x4 outputs, 3x3x3 taps each: 2 * 6*6*4 * 27 = 7776
+    outputs = layers.Dense(2)(layers.Flatten()(x))  # 144 -> 2: 2 * 144 * 2 = 576, three times when trained
+    assert benchmark.train_step_flops(keras.Model(inputs, outputs)) == 7776 + 3 * 576
+
+
+def test_vgg16_costs_its_known_31_gflop_per_image_at_224():
+    flops = benchmark.train_step_flops(models.vgg16_transfer((224, 224, 3)))
+    assert 30.7e9 < flops < 30.9e9  # 15.35 GMAC of convolutions (Simonyan & Zisserman) + the head
+
+
+def test_protocol_time_scales_per_image_and_adds_the_setup():
+    m = benchmark.Measurement("m", train_images=10, epoch_seconds=2.0, validation_seconds=0.5, setup_seconds=4.0)
+    assert m.images_per_second == 5.0
+    assert m.protocol_seconds(40) == pytest.approx(4 + 40 * 2.5)
+    assert m.protocol_seconds(40, train_images=20) == pytest.approx(2 * (4 + 40 * 2.5))
+
+
+def test_benchmark_script_measures_every_method_and_writes_json(tmp_path):
+    data = make_tiny_data(tmp_path / "data")
+    spec = importlib.util.spec_from_file_location("task1_speed", REPO_ROOT / "benchmarks" / "task1_speed.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "bench.json"
+    assert script.main(["--data-dir", str(data), "--image-size", "32", "--repeats", "1", "--views", "2",
+                        "--compute-steps", "2", "--output", str(out)]) == 0
+    result = json.loads(out.read_text())
+    methods = [row["method"] for row in result["table"]]
+    assert len(methods) == 4 and methods[0].startswith("compute only") and "original" in methods[-1]
+    assert all(row["images/s per epoch"] > 0 for row in result["table"])
+    assert all(np.isfinite(v) and v > 0 for v in result["ratios"].values())
+    assert result["settings"]["train_images"] == result["settings"]["protocol_train_images"] > 0

@@ -1,0 +1,313 @@
+"""How fast the task-1 model (chapter 01: VGG16 frozen, batch 10) trains here, measured three ways.
+
+1. **compute only**: training steps on random tensors already in memory, the
+   machine's ceiling for this model (augmentation included, as it runs in the
+   model), also as achieved GFLOP/s;
+2. **the book's pipeline** as chapter 01 uses it (``tf.data`` decoding, caching,
+   prefetch, augmentation in the model), without and with feature caching;
+3. **the original style**: Keras' ``ImageDataGenerator.flow_from_directory`` with
+   the published augmentation, batch 10, as the reproduced notebooks trained.
+
+Every method is timed ``repeats`` times and the median is kept: timings on a
+shared machine are noisy.  The published protocol's time (40 epochs with
+validation) is extrapolated from the measured epoch times.  Used by
+``benchmarks/task1_speed.py`` and the book's Performance page.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+from keras import layers
+
+from xrayutils import caching, models, pipeline, train
+
+#: The published task-1 protocol (../shared/reference): the benchmark's defaults.
+PROTOCOL = dict(image_size=224, batch_size=10, epochs=40, optimizer="adam", learning_rate=0.0005)
+
+
+def train_step_flops(model: keras.Model) -> int:
+    """Floating-point operations of one training step per image, counted from the conv and dense layers.
+
+    Multiply and add count as two.  A trainable layer costs its forward pass three
+    times (forward, gradient of the input, gradient of the weights); a frozen one
+    only its forward pass, because nothing before a frozen base trains, so no
+    gradient flows through it.  Pooling, activations and the optimiser are left out.
+    """
+    total = 0
+    for layer in caching._all_layers(model):
+        if isinstance(layer, layers.Conv2D):
+            _, height, width, channels = layer.output.shape
+            kh, kw = layer.kernel_size
+            forward = 2 * height * width * channels * kh * kw * layer.input.shape[-1]
+        elif isinstance(layer, layers.Dense):
+            forward = 2 * layer.units * layer.input.shape[-1]
+        else:
+            continue
+        total += forward * (3 if layer.trainable else 1)
+    return int(total)
+
+
+class _PhaseTimer(keras.callbacks.Callback):
+    """Seconds of each epoch spent training and spent validating."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.train_seconds: list[float] = []
+        self.validation_seconds: list[float] = []
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._epoch = time.perf_counter()
+        self._validation = 0.0
+
+    def on_test_begin(self, logs: dict | None = None) -> None:
+        self._test = time.perf_counter()
+
+    def on_test_end(self, logs: dict | None = None) -> None:
+        self._validation += time.perf_counter() - self._test
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.train_seconds.append(time.perf_counter() - self._epoch - self._validation)
+        self.validation_seconds.append(self._validation)
+
+
+@dataclass
+class Measurement:
+    """One method's timings: seconds per training epoch and per validation pass (medians), and one-off setup seconds."""
+
+    method: str
+    train_images: int
+    epoch_seconds: float
+    validation_seconds: float
+    setup_seconds: float = 0.0
+    whole_model: bool = True  # every image goes through the whole model every epoch (not so with caching)
+
+    @property
+    def images_per_second(self) -> float:
+        return self.train_images / self.epoch_seconds
+
+    def protocol_images_per_second(self, epochs: int) -> float:
+        """Training images per second over the whole protocol, setup and validation included."""
+        return epochs * self.train_images / self.protocol_seconds(epochs)
+
+    def protocol_seconds(self, epochs: int, train_images: int | None = None) -> float:
+        """Time of ``epochs`` epochs with a validation pass each, plus the setup (feature caching).
+
+        With ``train_images``, every part is scaled to that many training images
+        (validation kept in proportion): times per image are what was measured.
+        """
+        scale = (train_images or self.train_images) / self.train_images
+        return scale * (self.setup_seconds + epochs * (self.epoch_seconds + self.validation_seconds))
+
+
+def _compile(model: keras.Model, protocol: dict[str, Any]) -> None:
+    model.compile(
+        optimizer=keras.optimizers.get({"class_name": protocol["optimizer"], "config": {"learning_rate": protocol["learning_rate"]}}),
+        loss="binary_crossentropy",
+        metrics=["accuracy"],
+    )
+
+
+def _with_augmentation(model: keras.Model) -> keras.Model:
+    inputs = keras.Input(model.input_shape[1:], name="image")
+    augment = train.augmentation(**train.PUBLISHED_AUGMENTATION["class-challenge"], seed=0)
+    return keras.Model(inputs, model(augment(inputs)))
+
+
+def compute_only(build, *, protocol: dict[str, Any], steps: int) -> float:
+    """Seconds per training step on one random batch held in memory (after a warm-up epoch)."""
+    size, batch = protocol["image_size"], protocol["batch_size"]
+    trainer = _with_augmentation(build())
+    _compile(trainer, protocol)
+    x = tf.random.uniform((batch, size, size, 3), 0, 255, seed=0)
+    y = tf.cast(tf.random.uniform((batch, 1), 0, 2, dtype=tf.int32, seed=1), tf.float32)
+    data = tf.data.Dataset.from_tensors((x, y)).repeat()
+    trainer.fit(data, steps_per_epoch=2, epochs=1, verbose=0, shuffle=False)  # trace and warm up
+    timer = _PhaseTimer()
+    trainer.fit(data, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False, callbacks=[timer])
+    return timer.train_seconds[0] / steps
+
+
+def book_pipeline(build, frames: dict[str, pd.DataFrame], *, protocol: dict[str, Any], epochs: int,
+                  cache_features: bool, views: int, seed: int) -> Measurement:
+    """Chapter 01's training (:func:`xrayutils.train.fit`) for ``epochs`` epochs, timed per phase.
+
+    The first epoch is left out of the medians when there are several (tracing,
+    filling the ``tf.data`` cache); the caching pass is the setup.
+    """
+    train.set_seed(seed)
+    model = build()
+    ds = pipeline.make_datasets(frames, image_size=protocol["image_size"], batch_size=protocol["batch_size"],
+                                num_classes=2, seed=seed, shuffle_train=not cache_features)
+    timer = _PhaseTimer()
+    augment = train.augmentation(**train.PUBLISHED_AUGMENTATION["class-challenge"], seed=seed)
+    history = train.fit(model, ds["train"], ds["validation"], epochs=epochs, optimizer=protocol["optimizer"],
+                        learning_rate=protocol["learning_rate"], augment=augment, cache_features=cache_features,
+                        augmented_views=views, batch_size=protocol["batch_size"], seed=seed, callbacks=[timer], verbose=0)
+    kept = slice(1, None) if epochs > 1 else slice(None)
+    setup = history["cache"]["encode_seconds"] if cache_features else 0.0
+    return Measurement(
+        f"book pipeline, {'feature caching (' + str(views) + ' views)' if cache_features else 'no caching'}",
+        len(frames["train"]), statistics.median(timer.train_seconds[kept]), statistics.median(timer.validation_seconds[kept]),
+        setup, whole_model=not cache_features,
+    )
+
+
+def original_style(build, images: pd.DataFrame, *, protocol: dict[str, Any], epochs: int, seed: int) -> Measurement:
+    """The reproduced notebook's loop: ``ImageDataGenerator`` (published augmentation, 20% validation split), batch 10.
+
+    ``images`` (``path`` and ``class_name`` columns) are the training images, read
+    with ``flow_from_dataframe`` (the published notebook read the whole folder with
+    ``flow_from_directory``, which :func:`full_protocol` does), so that a timing
+    on fewer images uses the same images as the book's pipeline.
+
+    Keras 3 keeps ``ImageDataGenerator`` only as legacy code (``keras.src.legacy``),
+    so it is imported from there; it needs SciPy for its transforms.
+    """
+    from keras.src.legacy.preprocessing.image import ImageDataGenerator
+
+    generator = ImageDataGenerator(
+        rotation_range=50, width_shift_range=0.2, height_shift_range=0.2, shear_range=0.25, zoom_range=0.1,
+        channel_shift_range=20, horizontal_flip=True, vertical_flip=True, fill_mode="constant", validation_split=0.2,
+    )
+    flow = dict(dataframe=images, x_col="path", y_col="class_name", target_size=(protocol["image_size"],) * 2,
+                batch_size=protocol["batch_size"], class_mode="binary", seed=seed)
+    training = generator.flow_from_dataframe(subset="training", shuffle=True, **flow)
+    validation = generator.flow_from_dataframe(subset="validation", shuffle=False, **flow)
+    train.set_seed(seed)
+    model = build()
+    _compile(model, protocol)
+    timer = _PhaseTimer()
+    model.fit(training, validation_data=validation if validation.samples else None, epochs=epochs, verbose=0, callbacks=[timer])
+    kept = slice(1, None) if epochs > 1 else slice(None)
+    return Measurement("original style: ImageDataGenerator", training.samples,
+                       statistics.median(timer.train_seconds[kept]), statistics.median(timer.validation_seconds[kept]))
+
+
+def run(data_dir: str | Path | None = None, *, image_size: int = 224, epochs: int = 2, repeats: int = 3,
+        views: int = 3, compute_steps: int = 20, max_images_per_class: int | None = None, seed: int = 42,
+        weights: models.Weights | None = None) -> dict[str, Any]:
+    """Measure the three methods ``repeats`` times each (medians kept) and return the table and the ratios.
+
+    ``epochs`` per timed fit (the first is left out of the medians); the
+    published protocol's 40 epochs on every training image are extrapolated from
+    them.  ``max_images_per_class`` times on fewer images, to keep the benchmark short.
+    """
+    from xrayutils import datasets
+
+    protocol = {**PROTOCOL, "image_size": image_size}
+    full = datasets.load("covid-xray", task="two", data_dir=data_dir, check_images=False, seed=seed)
+    n_protocol = len(pipeline.split_frames(full, validation_fraction=0.2, seed=seed)["train"])
+    data = datasets.load("covid-xray", task="two", data_dir=data_dir, max_images_per_class=max_images_per_class, seed=seed)
+    frames = pipeline.split_frames(data, validation_fraction=0.2, seed=seed)
+    shape = (image_size, image_size, 3)
+
+    def build() -> keras.Model:
+        return models.vgg16_transfer(shape, num_classes=2, weights=weights)
+
+    n_train, epochs_published = len(frames["train"]), PROTOCOL["epochs"]
+    step = statistics.median(compute_only(build, protocol=protocol, steps=compute_steps) for _ in range(repeats))
+    compute = Measurement("compute only (random tensors in memory)", n_train, step * np.ceil(n_train / protocol["batch_size"]), 0.0)
+    trials = {
+        "plain": lambda: book_pipeline(build, frames, protocol=protocol, epochs=epochs, cache_features=False, views=1, seed=seed),
+        "cached": lambda: book_pipeline(build, frames, protocol=protocol, epochs=epochs, cache_features=True, views=views, seed=seed),
+        "original": lambda: original_style(build, data.subset("train"), protocol=protocol, epochs=epochs, seed=seed),
+    }
+    measured = {}
+    for key, measure in trials.items():
+        repeated = [measure() for _ in range(repeats)]
+        keras.backend.clear_session()
+        first = repeated[0]
+        measured[key] = Measurement(
+            first.method, first.train_images, statistics.median(t.epoch_seconds for t in repeated),
+            statistics.median(t.validation_seconds for t in repeated), statistics.median(t.setup_seconds for t in repeated),
+            first.whole_model,
+        )
+    plain, cached, original = measured["plain"], measured["cached"], measured["original"]
+    flops = train_step_flops(build())
+    rows = []
+    for m in (compute, plain, cached, original):
+        protocol_known = m is not compute  # compute only has no validation pass to extrapolate with
+        rows.append({
+            "method": m.method,
+            "images/s per epoch": m.images_per_second,
+            "GFLOP/s": m.images_per_second * flops / 1e9 if m.whole_model else np.nan,
+            "setup s": m.setup_seconds,
+            f"{epochs_published}-epoch protocol, s": m.protocol_seconds(epochs_published, n_protocol) if protocol_known else np.nan,
+            f"images/s over the protocol": m.protocol_images_per_second(epochs_published) if protocol_known else np.nan,
+        })
+    return {
+        "table": pd.DataFrame(rows),
+        "train_step_gflop_per_image": flops / 1e9,
+        "ratios": {
+            "pipeline / compute only": plain.images_per_second / compute.images_per_second,
+            "pipeline / original style": plain.images_per_second / original.images_per_second,
+            "original style / cached pipeline (protocol time)": original.protocol_seconds(epochs_published) / cached.protocol_seconds(epochs_published),
+        },
+        "settings": {"image_size": image_size, "batch_size": protocol["batch_size"], "timed_epochs": epochs, "repeats": repeats,
+                     "views": views, "compute_steps": compute_steps, "train_images": n_train, "protocol_train_images": n_protocol, "published_epochs": epochs_published,
+                     "validation_images": len(frames["validation"]), "weights": (weights or models.resolve_weights("none")).description},
+    }
+
+
+def full_protocol(data_dir: str | Path | None = None, *, image_size: int = 224, views: int = 3, seed: int = 42,
+                  bootstrap_resamples: int = 1000, weights: models.Weights | None = None) -> pd.DataFrame:
+    """Train the task-1 model through the whole published protocol twice, book style (cached) and original style.
+
+    Returns one row per style: wall time end to end (data to test predictions) and
+    test accuracy with its 95% bootstrap interval, so that the speed-up can be
+    set beside the question whether the faster run learned as well.
+    """
+    from keras.src.legacy.preprocessing.image import ImageDataGenerator
+
+    from xrayutils import datasets, evaluate
+
+    protocol = {**PROTOCOL, "image_size": image_size}
+    data = datasets.load("covid-xray", task="two", data_dir=data_dir, seed=seed)
+    frames = pipeline.split_frames(data, validation_fraction=0.2, seed=seed)
+
+    def build() -> keras.Model:
+        return models.vgg16_transfer((image_size, image_size, 3), num_classes=2, weights=weights)
+
+    def scored(name: str, y_true: np.ndarray, proba: np.ndarray, seconds: float) -> dict[str, Any]:
+        m = evaluate.bootstrap_metrics(y_true, proba, classes=data.classes, n_resamples=bootstrap_resamples, seed=seed)
+        return {"style": name, "seconds": seconds, "test images": len(y_true), "accuracy": m["accuracy"]["value"],
+                "accuracy low": m["accuracy"]["low"], "accuracy high": m["accuracy"]["high"], "roc_auc": m["roc_auc"]["value"]}
+
+    started = time.perf_counter()
+    train.set_seed(seed)
+    model = build()
+    ds = pipeline.make_datasets(frames, image_size=image_size, batch_size=protocol["batch_size"], num_classes=2, seed=seed, shuffle_train=False)
+    augment = train.augmentation(**train.PUBLISHED_AUGMENTATION["class-challenge"], seed=seed)
+    train.fit(model, ds["train"], ds["validation"], epochs=protocol["epochs"], optimizer=protocol["optimizer"],
+              learning_rate=protocol["learning_rate"], augment=augment, cache_features=True, augmented_views=views,
+              batch_size=protocol["batch_size"], seed=seed, verbose=0)
+    proba, _ = evaluate.predict_proba(model, ds["test"])
+    rows = [scored(f"book: tf.data, feature caching ({views} views)", frames["test"]["label"].to_numpy(), proba, time.perf_counter() - started)]
+    keras.backend.clear_session()
+
+    started = time.perf_counter()
+    generator = ImageDataGenerator(
+        rotation_range=50, width_shift_range=0.2, height_shift_range=0.2, shear_range=0.25, zoom_range=0.1,
+        channel_shift_range=20, horizontal_flip=True, vertical_flip=True, fill_mode="constant", validation_split=0.2,
+    )
+    flow = dict(target_size=(image_size, image_size), batch_size=protocol["batch_size"], class_mode="binary", seed=seed)
+    train.set_seed(seed)
+    model = build()
+    _compile(model, protocol)
+    best = train._BestWeights(model)  # the book keeps the lowest-validation-loss epoch: so does this run, for a fair test score
+    model.fit(generator.flow_from_directory(str(data.root / "two" / "train"), subset="training", shuffle=True, **flow),
+              validation_data=generator.flow_from_directory(str(data.root / "two" / "train"), subset="validation", shuffle=False, **flow),
+              epochs=protocol["epochs"], verbose=0, callbacks=[best])
+    test = ImageDataGenerator().flow_from_directory(str(data.root / "two" / "test"), shuffle=False, **flow)
+    proba = model.predict(test, verbose=0)
+    rows.append(scored("original: ImageDataGenerator", test.classes, proba, time.perf_counter() - started))
+    return pd.DataFrame(rows)

@@ -46,3 +46,23 @@ def test_benchmark_script_measures_every_method_and_writes_json(tmp_path):
     assert all(row["images/s per epoch"] > 0 for row in result["table"])
     assert all(np.isfinite(v) and v > 0 for v in result["ratios"].values())
     assert result["settings"]["train_images"] == result["settings"]["protocol_train_images"] > 0
+
+
+def test_chapter01_is_set_beside_the_original_style_only_when_it_ran_the_published_protocol(tmp_path):
+    import pandas as pd
+
+    table = pd.DataFrame([{"method": "original style: ImageDataGenerator", "40-epoch protocol, s": 1000.0}])
+    assert "did not run" in benchmark.chapter01_beside(tmp_path, table)
+    folder = tmp_path / "01_vgg16_binary"
+    folder.mkdir()
+
+    def write(image_size, num_epochs):
+        entry = {"fit_seconds": 100.0, "history": {"cache": {"views": 3}}}
+        saved = {"provenance": {"parameters": {"image_size": image_size, "num_epochs": num_epochs}}, "results": {"models": {"VGG16": entry}}}
+        (folder / "results.json").write_text(json.dumps(saved))
+
+    write(224, 40)
+    assert "10.0 times less" in benchmark.chapter01_beside(tmp_path, table) and "3 views" in benchmark.chapter01_beside(tmp_path, table)
+    write(72, 1)
+    assert "shrunk protocol" in benchmark.chapter01_beside(tmp_path, table)
+    assert "was hidden" in benchmark.pipeline_verdict(0.95) and "not fully hidden" in benchmark.pipeline_verdict(0.5)

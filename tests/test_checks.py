@@ -53,6 +53,16 @@ def test_shortcut_runs_train_masked_models(data_dir, tmp_path):
     assert not np.allclose(runs["border"].probabilities, runs["center"].probabilities)
 
 
+def test_shortcut_runs_cache_the_frozen_base_as_their_chapter_did(data_dir, tmp_path):
+    data = datasets.load("covid-xray", task="two", data_dir=data_dir)
+    saved = _saved(data, cache_features=True, augmented_views=2)
+    assert checks.training_protocol(saved, "VGG16")["augmented_views"] == 2
+    _, frames = checks.chapter_frames(saved, data_dir)
+    runs = checks.shortcut_runs(saved, "VGG16", data, frames, border_fraction=0.2, weights=models.resolve_weights("none"),
+                                output_dir=tmp_path, provenance={"chapter": "04_trust_checks"})
+    assert all(r.ok and r.history["cache"]["views"] == 2 for r in runs.values())
+
+
 def test_without_files_rescores_on_the_rest():
     table = pd.DataFrame({
         "file": ["two/test/covid/a.png", "two/test/covid/b.png", "two/test/normal/c.png", "two/test/normal/d.png"],

@@ -311,3 +311,37 @@ def full_protocol(data_dir: str | Path | None = None, *, image_size: int = 224, 
     proba = model.predict(test, verbose=0)
     rows.append(scored("original: ImageDataGenerator", test.classes, proba, time.perf_counter() - started))
     return pd.DataFrame(rows)
+
+
+def chapter01_beside(output_root: str | Path, table: pd.DataFrame) -> str:
+    """A sentence setting chapter 01's real training time in this build beside the extrapolated original style.
+
+    Only when chapter 01 ran the published protocol (224 px, 40 epochs) with the
+    benchmark's image size; otherwise says why it cannot be compared.
+    """
+    from xrayutils import results
+
+    path = Path(output_root) / "01_vgg16_binary" / "results.json"
+    if not path.is_file():
+        return "Chapter 01 did not run in this build, so there is no real training time to compare with."
+    saved = results.load(output_root, "01_vgg16_binary")
+    p, entry = saved["provenance"]["parameters"], saved["results"]["models"].get("VGG16", {})
+    if "fit_seconds" not in entry:
+        return "Chapter 01's model failed in this build, so there is no real training time to compare with."
+    if p["image_size"] != PROTOCOL["image_size"] or p["num_epochs"] != PROTOCOL["epochs"]:
+        return (f"Chapter 01 ran a shrunk protocol in this build ({p['image_size']} px, {p['num_epochs']} epoch(s)), "
+                "so its training time cannot be set beside the published protocol's.")
+    original = table.set_index("method").filter(like="original", axis=0).iloc[0, :]
+    extrapolated = original[f"{PROTOCOL['epochs']}-epoch protocol, s"]
+    cache = entry["history"].get("cache")
+    how = f"with feature caching ({cache['views']} views)" if cache else "without feature caching"
+    return (f"Chapter 01 trained the published protocol for real in this build, {how}, in {entry['fit_seconds']:.0f} s "
+            f"(data to trained model): {extrapolated / entry['fit_seconds']:.1f} times less than the original style's "
+            f"extrapolated {extrapolated:.0f} s.")
+
+
+def pipeline_verdict(ratio: float, *, target: float = 0.9) -> str:
+    """What the pipeline / compute-only ratio says, in words for the page: loading hidden (at or above ``target``) or not."""
+    if ratio >= target:
+        return f"data loading was hidden behind compute (at least {target:.0%} of the compute-only rate)"
+    return f"data loading was not fully hidden behind compute (below {target:.0%} of the compute-only rate)"

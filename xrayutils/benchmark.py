@@ -242,7 +242,7 @@ def run(data_dir: str | Path | None = None, *, image_size: int = 224, epochs: in
             "GFLOP/s": m.images_per_second * flops / 1e9 if m.whole_model else np.nan,
             "setup s": m.setup_seconds,
             f"{epochs_published}-epoch protocol, s": m.protocol_seconds(epochs_published, n_protocol) if protocol_known else np.nan,
-            f"images/s over the protocol": m.protocol_images_per_second(epochs_published) if protocol_known else np.nan,
+            "images/s over the protocol": m.protocol_images_per_second(epochs_published) if protocol_known else np.nan,
         })
     return {
         "table": pd.DataFrame(rows),

@@ -43,7 +43,7 @@ def train_step_flops(model: keras.Model) -> int:
     gradient flows through it.  Pooling, activations and the optimiser are left out.
     """
     total = 0
-    for layer in caching._all_layers(model):
+    for layer in caching.all_layers(model):
         if isinstance(layer, layers.Conv2D):
             _, height, width, channels = layer.output.shape
             kh, kw = layer.kernel_size
@@ -78,6 +78,11 @@ class _PhaseTimer(keras.callbacks.Callback):
         self.train_seconds.append(time.perf_counter() - self._epoch - self._validation)
         self.validation_seconds.append(self._validation)
 
+    def steady(self) -> tuple[float, float]:
+        """Median training and validation seconds per epoch, the first epoch (tracing, filling caches) left out when there are more."""
+        kept = slice(1, None) if len(self.train_seconds) > 1 else slice(None)
+        return statistics.median(self.train_seconds[kept]), statistics.median(self.validation_seconds[kept])
+
 
 @dataclass
 class Measurement:
@@ -109,23 +114,48 @@ class Measurement:
 
 
 def _compile(model: keras.Model, protocol: dict[str, Any]) -> None:
-    model.compile(
-        optimizer=keras.optimizers.get({"class_name": protocol["optimizer"], "config": {"learning_rate": protocol["learning_rate"]}}),
-        loss="binary_crossentropy",
-        metrics=["accuracy"],
+    train.compile_model(model, num_classes=2, optimizer=protocol["optimizer"], learning_rate=protocol["learning_rate"])
+
+
+def _published_augmentation(seed: int) -> keras.Sequential:
+    return train.augmentation(**train.PUBLISHED_AUGMENTATION["class-challenge"], seed=seed)
+
+
+def original_generator(*, augment: bool = True, **options: Any):
+    """Keras' ``ImageDataGenerator``, with the published task-1 augmentation unless ``augment`` is off.
+
+    ``options`` go to the generator too (e.g. ``validation_split``).  Keras 3 keeps
+    ``ImageDataGenerator`` only as legacy code (``keras.src.legacy``), so it is
+    imported from there; it needs SciPy for its transforms.
+    """
+    from keras.src.legacy.preprocessing.image import ImageDataGenerator
+
+    if not augment:
+        return ImageDataGenerator(**options)
+    return ImageDataGenerator(
+        rotation_range=50, width_shift_range=0.2, height_shift_range=0.2, shear_range=0.25, zoom_range=0.1,
+        channel_shift_range=20, horizontal_flip=True, vertical_flip=True, fill_mode="constant", **options,
     )
 
 
-def _with_augmentation(model: keras.Model) -> keras.Model:
-    inputs = keras.Input(model.input_shape[1:], name="image")
-    augment = train.augmentation(**train.PUBLISHED_AUGMENTATION["class-challenge"], seed=0)
-    return keras.Model(inputs, model(augment(inputs)))
+def _train_book(build, frames: dict[str, pd.DataFrame], *, protocol: dict[str, Any], epochs: int, cache_features: bool,
+                views: int, seed: int, callbacks: list[keras.callbacks.Callback] | None = None):
+    """Chapter 01's training (:func:`xrayutils.train.fit`): returns the model, its history and the datasets."""
+    train.set_seed(seed)
+    model = build()
+    ds = pipeline.make_datasets(frames, image_size=protocol["image_size"], batch_size=protocol["batch_size"],
+                                num_classes=2, seed=seed, shuffle_train=not cache_features)
+    history = train.fit(model, ds["train"], ds["validation"], epochs=epochs, optimizer=protocol["optimizer"],
+                        learning_rate=protocol["learning_rate"], augment=_published_augmentation(seed),
+                        cache_features=cache_features, augmented_views=views, batch_size=protocol["batch_size"], seed=seed,
+                        callbacks=callbacks, verbose=0)
+    return model, history, ds
 
 
 def compute_only(build, *, protocol: dict[str, Any], steps: int) -> float:
     """Seconds per training step on one random batch held in memory (after a warm-up epoch)."""
     size, batch = protocol["image_size"], protocol["batch_size"]
-    trainer = _with_augmentation(build())
+    trainer = train.with_augmentation(build(), _published_augmentation(seed=0))
     _compile(trainer, protocol)
     x = tf.random.uniform((batch, size, size, 3), 0, 255, seed=0)
     y = tf.cast(tf.random.uniform((batch, 1), 0, 2, dtype=tf.int32, seed=1), tf.float32)
@@ -138,46 +168,26 @@ def compute_only(build, *, protocol: dict[str, Any], steps: int) -> float:
 
 def book_pipeline(build, frames: dict[str, pd.DataFrame], *, protocol: dict[str, Any], epochs: int,
                   cache_features: bool, views: int, seed: int) -> Measurement:
-    """Chapter 01's training (:func:`xrayutils.train.fit`) for ``epochs`` epochs, timed per phase.
-
-    The first epoch is left out of the medians when there are several (tracing,
-    filling the ``tf.data`` cache); the caching pass is the setup.
-    """
-    train.set_seed(seed)
-    model = build()
-    ds = pipeline.make_datasets(frames, image_size=protocol["image_size"], batch_size=protocol["batch_size"],
-                                num_classes=2, seed=seed, shuffle_train=not cache_features)
+    """Chapter 01's training for ``epochs`` epochs, timed per phase; the caching pass is the setup."""
     timer = _PhaseTimer()
-    augment = train.augmentation(**train.PUBLISHED_AUGMENTATION["class-challenge"], seed=seed)
-    history = train.fit(model, ds["train"], ds["validation"], epochs=epochs, optimizer=protocol["optimizer"],
-                        learning_rate=protocol["learning_rate"], augment=augment, cache_features=cache_features,
-                        augmented_views=views, batch_size=protocol["batch_size"], seed=seed, callbacks=[timer], verbose=0)
-    kept = slice(1, None) if epochs > 1 else slice(None)
+    _, history, _ = _train_book(build, frames, protocol=protocol, epochs=epochs, cache_features=cache_features,
+                                views=views, seed=seed, callbacks=[timer])
     setup = history["cache"]["encode_seconds"] if cache_features else 0.0
     return Measurement(
         f"book pipeline, {'feature caching (' + str(views) + ' views)' if cache_features else 'no caching'}",
-        len(frames["train"]), statistics.median(timer.train_seconds[kept]), statistics.median(timer.validation_seconds[kept]),
-        setup, whole_model=not cache_features,
+        len(frames["train"]), *timer.steady(), setup, whole_model=not cache_features,
     )
 
 
 def original_style(build, images: pd.DataFrame, *, protocol: dict[str, Any], epochs: int, seed: int) -> Measurement:
-    """The reproduced notebook's loop: ``ImageDataGenerator`` (published augmentation, 20% validation split), batch 10.
+    """The reproduced notebook's loop: :func:`original_generator` with a 20% validation split, batch 10.
 
     ``images`` (``path`` and ``class_name`` columns) are the training images, read
     with ``flow_from_dataframe`` (the published notebook read the whole folder with
     ``flow_from_directory``, which :func:`full_protocol` does), so that a timing
     on fewer images uses the same images as the book's pipeline.
-
-    Keras 3 keeps ``ImageDataGenerator`` only as legacy code (``keras.src.legacy``),
-    so it is imported from there; it needs SciPy for its transforms.
     """
-    from keras.src.legacy.preprocessing.image import ImageDataGenerator
-
-    generator = ImageDataGenerator(
-        rotation_range=50, width_shift_range=0.2, height_shift_range=0.2, shear_range=0.25, zoom_range=0.1,
-        channel_shift_range=20, horizontal_flip=True, vertical_flip=True, fill_mode="constant", validation_split=0.2,
-    )
+    generator = original_generator(validation_split=0.2)
     flow = dict(dataframe=images, x_col="path", y_col="class_name", target_size=(protocol["image_size"],) * 2,
                 batch_size=protocol["batch_size"], class_mode="binary", seed=seed)
     training = generator.flow_from_dataframe(subset="training", shuffle=True, **flow)
@@ -187,9 +197,7 @@ def original_style(build, images: pd.DataFrame, *, protocol: dict[str, Any], epo
     _compile(model, protocol)
     timer = _PhaseTimer()
     model.fit(training, validation_data=validation if validation.samples else None, epochs=epochs, verbose=0, callbacks=[timer])
-    kept = slice(1, None) if epochs > 1 else slice(None)
-    return Measurement("original style: ImageDataGenerator", training.samples,
-                       statistics.median(timer.train_seconds[kept]), statistics.median(timer.validation_seconds[kept]))
+    return Measurement("original style: ImageDataGenerator", training.samples, *timer.steady())
 
 
 def run(data_dir: str | Path | None = None, *, image_size: int = 224, epochs: int = 2, repeats: int = 3,
@@ -266,8 +274,6 @@ def full_protocol(data_dir: str | Path | None = None, *, image_size: int = 224, 
     test accuracy with its 95% bootstrap interval, so that the speed-up can be
     set beside the question whether the faster run learned as well.
     """
-    from keras.src.legacy.preprocessing.image import ImageDataGenerator
-
     from xrayutils import datasets, evaluate
 
     protocol = {**PROTOCOL, "image_size": image_size}
@@ -283,22 +289,13 @@ def full_protocol(data_dir: str | Path | None = None, *, image_size: int = 224, 
                 "accuracy low": m["accuracy"]["low"], "accuracy high": m["accuracy"]["high"], "roc_auc": m["roc_auc"]["value"]}
 
     started = time.perf_counter()
-    train.set_seed(seed)
-    model = build()
-    ds = pipeline.make_datasets(frames, image_size=image_size, batch_size=protocol["batch_size"], num_classes=2, seed=seed, shuffle_train=False)
-    augment = train.augmentation(**train.PUBLISHED_AUGMENTATION["class-challenge"], seed=seed)
-    train.fit(model, ds["train"], ds["validation"], epochs=protocol["epochs"], optimizer=protocol["optimizer"],
-              learning_rate=protocol["learning_rate"], augment=augment, cache_features=True, augmented_views=views,
-              batch_size=protocol["batch_size"], seed=seed, verbose=0)
+    model, _, ds = _train_book(build, frames, protocol=protocol, epochs=protocol["epochs"], cache_features=True, views=views, seed=seed)
     proba, _ = evaluate.predict_proba(model, ds["test"])
     rows = [scored(f"book: tf.data, feature caching ({views} views)", frames["test"]["label"].to_numpy(), proba, time.perf_counter() - started)]
     keras.backend.clear_session()
 
     started = time.perf_counter()
-    generator = ImageDataGenerator(
-        rotation_range=50, width_shift_range=0.2, height_shift_range=0.2, shear_range=0.25, zoom_range=0.1,
-        channel_shift_range=20, horizontal_flip=True, vertical_flip=True, fill_mode="constant", validation_split=0.2,
-    )
+    generator = original_generator(validation_split=0.2)
     flow = dict(target_size=(image_size, image_size), batch_size=protocol["batch_size"], class_mode="binary", seed=seed)
     train.set_seed(seed)
     model = build()
@@ -307,7 +304,7 @@ def full_protocol(data_dir: str | Path | None = None, *, image_size: int = 224, 
     model.fit(generator.flow_from_directory(str(data.root / "two" / "train"), subset="training", shuffle=True, **flow),
               validation_data=generator.flow_from_directory(str(data.root / "two" / "train"), subset="validation", shuffle=False, **flow),
               epochs=protocol["epochs"], verbose=0, callbacks=[best])
-    test = ImageDataGenerator().flow_from_directory(str(data.root / "two" / "test"), shuffle=False, **flow)
+    test = original_generator(augment=False).flow_from_directory(str(data.root / "two" / "test"), shuffle=False, **flow)
     proba = model.predict(test, verbose=0)
     rows.append(scored("original: ImageDataGenerator", test.classes, proba, time.perf_counter() - started))
     return pd.DataFrame(rows)

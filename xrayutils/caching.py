@@ -27,11 +27,12 @@ from keras import layers
 STOCHASTIC_LAYERS = (layers.Dropout, layers.GaussianNoise, layers.GaussianDropout, layers.AlphaDropout)
 
 
-def _all_layers(model: keras.Model) -> Iterator[keras.Layer]:
+def all_layers(model: keras.Model) -> Iterator[keras.Layer]:
+    """Every layer of ``model``, nested models' layers included (after the nested model itself)."""
     for layer in model.layers:
         yield layer
         if isinstance(layer, keras.Model):
-            yield from _all_layers(layer)
+            yield from all_layers(layer)
 
 
 def split_frozen(model: keras.Model) -> tuple[keras.Model, keras.Model] | None:
@@ -52,20 +53,20 @@ def split_frozen(model: keras.Model) -> tuple[keras.Model, keras.Model] | None:
     first = next((layer for layer in model.layers if layer.trainable_weights), None)
     if first is None:
         return None
-    if isinstance(first, keras.Model) and first is model.layers[-1] and len(model.layers) > 2:
+    if isinstance(first, keras.Model):
+        if first is not model.layers[-1] or len(model.layers) < 3:  # a trainable model inside: nothing frozen before it
+            return None
         inner = split_frozen(first)
         if inner is None:
             return None
         # a nested model's .input is its own Input: what feeds it here is the previous layer's output
         before = keras.Model(model.inputs, model.layers[-2].output, name=f"{model.name}_before_{first.name}")
         return keras.Sequential([before, inner[0]], name=f"{model.name}_encoder"), inner[1]
-    if isinstance(first, keras.Model):  # a trainable nested model: nothing frozen before it
-        return None
     boundary = first.input
     encoder = keras.Model(model.inputs, boundary, name=f"{model.name}_encoder")
     if not encoder.weights:
         return None
-    random = [layer.name for layer in _all_layers(encoder) if isinstance(layer, STOCHASTIC_LAYERS)]
+    random = [layer.name for layer in all_layers(encoder) if isinstance(layer, STOCHASTIC_LAYERS)]
     if random:
         raise ValueError(f"{model.name}'s frozen part holds layers that are random in training ({', '.join(random)}): its output cannot be cached")
     try:

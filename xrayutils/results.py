@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from xrayutils import datasets, evaluate
+from xrayutils import datasets, evaluate, train
 
 #: The published study and task each modelling chapter reproduces (rows of ``published_results.csv``).
 PUBLISHED_TASK = {
@@ -149,8 +149,7 @@ def model_card(record: dict[str, Any], checks: dict[str, str] | None = None) -> 
     p = record.get("settings", {})
     dataset = record["dataset"].split("/")[0]
     n = record.get("n", {})
-    cache = (record.get("history") or {}).get("cache")
-    augmentation = "off" if not p.get("augment") else f"on ({cache['views']} cached views per image)" if cache else "on"
+    augmentation = train.augmentation_summary(bool(p.get("augment")), (record.get("history") or {}).get("cache"))
     lines = [
         f"### {record['model']} ({record['chapter']})",
         "",

@@ -157,12 +157,14 @@ def set_precision(mixed_precision: bool | str) -> str:
     return policy
 
 
-def speed_note(history: dict[str, Any], *, augment: bool) -> str:
+def speed_note(history: dict[str, Any], *, augment: bool | None = None) -> str:
     """One sentence for a chapter's text: how the frozen base was run, and at which precision.
 
     Caching with few augmented views changes the protocol slightly (each image in
     ``views`` versions rather than a fresh one each epoch), so the reader is told.
+    ``augment`` defaults to what :func:`fit` recorded in ``history``.
     """
+    augment = history.get("augmented", False) if augment is None else augment
     cache = history.get("cache")
     if cache is None:
         how = "without feature caching: every epoch ran every image through the whole model"
@@ -177,9 +179,40 @@ def speed_note(history: dict[str, Any], *, augment: bool) -> str:
     return f"{how}; precision {history.get('precision', 'float32')}, XLA {'on' if history.get('jit_compile') else 'off'}"
 
 
+def augmentation_summary(augmented: bool, cache: dict[str, Any] | None) -> str:
+    """How training images were augmented, in a few words: ``none``, ``fresh every epoch`` or ``N cached views per image``.
+
+    Used by chapter 01's settings table and by the model cards (:mod:`xrayutils.results`).
+    """
+    if not augmented:
+        return "none"
+    return f"{cache['views']} cached views per image" if cache else "fresh every epoch"
+
+
 def loss_for(num_classes: int) -> str:
     """Binary cross-entropy for one sigmoid unit, categorical cross-entropy for a softmax."""
     return "binary_crossentropy" if num_classes == 2 else "categorical_crossentropy"
+
+
+def with_augmentation(model: keras.Model, augment: keras.Layer) -> keras.Model:
+    """The model ``fit`` trains when augmenting: ``augment`` in front of ``model``, sharing its layers."""
+    inputs = keras.Input(shape=model.input_shape[1:], name="image")
+    return keras.Model(inputs, model(augment(inputs)), name=f"{model.name}_training")
+
+
+def compile_model(
+    model: keras.Model, *, num_classes: int, optimizer: str, learning_rate: float, jit_compile: bool | str = "auto"
+) -> None:
+    """Compile with the named optimiser at ``learning_rate``, the loss for ``num_classes`` and accuracy.
+
+    ``jit_compile="auto"`` is Keras' own: XLA only when a GPU is visible.
+    """
+    model.compile(
+        optimizer=keras.optimizers.get({"class_name": optimizer, "config": {"learning_rate": learning_rate}}),
+        loss=loss_for(num_classes),
+        metrics=["accuracy"],
+        jit_compile=jit_compile if jit_compile == "auto" else resolve_switch(jit_compile, "jit_compile"),
+    )
 
 
 class _BestWeights(keras.callbacks.Callback):
@@ -242,8 +275,8 @@ def fit(
     dict
         Per-epoch lists ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy`` and
         ``seconds``, plus ``best_epoch`` (1-based), ``fit_seconds`` (encoding
-        included), ``precision`` and ``jit_compile`` as used, and with caching
-        ``cache`` (views, encoding seconds).
+        included), ``augmented``, ``precision`` and ``jit_compile`` as used, and
+        with caching ``cache`` (views, encoding seconds).
     """
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
@@ -263,14 +296,8 @@ def fit(
         validation = caching.feature_dataset(*caching.encode(encoder, validation), batch_size=batch_size, shuffle=False, seed=seed)
         cache = {"views": views, "encode_seconds": round(time.perf_counter() - started, 1), "feature_shape": list(features.shape[2:])}
     elif augment is not None:
-        inputs = keras.Input(shape=model.input_shape[1:], name="image")
-        trainer = keras.Model(inputs, model(augment(inputs)), name=f"{model.name}_training")
-    trainer.compile(
-        optimizer=keras.optimizers.get({"class_name": optimizer, "config": {"learning_rate": learning_rate}}),
-        loss=loss_for(num_classes),
-        metrics=["accuracy"],
-        jit_compile=jit_compile if jit_compile == "auto" else resolve_switch(jit_compile, "jit_compile"),
-    )
+        trainer = with_augmentation(model, augment)
+    compile_model(trainer, num_classes=num_classes, optimizer=optimizer, learning_rate=learning_rate, jit_compile=jit_compile)
     best = _BestWeights(model)
     history = trainer.fit(
         train, validation_data=validation, epochs=epochs, callbacks=[best, *(callbacks or [])], verbose=verbose,
@@ -282,7 +309,9 @@ def fit(
         best_epoch=best.best_epoch,
         fit_seconds=round(time.perf_counter() - started, 1),
     )
-    result.update(precision=keras.mixed_precision.global_policy().name, jit_compile=bool(trainer.jit_compile))
+    result.update(
+        augmented=augment is not None, precision=keras.mixed_precision.global_policy().name, jit_compile=bool(trainer.jit_compile)
+    )
     if cache is not None:
         result["cache"] = cache
     return result

@@ -18,6 +18,7 @@ book: setup
 	$(BIN)/xray-book build --profile $(PROFILE)
 
 test: setup
+	$(BIN)/ruff check xrayutils tests benchmarks notebooks
 	$(BIN)/python -m pytest
 
 clean:

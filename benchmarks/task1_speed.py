@@ -8,7 +8,6 @@ feature caching) and the original ImageDataGenerator style.  See README.md besid
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -25,11 +24,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--views", type=int, default=3, help="augmented views per image with feature caching")
     parser.add_argument("--compute-steps", type=int, default=20, help="training steps of the compute-only run")
     parser.add_argument("--max-images-per-class", type=int, default=0, help="0 keeps every image")
-    parser.add_argument("--full-protocol", action="store_true", help="also train 40 epochs book style and original style and score the test split")
+    parser.add_argument("--full-protocol", action="store_true",
+                        help="also train 40 epochs book style and original style and score the test split")
     parser.add_argument("--output", type=Path, help="write the results here as JSON")
     args = parser.parse_args(argv)
 
-    from xrayutils import benchmark, book
+    from xrayutils import benchmark, book, results
 
     result = benchmark.run(args.data_dir or None, image_size=args.image_size, epochs=args.epochs, repeats=args.repeats,
                            views=args.views, compute_steps=args.compute_steps, max_images_per_class=args.max_images_per_class or None)
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         print(full.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
         payload["full_protocol"] = full.to_dict("records")
     if args.output:
-        book.write_json_atomic(args.output, {**payload, "versions": book.versions(), "commit": book.git_commit()})
+        results.write_json_atomic(args.output, {**payload, "versions": book.versions(), "commit": book.git_commit()})
     return 0
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import itertools
 
+import imagehash
 import numpy as np
 import pandas as pd
 import pytest
@@ -71,6 +72,23 @@ def test_intensity_histograms_are_normalised_even_for_16_bit(tmp_path):
     assert hist.shape == (2, 8)
     assert np.allclose(hist.sum(axis=1), 1.0)
     assert np.abs(hist[0] - hist[1]).sum() < 0.1  # the same picture at 8 and 16 bits
+
+
+def test_a_16_bit_copy_has_the_hash_of_its_8_bit_original(tmp_path):
+    paths = [str(save_image(tmp_path / f"{m.replace(';', '')}.png", synthetic_xray(3), m)) for m in ("L", "I;16")]
+    hashes = audit.perceptual_hashes(paths)
+    assert audit.hamming_distances(hashes)[0, 1] == 0  # Pillow's own conversion would clip the copy to white
+
+
+def test_histograms_and_hashes_see_an_8_bit_file_exactly_as_pillow_decodes_it(tmp_path):
+    path = str(save_image(tmp_path / "x.png", synthetic_xray(4, size=(50, 70)), "RGBA"))
+    with Image.open(path) as image:
+        gray = image.convert("L")
+        expected_hash = imagehash.phash(gray).hash.ravel()
+        expected_gray = np.asarray(gray.resize((32, 32), Image.BILINEAR), dtype=np.float64) / 255.0
+    assert np.array_equal(audit.perceptual_hashes([path])[0], expected_hash)
+    expected = np.histogram(expected_gray, bins=np.linspace(0, 1, 17))[0] / expected_gray.size
+    assert np.array_equal(audit.intensity_histograms([path], bins=16, size=32)[0], expected)
 
 
 def test_near_duplicate_files_by_dataset_split_and_partner():

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 
@@ -9,7 +10,7 @@ import pytest
 from keras import layers
 
 from tests.conftest import make_tiny_data
-from xrayutils import benchmark, models, train
+from xrayutils import benchmark, models
 from xrayutils.book import REPO_ROOT
 
 
@@ -58,7 +59,8 @@ def test_chapter01_is_set_beside_the_original_style_only_when_it_ran_the_publish
 
     def write(image_size, num_epochs):
         entry = {"fit_seconds": 100.0, "history": {"cache": {"views": 3}}}
-        saved = {"provenance": {"parameters": {"image_size": image_size, "num_epochs": num_epochs}}, "results": {"models": {"VGG16": entry}}}
+        protocol = dataclasses.replace(benchmark.PROTOCOL, image_size=image_size, num_epochs=num_epochs)
+        saved = {"provenance": {}, "results": {"models": {"VGG16": entry}, "protocol": protocol.to_dict()}}
         (folder / "results.json").write_text(json.dumps(saved))
 
     write(224, 40)

@@ -1,33 +1,6 @@
 from __future__ import annotations
 
-import json
-
 from xrayutils import book
-
-
-def test_same_run_overwrites_its_results(tmp_path):
-    path = tmp_path / "results.json"
-    provenance = {"parameters": {"seed": 1}, "wall_time_s": 3.0}
-    assert book.save_results(path, {"accuracy": 0.5}, provenance) is None
-    assert book.save_results(path, {"accuracy": 0.5}, {**provenance, "wall_time_s": 9.0}) is None
-    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
-
-
-def test_rerun_with_other_parameters_keeps_the_earlier_result(tmp_path):
-    path = tmp_path / "results.json"
-    book.save_results(path, {"accuracy": 0.5}, {"parameters": {"seed": 1}})
-    kept = book.save_results(path, {"accuracy": 0.9}, {"parameters": {"seed": 2}})
-    assert kept is not None and kept.name.startswith("results.previous-")
-    assert json.loads(kept.read_text())["results"] == {"accuracy": 0.5}
-    assert json.loads(path.read_text())["results"] == {"accuracy": 0.9}
-
-
-def test_atomic_write_leaves_no_temporary_file(tmp_path):
-    import numpy as np
-
-    book.write_json_atomic(tmp_path / "a.json", {"x": np.float32(0.25), "y": np.arange(2)})
-    assert json.loads((tmp_path / "a.json").read_text()) == {"x": 0.25, "y": [0, 1]}
-    assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
 
 
 def test_stamp_states_every_fact(tmp_path):
@@ -50,9 +23,17 @@ def test_weights_notice_warns_when_a_model_is_not_pretrained():
     assert notice.count("not transfer learning") == 1 and "AlexNet started from random weights" in notice
 
 
-def test_published_results_ship_with_the_package():
-    table = book.published_results()
-    assert len(table) == 12
-    assert len(book.published_results("coronahack")) == 9
-    challenge = book.published_results("class-challenge")
-    assert challenge["accuracy"].tolist() == [0.90, 0.75, 0.3611]
+def test_parameters_are_the_names_of_literal_assignment_cells():
+    history = [
+        "import sys\nif 'google.colab' in sys.modules:\n    pass",
+        'profile = "cpu"  # set by the runner\ndata_dir = ""\nimage_size = 224\nmodel_names = ["VGG16", "AlexNet"]',
+        "# Parameters\nimage_size = 72\nnum_epochs = 1",  # papermill's injected cell
+        "run = book.Chapter('x', profile=profile)\nsize = image_size * 2",  # computes: not a parameter cell
+        "threshold = float('nan')",  # not a literal
+    ]
+    namespace = {"profile": "smoke", "data_dir": "/data", "image_size": 72, "model_names": ["VGG16"], "num_epochs": 1, "size": 144}
+    assert book.executed_parameters(history, namespace) == {"image_size": 72, "model_names": ["VGG16"], "num_epochs": 1}
+
+
+def test_a_chapter_outside_a_notebook_has_no_parameters_unless_given(tmp_path):
+    assert book.Chapter("00_test", profile="smoke", output_root=tmp_path).parameters == {}

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
 from keras import layers
 
 from xrayutils import caching, datasets, models, pipeline, train
+from xrayutils.protocol import TrainingProtocol
 
 
 def frozen_base_model(image_size: int = 32) -> keras.Model:
@@ -71,7 +74,7 @@ def test_each_image_comes_once_per_epoch_as_one_of_its_views():
 def test_augmented_views_differ_and_one_view_without_augmentation_is_required(frames):
     encoder, _ = caching.split_frozen(frozen_base_model())
     images = pipeline.make_dataset(frames["train"]["path"], frames["train"]["label"], image_size=(32, 32), batch_size=2)
-    features, labels = caching.encode(encoder, images, views=2, augment=train.augmentation(seed=0))
+    features, labels = caching.encode(encoder, images, views=2, augmentation=train.augmentation(seed=0))
     assert features.shape == (2, len(frames["train"]), 196) and labels.shape == (2, len(frames["train"]))
     assert not np.allclose(features[0], features[1])
     with pytest.raises(ValueError, match="views=1"):
@@ -84,17 +87,18 @@ def test_head_trained_on_cached_features_predicts_as_the_model_trained_on_images
     ordinary = frozen_base_model()
     cached = frozen_base_model()
     cached.set_weights(ordinary.get_weights())
-    options = dict(epochs=3, optimizer="adam", learning_rate=1e-2, verbose=0)
+    protocol = TrainingProtocol(study="class-challenge", image_size=32, batch_size=2, num_epochs=3, optimizer="adam",
+                                learning_rate=1e-2, validation_fraction=0.25, seed=5, augment=False)
 
     def images(shuffle: bool):
         return pipeline.make_datasets(frames, image_size=32, batch_size=2, num_classes=2, seed=5, shuffle_train=shuffle)
 
     train.set_seed(0)
     a = images(shuffle=True)
-    history_a = train.fit(ordinary, a["train"], a["validation"], **options)
+    history_a = train.fit(ordinary, a["train"], a["validation"], protocol, verbose=0)
     train.set_seed(0)
     b = images(shuffle=False)
-    history_b = train.fit(cached, b["train"], b["validation"], cache_features=True, batch_size=2, seed=5, **options)
+    history_b = train.fit(cached, b["train"], b["validation"], dataclasses.replace(protocol, cache_features=True), verbose=0)
 
     assert history_b["cache"]["views"] == 1
     np.testing.assert_allclose(history_a["loss"], history_b["loss"], rtol=1e-4)
@@ -107,4 +111,6 @@ def test_head_trained_on_cached_features_predicts_as_the_model_trained_on_images
 def test_caching_a_model_without_a_frozen_base_is_an_error(frames):
     ds = pipeline.make_datasets(frames, image_size=72, batch_size=2, num_classes=2, seed=0)
     with pytest.raises(ValueError, match="no frozen base"):
-        train.fit(models.alexnet((72, 72, 3), 2), ds["train"], ds["validation"], epochs=1, cache_features=True, batch_size=2)
+        protocol = TrainingProtocol(study="class-challenge", image_size=72, batch_size=2, num_epochs=1, optimizer="adam",
+                                    learning_rate=1e-3, validation_fraction=0.25, seed=0, cache_features=True)
+        train.fit(models.alexnet((72, 72, 3), 2), ds["train"], ds["validation"], protocol)

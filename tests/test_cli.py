@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import make_tiny_data
 from xrayutils import cli
+from xrayutils.protocol import TrainingProtocol
 
 NOTEBOOKS = cli.chapter_notebooks()
 
@@ -115,6 +116,14 @@ def test_every_chapter_runs_on_tiny_data(tiny_book):
     assert [t["notebook"] for t in timings["notebooks"]] == [nb.stem for nb in NOTEBOOKS]
 
 
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_chapter_records_every_parameter_of_its_parameters_cell(notebook, tiny_book):
+    _, build = tiny_book
+    recorded = json.loads((build / "outputs" / notebook.stem / "run_info.json").read_text())["parameters"]
+    assert set(recorded) == set(cli.notebook_parameters(notebook)) - set(cli.RUNNER_PARAMETERS)
+    assert recorded.get("weights", "none") == "none"  # the -p override, not the cell's default
+
+
 def test_chapter_00_audits_the_tiny_data(tiny_book):
     _, build = tiny_book
     saved = json.loads((build / "outputs" / "00_data_exploration" / "results.json").read_text())
@@ -131,6 +140,8 @@ def test_modelling_chapter_trains_tests_saves_and_reports(stem, tiny_book):
     _, build = tiny_book
     out = build / "outputs" / stem
     saved = json.loads((out / "results.json").read_text())
+    protocol = TrainingProtocol.from_results(saved)  # recorded whole, and as the profile set it
+    assert protocol.num_epochs == 1 and protocol.image_size == cli.load_profiles()["smoke"]["notebooks"][stem]["image_size"]
     assert all(w.startswith("random initialisation") for w in saved["provenance"]["weights"].values())
     for name, model in saved["results"]["models"].items():
         assert "error" not in model, name
@@ -150,7 +161,8 @@ def test_trust_checks_chapter_checks_every_chapter(tiny_book):
     assert set(checks["best"]) == {"01_vgg16_binary", "02_vgg16_vs_alexnet", "03_coronahack_models"}
     shortcut = checks["shortcut"]["01_vgg16_binary"]  # smoke retrains chapter 01's model only
     assert set(shortcut["metrics"]) == {"full image", "lungs hidden", "border hidden"} and not shortcut["errors"]
-    assert all((build / "outputs" / "04_trust_checks" / f"vgg16-res72-covid-xray-two-{keep}-only.keras").exists() for keep in ("border", "center"))
+    out = build / "outputs" / "04_trust_checks"
+    assert all((out / f"vgg16-res72-covid-xray-two-{keep}-only.keras").exists() for keep in ("border", "center"))
     assert len(checks["leakage"]) == 5 and all(leak["n_removed"] == 0 for leak in checks["leakage"].values())
     # the tiny coronahack TEST split: 2 normal, 2 bacterial, 2 viral pneumonia images, none seen in training
     assert checks["external"]["images"] == 6 and len(checks["external"]["rates"]) == 3
@@ -171,8 +183,9 @@ def test_summary_chapter_shows_every_model_and_card(tiny_book):
 def test_chapters_that_read_others_results_run_after_them():
     groups = [[nb.stem for nb in wave] for wave in cli.waves(NOTEBOOKS)]
     assert groups == [
-        ["00_data_exploration", "01_vgg16_binary", "02_vgg16_vs_alexnet", "03_coronahack_models", "performance"],
+        ["00_data_exploration", "01_vgg16_binary", "02_vgg16_vs_alexnet", "03_coronahack_models"],
         ["04_trust_checks"],
+        ["performance"],  # it reads chapter 01's time, and times itself on cores no other chapter shares
         ["05_summary"],
     ]
     only_late = [nb for nb in NOTEBOOKS if nb.stem.startswith(("04", "05"))]

@@ -47,6 +47,16 @@ def test_corrupt_jpeg_is_named_and_skipped(data_dir):
     assert ds.totals().loc["train", "normal"] == 3
 
 
+def test_only_formats_the_pipeline_decodes_are_dataset_images(data_dir):
+    folder = data_dir / "covid-xray" / "two" / "train" / "normal"
+    for name in ("scan.tiff", "scan.webp", "notes.txt"):  # predict reads the first two, training never sees them
+        (folder / name).write_bytes(b"")
+    ds = datasets.load("covid-xray", task="two", data_dir=data_dir, check_images=False)
+    assert not ds.metadata["file"].str.endswith((".tiff", ".webp", ".txt")).any()
+    assert ds.totals().loc["train", "normal"] == 3
+    assert datasets.IMAGE_SUFFIXES < datasets.READABLE_SUFFIXES
+
+
 def test_missing_class_folder_names_it_and_the_layout(data_dir):
     shutil.rmtree(data_dir / "covid-xray" / "all" / "test" / "pneumonia_vir")
     with pytest.raises(datasets.DataNotFoundError, match=r"all/test/pneumonia_vir") as error:

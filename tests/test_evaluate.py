@@ -62,6 +62,26 @@ def test_bootstrap_agrees_with_a_slow_reference():
     assert got["high"] == pytest.approx(np.percentile(accs, 97.5))
 
 
+def test_bootstrap_statistic_draws_the_same_resamples_as_bootstrap_metrics():
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 4, 40)
+    p = rng.dirichlet(np.ones(4), size=40)
+    metrics = evaluate.bootstrap_metrics(y, p, classes=list("abcd"), n_resamples=100, seed=9)
+    accuracy = evaluate.bootstrap_statistic(lambda t, q: float(np.mean(q.argmax(axis=1) == t)), y, p, n_resamples=100, seed=9)
+    assert accuracy == metrics["accuracy"]
+
+
+def test_bootstrap_skips_an_undefined_auc_but_a_nan_statistic_voids_its_interval():
+    y = np.array([0] * 9 + [1])  # one positive: many resamples lack it, and their AUC is undefined
+    p = np.linspace(0.1, 0.9, 10)
+    auc = evaluate.bootstrap_metrics(y, p, classes=["a", "b"], n_resamples=50, seed=0)["roc_auc"]
+    assert auc == {"value": 1.0, "low": 1.0, "high": 1.0}
+    statistic = evaluate.bootstrap_statistic(
+        lambda t, q: evaluate.roc_auc(t, q) if len(np.unique(t)) == 2 else math.nan, y, p, n_resamples=50, seed=0
+    )
+    assert statistic["value"] == 1.0 and math.isnan(statistic["low"]) and math.isnan(statistic["high"])
+
+
 def test_mcnemar_by_hand():
     y = np.ones(12, dtype=int)
     a = np.ones(12, dtype=int)
@@ -170,3 +190,15 @@ def test_class_rates_on_classes_the_model_does_not_know():
     assert rates.loc[("normal", "specificity"), "value"] == pytest.approx(2 / 3)
     only_external = evaluate.class_rates(["pneumonia"] * 3, ["normal"] * 3, ["covid", "normal"])
     assert "recall" not in set(only_external["measure"])  # no image of a class: no recall for it
+
+
+def test_models_are_scored_on_the_same_resamples_and_their_mistakes_told():
+    y = np.array([0, 0, 1, 1])
+    right, wrong = np.array([0.1, 0.2, 0.8, 0.9]), np.array([0.9, 0.8, 0.8, 0.9])
+    each = evaluate.bootstrap_each(y, {"a": right, "b": wrong}, classes=["x", "y"], n_resamples=30, seed=4)
+    assert each["a"] == evaluate.bootstrap_metrics(y, right, classes=["x", "y"], n_resamples=30, seed=4)
+    assert each["b"]["accuracy"]["value"] == 0.5
+    mistakes = evaluate.most_frequent_mistakes(y, {"a": right, "b": wrong}, ["x", "y"])
+    assert evaluate.mistakes_sentence(y, mistakes, ["x", "y"]) == "a makes none; b calls 2 of the 2 x images y"
+    report = evaluate.classification_reports(y, {"a": right, "b": wrong}, ["x", "y"])
+    assert report.startswith("a\n") and "\nb\n" in report and "accuracy" in report

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from tests.conftest import save_image, synthetic_xray
@@ -14,7 +15,7 @@ def test_every_mode_decodes_to_three_channels_in_0_255(tmp_path, mode):
     image = pipeline.load_image(str(path), (32, 32)).numpy()
     assert image.shape == (32, 32, 3)
     assert np.allclose(image[..., 0], image[..., 2], atol=1.0)  # grey stays grey
-    assert 0.0 <= image.min() and image.max() <= 255.0
+    assert image.min() >= 0.0 and image.max() <= 255.0
     expected = np.asarray(pipeline.tf.image.resize(array[..., None].astype(np.float32), (32, 32)))[..., 0]
     assert np.abs(image[..., 0] - expected).mean() < 2.0  # 16-bit is scaled like 8-bit
 
@@ -59,6 +60,14 @@ def test_dataset_batches_one_hot_labels_and_shuffles_by_seed(tmp_path):
     assert order(1) == order(1)
 
 
+def test_dataset_images_are_the_decoded_files_in_order_every_epoch(tmp_path):
+    paths = [str(save_image(tmp_path / f"{i}.jpeg", synthetic_xray(i))) for i in range(3)]
+    ds = pipeline.make_dataset(paths, [0, 1, 0], image_size=(16, 16), batch_size=2)
+    expected = np.stack([pipeline.load_image(p, (16, 16)).numpy() for p in paths])
+    for _ in range(2):  # the second epoch comes from the cache: no augmentation or other change in between
+        np.testing.assert_array_equal(np.concatenate([x.numpy() for x, _ in ds]), expected)
+
+
 def test_dataset_refuses_mismatched_inputs():
     with pytest.raises(ValueError, match="2 paths but 1 labels"):
         pipeline.make_dataset(["a", "b"], [0], image_size=(8, 8), batch_size=1)
@@ -88,3 +97,9 @@ def test_make_datasets_one_hot_labels_only_for_a_softmax(data_dir):
     assert images.shape == (8, 16, 16, 3) and labels.shape == (8, 4)
     two = pipeline.make_datasets(frames, image_size=16, batch_size=64, num_classes=2, seed=0)
     assert next(iter(two["test"]))[1].shape == (8,)
+
+
+def test_split_counts_has_every_class_in_order_even_an_empty_one():
+    frames = {"train": pd.DataFrame({"class_name": ["b", "a", "b"]}), "test": pd.DataFrame({"class_name": ["a"]})}
+    counts = pipeline.split_counts(frames, ["a", "b", "c"])
+    assert counts.index.tolist() == ["a", "b", "c"] and counts.loc["b", "train"] == 2 and counts.loc["c", "test"] == 0

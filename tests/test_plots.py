@@ -54,6 +54,15 @@ def test_prediction_grid_shows_mistakes_first_in_red(tmp_path):
     assert ("true pneumonia_vir\npred covid (1.00)", plots.MISTAKE) in titles
 
 
+def test_image_grid_shrinks_thumbnails_and_shows_16_bit_like_8_bit(tmp_path):
+    array = synthetic_xray(2, size=(300, 600))
+    paths = [str(save_image(tmp_path / f"{m.replace(';', '')}.png", array, m)) for m in ("L", "I;16")]
+    fig = plots.plot_image_grid(paths, ["8-bit", "16-bit"], ncols=2)
+    shown = [ax.images[0].get_array() for ax in fig.axes if ax.images]
+    assert shown[0].shape == (128, 256)  # aspect ratio kept
+    assert np.abs(shown[0].astype(int) - shown[1]).max() <= 1  # not clipped to white (shrunk at 16 bits: rounding)
+
+
 def test_embedding_and_comparison_have_a_panel_and_a_bar_group_per_model():
     import pandas as pd
 

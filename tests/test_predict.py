@@ -6,7 +6,7 @@ from PIL import Image
 
 from tests.conftest import save_image, synthetic_xray
 from tests.test_train import tiny_model
-from xrayutils import cli, predict, train
+from xrayutils import cli, datasets, predict, train
 
 
 @pytest.fixture
@@ -43,6 +43,16 @@ def test_every_readable_file_is_predicted_and_bad_ones_are_named(saved_model, fi
     errors = dict(zip(table["file"], table["error"]))
     assert errors[str(tmp_path / "missing.jpeg")] == "no such file"
     assert "not an image" in errors[str(fake)]
+
+
+def test_folders_are_scanned_by_the_one_suffix_list_in_datasets(tmp_path, monkeypatch):
+    for suffix in [*sorted(datasets.READABLE_SUFFIXES), ".JPG", ".txt"]:
+        (tmp_path / f"file{suffix}").write_bytes(b"")
+    found = {p.suffix for p in predict.image_files([tmp_path])}
+    assert found == datasets.READABLE_SUFFIXES | {".JPG"}
+    assert found >= datasets.IMAGE_SUFFIXES  # whatever a dataset holds, predict finds
+    monkeypatch.setattr(datasets, "READABLE_SUFFIXES", {".txt"})
+    assert [p.name for p in predict.image_files([tmp_path])] == ["file.txt"]  # no copy of the list in predict
 
 
 def test_a_grayscale_and_an_rgb_copy_get_the_same_prediction(saved_model, tmp_path):

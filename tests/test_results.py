@@ -1,4 +1,4 @@
-"""The summary is made from results files only: two fake files in, the right table and cards out."""
+"""The results files: written atomically, never losing a different earlier run, read back by chapter."""
 
 from __future__ import annotations
 
@@ -6,99 +6,42 @@ import json
 
 import pytest
 
-from xrayutils import book, results
+from xrayutils import results
 
 
-def _ci(value, low, high):
-    return {"value": value, "low": low, "high": high}
+def test_same_run_overwrites_its_results(tmp_path):
+    path = tmp_path / "results.json"
+    provenance = {"parameters": {"seed": 1}, "wall_time_s": 3.0}
+    assert results.save(path, {"accuracy": 0.5}, provenance) is None
+    assert results.save(path, {"accuracy": 0.5}, {**provenance, "wall_time_s": 9.0}) is None
+    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
 
 
-def _metrics(accuracy, auc):
-    m = {name: _ci(0.5, 0.4, 0.6) for name in ("balanced_accuracy", "f1_macro")}
-    return {**m, "accuracy": _ci(*accuracy), "roc_auc": _ci(*auc)}
+def test_rerun_with_other_parameters_keeps_the_earlier_result(tmp_path):
+    path = tmp_path / "results.json"
+    results.save(path, {"accuracy": 0.5}, {"parameters": {"seed": 1}})
+    kept = results.save(path, {"accuracy": 0.9}, {"parameters": {"seed": 2}})
+    assert kept is not None and kept.name.startswith("results.previous-")
+    assert json.loads(kept.read_text())["results"] == {"accuracy": 0.5}
+    assert json.loads(path.read_text())["results"] == {"accuracy": 0.9}
 
 
-def _write(root, chapter, models, dataset, n_test, parameters=None):
-    payload = {
-        "provenance": {"chapter": chapter, "profile": "cpu", "parameters": parameters or {"image_size": 128, "seed": 1},
-                       "datasets": {dataset: {"fingerprint": "abc"}}},
-        "results": {"models": models, "classes": ["a", "b"], "n": {"train": 10, "validation": 2, "test": n_test}},
-    }
-    (root / chapter).mkdir(parents=True)
-    (root / chapter / "results.json").write_text(json.dumps(payload))
+def test_atomic_write_leaves_no_temporary_file(tmp_path):
+    import numpy as np
 
-
-@pytest.fixture
-def outputs(tmp_path):
-    """Chapter 01 with one model, chapter 03 with a good, a weak and a failed one, and chapter 00 (no models)."""
-    _write(tmp_path, "01_vgg16_binary", {"VGG16": {"metrics": _metrics((0.8, 0.7, 0.9), (0.85, 0.75, 0.95)), "pretrained": True,
-                                                   "weights": "ImageNet", "model_file": "vgg16.keras"}}, "covid-xray/two", 62)
-    _write(tmp_path, "03_coronahack_models", {
-        "Xception": {"metrics": _metrics((0.6, 0.55, 0.65), (0.7, 0.65, 0.75)), "pretrained": False, "weights": "random"},
-        "ResNet34": {"metrics": _metrics((0.95, 0.93, 0.97), (0.96, 0.94, 0.98)), "pretrained": False, "weights": "random"},
-        "VGG19": {"error": "ResourceExhaustedError: out of memory", "pretrained": False, "weights": "random"},
-    }, "coronahack/two", 624)
-    (tmp_path / "00_data_exploration").mkdir()
-    (tmp_path / "00_data_exploration" / "results.json").write_text(json.dumps({"provenance": {}, "results": {"totals": {}}}))
-    return tmp_path
-
-
-def test_summary_table_from_two_results_files(outputs):
-    assert results.modelling_chapters(outputs) == ["01_vgg16_binary", "03_coronahack_models"]
-    table = results.summary_table(results.model_records(outputs), book.published_results())
-    assert table["model"].tolist() == ["VGG16", "Xception", "ResNet34", "VGG19"]
-    vgg16 = table.iloc[0]
-    assert vgg16["accuracy"] == "0.800 [0.700, 0.900]" and vgg16["ROC AUC"] == "0.850 [0.750, 0.950]"
-    assert vgg16["weights"] == "ImageNet" and vgg16["test n"] == 62 and vgg16["data"] == "covid-xray/two"
-    assert vgg16["published accuracy"] == "0.900" and vgg16["published test n"] == 20
-    assert vgg16["published balanced accuracy"] == "–"  # the class-challenge study reported no AUC
-    resnet = table.iloc[2]
-    # CoronaHack's "ROC AUC" came from hard labels: it stands beside balanced accuracy, not ROC AUC
-    assert resnet["published accuracy"] == "0.934" and resnet["published balanced accuracy"] == "0.924"
-    assert "published ROC AUC" not in table and resnet["weights"] == "random"
-    assert table.iloc[3]["accuracy"] == "FAILED: ResourceExhaustedError: out of memory"
-
-
-def test_best_model_skips_failed_ones_and_published_position(outputs):
-    records = results.model_records(outputs)
-    assert results.best_model(records, "03_coronahack_models") == "ResNet34"
-    assert results.best_model(records, "02_vgg16_vs_alexnet") is None
-    position = results.published_position(records, book.published_results())
-    # published accuracy 0.90 in [0.70, 0.90], 0.9135 above [0.55, 0.65], 0.9343 in [0.93, 0.97]
-    assert position.to_dict() == {"01_vgg16_binary/VGG16": "inside", "03_coronahack_models/Xception": "above",
-                                  "03_coronahack_models/ResNet34": "inside"}
+    results.write_json_atomic(tmp_path / "a.json", {"x": np.float32(0.25), "y": np.arange(2)})
+    assert json.loads((tmp_path / "a.json").read_text()) == {"x": 0.25, "y": [0, 1]}
+    assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
 
 
 def test_missing_results_name_the_chapter_to_run(tmp_path):
     with pytest.raises(FileNotFoundError, match="run notebooks/04_trust_checks.ipynb"):
-        results.load(tmp_path, "04_trust_checks")
+        results.load(tmp_path, results.TRUST_CHECKS)
+    with pytest.raises(FileNotFoundError, match="run chapter 00_data_exploration"):
+        results.near_duplicates(tmp_path)
 
 
-def test_model_card_states_use_data_protocol_metrics_and_findings(outputs):
-    record = results.model_records(outputs, ["01_vgg16_binary"])[0]
-    card = results.model_card(record, {"shortcut": "Shortcut test: separates the classes without the lungs."})
-    assert "Not for diagnosis" in card and "Kermany" in card and "128 px" in card
-    assert "accuracy 0.800 [0.700, 0.900]" in card and "separates the classes without the lungs" in card
-    failed = [r for r in results.model_records(outputs) if r["model"] == "VGG19"][0]
-    assert "**Failed:** ResourceExhaustedError" in results.model_card(failed)
-    assert "not checked in this run" in results.model_card(failed)
-
-
-def test_trust_table_has_a_row_per_check_and_model():
-    checks = {
-        "gradcam": {"even_map_share": 0.51, "models": {"01/VGG16": {"images": 10, "border_share": 0.8}}},
-        "shortcut": {"01": {"model": "VGG16", "metrics": {"full image": _metrics((0.9, 0.8, 1), (0.9, 0.8, 1)), "lungs hidden": None}}},
-        "leakage": {"01/VGG16": {"n_all": 62, "n_removed": 3, "all": _metrics((0.9, 0.8, 1), (0.9, 0.8, 1)),
-                                 "without": _metrics((0.85, 0.8, 1), (0.9, 0.8, 1))}},
-        "external": {"rates": {"VGG16": [{"class": "normal", "measure": "recall", "value_test": 0.9, "value_external": 0.4,
-                                          "low_external": 0.3, "high_external": 0.5, "n_external": 200}]}},
-        "calibration": {"ece": {"VGG16": _ci(0.1, 0.05, 0.2)}},
-    }
-    table = results.trust_table(checks)
-    assert table["check"].tolist() == [
-        "explanations (Grad-CAM)", "shortcut test: full image", "shortcut test: lungs hidden",
-        "leakage: near-duplicates removed", "external data: normal recall", "calibration (ECE)",
-    ]
-    assert table.iloc[2]["result"] == "failed"
-    assert "accuracy change -0.050" in table.iloc[3]["result"]
-    assert "0.40 [0.30, 0.50] external (n=200)" in table.iloc[4]["result"]
+def test_every_chapter_a_chapter_needs_is_a_chapter():
+    chapters = {results.DATA_EXPLORATION, *results.MODELLING, results.TRUST_CHECKS, results.SUMMARY, results.PERFORMANCE}
+    assert set(results.NEEDS) <= chapters and all(set(needed) <= chapters for needed in results.NEEDS.values())
+    assert results.TASK1 in results.NEEDS[results.PERFORMANCE]  # it reads chapter 01's training time

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import keras
@@ -8,6 +9,7 @@ import pytest
 from keras import layers
 
 from xrayutils import datasets, models, pipeline, predict, train
+from xrayutils.protocol import PUBLISHED_AUGMENTATION, TrainingProtocol
 
 
 def tiny_model(image_size: int = 32, num_classes: int = 2) -> keras.Model:
@@ -27,14 +29,15 @@ def splits(data_dir):
     return data, pipeline.split_frames(data, validation_fraction=0.25, seed=0)
 
 
-PUBLISHED = dict(rotation_degrees=50, shift=0.2, shear_degrees=0.25, zoom=0.1, channel_shift=20, flips=True)
+PUBLISHED = PUBLISHED_AUGMENTATION["class-challenge"]
+PROTOCOL = TrainingProtocol(study="class-challenge", image_size=32, batch_size=4, num_epochs=2, optimizer="adam",
+                            learning_rate=1e-2, validation_fraction=0.25, seed=3)
 
 
-def _run(splits, tmp_path, name="m", build=None, provenance=None):
+def _run(splits, tmp_path, name="m", build=None, provenance=None, protocol=PROTOCOL):
     data, frames = splits
     return train.train_and_test(
-        name, build or (lambda: tiny_model(num_classes=4)), frames, image_size=32, batch_size=4, epochs=2, optimizer="adam", learning_rate=1e-2,
-        augment=PUBLISHED, seed=3, path=tmp_path / f"{name}.keras", classes=data.classes,
+        name, build or (lambda: tiny_model(num_classes=4)), frames, protocol, path=tmp_path / f"{name}.keras", classes=data.classes,
         provenance=provenance or {"parameters": {"a": 1}},
     )
 
@@ -122,8 +125,6 @@ def test_a_rerun_with_other_parameters_keeps_the_earlier_model(splits, tmp_path)
 def test_bad_arguments_are_value_errors(tmp_path):
     with pytest.raises(ValueError, match="must end in .keras"):
         train.save_model(tiny_model(), tmp_path / "m.h5", classes=["a", "b"], history={}, provenance={})
-    with pytest.raises(ValueError, match="epochs must be at least 1"):
-        train.fit(tiny_model(), None, None, epochs=0)
 
 
 def test_model_files_are_named_by_architecture_resolution_and_data():
@@ -145,16 +146,13 @@ def test_brightness_factor_multiplies_each_image_within_the_range():
 
 def test_a_model_not_kept_is_freed_but_its_results_are(splits, tmp_path):
     data, frames = splits
-    result = train.train_and_test(
-        "m", lambda: tiny_model(num_classes=4), frames, image_size=32, batch_size=4, epochs=1, optimizer="adamax",
-        learning_rate=1e-3, augment=dict(rotation_degrees=0, shift=0.1, shear_degrees=0, zoom=0.1, channel_shift=0,
-        brightness_range=(0.5, 1.3), flips=False), seed=0, path=tmp_path / "m.keras", classes=data.classes,
-        provenance={}, keep_model=False,
-    )
+    protocol = dataclasses.replace(PROTOCOL, study="coronahack", num_epochs=1, optimizer="adamax", learning_rate=1e-3, seed=0)
+    result = train.train_and_test("m", lambda: tiny_model(num_classes=4), frames, protocol, path=tmp_path / "m.keras",
+                                  classes=data.classes, provenance={}, keep_model=False)
     assert result.ok and result.model is None and result.path.exists()
-    assert result.parameters == dict(zip(("total", "trainable"), models.count_parameters(tiny_model(num_classes=4))))
+    assert result.weight_counts == dict(zip(("total", "trainable"), models.count_parameters(tiny_model(num_classes=4))))
     record = result.record({"accuracy": 1.0}, models.resolve_weights("none"))
-    assert record["parameters"] == result.parameters and record["model_file"] == "m.keras" and not record["pretrained"]
+    assert record["weight_counts"] == result.weight_counts and record["model_file"] == "m.keras" and not record["pretrained"]
     assert result.probabilities.shape == (8, 4)
 
 
@@ -182,14 +180,26 @@ def test_train_and_test_caches_a_frozen_base_and_says_so(splits, tmp_path):
     def build():
         return models.vgg16_transfer((32, 32, 3), num_classes=4)
 
-    data, frames = splits
-    run = train.train_and_test(
-        "vgg", build, frames, image_size=32, batch_size=4, epochs=2, optimizer="adam", learning_rate=1e-3,
-        augment=PUBLISHED, seed=3, path=tmp_path / "vgg.keras", classes=data.classes, provenance={},
-        cache_features=True, augmented_views=3,
-    )
+    cached = dataclasses.replace(PROTOCOL, learning_rate=1e-3, cache_features=True, augmented_views=3)
+    run = _run(splits, tmp_path, name="vgg", build=build, protocol=cached)
     assert run.ok, run.error
     assert run.history["cache"]["views"] == 3 and len(run.history["loss"]) == 2
-    assert "3 augmented views" in train.speed_note(run.history, augment=True)
-    skipped = _run(splits, tmp_path, name="tiny")  # a model trained whole: no cache
-    assert "cache" not in skipped.history and "without feature caching" in train.speed_note(skipped.history, augment=True)
+    assert "3 augmented views" in train.speed_note(run.history)
+    skipped = _run(splits, tmp_path, name="tiny", protocol=cached)  # a model trained whole: no cache
+    assert "cache" not in skipped.history and "without feature caching" in train.speed_note(skipped.history)
+
+
+def test_train_models_trains_each_model_of_the_study_and_saves_its_predictions(splits, tmp_path, capsys):
+    data, frames = splits
+    protocol = dataclasses.replace(PROTOCOL, image_size=72, num_epochs=1, augment=False)
+    weights = {name: models.resolve_weights("none") for name in ("AlexNet", "VGG16")}
+    runs = train.train_models(list(weights), protocol, data, frames, weights=weights, output_dir=tmp_path, provenance={})
+    assert all(run.ok for run in runs.values()) and (tmp_path / "alexnet-res72-covid-xray-all.keras").exists()
+    assert (tmp_path / runs["VGG16"].predictions_file).exists()
+    assert "AlexNet: kept epoch 1" in capsys.readouterr().out
+    table = train.runs_table(runs)
+    assert table.loc["VGG16", "status"] == "ok" and table.loc["AlexNet", "trainable"] != table.loc["VGG16", "trainable"]
+    saved = train.chapter_results(runs, {}, weights, protocol, data.classes, frames)
+    assert TrainingProtocol(**saved["protocol"]) == protocol and saved["n"]["test"] == len(frames["test"])
+    with pytest.raises(RuntimeError, match="every model failed"):
+        train.train_models(["LeNet"], protocol, data, frames, weights={"LeNet": weights["VGG16"]}, output_dir=tmp_path, provenance={})

@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from xrayutils import images
+
 
 def image_properties(paths: Sequence[str]) -> pd.DataFrame:
     """Width, height, PIL mode, format and file size of each image (read lazily, not decoded)."""
@@ -32,14 +34,18 @@ def image_properties(paths: Sequence[str]) -> pd.DataFrame:
     return frame
 
 
+def _gray_image(path: str) -> Image.Image:
+    """The image's luminance as an 8-bit Pillow image, read by :func:`xrayutils.images.read`.
+
+    Histograms and hashes are taken on 256 grey levels, so that an 8-bit file
+    gives exactly its own pixels and a 16-bit one is scaled as the model sees it.
+    """
+    return Image.fromarray(images.to_uint8(images.read(path, gray=True)))
+
+
 def _gray(path: str, size: int) -> np.ndarray:
     """A ``(size, size)`` float array in ``[0, 1]`` of the image's luminance."""
-    with Image.open(path) as image:
-        if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-            array = np.asarray(image, dtype=np.float64)
-            array = array / max(array.max(), 1.0)
-            image = Image.fromarray((array * 255).astype(np.uint8))
-        gray = image.convert("L").resize((size, size), Image.BILINEAR)
+    gray = _gray_image(path).resize((size, size), Image.BILINEAR)
     return np.asarray(gray, dtype=np.float64) / 255.0
 
 
@@ -61,10 +67,7 @@ def perceptual_hashes(paths: Sequence[str], *, hash_size: int = 8) -> np.ndarray
     The hash is taken on a square thumbnail, so the same radiograph stretched to
     another aspect ratio or re-encoded keeps (nearly) the same hash.
     """
-    hashes = []
-    for path in paths:
-        with Image.open(path) as image:
-            hashes.append(imagehash.phash(image.convert("L"), hash_size=hash_size).hash.ravel())
+    hashes = [imagehash.phash(_gray_image(path), hash_size=hash_size).hash.ravel() for path in paths]
     return np.asarray(hashes, dtype=bool).reshape(len(hashes), hash_size * hash_size)
 
 

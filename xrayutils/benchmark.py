@@ -16,6 +16,7 @@ validation) is extrapolated from the measured epoch times.  Used by
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import time
 from dataclasses import dataclass
@@ -28,10 +29,12 @@ import pandas as pd
 import tensorflow as tf
 from keras import layers
 
-from xrayutils import caching, models, pipeline, train
+from xrayutils import caching, models, pipeline, results, train
+from xrayutils.protocol import TrainingProtocol
 
 #: The published task-1 protocol (../shared/reference): the benchmark's defaults.
-PROTOCOL = dict(image_size=224, batch_size=10, epochs=40, optimizer="adam", learning_rate=0.0005)
+PROTOCOL = TrainingProtocol(study="class-challenge", image_size=224, batch_size=10, num_epochs=40, optimizer="adam",
+                            learning_rate=0.0005, validation_fraction=0.2, seed=42, weights="none")
 
 
 def train_step_flops(model: keras.Model) -> int:
@@ -113,12 +116,12 @@ class Measurement:
         return scale * (self.setup_seconds + epochs * (self.epoch_seconds + self.validation_seconds))
 
 
-def _compile(model: keras.Model, protocol: dict[str, Any]) -> None:
-    train.compile_model(model, num_classes=2, optimizer=protocol["optimizer"], learning_rate=protocol["learning_rate"])
+def _compile(model: keras.Model, protocol: TrainingProtocol) -> None:
+    train.compile_model(model, num_classes=2, optimizer=protocol.optimizer, learning_rate=protocol.learning_rate)
 
 
-def _published_augmentation(seed: int) -> keras.Sequential:
-    return train.augmentation(**train.PUBLISHED_AUGMENTATION["class-challenge"], seed=seed)
+def _published_augmentation(protocol: TrainingProtocol) -> keras.Sequential:
+    return train.augmentation(**protocol.augmentation_options(), seed=protocol.seed)
 
 
 def original_generator(*, augment: bool = True, **options: Any):
@@ -138,24 +141,21 @@ def original_generator(*, augment: bool = True, **options: Any):
     )
 
 
-def _train_book(build, frames: dict[str, pd.DataFrame], *, protocol: dict[str, Any], epochs: int, cache_features: bool,
-                views: int, seed: int, callbacks: list[keras.callbacks.Callback] | None = None):
+def _train_book(build, frames: dict[str, pd.DataFrame], protocol: TrainingProtocol,
+                callbacks: list[keras.callbacks.Callback] | None = None):
     """Chapter 01's training (:func:`xrayutils.train.fit`): returns the model, its history and the datasets."""
-    train.set_seed(seed)
+    train.set_seed(protocol.seed)
     model = build()
-    ds = pipeline.make_datasets(frames, image_size=protocol["image_size"], batch_size=protocol["batch_size"],
-                                num_classes=2, seed=seed, shuffle_train=not cache_features)
-    history = train.fit(model, ds["train"], ds["validation"], epochs=epochs, optimizer=protocol["optimizer"],
-                        learning_rate=protocol["learning_rate"], augment=_published_augmentation(seed),
-                        cache_features=cache_features, augmented_views=views, batch_size=protocol["batch_size"], seed=seed,
-                        callbacks=callbacks, verbose=0)
+    ds = pipeline.make_datasets(frames, image_size=protocol.image_size, batch_size=protocol.batch_size,
+                                num_classes=2, seed=protocol.seed, shuffle_train=not protocol.cache_features)
+    history = train.fit(model, ds["train"], ds["validation"], protocol, callbacks=callbacks, verbose=0)
     return model, history, ds
 
 
-def compute_only(build, *, protocol: dict[str, Any], steps: int) -> float:
+def compute_only(build, protocol: TrainingProtocol, *, steps: int) -> float:
     """Seconds per training step on one random batch held in memory (after a warm-up epoch)."""
-    size, batch = protocol["image_size"], protocol["batch_size"]
-    trainer = train.with_augmentation(build(), _published_augmentation(seed=0))
+    size, batch = protocol.image_size, protocol.batch_size
+    trainer = train.with_augmentation(build(), _published_augmentation(dataclasses.replace(protocol, seed=0)))
     _compile(trainer, protocol)
     x = tf.random.uniform((batch, size, size, 3), 0, 255, seed=0)
     y = tf.cast(tf.random.uniform((batch, 1), 0, 2, dtype=tf.int32, seed=1), tf.float32)
@@ -166,20 +166,18 @@ def compute_only(build, *, protocol: dict[str, Any], steps: int) -> float:
     return timer.train_seconds[0] / steps
 
 
-def book_pipeline(build, frames: dict[str, pd.DataFrame], *, protocol: dict[str, Any], epochs: int,
-                  cache_features: bool, views: int, seed: int) -> Measurement:
-    """Chapter 01's training for ``epochs`` epochs, timed per phase; the caching pass is the setup."""
+def book_pipeline(build, frames: dict[str, pd.DataFrame], protocol: TrainingProtocol) -> Measurement:
+    """Chapter 01's training under ``protocol`` (a few epochs), timed per phase; the caching pass is the setup."""
     timer = _PhaseTimer()
-    _, history, _ = _train_book(build, frames, protocol=protocol, epochs=epochs, cache_features=cache_features,
-                                views=views, seed=seed, callbacks=[timer])
-    setup = history["cache"]["encode_seconds"] if cache_features else 0.0
+    _, history, _ = _train_book(build, frames, protocol, callbacks=[timer])
+    cached = protocol.cache_features
     return Measurement(
-        f"book pipeline, {'feature caching (' + str(views) + ' views)' if cache_features else 'no caching'}",
-        len(frames["train"]), *timer.steady(), setup, whole_model=not cache_features,
+        f"book pipeline, {'feature caching (' + str(protocol.augmented_views) + ' views)' if cached else 'no caching'}",
+        len(frames["train"]), *timer.steady(), history["cache"]["encode_seconds"] if cached else 0.0, whole_model=not cached,
     )
 
 
-def original_style(build, images: pd.DataFrame, *, protocol: dict[str, Any], epochs: int, seed: int) -> Measurement:
+def original_style(build, images: pd.DataFrame, protocol: TrainingProtocol) -> Measurement:
     """The reproduced notebook's loop: :func:`original_generator` with a 20% validation split, batch 10.
 
     ``images`` (``path`` and ``class_name`` columns) are the training images, read
@@ -187,16 +185,17 @@ def original_style(build, images: pd.DataFrame, *, protocol: dict[str, Any], epo
     ``flow_from_directory``, which :func:`full_protocol` does), so that a timing
     on fewer images uses the same images as the book's pipeline.
     """
-    generator = original_generator(validation_split=0.2)
-    flow = dict(dataframe=images, x_col="path", y_col="class_name", target_size=(protocol["image_size"],) * 2,
-                batch_size=protocol["batch_size"], class_mode="binary", seed=seed)
+    generator = original_generator(validation_split=protocol.validation_fraction)
+    flow = dict(dataframe=images, x_col="path", y_col="class_name", target_size=(protocol.image_size,) * 2,
+                batch_size=protocol.batch_size, class_mode="binary", seed=protocol.seed)
     training = generator.flow_from_dataframe(subset="training", shuffle=True, **flow)
     validation = generator.flow_from_dataframe(subset="validation", shuffle=False, **flow)
-    train.set_seed(seed)
+    train.set_seed(protocol.seed)
     model = build()
     _compile(model, protocol)
     timer = _PhaseTimer()
-    model.fit(training, validation_data=validation if validation.samples else None, epochs=epochs, verbose=0, callbacks=[timer])
+    model.fit(training, validation_data=validation if validation.samples else None, epochs=protocol.num_epochs, verbose=0,
+              callbacks=[timer])
     return Measurement("original style: ImageDataGenerator", training.samples, *timer.steady())
 
 
@@ -211,30 +210,30 @@ def run(data_dir: str | Path | None = None, *, image_size: int = 224, epochs: in
     """
     from xrayutils import datasets
 
-    protocol = {**PROTOCOL, "image_size": image_size}
+    published = dataclasses.replace(PROTOCOL, image_size=image_size, seed=seed)
+    timed = dataclasses.replace(published, num_epochs=epochs)
     full = datasets.load("covid-xray", task="two", data_dir=data_dir, check_images=False, seed=seed)
-    n_protocol = len(pipeline.split_frames(full, validation_fraction=0.2, seed=seed)["train"])
+    n_protocol = len(pipeline.split_frames(full, validation_fraction=published.validation_fraction, seed=seed)["train"])
     data = datasets.load("covid-xray", task="two", data_dir=data_dir, max_images_per_class=max_images_per_class, seed=seed)
-    frames = pipeline.split_frames(data, validation_fraction=0.2, seed=seed)
-    shape = (image_size, image_size, 3)
+    frames = pipeline.split_frames(data, validation_fraction=published.validation_fraction, seed=seed)
 
     def build() -> keras.Model:
-        return models.vgg16_transfer(shape, num_classes=2, weights=weights)
+        return models.vgg16_transfer(published.input_shape, num_classes=2, weights=weights)
 
-    n_train, epochs_published = len(frames["train"]), PROTOCOL["epochs"]
-    step = statistics.median(compute_only(build, protocol=protocol, steps=compute_steps) for _ in range(repeats))
-    compute = Measurement("compute only (random tensors in memory)", n_train, step * np.ceil(n_train / protocol["batch_size"]), 0.0)
+    n_train, epochs_published = len(frames["train"]), published.num_epochs
+    step = statistics.median(compute_only(build, timed, steps=compute_steps) for _ in range(repeats))
+    compute = Measurement("compute only (random tensors in memory)", n_train, step * np.ceil(n_train / timed.batch_size), 0.0)
     trials = {
-        "plain": lambda: book_pipeline(build, frames, protocol=protocol, epochs=epochs, cache_features=False, views=1, seed=seed),
-        "cached": lambda: book_pipeline(build, frames, protocol=protocol, epochs=epochs, cache_features=True, views=views, seed=seed),
-        "original": lambda: original_style(build, data.subset("train"), protocol=protocol, epochs=epochs, seed=seed),
+        "plain": lambda: book_pipeline(build, frames, timed),
+        "cached": lambda: book_pipeline(build, frames, dataclasses.replace(timed, cache_features=True, augmented_views=views)),
+        "original": lambda: original_style(build, data.subset("train"), timed),
     }
     measured = {}
-    for key, measure in trials.items():
+    for name, measure in trials.items():
         repeated = [measure() for _ in range(repeats)]
         keras.backend.clear_session()
         first = repeated[0]
-        measured[key] = Measurement(
+        measured[name] = Measurement(
             first.method, first.train_images, statistics.median(t.epoch_seconds for t in repeated),
             statistics.median(t.validation_seconds for t in repeated), statistics.median(t.setup_seconds for t in repeated),
             first.whole_model,
@@ -258,10 +257,12 @@ def run(data_dir: str | Path | None = None, *, image_size: int = 224, epochs: in
         "ratios": {
             "pipeline / compute only": plain.images_per_second / compute.images_per_second,
             "pipeline / original style": plain.images_per_second / original.images_per_second,
-            "original style / cached pipeline (protocol time)": original.protocol_seconds(epochs_published) / cached.protocol_seconds(epochs_published),
+            "original style / cached pipeline (protocol time)":
+                original.protocol_seconds(epochs_published) / cached.protocol_seconds(epochs_published),
         },
-        "settings": {"image_size": image_size, "batch_size": protocol["batch_size"], "timed_epochs": epochs, "repeats": repeats,
-                     "views": views, "compute_steps": compute_steps, "train_images": n_train, "protocol_train_images": n_protocol, "published_epochs": epochs_published,
+        "settings": {"image_size": image_size, "batch_size": timed.batch_size, "timed_epochs": epochs, "repeats": repeats,
+                     "views": views, "compute_steps": compute_steps, "train_images": n_train, "protocol_train_images": n_protocol,
+                     "published_epochs": epochs_published,
                      "validation_images": len(frames["validation"]), "weights": (weights or models.resolve_weights("none")).description},
     }
 
@@ -276,12 +277,12 @@ def full_protocol(data_dir: str | Path | None = None, *, image_size: int = 224, 
     """
     from xrayutils import datasets, evaluate
 
-    protocol = {**PROTOCOL, "image_size": image_size}
+    protocol = dataclasses.replace(PROTOCOL, image_size=image_size, seed=seed)
     data = datasets.load("covid-xray", task="two", data_dir=data_dir, seed=seed)
-    frames = pipeline.split_frames(data, validation_fraction=0.2, seed=seed)
+    frames = pipeline.split_frames(data, validation_fraction=protocol.validation_fraction, seed=seed)
 
     def build() -> keras.Model:
-        return models.vgg16_transfer((image_size, image_size, 3), num_classes=2, weights=weights)
+        return models.vgg16_transfer(protocol.input_shape, num_classes=2, weights=weights)
 
     def scored(name: str, y_true: np.ndarray, proba: np.ndarray, seconds: float) -> dict[str, Any]:
         m = evaluate.bootstrap_metrics(y_true, proba, classes=data.classes, n_resamples=bootstrap_resamples, seed=seed)
@@ -289,21 +290,23 @@ def full_protocol(data_dir: str | Path | None = None, *, image_size: int = 224, 
                 "accuracy low": m["accuracy"]["low"], "accuracy high": m["accuracy"]["high"], "roc_auc": m["roc_auc"]["value"]}
 
     started = time.perf_counter()
-    model, _, ds = _train_book(build, frames, protocol=protocol, epochs=protocol["epochs"], cache_features=True, views=views, seed=seed)
+    cached = dataclasses.replace(protocol, cache_features=True, augmented_views=views)
+    model, _, ds = _train_book(build, frames, cached)
     proba, _ = evaluate.predict_proba(model, ds["test"])
-    rows = [scored(f"book: tf.data, feature caching ({views} views)", frames["test"]["label"].to_numpy(), proba, time.perf_counter() - started)]
+    y_test = frames["test"]["label"].to_numpy()
+    rows = [scored(f"book: tf.data, feature caching ({views} views)", y_test, proba, time.perf_counter() - started)]
     keras.backend.clear_session()
 
     started = time.perf_counter()
-    generator = original_generator(validation_split=0.2)
-    flow = dict(target_size=(image_size, image_size), batch_size=protocol["batch_size"], class_mode="binary", seed=seed)
+    generator = original_generator(validation_split=protocol.validation_fraction)
+    flow = dict(target_size=(image_size, image_size), batch_size=protocol.batch_size, class_mode="binary", seed=seed)
     train.set_seed(seed)
     model = build()
     _compile(model, protocol)
     best = train._BestWeights(model)  # the book keeps the lowest-validation-loss epoch: so does this run, for a fair test score
     model.fit(generator.flow_from_directory(str(data.root / "two" / "train"), subset="training", shuffle=True, **flow),
               validation_data=generator.flow_from_directory(str(data.root / "two" / "train"), subset="validation", shuffle=False, **flow),
-              epochs=protocol["epochs"], verbose=0, callbacks=[best])
+              epochs=protocol.num_epochs, verbose=0, callbacks=[best])
     test = original_generator(augment=False).flow_from_directory(str(data.root / "two" / "test"), shuffle=False, **flow)
     proba = model.predict(test, verbose=0)
     rows.append(scored("original: ImageDataGenerator", test.classes, proba, time.perf_counter() - started))
@@ -316,20 +319,18 @@ def chapter01_beside(output_root: str | Path, table: pd.DataFrame) -> str:
     Only when chapter 01 ran the published protocol (224 px, 40 epochs) with the
     benchmark's image size; otherwise says why it cannot be compared.
     """
-    from xrayutils import results
-
-    path = Path(output_root) / "01_vgg16_binary" / "results.json"
-    if not path.is_file():
+    try:
+        saved = results.load(output_root, results.TASK1)
+    except FileNotFoundError:
         return "Chapter 01 did not run in this build, so there is no real training time to compare with."
-    saved = results.load(output_root, "01_vgg16_binary")
-    p, entry = saved["provenance"]["parameters"], saved["results"]["models"].get("VGG16", {})
+    protocol, entry = TrainingProtocol.from_results(saved), saved["results"]["models"].get("VGG16", {})
     if "fit_seconds" not in entry:
         return "Chapter 01's model failed in this build, so there is no real training time to compare with."
-    if p["image_size"] != PROTOCOL["image_size"] or p["num_epochs"] != PROTOCOL["epochs"]:
-        return (f"Chapter 01 ran a shrunk protocol in this build ({p['image_size']} px, {p['num_epochs']} epoch(s)), "
+    if (protocol.image_size, protocol.num_epochs) != (PROTOCOL.image_size, PROTOCOL.num_epochs):
+        return (f"Chapter 01 ran a shrunk protocol in this build ({protocol.image_size} px, {protocol.num_epochs} epoch(s)), "
                 "so its training time cannot be set beside the published protocol's.")
     original = table.set_index("method").filter(like="original", axis=0).iloc[0, :]
-    extrapolated = original[f"{PROTOCOL['epochs']}-epoch protocol, s"]
+    extrapolated = original[f"{PROTOCOL.num_epochs}-epoch protocol, s"]
     cache = entry["history"].get("cache")
     how = f"with feature caching ({cache['views']} views)" if cache else "without feature caching"
     return (f"Chapter 01 trained the published protocol for real in this build, {how}, in {entry['fit_seconds']:.0f} s "

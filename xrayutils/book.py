@@ -1,30 +1,28 @@
-"""What every chapter does around its science: provenance, results files, glue.
+"""What every chapter does around its science, on the page: provenance, the weights notice, the stamp, glue.
 
-A chapter opens with ``run = book.Chapter(name, profile=..., parameters=...)``,
+A chapter opens with ``run = book.Chapter(name, profile=profile, output_root=output_dir)``,
+which records the notebook's parameters itself (:func:`executed_parameters`),
 records its data with ``run.add_dataset(ds)``, saves results with
-``run.save_results(...)`` and ends with ``run.stamp()``, which shows profile,
-parameters, data fingerprints, weights, versions, commit, device and wall time.
-Used by every chapter.
+``run.save_results(...)`` (:mod:`xrayutils.results` writes them) and ends with
+``run.stamp()``, which shows profile, parameters, data fingerprints, weights,
+versions, commit, device and wall time.  Used by every chapter.
 """
 
 from __future__ import annotations
 
+import ast
 import datetime as _dt
 import html
-import json
 import os
 import platform
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass, field
 from importlib import metadata as _metadata
-from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    import pandas as pd
+from xrayutils import results
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ["tensorflow", "keras", "numpy", "pandas", "scikit-learn", "pillow", "imagehash", "matplotlib"]
@@ -71,57 +69,55 @@ def default_output_root() -> Path:
     return Path(os.environ.get("XRAY_OUTPUT_DIR", REPO_ROOT / "outputs"))
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path`` and rename it: a reader never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as handle:
-        handle.write(text)
-        tmp = Path(handle.name)
-    tmp.chmod(0o644)  # NamedTemporaryFile makes files private; results are for every reader
-    tmp.replace(path)
+#: Set by the runner on every notebook; recorded apart (profile) or not at all (machine paths).
+RUNNER_PARAMETERS = ("profile", "data_dir", "output_dir")
 
 
-def write_json_atomic(path: Path, payload: Any) -> None:
-    """:func:`write_atomic` for JSON (numpy values and paths are converted)."""
-    write_atomic(path, json.dumps(payload, indent=2, default=_jsonable))
+def executed_parameters(history: list[str], namespace: dict[str, Any]) -> dict[str, Any]:
+    """The parameters of the running notebook: every name assigned in a cell of literal assignments only.
 
-
-def _jsonable(value: Any) -> Any:
-    if hasattr(value, "tolist"):  # numpy arrays and scalars
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"cannot write {type(value).__name__} to JSON")
-
-
-def save_results(path: Path, results: dict, provenance: dict) -> Path | None:
-    """Write ``{"provenance": ..., "results": ...}`` atomically, never losing a different earlier run.
-
-    When ``path`` already holds results whose provenance (parameters, data,
-    weights) differs from this run's, that file is kept beside the new one as
-    ``<stem>.previous-<timestamp>.json`` and the kept path is returned, so a
-    rerun never silently overwrites a finished result it cannot reproduce.
+    The ``parameters`` cell and the cell papermill injects after it are such cells
+    (papermill's own rule), so their names, with their values now in ``namespace``,
+    are the chapter's parameters, wherever it runs (papermill, JupyterLab, Colab),
+    and no notebook lists them a second time.  ``history`` holds the executed
+    cells' sources in order (IPython's ``In``); the runner's own
+    :data:`RUNNER_PARAMETERS` are left out.
     """
-    path = Path(path)
-    kept = None
-    if path.exists():
+    names: dict[str, None] = {}
+    for source in history:
+        assigned = _literal_assignments(source)
+        names.update(dict.fromkeys(assigned or ()))
+    return {name: namespace[name] for name in names if name in namespace and name not in RUNNER_PARAMETERS}
+
+
+def _literal_assignments(source: str) -> list[str] | None:
+    """The names a cell assigns, when it does nothing but assign literals to names; otherwise ``None``."""
+    try:
+        body = ast.parse(source).body
+    except SyntaxError:
+        return None
+    names = []
+    for statement in body:
+        if not (isinstance(statement, ast.Assign) and len(statement.targets) == 1 and isinstance(statement.targets[0], ast.Name)):
+            return None
         try:
-            old = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            old = {}
-        if _comparable(old.get("provenance", {})) != _comparable(provenance):
-            stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-            kept = path.with_name(f"{path.stem}.previous-{stamp}{path.suffix}")
-            path.replace(kept)
-    write_json_atomic(path, {"provenance": provenance, "results": results})
-    return kept
+            ast.literal_eval(statement.value)
+        except ValueError:
+            return None
+        names.append(statement.targets[0].id)
+    return names or None
 
 
-def _comparable(provenance: dict) -> dict:
-    """The part of a provenance that decides the result (not when or how long it ran)."""
-    ignored = {"started", "wall_time_s", "commit", "versions", "device"}
-    return json.loads(json.dumps({k: v for k, v in provenance.items() if k not in ignored}, default=_jsonable))
+def _notebook_parameters() -> dict[str, Any]:
+    """:func:`executed_parameters` of the IPython kernel this runs in (empty outside one)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return {}
+    shell = get_ipython()
+    if shell is None:
+        return {}
+    return executed_parameters(shell.user_ns.get("In", []), shell.user_ns)
 
 
 @dataclass
@@ -130,7 +126,7 @@ class Chapter:
 
     name: str
     profile: str
-    parameters: dict[str, Any]
+    parameters: dict[str, Any] = field(default_factory=_notebook_parameters)
     output_root: str | Path | None = None
     datasets: dict[str, dict[str, Any]] = field(default_factory=dict)
     weights: dict[str, str] = field(default_factory=dict)
@@ -164,10 +160,10 @@ class Chapter:
             "device": device(),
         }
 
-    def save_results(self, results: dict, filename: str = "results.json") -> Path:
-        """Save ``results`` with this chapter's provenance in the output folder; say if an older run was kept."""
+    def save_results(self, payload: dict, filename: str = results.RESULTS_FILE) -> Path:
+        """Save ``payload`` with this chapter's provenance in the output folder; say if an older run was kept."""
         path = self.output_dir / filename
-        kept = save_results(path, results, self.provenance())
+        kept = results.save(path, payload, self.provenance())
         if kept:
             print(f"Note: {path.name} held results of a different run; they were kept as {kept.name}.")
         return path
@@ -188,7 +184,7 @@ class Chapter:
         from IPython.display import Markdown, display
 
         info = self.provenance()
-        write_json_atomic(self.output_dir / "run_info.json", info)
+        results.write_json_atomic(self.output_dir / "run_info.json", info)
         display(Markdown(stamp_markdown(info)))
 
 
@@ -247,12 +243,3 @@ def weights_notice(weights: dict[str, Any]) -> str:
         if scratch else ""
     )
     return f'<div class="admonition {kind}"><p class="admonition-title">{title}</p><ul>{items}</ul>{extra}</div>'
-
-
-def published_results(study: str | None = None) -> pd.DataFrame:
-    """The numbers the reproduced studies published (``published_results.csv``, shipped with the package)."""
-    import pandas as pd
-
-    with resources.files("xrayutils").joinpath("published_results.csv").open() as handle:
-        table = pd.read_csv(handle)
-    return table if study is None else table[table["study"] == study].reset_index(drop=True)

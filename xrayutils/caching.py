@@ -68,7 +68,9 @@ def split_frozen(model: keras.Model) -> tuple[keras.Model, keras.Model] | None:
         return None
     random = [layer.name for layer in all_layers(encoder) if isinstance(layer, STOCHASTIC_LAYERS)]
     if random:
-        raise ValueError(f"{model.name}'s frozen part holds layers that are random in training ({', '.join(random)}): its output cannot be cached")
+        raise ValueError(
+            f"{model.name}'s frozen part holds layers that are random in training ({', '.join(random)}): its output cannot be cached"
+        )
     try:
         head = keras.Model(boundary, model.outputs, name=f"{model.name}_head")
     except ValueError:  # the outputs also depend on tensors before the cut
@@ -79,7 +81,7 @@ def split_frozen(model: keras.Model) -> tuple[keras.Model, keras.Model] | None:
 
 
 def encode(
-    encoder: keras.Model, images: tf.data.Dataset, *, views: int = 1, augment: keras.Layer | None = None
+    encoder: keras.Model, images: tf.data.Dataset, *, views: int = 1, augmentation: keras.Layer | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """The encoder's output for every batch of ``images``, ``views`` times.
 
@@ -88,8 +90,8 @@ def encode(
     images : tf.data.Dataset
         Batched ``(images, labels)``; iterated once per view.
     views : int
-        Passes over ``images``, each through ``augment`` (training mode) first.
-    augment : keras layer, optional
+        Passes over ``images``, each through ``augmentation`` (training mode) first.
+    augmentation : keras layer, optional
         Without it every view would be the same, so ``views`` must be 1.
 
     Returns
@@ -100,13 +102,13 @@ def encode(
     """
     if views < 1:
         raise ValueError(f"views must be at least 1, got {views}")
-    if augment is None and views > 1:
+    if augmentation is None and views > 1:
         raise ValueError(f"without augmentation all {views} views would be the same image: use views=1")
 
     @tf.function(reduce_retracing=True)
     def step(x: tf.Tensor) -> tf.Tensor:
-        if augment is not None:
-            x = augment(x, training=True)
+        if augmentation is not None:
+            x = augmentation(x, training=True)
         return encoder(x, training=False)
 
     features, labels = [], []

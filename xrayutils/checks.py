@@ -1,13 +1,17 @@
-"""Chapter 04's trust checks: retrain a chapter's model on part of each image, re-score without duplicates, score elsewhere.
+"""Chapter 04's trust checks: explanations, the shortcut test, leakage, external data and calibration.
 
-Everything starts from what a modelling chapter saved (:mod:`xrayutils.results`):
-its parameters give the protocol, its data fingerprint guards "the same split",
-its test predictions are re-scored.
+Everything starts from what the modelling chapters saved (:mod:`xrayutils.results`):
+their :class:`~xrayutils.protocol.TrainingProtocol` says how to retrain a model,
+their data fingerprint guards "the same split", their test predictions are
+re-scored.  Each check returns plain results for the results file;
+:func:`findings` turns them into one sentence per check and model for the model
+cards of chapter 05.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -16,40 +20,75 @@ import keras
 import numpy as np
 import pandas as pd
 
-from xrayutils import datasets, evaluate, models, pipeline, results, train
+from xrayutils import audit, datasets, evaluate, explain, models, pipeline, predict, results, train
+from xrayutils.protocol import TrainingProtocol
+
+#: The shortcut test's variants: what the retrained model sees, by the region it keeps.
+SHORTCUT_VARIANTS = {"border": "lungs hidden", "center": "border hidden"}
 
 
-def training_protocol(saved: dict[str, Any], model: str) -> dict[str, Any]:
-    """The :func:`xrayutils.train.train_and_test` options ``model``'s chapter trained it with, from its results file."""
-    p = saved["provenance"]["parameters"]
-    study, _ = results.PUBLISHED_TASK[saved["provenance"]["chapter"]]
-    return {
-        "image_size": p["image_size"],
-        "batch_size": p["batch_size"],
-        "epochs": p["num_epochs"],
-        "optimizer": p["resnet34_optimizer"] if model == "ResNet34" and "resnet34_optimizer" in p else p["optimizer"],
-        "learning_rate": p["learning_rate"],
-        "augment": train.PUBLISHED_AUGMENTATION[study] if p.get("augment", True) else None,
-        "seed": p["seed"],
-        # older results files predate these switches: their chapters ran without them
-        "cache_features": p.get("cache_features", False),
-        "augmented_views": p.get("augmented_views", 1),
-        "mixed_precision": p.get("mixed_precision", False),
-        "jit_compile": p.get("jit_compile", "auto"),
-    }
+def key(record: dict[str, Any]) -> str:
+    """How results and findings name a model: ``"<chapter>/<model>"``."""
+    return f"{record['chapter']}/{record['model']}"
 
 
-def model_builder(chapter: str, model: str, image_size: int, num_classes: int, weights: models.Weights) -> Callable[[], keras.Model]:
-    """A function building a fresh, untrained copy of ``chapter``'s ``model`` (chapters 01-03 name them differently)."""
-    shape = (image_size, image_size, 3)
-    if chapter == "03_coronahack_models":
-        return partial(models.coronahack_model, model, shape, num_classes, weights)
-    if model == "VGG16":
-        return partial(models.vgg16_transfer, shape, num_classes=num_classes, weights=weights)
-    if model == "AlexNet":
-        return partial(models.alexnet, shape, num_classes=num_classes)
-    raise ValueError(f"chapter 04 does not know how {chapter} built {model!r}")
+def label(record: dict[str, Any]) -> str:
+    """How figures name a model, short: ``"VGG16 (01)"``."""
+    return f"{record['model']} ({record['chapter'][:2]})"
 
+
+def best_records(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each chapter's best model (:func:`xrayutils.results.best_model`, by test ROC AUC), as its record."""
+    chapters = dict.fromkeys(r["chapter"] for r in records)
+    best = {chapter: results.best_model(records, chapter) for chapter in chapters}
+    return {r["chapter"]: r for r in records if best[r["chapter"]] == r["model"]}
+
+
+def overview(records: list[dict[str, Any]], best: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """Every model found: chapter, data, weights, whether it ran and whether it is its chapter's best."""
+    return pd.DataFrame([
+        {"chapter": r["chapter"], "model": r["model"], "data": r["dataset"], "weights": r["weights"],
+         "status": "ok" if "metrics" in r else f"FAILED: {r['error']}",
+         "best of its chapter (ROC AUC)": best.get(r["chapter"], {}).get("model") == r["model"]}
+        for r in records
+    ])
+
+
+# 1. Explanations
+
+def even_border_share(border_fraction: float) -> float:
+    """The share of an image's area in its border: what a heat map spread evenly would put there."""
+    return 1 - (1 - 2 * border_fraction) ** 2
+
+
+def gradcam(
+    best: dict[str, dict[str, Any]], data_dir: str | Path | None, *, heatmap_images: int, border_fraction: float, seed: int
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Grad-CAM of each chapter's best model: examples to show (by :func:`label`) and heat in the border (by :func:`key`).
+
+    The border share is averaged over ``heatmap_images`` test images drawn with
+    ``seed`` (0: all of them).
+    """
+    shown, heat = {}, {}
+    for record in best.values():
+        model, classes = predict.load_model(results.model_path(record))
+        table = results.predictions(record)
+        root = datasets.locate(record["dataset"].split("/")[0], data_dir)
+        shown[label(record)] = explain.examples(model, explain.pick_examples(table, classes, seed=seed), root, classes)
+        sample = table.sample(min(heatmap_images or len(table), len(table)), random_state=seed)
+        shares = explain.border_share(explain.examples(model, sample, root, classes)["heatmaps"], border_fraction)
+        heat[key(record)] = {"images": len(sample), "border_share": float(pd.Series(shares).mean())}
+    return shown, heat
+
+
+def gradcam_table(heat: dict[str, dict[str, Any]], border_fraction: float) -> pd.DataFrame:
+    """The measured border shares beside an even map's."""
+    return pd.DataFrame(heat).T.assign(even_map=even_border_share(border_fraction)).rename(
+        columns={"border_share": "share of heat in the border", "images": "test images", "even_map": "an even map"}
+    )
+
+
+# 2. The shortcut test
 
 def chapter_frames(saved: dict[str, Any], data_dir: str | Path | None) -> tuple[datasets.XrayDataset, dict[str, pd.DataFrame]]:
     """The dataset and train/validation/test split a chapter used, loaded again and checked by fingerprint.
@@ -58,26 +97,14 @@ def chapter_frames(saved: dict[str, Any], data_dir: str | Path | None) -> tuple[
     a retrained model could not be set beside the chapter's: that is an error.
     """
     provenance = saved["provenance"]
-    key, recorded = next(iter(provenance["datasets"].items()))
-    name, task = key.split("/")
-    p = provenance["parameters"]
-    data = datasets.load(name, task=task, data_dir=data_dir, max_images_per_class=p.get("max_images_per_class") or None, seed=p["seed"])
+    dataset, recorded = next(iter(provenance["datasets"].items()))
+    data, frames = pipeline.load_split(*dataset.split("/"), TrainingProtocol.from_results(saved), data_dir)
     if data.fingerprint() != recorded["fingerprint"]:
         raise ValueError(
-            f"{key} now has fingerprint {data.fingerprint()}, but {provenance['chapter']} trained on "
+            f"{dataset} now has fingerprint {data.fingerprint()}, but {provenance['chapter']} trained on "
             f"{recorded['fingerprint']} ({recorded['root']}): rerun {provenance['chapter']} on this data first"
         )
-    return data, pipeline.split_frames(data, validation_fraction=p["validation_fraction"], seed=p["seed"])
-
-
-def start_weights(saved: dict[str, Any], model: str) -> models.Weights:
-    """The weights a chapter's ``model`` started from, resolved again from the chapter's ``weights`` parameter.
-
-    AlexNet and ResNet34 always start from random weights, as published.
-    """
-    if model in ("AlexNet", "ResNet34"):
-        return models.resolve_weights("none")
-    return models.resolve_weights(saved["provenance"]["parameters"]["weights"], architecture=model)
+    return data, frames
 
 
 def shortcut_runs(
@@ -87,7 +114,6 @@ def shortcut_runs(
     frames: dict[str, pd.DataFrame],
     *,
     border_fraction: float,
-    weights: models.Weights,
     output_dir: Path,
     provenance: dict[str, Any],
 ) -> dict[str, train.ModelRun]:
@@ -97,46 +123,178 @@ def shortcut_runs(
     ``{"border": run, "center": run}``; the test images are masked the same way,
     because the mask is the model's first layer.
     """
-    chapter = saved["provenance"]["chapter"]
-    protocol = training_protocol(saved, model)
-    build = model_builder(chapter, model, protocol["image_size"], len(data.classes), weights)
-    stem = Path(train.model_filename(model, protocol["image_size"], data.name, data.task)).stem
-    runs = {}
-    for keep in ("border", "center"):
-        runs[keep] = train.train_and_test(
-            f"{model} ({keep} only)",
-            partial(lambda keep: models.with_region_mask(build(), keep=keep, border_fraction=border_fraction), keep),
-            frames,
-            **protocol,
-            path=output_dir / f"{stem}-{keep}-only.keras",
-            classes=data.classes,
-            provenance=provenance,
-            keep_model=False,
-        )
-    return runs
+    protocol = TrainingProtocol.from_results(saved).for_model(model)
+    weights = models.starting_weights(model, protocol.weights)
+    stem = Path(train.model_filename(model, protocol.image_size, data.name, data.task)).stem
 
+    def masked(keep: str) -> keras.Model:
+        plain = models.build(protocol.study, model, protocol.input_shape, len(data.classes), weights)
+        return models.with_region_mask(plain, keep=keep, border_fraction=border_fraction)
+
+    return {
+        keep: train.train_and_test(
+            f"{model} ({keep} only)", partial(masked, keep), frames, protocol, path=output_dir / f"{stem}-{keep}-only.keras",
+            classes=data.classes, provenance=provenance, keep_model=False,
+        )
+        for keep in SHORTCUT_VARIANTS
+    }
+
+
+@dataclass
+class ShortcutTest:
+    """One chapter's best model retrained on part of each image, scored beside the full-image model."""
+
+    record: dict[str, Any]
+    data: datasets.XrayDataset
+    weights: models.Weights
+    runs: dict[str, train.ModelRun]
+    metrics: dict[str, dict[str, Any] | None] = dataclasses.field(default_factory=dict)
+
+    @property
+    def verdict(self) -> str:
+        return shortcut_verdict(self.record, self.metrics.get("lungs hidden"))
+
+    def to_dict(self, border_fraction: float) -> dict[str, Any]:
+        """The entry of the results file's ``shortcut`` section."""
+        return {"model": self.record["model"], "border_fraction": border_fraction, "metrics": self.metrics,
+                "verdict": self.verdict, "errors": {k: run.error for k, run in self.runs.items() if not run.ok}}
+
+
+def shortcut_tests(
+    best: dict[str, dict[str, Any]],
+    chapters: list[str],
+    data_dir: str | Path | None,
+    *,
+    border_fraction: float,
+    n_resamples: int,
+    seed: int,
+    output_dir: Path,
+    provenance: dict[str, Any],
+) -> dict[str, ShortcutTest]:
+    """Retrain the best model of each of ``chapters`` (those with results) both ways and score it on the test split."""
+    tests = {}
+    for chapter in [c for c in chapters if c in best]:
+        record = best[chapter]
+        saved = results.load(Path(record["folder"]).parent, chapter)
+        data, frames = chapter_frames(saved, data_dir)
+        protocol = TrainingProtocol.from_results(saved)
+        runs = shortcut_runs(saved, record["model"], data, frames, border_fraction=border_fraction, output_dir=output_dir,
+                             provenance=provenance)
+        y_test = results.true_labels(results.predictions(record), record["classes"])
+        score = partial(evaluate.bootstrap_metrics, classes=record["classes"], n_resamples=n_resamples, seed=seed)
+        metrics = {"full image": record["metrics"]}
+        metrics.update({name: score(y_test, runs[keep].probabilities) if runs[keep].ok else None
+                        for keep, name in SHORTCUT_VARIANTS.items()})
+        tests[chapter] = ShortcutTest(record, data, models.starting_weights(record["model"], protocol.weights), runs, metrics)
+    return tests
+
+
+def shortcut_table(tests: dict[str, ShortcutTest]) -> pd.DataFrame:
+    """Accuracy and ROC AUC of each variant, with a chance row per chapter."""
+    rows = []
+    for chapter, test in tests.items():
+        for variant, m in test.metrics.items():
+            keep = next((k for k, name in SHORTCUT_VARIANTS.items() if name == variant), None)
+            rows.append({"chapter": chapter, "model": test.record["model"], "images": variant,
+                         "accuracy": evaluate.interval(m["accuracy"]) if m else f"FAILED: {test.runs[keep].error}",
+                         "ROC AUC": evaluate.interval(m["roc_auc"]) if m else ""})
+        chance = results.predictions(test.record)["true"].value_counts(normalize=True).max()
+        rows.append({"chapter": chapter, "model": "chance", "images": "", "accuracy": f"{chance:.3f}", "ROC AUC": "0.500"})
+    return pd.DataFrame(rows)
+
+
+def shortcut_scores(tests: dict[str, ShortcutTest]) -> dict[str, dict[str, Any]]:
+    """Every variant that trained, by ``"<model> (<chapter>): <variant>"``, for the comparison figure."""
+    return {f"{label(test.record)}: {variant}": m for test in tests.values() for variant, m in test.metrics.items() if m}
+
+
+def shortcut_verdict(record: dict[str, Any], hidden: dict[str, Any] | None) -> str:
+    """What the lungs-hidden model's ROC AUC interval says: the border alone separates the classes, or no evidence of it."""
+    model, chapter = record["model"], record["chapter"]
+    if hidden is None:
+        return f"the lungs-hidden {model} of {chapter} failed to train, so the test is open"
+    auc = evaluate.interval(hidden["roc_auc"])
+    if hidden["roc_auc"]["low"] > 0.5:
+        return (f"the {model} of {chapter} that never saw the lungs still separates the classes (ROC AUC {auc}, above chance): "
+                "its task can be solved from the image border alone, so its full-image score may rest on shortcuts")
+    return (f"the {model} of {chapter} that never saw the lungs does no better than chance by its interval "
+            f"(ROC AUC {auc}): no evidence of a border shortcut at this training budget")
+
+
+# 3. Leakage
 
 def without_files(table: pd.DataFrame, files: set[str], classes: list[str], *, n_resamples: int, seed: int) -> dict[str, Any]:
     """Test metrics of a predictions table with the images named in ``files`` left out, beside those of all of them."""
     names = table["file"].map(lambda f: Path(f).name)
     kept = table[~names.isin(files)]
-    y_all = table["true"].map(classes.index).to_numpy()
-    y_kept = kept["true"].map(classes.index).to_numpy()
     score = partial(evaluate.bootstrap_metrics, classes=classes, n_resamples=n_resamples, seed=seed)
     return {
         "n_all": len(table),
         "n_removed": int(len(table) - len(kept)),
-        "all": score(y_all, results.probabilities(table, classes)),
-        "without": score(y_kept, results.probabilities(kept, classes)) if len(kept) else None,
+        "all": score(results.true_labels(table, classes), results.probabilities(table, classes)),
+        "without": score(results.true_labels(kept, classes), results.probabilities(kept, classes)) if len(kept) else None,
     }
 
 
-def external_predictions(model: keras.Model, frame: pd.DataFrame, classes: list[str], image_size: int, batch_size: int) -> pd.DataFrame:
+def leakage(records: list[dict[str, Any]], pairs: pd.DataFrame, *, n_resamples: int, seed: int) -> dict[str, dict[str, Any]]:
+    """Every model that ran, re-scored without its test images that have a near-duplicate in train or elsewhere in test."""
+    rescored = {}
+    for r in [r for r in records if "metrics" in r]:
+        dataset = r["dataset"].split("/")[0]
+        duplicated = audit.near_duplicate_files(pairs, dataset=dataset, split="test", partners={(dataset, "train"), (dataset, "test")})
+        rescored[key(r)] = without_files(results.predictions(r), duplicated, r["classes"], n_resamples=n_resamples, seed=seed)
+    return rescored
+
+
+def accuracy_change(rescored: dict[str, Any]) -> float:
+    """How much removing the duplicated images moved the accuracy (NaN when none was left)."""
+    if rescored["without"] is None:
+        return float("nan")
+    return round(rescored["without"]["accuracy"]["value"] - rescored["all"]["accuracy"]["value"], 3)
+
+
+def leakage_table(rescored: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """Per model: test images, how many were removed, and accuracy and ROC AUC with and without them."""
+    rows = []
+    for name, r in rescored.items():
+        row = {"model": name, "test images": r["n_all"], "removed": r["n_removed"]}
+        for metric in ("accuracy", "roc_auc"):
+            row[f"{metric}, all"] = evaluate.interval(r["all"][metric])
+            row[f"{metric}, without duplicates"] = evaluate.interval(r["without"][metric]) if r["without"] else "no image left"
+            row[f"{metric} change"] = round(r["without"][metric]["value"] - r["all"][metric]["value"], 3) if r["without"] else float("nan")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# 4. External data
+
+def unseen_external(external: datasets.XrayDataset, covid_train: pd.DataFrame, pairs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """CoronaHack TEST images that no covid-xray model trained on: neither a near-duplicate nor a patient of its training split.
+
+    Returns the images kept and a table of how many of each class were found, left out (and why) and used.
+    """
+    candidates = external.subset("test")
+    seen_image = candidates["file"].map(lambda f: f.rsplit("/", 1)[-1]).isin(
+        audit.near_duplicate_files(pairs, dataset="coronahack", split="test", partners={("covid-xray", "train")})
+    )
+    seen_patient = candidates["patient_id"].isin(set(covid_train["patient_id"]))
+    unseen = candidates[~seen_image & ~seen_patient].reset_index(drop=True)
+    counts = pd.DataFrame({
+        "images": candidates["class_name"].value_counts(),
+        "near-duplicate of a training image": candidates[seen_image]["class_name"].value_counts(),
+        "patient seen in training": candidates[seen_patient]["class_name"].value_counts(),
+        "used": unseen["class_name"].value_counts(),
+    }).fillna(0).astype(int)
+    return unseen, counts
+
+
+def external_predictions(model: keras.Model, frame: pd.DataFrame, classes: list[str], batch_size: int) -> pd.DataFrame:
     """A saved model's predictions on images from another dataset (``frame`` rows), as a predictions table.
 
     The true class may be one the model never learned (pneumonia for the task-1 model).
     """
-    images = pipeline.make_dataset(frame["path"], np.zeros(len(frame)), image_size=(image_size, image_size), batch_size=batch_size, cache=False)
+    size = tuple(model.input_shape[1:3])
+    images = pipeline.make_dataset(frame["path"], np.zeros(len(frame)), image_size=size, batch_size=batch_size, cache=False)
     proba, _ = evaluate.predict_proba(model, images)
     return evaluate.predictions_frame(frame, proba, classes)
 
@@ -146,3 +304,81 @@ def rates_beside(inside: pd.DataFrame, outside: pd.DataFrame, classes: list[str]
     a = evaluate.class_rates(inside["true"], inside["predicted"], classes)
     b = evaluate.class_rates(outside["true"], outside["predicted"], classes)
     return a.merge(b, on=["class", "measure"], how="outer", suffixes=("_test", "_external"))
+
+
+def external_rates(records: list[dict[str, Any]], unseen: pd.DataFrame) -> tuple[dict[str, pd.DataFrame], dict[str, pd.DataFrame]]:
+    """Each covid-xray model's predictions on ``unseen`` and its class rates beside its own test set's, by :func:`key`."""
+    outside, rates = {}, {}
+    for r in [r for r in records if r["dataset"].startswith("covid-xray/") and "metrics" in r]:
+        model, classes = predict.load_model(results.model_path(r))
+        outside[key(r)] = external_predictions(model, unseen, classes, TrainingProtocol(**r["protocol"]).batch_size)
+        rates[key(r)] = rates_beside(results.predictions(r), outside[key(r)], classes)
+        del model
+    return outside, rates
+
+
+def crosstabs(outside: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Every model's external images by true class (rows) and predicted class (columns), one block per model."""
+    return pd.concat({name: pd.crosstab(table["true"], table["predicted"]) for name, table in outside.items()}).fillna(0).astype(int)
+
+
+def class_rate(rates: pd.DataFrame, cls: str, measure: str = "recall") -> dict[str, float]:
+    """One row of :func:`rates_beside` (``value_test``, ``value_external``, ``low_external``, ...)."""
+    return rates[(rates["class"] == cls) & (rates["measure"] == measure)].iloc[0].to_dict()
+
+
+def rate_text(rate: dict[str, float], where: str) -> str:
+    """``"0.90 [0.80, 0.95]"``: a :func:`class_rate` on the model's own test set (``where="test"``) or on ``"external"`` images."""
+    return f"{rate[f'value_{where}']:.2f} [{rate[f'low_{where}']:.2f}, {rate[f'high_{where}']:.2f}]"
+
+
+# 5. Calibration
+
+def calibration(
+    best: dict[str, dict[str, Any]], *, n_bins: int, n_resamples: int, seed: int
+) -> tuple[dict[str, pd.DataFrame], dict[str, dict[str, float]]]:
+    """Reliability bins of each chapter's best model and its expected calibration error with a bootstrap interval, by :func:`key`."""
+    bins, ece = {}, {}
+    for record in best.values():
+        table = results.predictions(record)
+        y_true, proba = results.true_labels(table, record["classes"]), results.probabilities(table, record["classes"])
+        bins[key(record)] = evaluate.reliability_bins(y_true, proba, n_bins=n_bins)
+        ece[key(record)] = evaluate.bootstrap_statistic(
+            partial(evaluate.expected_calibration_error, n_bins=n_bins), y_true, proba, n_resamples=n_resamples, seed=seed,
+        )
+    return bins, ece
+
+
+def calibration_table(bins: dict[str, pd.DataFrame], ece: dict[str, dict[str, float]]) -> pd.DataFrame:
+    """ECE with its interval, mean confidence and accuracy of each model."""
+    def weighted(b: pd.DataFrame, column: str) -> str:
+        return f"{(b[column] * b['count']).sum() / b['count'].sum():.3f}"
+
+    return pd.DataFrame({name: {"ECE [95% CI]": evaluate.interval(e), "mean confidence": weighted(bins[name], "confidence"),
+                                "accuracy": weighted(bins[name], "accuracy")} for name, e in ece.items()}).T
+
+
+# What the checks found, per model
+
+def findings(checks: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """One sentence per check and model (by :func:`key`) from chapter 04's results, for the model cards."""
+    found: dict[str, dict[str, str]] = {}
+
+    def say(name: str, check: str, text: str) -> None:
+        found.setdefault(name, {})[check] = text
+
+    even = checks.get("gradcam", {}).get("even_map_share")
+    for name, h in checks.get("gradcam", {}).get("models", {}).items():
+        say(name, "gradcam", f"Grad-CAM puts {h['border_share']:.0%} of its heat in the image border (an even map: {even:.0%}).")
+    for chapter, s in checks.get("shortcut", {}).items():
+        say(f"{chapter}/{s['model']}", "shortcut", f"Shortcut test: {s['verdict']}.")
+    for name, r in checks.get("leakage", {}).items():
+        say(name, "leakage", f"Removing {r['n_removed']} near-duplicated test images changes its accuracy by {accuracy_change(r):+.3f}.")
+    images = checks.get("external", {}).get("images")
+    for name, rows in checks.get("external", {}).get("rates", {}).items():
+        n = class_rate(pd.DataFrame(rows), "normal")
+        say(name, "external", f"On {images} external CoronaHack TEST images, normal recall is {rate_text(n, 'external')} "
+                              f"against {n['value_test']:.2f} on its own test set.")
+    for name, e in checks.get("calibration", {}).get("ece", {}).items():
+        say(name, "calibration", f"Expected calibration error {evaluate.interval(e)}.")
+    return found

@@ -14,6 +14,7 @@ notebook's ``parameters`` cell: an unknown name is an error.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -27,12 +28,12 @@ from typing import Any
 
 import yaml
 
-from xrayutils import book, datasets
+from xrayutils import book, datasets, results
 
 ROOT = book.REPO_ROOT
 BOOK_FILES = ["_config.yml", "_toc.yml", "book"]
 # Injected by the runner into every notebook, on top of the profile.
-RUNNER_PARAMETERS = ("profile", "data_dir", "output_dir")
+RUNNER_PARAMETERS = book.RUNNER_PARAMETERS
 
 
 class ParameterError(ValueError):
@@ -94,16 +95,18 @@ def execute(notebook: Path, output: Path, parameters: dict[str, Any]) -> None:
     )
 
 
-def needs(notebook: Path) -> list[str]:
-    """The chapters whose results ``notebook`` reads (its metadata ``xray_book.needs``): they must run first."""
-    return json.loads(notebook.read_text()).get("metadata", {}).get("xray_book", {}).get("needs", [])
+def needs(notebook: Path) -> tuple[str, ...]:
+    """The chapters whose results ``notebook`` reads (:data:`xrayutils.results.NEEDS`): they must run first."""
+    return results.NEEDS.get(notebook.stem, ())
 
 
 def waves(notebooks: list[Path]) -> list[list[Path]]:
     """``notebooks`` in groups that can run side by side: each after every group holding a chapter it needs.
 
     Needs outside ``notebooks`` are taken as done (their results are already in
-    the output folder).  Book order is kept within a group.
+    the output folder).  Book order is kept within a group.  A chapter that times
+    itself (:data:`xrayutils.results.RUNS_ALONE`) gets a group of its own, after
+    the others of its level.
     """
     selected = {nb.stem: nb for nb in notebooks}
     level: dict[str, int] = {}
@@ -119,7 +122,11 @@ def waves(notebooks: list[Path]) -> list[list[Path]]:
     grouped: dict[int, list[Path]] = {}
     for nb in notebooks:
         grouped.setdefault(depth(nb.stem), []).append(nb)
-    return [grouped[k] for k in sorted(grouped)]
+    ordered = []
+    for level_ in sorted(grouped):
+        together = [nb for nb in grouped[level_] if nb.stem not in results.RUNS_ALONE]
+        ordered += ([together] if together else []) + [[nb] for nb in grouped[level_] if nb.stem in results.RUNS_ALONE]
+    return ordered
 
 
 def run_notebooks(
@@ -169,12 +176,35 @@ def run_notebooks(
 
     if jobs == 1:
         return [one(nb) for nb in notebooks]
-    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))  # kernels inherit it
+    shared = str(max(1, (os.cpu_count() or 1) // jobs))
+    chosen = "TF_NUM_INTRAOP_THREADS" in os.environ  # the user's own setting wins
     timings = {}
     with ThreadPoolExecutor(max_workers=jobs) as pool:  # each papermill run drives its own kernel process
         for wave in waves(notebooks):
-            timings.update(zip(wave, pool.map(one, wave)))
+            alone = len(wave) == 1 and wave[0].stem in results.RUNS_ALONE
+            threads = {} if chosen else {"TF_NUM_INTRAOP_THREADS": None if alone else shared}
+            with _environment(**threads):  # kernels inherit it
+                timings.update(zip(wave, pool.map(one, wave)))
     return [timings[nb] for nb in notebooks]
+
+
+@contextlib.contextmanager
+def _environment(**values: str | None):
+    """Set (or, with ``None``, unset) environment variables for the kernels started inside, then put them back."""
+    before = {name: os.environ.get(name) for name in values}
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def stage_book(site: Path) -> None:
@@ -277,7 +307,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         failed += ["html check"] if problems else []
         print(f"\nThe book: {html / 'index.html'}")
     _print_summary(timings, extra)
-    book.write_json_atomic(
+    results.write_json_atomic(
         build_dir / "timings.json",
         {"profile": args.profile, "notebooks": timings, "other": extra, "total_s": time.perf_counter() - started},
     )
@@ -324,7 +354,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if table.empty:
         raise RuntimeError(f"no image files found in {', '.join(args.inputs)}")
     if args.csv:
-        book.write_atomic(Path(args.csv), table.to_csv(index=False))
+        results.write_atomic(Path(args.csv), table.to_csv(index=False))
     with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_colwidth", 80):
         print(table.fillna("").to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     failed = table[table["error"] != ""]

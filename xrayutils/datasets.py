@@ -32,7 +32,12 @@ CLASSES = {
     ("coronahack", "all"): ["covid", "normal", "pneumonia_bac", "pneumonia_vir"],
 }
 SPLITS = ("train", "test")
+#: Suffixes of the files a dataset folder contributes: formats the ``tf.data`` pipeline decodes.
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif"}
+#: Suffixes ``xray-book predict`` looks for in a folder: the above, and formats it reads with
+#: Pillow where TensorFlow cannot (TIFF; WebP, which only recent TensorFlow decodes).  Not
+#: dataset images, so that a dataset holds the same images with every supported TensorFlow.
+READABLE_SUFFIXES = IMAGE_SUFFIXES | {".tif", ".tiff", ".webp"}
 
 UPSTREAM = {
     "covid-xray": "https://github.com/mdshopon/COVID19_Classification "

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from xrayutils import pipeline
+from xrayutils import evaluate, models, pipeline
 
 
 def feature_map_layer(model: keras.Model) -> keras.Layer:
@@ -92,3 +92,20 @@ def examples(model: keras.Model, rows: pd.DataFrame, root: str | Path, classes: 
         "titles": [f"true {t}\npred {p} ({row[f'p_{p}']:.2f})" for t, p, (_, row) in zip(rows["true"], rows["predicted"], rows.iterrows())],
         "correct": rows["correct"].astype(bool).tolist(),
     }
+
+
+def feature_embeddings(
+    trained: dict[str, keras.Model], frames: dict[str, pd.DataFrame], *, image_size: int, batch_size: int, seed: int, perplexity: float
+) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
+    """t-SNE maps of each model's ``features`` layer over every image of ``frames``, and those images' rows.
+
+    Chapters 01 and 02 show them: classes that form separate clouds are told
+    apart by the features the classifier reads.
+    """
+    images = pd.concat([frames["train"], frames["validation"], frames["test"]], ignore_index=True)
+    every_image = pipeline.make_dataset(images["path"], images["label"], image_size=(image_size, image_size), batch_size=batch_size)
+    embeddings = {
+        name: evaluate.embed_tsne(models.feature_extractor(model).predict(every_image, verbose=0), seed=seed, perplexity=perplexity)
+        for name, model in trained.items()
+    }
+    return embeddings, images

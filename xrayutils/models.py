@@ -211,6 +211,40 @@ def coronahack_model(name: str, input_shape: tuple[int, int, int], num_classes: 
     return backbone_classifier(name, input_shape, num_classes, weights)
 
 
+#: The models the studies trained from random weights, whatever the ``weights`` parameter says.
+FROM_SCRATCH = frozenset({"AlexNet", "ResNet34"})
+
+
+def starting_weights(name: str, choice: str) -> Weights:
+    """The weights model ``name`` starts from under the ``weights`` parameter ``choice`` (:data:`FROM_SCRATCH` take none)."""
+    return resolve_weights("none") if name in FROM_SCRATCH else resolve_weights(choice, architecture=name)
+
+
+def build(study: str, name: str, input_shape: tuple[int, int, int], num_classes: int, weights: Weights) -> keras.Model:
+    """A fresh model ``name`` as ``study`` defined it: class-challenge's VGG16 head and AlexNet, or CoronaHack's nine.
+
+    The two studies put different heads on VGG16, so the name alone does not say which model it is.
+    """
+    if study == "coronahack":
+        return coronahack_model(name, input_shape, num_classes, weights)
+    if study == "class-challenge" and name == "VGG16":
+        return vgg16_transfer(input_shape, num_classes=num_classes, weights=weights)
+    if study == "class-challenge" and name == "AlexNet":
+        return alexnet(input_shape, num_classes=num_classes)
+    raise ValueError(f"the {study} study has no model {name!r}")
+
+
+#: Chapter 03's nine models, in the study's order.
+CORONAHACK_MODELS = (*BACKBONES, "ResNet34")
+
+
+def check_names(names: list[str]) -> None:
+    """Chapter 03's ``model_names`` must all be CoronaHack models: say which are not and what there is."""
+    unknown = sorted(set(names) - set(CORONAHACK_MODELS))
+    if unknown:
+        raise ValueError(f"unknown model names {unknown}; choose from {list(CORONAHACK_MODELS)}")
+
+
 # Shortcut test (chapter 04): the same model, shown only part of each image.
 
 @keras.saving.register_keras_serializable(package="xrayutils")

@@ -15,6 +15,9 @@ import pandas as pd
 import tensorflow as tf
 from sklearn.model_selection import train_test_split
 
+from xrayutils import datasets
+from xrayutils.protocol import TrainingProtocol
+
 AUTOTUNE = tf.data.AUTOTUNE
 
 
@@ -81,9 +84,8 @@ def make_dataset(
     shuffle: bool = False,
     seed: int = 0,
     cache: bool = True,
-    augment: tf.keras.layers.Layer | None = None,
 ) -> tf.data.Dataset:
-    """Batched ``(images, labels)`` of ``paths``: decode, resize, cache, augment, prefetch.
+    """Batched ``(images, labels)`` of ``paths``: decode, resize, cache, prefetch.
 
     Parameters
     ----------
@@ -96,9 +98,8 @@ def make_dataset(
         Reshuffle every epoch with ``seed`` (deterministic for a given seed).
     cache : bool
         Keep decoded, resized images in memory after the first epoch, so decoding
-        is paid once; augmentation runs after the cache, fresh every epoch.
-    augment : keras layer, optional
-        Applied to each batch (Keras preprocessing layers work batch-wise).
+        is paid once.  Augmentation is :func:`xrayutils.train.fit`'s job, so the
+        cache holds unaugmented images.
     """
     if len(paths) != len(labels):
         raise ValueError(f"{len(paths)} paths but {len(labels)} labels")
@@ -112,10 +113,7 @@ def make_dataset(
         ds = ds.cache()
     if shuffle:
         ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
-    if augment is not None:
-        ds = ds.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=AUTOTUNE)
-    return ds.prefetch(AUTOTUNE)
+    return ds.batch(batch_size).prefetch(AUTOTUNE)
 
 
 def split_frames(dataset, *, validation_fraction: float, seed: int) -> dict[str, pd.DataFrame]:
@@ -130,6 +128,25 @@ def split_frames(dataset, *, validation_fraction: float, seed: int) -> dict[str,
         "validation": train.iloc[val_idx].reset_index(drop=True),
         "test": dataset.subset("test"),
     }
+
+
+def load_split(
+    name: str, task: str, protocol: TrainingProtocol, data_dir: str | None = None
+) -> tuple[datasets.XrayDataset, dict[str, pd.DataFrame]]:
+    """The dataset a protocol trains on and its :func:`split_frames`, as chapters 01-03 train and chapter 04 retrains.
+
+    The protocol's ``max_images_per_class``, ``validation_fraction`` and ``seed``
+    decide the images and the split, so a retraining sees the chapter's own.
+    """
+    data = datasets.load(name, task=task, data_dir=data_dir, max_images_per_class=protocol.max_images_per_class or None,
+                         seed=protocol.seed)
+    return data, split_frames(data, validation_fraction=protocol.validation_fraction, seed=protocol.seed)
+
+
+def split_counts(frames: dict[str, pd.DataFrame], classes: list[str]) -> pd.DataFrame:
+    """Images per class (rows, in ``classes`` order) and split (columns) of :func:`split_frames`."""
+    counts = pd.DataFrame({split: frame["class_name"].value_counts() for split, frame in frames.items()})
+    return counts.reindex(classes).fillna(0).astype(int)
 
 
 def make_datasets(

@@ -13,7 +13,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from PIL import Image
+
+from xrayutils import images
 
 sns.set_theme(style="whitegrid", context="notebook")
 
@@ -26,9 +27,8 @@ def _axes(ax: plt.Axes | None, figsize: tuple[float, float]) -> tuple[plt.Figure
 
 
 def _thumbnail(path: str, size: int = 256) -> np.ndarray:
-    with Image.open(path) as image:
-        image.thumbnail((size, size))
-        return np.asarray(image.convert("L"))
+    """8-bit grey levels of the image shrunk to fit ``size`` (16-bit images scaled, as the audit reads them)."""
+    return images.to_uint8(images.read(path, gray=True, max_size=size))
 
 
 def plot_class_counts(totals: dict[str, pd.DataFrame], ax: plt.Axes | None = None) -> plt.Figure:

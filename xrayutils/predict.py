@@ -14,11 +14,9 @@ import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
-from xrayutils import evaluate, pipeline
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+from xrayutils import datasets, evaluate, images, pipeline
 
 
 def load_model(path: str | Path) -> tuple[keras.Model, list[str]]:
@@ -38,13 +36,15 @@ def load_model(path: str | Path) -> tuple[keras.Model, list[str]]:
 def image_files(inputs: Sequence[str | Path]) -> list[Path]:
     """The given paths, with folders replaced by the image files under them (sorted, by suffix).
 
+    A folder contributes the files :func:`read_image` can read, by
+    ``datasets.READABLE_SUFFIXES`` (TIFF and WebP too, unlike a dataset folder).
     Files named explicitly are kept whatever their suffix, so that a bad one gets
     its own message rather than vanishing.
     """
     files: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
-            files.extend(sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
+            files.extend(sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in datasets.READABLE_SUFFIXES))
         else:
             files.append(item)
     return files
@@ -53,9 +53,10 @@ def image_files(inputs: Sequence[str | Path]) -> list[Path]:
 def read_image(path: Path, image_size: tuple[int, int]) -> np.ndarray:
     """``(height, width, 3)`` float32 in ``[0, 255]``, decoded as in training.
 
-    TensorFlow decodes what the training pipeline reads; Pillow takes over for
-    formats TensorFlow lacks (TIFF, CMYK, 32-bit), so an unusual file still gets a
-    prediction.  Raises ``ValueError`` naming why a file cannot be read.
+    TensorFlow decodes what the training pipeline reads; Pillow
+    (:func:`xrayutils.images.read`) takes over for formats TensorFlow lacks (TIFF,
+    32-bit, float), so an unusual file still gets a prediction.  Raises
+    ``ValueError`` naming why a file cannot be read.
     """
     if not path.is_file():
         raise ValueError("no such file")
@@ -64,23 +65,11 @@ def read_image(path: Path, image_size: tuple[int, int]) -> np.ndarray:
     except (tf.errors.OpError, ValueError):
         pass
     try:
-        with Image.open(path) as image:
-            image.load()
-            array = _unit_range(image)
+        array = images.read(path)
     except (UnidentifiedImageError, OSError) as error:
         raise ValueError(f"not an image TensorFlow or Pillow can read ({error})") from None
     resized = tf.image.resize(array, image_size, method="bilinear")
     return (resized.numpy() * 255.0).astype(np.float32)
-
-
-def _unit_range(image: Image.Image) -> np.ndarray:
-    """Three channels in ``[0, 1]`` from any Pillow mode (16- and 32-bit integer, float, palette, CMYK...)."""
-    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-        gray = np.asarray(image, dtype=np.float32)
-        top = 65535.0 if image.mode.startswith("I;16") else max(float(gray.max()), 1.0)
-        gray = np.clip(gray / top, 0.0, 1.0)
-        return np.repeat(gray[..., None], 3, axis=2)
-    return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
 
 
 def predict_files(
@@ -93,16 +82,16 @@ def predict_files(
     """
     image_size = tuple(model.input_shape[1:3])
     files = image_files(inputs)
-    images, errors = {}, {}
+    arrays, errors = {}, {}
     for path in files:
         try:
-            images[path] = read_image(path, image_size)
+            arrays[path] = read_image(path, image_size)
         except ValueError as error:
             errors[path] = str(error)
     probabilities = {}
-    if images:
-        batches = tf.data.Dataset.from_tensor_slices(np.stack(list(images.values()))).batch(batch_size)
-        probabilities = dict(zip(images, evaluate.predict_proba(model, batches)[0]))
+    if arrays:
+        batches = tf.data.Dataset.from_tensor_slices(np.stack(list(arrays.values()))).batch(batch_size)
+        probabilities = dict(zip(arrays, evaluate.predict_proba(model, batches)[0]))
     rows = []
     for path in files:
         row = {"file": str(path), "predicted": None, **{f"p_{c}": np.nan for c in classes}, "error": errors.get(path, "")}

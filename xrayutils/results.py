@@ -1,35 +1,118 @@
-"""What the chapters left behind, read back: results files, test predictions, the summary table, model cards.
+"""The results files: the chapters' names, what each needs, and writing and reading what they leave behind.
 
-Every modelling chapter writes ``<output_root>/<chapter>/results.json``
-(``{"provenance", "results"}``, with ``results["models"][name]`` from
-:meth:`xrayutils.train.ModelRun.record`) and one ``test_predictions_<model>.csv``
-per model.  Chapter 04 and the summary read only these files, so every number
-they show was computed by a chapter, never typed in.
+Every chapter writes ``<output_root>/<chapter>/results.json``
+(``{"provenance", "results"}``); a modelling chapter also records its
+:class:`~xrayutils.protocol.TrainingProtocol` under ``results["protocol"]``, one
+entry per model under ``results["models"]`` (:meth:`xrayutils.train.ModelRun.record`)
+and one ``test_predictions_<model>.csv`` per model.  Chapters 04, 05 and the
+Performance page read only these files, so every number they show was computed
+by a chapter, never typed in.  This is the only module that names a chapter's files.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
-import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from xrayutils import datasets, evaluate, train
+DATA_EXPLORATION = "00_data_exploration"
+TASK1 = "01_vgg16_binary"
+TASK2 = "02_vgg16_vs_alexnet"
+CORONAHACK = "03_coronahack_models"
+TRUST_CHECKS = "04_trust_checks"
+SUMMARY = "05_summary"
+PERFORMANCE = "performance"
+#: The chapters that train models, in book order.
+MODELLING = (TASK1, TASK2, CORONAHACK)
 
-#: The published study and task each modelling chapter reproduces (rows of ``published_results.csv``).
-PUBLISHED_TASK = {
-    "01_vgg16_binary": ("class-challenge", "task 1"),
-    "02_vgg16_vs_alexnet": ("class-challenge", "task 2"),
-    "03_coronahack_models": ("coronahack", "normal vs pneumonia"),
+#: The chapters whose results a chapter reads: the runner runs them first.
+NEEDS: dict[str, tuple[str, ...]] = {
+    TRUST_CHECKS: (DATA_EXPLORATION, *MODELLING),
+    SUMMARY: (DATA_EXPLORATION, *MODELLING, TRUST_CHECKS),
+    PERFORMANCE: (TASK1,),
 }
+#: Chapters that time themselves: the runner gives them the machine alone.
+RUNS_ALONE = frozenset({PERFORMANCE})
 
+RESULTS_FILE = "results.json"
+NEAR_DUPLICATES_FILE = "near_duplicates.csv"
+
+
+# Writing
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path`` and rename it: a reader never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as handle:
+        handle.write(text)
+        tmp = Path(handle.name)
+    tmp.chmod(0o644)  # NamedTemporaryFile makes files private; results are for every reader
+    tmp.replace(path)
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """:func:`write_atomic` for JSON (numpy values and paths are converted)."""
+    write_atomic(path, json.dumps(payload, indent=2, default=_jsonable))
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "tolist"):  # numpy arrays and scalars
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def save(path: Path, results: dict, provenance: dict) -> Path | None:
+    """Write ``{"provenance": ..., "results": ...}`` atomically, never losing a different earlier run.
+
+    When ``path`` already holds results whose provenance (parameters, data,
+    weights) differs from this run's, that file is kept beside the new one as
+    ``<stem>.previous-<timestamp>.json`` and the kept path is returned, so a
+    rerun never silently overwrites a finished result it cannot reproduce.
+    """
+    path = Path(path)
+    kept = None
+    if path.exists():
+        try:
+            old = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            old = {}
+        if _comparable(old.get("provenance", {})) != _comparable(provenance):
+            stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+            kept = path.with_name(f"{path.stem}.previous-{stamp}{path.suffix}")
+            path.replace(kept)
+    write_json_atomic(path, {"provenance": provenance, "results": results})
+    return kept
+
+
+def _comparable(provenance: dict) -> dict:
+    """The part of a provenance that decides the result (not when or how long it ran)."""
+    ignored = {"started", "wall_time_s", "commit", "versions", "device"}
+    return json.loads(json.dumps({k: v for k, v in provenance.items() if k not in ignored}, default=_jsonable))
+
+
+def predictions_filename(model: str) -> str:
+    """The file a model's per-image test results go to, in its chapter's folder."""
+    return f"test_predictions_{model.lower()}.csv"
+
+
+def near_duplicates_path(output_root: str | Path) -> Path:
+    """Chapter 00's table of near-duplicate pairs, which chapter 04 reads."""
+    return Path(output_root) / DATA_EXPLORATION / NEAR_DUPLICATES_FILE
+
+
+# Reading
 
 def load(output_root: str | Path, chapter: str) -> dict[str, Any]:
     """``{"provenance", "results"}`` of one chapter; a missing file says which and how to make it."""
-    path = Path(output_root) / chapter / "results.json"
+    path = Path(output_root) / chapter / RESULTS_FILE
     if not path.is_file():
         raise FileNotFoundError(
             f"no results of chapter {chapter} at {path}: run it first "
@@ -38,17 +121,24 @@ def load(output_root: str | Path, chapter: str) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def near_duplicates(output_root: str | Path) -> pd.DataFrame:
+    """Chapter 00's near-duplicate pairs; a missing file says which chapter makes it."""
+    path = near_duplicates_path(output_root)
+    if not path.is_file():
+        raise FileNotFoundError(f"no {path}: run chapter {DATA_EXPLORATION} with the same profile and output folder first")
+    return pd.read_csv(path)
+
+
 def modelling_chapters(output_root: str | Path) -> list[str]:
-    """Chapters under ``output_root`` whose results file lists models, in book order."""
-    found = []
-    for path in sorted(Path(output_root).glob("*/results.json")):
-        if "models" in json.loads(path.read_text()).get("results", {}):
-            found.append(path.parent.name)
-    return found
+    """The modelling chapters that left results under ``output_root``, in book order."""
+    return [chapter for chapter in MODELLING if (Path(output_root) / chapter / RESULTS_FILE).is_file()]
 
 
 def model_records(output_root: str | Path, chapters: list[str] | None = None) -> list[dict[str, Any]]:
-    """One flat record per model of every modelling chapter: where it came from, what it scored, or why it failed."""
+    """One flat record per model of every modelling chapter: where it came from, how it trained, what it scored or why it failed.
+
+    ``folder`` is the chapter's output folder, where the model and its predictions are.
+    """
     records = []
     for chapter in chapters if chapters is not None else modelling_chapters(output_root):
         saved = load(output_root, chapter)
@@ -58,9 +148,10 @@ def model_records(output_root: str | Path, chapters: list[str] | None = None) ->
             records.append({
                 "chapter": chapter,
                 "model": name,
+                "folder": str(Path(output_root) / chapter),
                 "dataset": dataset,
                 "profile": provenance.get("profile", "unknown"),
-                "settings": provenance.get("parameters", {}),  # the chapter's parameters; "parameters" counts weights
+                "protocol": results.get("protocol", {}),
                 "classes": results.get("classes", []),
                 "n": results.get("n", {}),
                 **entry,
@@ -77,10 +168,14 @@ def best_model(records: list[dict[str, Any]], chapter: str, metric: str = "roc_a
     return max(scored, key=lambda r: r["metrics"][metric]["value"])["model"]
 
 
-def predictions(output_root: str | Path, record: dict[str, Any]) -> pd.DataFrame:
+def predictions(record: dict[str, Any]) -> pd.DataFrame:
     """The per-image test results a model's chapter wrote (``file``, ``true``, ``predicted``, ``correct``, ``p_<class>``)."""
-    name = record.get("predictions_file") or f"test_predictions_{record['model'].lower()}.csv"
-    return pd.read_csv(Path(output_root) / record["chapter"] / name)
+    return pd.read_csv(Path(record["folder"]) / (record.get("predictions_file") or predictions_filename(record["model"])))
+
+
+def model_path(record: dict[str, Any]) -> Path:
+    """The ``.keras`` file a model's chapter saved."""
+    return Path(record["folder"]) / record["model_file"]
 
 
 def probabilities(table: pd.DataFrame, classes: list[str]) -> np.ndarray:
@@ -88,127 +183,6 @@ def probabilities(table: pd.DataFrame, classes: list[str]) -> np.ndarray:
     return table[[f"p_{c}" for c in classes]].to_numpy()
 
 
-def published_row(published: pd.DataFrame, chapter: str, model: str) -> pd.Series | None:
-    """The published result for this chapter's ``model``, if the reproduced study reported one."""
-    if chapter not in PUBLISHED_TASK:
-        return None
-    study, task = PUBLISHED_TASK[chapter]
-    rows = published[
-        (published["study"] == study)
-        & published["task"].str.startswith(task)
-        & published["model"].map(lambda text: re.search(rf"\b{re.escape(model)}\b", text) is not None)
-    ]
-    return rows.iloc[0] if len(rows) else None
-
-
-def summary_table(records: list[dict[str, Any]], published: pd.DataFrame) -> pd.DataFrame:
-    """Every model of every chapter: test metrics with 95% intervals, and the published numbers beside them.
-
-    The CoronaHack study's "ROC AUC" came from hard labels, so it stands beside our
-    balanced accuracy, not beside our ROC AUC from probabilities (neither study
-    reported one from probabilities).
-    """
-    def fmt(value: Any) -> str:
-        return "–" if value is None or pd.isna(value) else f"{value:.3f}"
-
-    rows = []
-    for r in records:
-        paper = published_row(published, r["chapter"], r["model"])
-        row = {
-            "chapter": r["chapter"],
-            "model": r["model"],
-            "data": r["dataset"],
-            "weights": "ImageNet" if r.get("pretrained") else "random",
-            "test n": r.get("n", {}).get("test", ""),
-        }
-        if "metrics" in r:
-            m = r["metrics"]
-            row.update({
-                "accuracy": evaluate.interval(m["accuracy"]),
-                "balanced accuracy": evaluate.interval(m["balanced_accuracy"]),
-                "ROC AUC": evaluate.interval(m["roc_auc"]),
-                "macro F1": evaluate.interval(m["f1_macro"]),
-            })
-        else:
-            row.update({"accuracy": f"FAILED: {r.get('error', 'unknown error')}"})
-        hard_auc = paper is not None and "hard labels" in str(paper["note"])
-        row.update({
-            "published accuracy": fmt(None if paper is None else paper["accuracy"]),
-            "published balanced accuracy": fmt(paper["roc_auc"] if hard_auc else None),
-            "published test n": "–" if paper is None else int(paper["n_test"]),
-        })
-        rows.append(row)
-    return pd.DataFrame(rows).fillna("–")
-
-
-def model_card(record: dict[str, Any], checks: dict[str, str] | None = None) -> str:
-    """A model card (Mitchell et al., 2019) in Markdown, from the model's record and chapter 04's findings about it.
-
-    ``checks`` maps a check's name to one sentence of what it found for this model.
-    """
-    p = record.get("settings", {})
-    dataset = record["dataset"].split("/")[0]
-    n = record.get("n", {})
-    augmentation = train.augmentation_summary(bool(p.get("augment")), (record.get("history") or {}).get("cache"))
-    lines = [
-        f"### {record['model']} ({record['chapter']})",
-        "",
-        "- **Intended use:** research and teaching only. **Not for diagnosis** or any clinical decision: it was "
-        "trained on a few hundred images from unrelated sources and never validated prospectively.",
-        f"- **File:** `{record.get('model_file', 'not saved')}` in `{record['chapter']}`'s output folder "
-        f"(classes {', '.join(record.get('classes', []))}).",
-        f"- **Data:** `{record['dataset']}`, {n.get('train', '?')} train / {n.get('validation', '?')} validation / "
-        f"{n.get('test', '?')} test images. {datasets.SOURCES.get(dataset, '')}",
-        f"- **Training:** weights {record.get('weights', '?')}; {p.get('image_size', '?')} px, batch "
-        f"{p.get('batch_size', '?')}, {p.get('optimizer', '?')} at learning rate {p.get('learning_rate', '?')}, "
-        f"{p.get('num_epochs', '?')} epochs, augmentation {augmentation}, weights of the "
-        f"lowest validation loss kept, seed {p.get('seed', '?')}; profile `{record.get('profile', '?')}`.",
-    ]
-    if "metrics" in record:
-        m = record["metrics"]
-        lines.append(
-            f"- **Test metrics** (95% bootstrap intervals): accuracy {evaluate.interval(m['accuracy'])}, balanced "
-            f"accuracy {evaluate.interval(m['balanced_accuracy'])}, ROC AUC {evaluate.interval(m['roc_auc'])}."
-        )
-    else:
-        lines.append(f"- **Failed:** {record.get('error')}")
-    failures = [text for text in (checks or {}).values() if text]
-    lines.append("- **Known failure modes and checks:** " + (" ".join(failures) if failures else "not checked in this run."))
-    return "\n".join(lines)
-
-
-def trust_table(checks: dict[str, Any]) -> pd.DataFrame:
-    """Chapter 04's findings in one table: one row per check and model, with the figure that decides it."""
-    rows = []
-    for key, h in checks.get("gradcam", {}).get("models", {}).items():
-        rows.append({"check": "explanations (Grad-CAM)", "model": key,
-                     "result": f"{h['border_share']:.2f} of the heat in the border (an even map: {checks['gradcam']['even_map_share']:.2f})"})
-    for chapter, s in checks.get("shortcut", {}).items():
-        for variant, m in s["metrics"].items():
-            rows.append({"check": f"shortcut test: {variant}", "model": f"{chapter}/{s['model']}",
-                         "result": "failed" if m is None else f"ROC AUC {evaluate.interval(m['roc_auc'])}, accuracy {evaluate.interval(m['accuracy'])}"})
-    for key, leak in checks.get("leakage", {}).items():
-        change = "no image left" if leak["without"] is None else f"{leak['without']['accuracy']['value'] - leak['all']['accuracy']['value']:+.3f}"
-        rows.append({"check": "leakage: near-duplicates removed", "model": key,
-                     "result": f"{leak['n_removed']} of {leak['n_all']} test images removed, accuracy change {change}"})
-    for label, rates in checks.get("external", {}).get("rates", {}).items():
-        for r in rates:
-            if r["measure"] == "recall" and not pd.isna(r.get("value_external")):
-                rows.append({"check": f"external data: {r['class']} recall", "model": label,
-                             "result": f"{r['value_test']:.2f} own test set, {r['value_external']:.2f} [{r['low_external']:.2f}, "
-                                       f"{r['high_external']:.2f}] external (n={int(r['n_external'])})"})
-    for label, e in checks.get("calibration", {}).get("ece", {}).items():
-        rows.append({"check": "calibration (ECE)", "model": label, "result": evaluate.interval(e)})
-    return pd.DataFrame(rows, columns=["check", "model", "result"])
-
-
-def published_position(records: list[dict[str, Any]], published: pd.DataFrame, metric: str = "accuracy") -> pd.Series:
-    """Per model with a published ``metric``: is the published value ``below``, ``inside`` or ``above`` our 95% interval."""
-    where = {}
-    for r in records:
-        paper = published_row(published, r["chapter"], r["model"])
-        if "metrics" not in r or paper is None or pd.isna(paper[metric]):
-            continue
-        ci = r["metrics"][metric]
-        where[f"{r['chapter']}/{r['model']}"] = "below" if paper[metric] < ci["low"] else "above" if paper[metric] > ci["high"] else "inside"
-    return pd.Series(where, dtype=object)
+def true_labels(table: pd.DataFrame, classes: list[str]) -> np.ndarray:
+    """The ``true`` column of a predictions table as class indices."""
+    return table["true"].map(classes.index).to_numpy()

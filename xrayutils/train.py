@@ -1,14 +1,17 @@
-"""Training shared by the modelling chapters (01-03): seeds, augmentation, fit, saving.
+"""Training shared by the modelling chapters (01-03) and chapter 04: seeds, augmentation, fit, saving.
 
-``fit`` compiles and trains a model from the parameters cell (optimiser, learning
-rate, epochs), augments inside the training step only, and keeps the weights of
-the epoch with the lowest validation loss.  ``save_model`` writes the ``.keras``
-file with a JSON sidecar (classes, image size, history, provenance) so that
-:mod:`xrayutils.predict` can use it later.
+Everything is driven by one :class:`~xrayutils.protocol.TrainingProtocol`.
+``fit`` compiles and trains a model with it, augments inside the training step
+only, and keeps the weights of the epoch with the lowest validation loss.
+``save_model`` writes the ``.keras`` file with a JSON sidecar (classes, image
+size, history, provenance) so that :mod:`xrayutils.predict` can use it later;
+``train_models`` trains, tests and saves a chapter's models one after another.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import time
 import traceback
 from collections.abc import Callable
@@ -22,7 +25,8 @@ import pandas as pd
 import tensorflow as tf
 from keras import layers
 
-from xrayutils import book, caching, evaluate, models, pipeline
+from xrayutils import caching, evaluate, models, pipeline, results
+from xrayutils.protocol import TrainingProtocol
 
 
 def set_seed(seed: int) -> None:
@@ -47,8 +51,9 @@ def augmentation(
 ) -> keras.Sequential:
     """Keras preprocessing layers for the published ``ImageDataGenerator`` settings (defaults: task 1 and 2).
 
-    Chapter 03 passes the CoronaHack settings: zoom 0.1, shifts 0.1 and
-    ``brightness_range=(0.5, 1.3)``, a random factor each image is multiplied by.
+    The CoronaHack settings (:data:`xrayutils.protocol.PUBLISHED_AUGMENTATION`) are
+    zoom 0.1, shifts 0.1 and ``brightness_range=(0.5, 1.3)``, a random factor each
+    image is multiplied by.
 
     Empty regions are filled with black (``fill_mode="constant"``, as published).
     ``ImageDataGenerator`` read ``shear_range`` as an angle in degrees, so the
@@ -76,16 +81,6 @@ def augmentation(
     if flips:
         stack.append(layers.RandomFlip("horizontal_and_vertical", seed=seed + 5))
     return keras.Sequential(stack, name="augmentation")
-
-
-#: The published ``ImageDataGenerator`` settings of each study, as :func:`augmentation` options.
-#: Chapters 01-03 train with them, and chapter 04 retrains with the same ones.
-PUBLISHED_AUGMENTATION: dict[str, dict[str, Any]] = {
-    "class-challenge": dict(rotation_degrees=50, shift=0.2, shear_degrees=0.25, zoom=0.1, channel_shift=20, flips=True),
-    "coronahack": dict(
-        rotation_degrees=0, shift=0.1, shear_degrees=0, zoom=0.1, channel_shift=0, brightness_range=(0.5, 1.3), flips=False
-    ),
-}
 
 
 class RandomBrightnessFactor(layers.Layer):
@@ -157,18 +152,16 @@ def set_precision(mixed_precision: bool | str) -> str:
     return policy
 
 
-def speed_note(history: dict[str, Any], *, augment: bool | None = None) -> str:
+def speed_note(history: dict[str, Any]) -> str:
     """One sentence for a chapter's text: how the frozen base was run, and at which precision.
 
     Caching with few augmented views changes the protocol slightly (each image in
     ``views`` versions rather than a fresh one each epoch), so the reader is told.
-    ``augment`` defaults to what :func:`fit` recorded in ``history``.
     """
-    augment = history.get("augmented", False) if augment is None else augment
     cache = history.get("cache")
     if cache is None:
         how = "without feature caching: every epoch ran every image through the whole model"
-    elif augment:
+    elif history.get("augmented"):
         how = (
             f"with feature caching: the frozen base ran once on each of {cache['views']} augmented views of every training image "
             f"({cache['encode_seconds']:.0f} s), and each epoch trained the head on one view per image drawn at random, "
@@ -245,30 +238,23 @@ def fit(
     model: keras.Model,
     train: tf.data.Dataset,
     validation: tf.data.Dataset,
+    protocol: TrainingProtocol,
     *,
-    epochs: int,
-    optimizer: str = "adam",
-    learning_rate: float = 1e-3,
-    augment: keras.Layer | None = None,
-    cache_features: bool = False,
-    augmented_views: int = 1,
-    batch_size: int | None = None,
-    seed: int = 0,
-    jit_compile: bool | str = "auto",
     callbacks: list[keras.callbacks.Callback] | None = None,
     verbose: int = 2,
 ) -> dict[str, Any]:
-    """Train ``model`` in place and return its history; the best epoch's weights (by validation loss) are kept.
+    """Train ``model`` in place as ``protocol`` says and return its history; the best epoch's weights (by validation loss) are kept.
 
-    ``augment`` runs in front of the model during training only, so the saved
-    model is the plain one and predicts on unaltered images.
+    With ``protocol.augment`` the study's augmentation runs in front of the model
+    during training only, so the saved model is the plain one and predicts on
+    unaltered images.
 
-    With ``cache_features`` the model's frozen base (:func:`xrayutils.caching.split_frozen`)
-    runs once per image, ``augmented_views`` times per training image when
-    ``augment`` is given, and only the head trains, on ``batch_size`` batches of the
-    cached features shuffled with ``seed``.  ``train`` is then read once per view,
-    best unshuffled.  It is the same model and the same loss: only the base's
-    repeated work is skipped.
+    With ``protocol.cache_features`` the model's frozen base
+    (:func:`xrayutils.caching.split_frozen`) runs once per image,
+    ``augmented_views`` times per training image when augmenting, and only the
+    head trains, on batches of the cached features shuffled with the protocol's
+    seed.  ``train`` is then read once per view, best unshuffled.  It is the same
+    model and the same loss: only the base's repeated work is skipped.
 
     Returns
     -------
@@ -278,29 +264,29 @@ def fit(
         included), ``augmented``, ``precision`` and ``jit_compile`` as used, and
         with caching ``cache`` (views, encoding seconds).
     """
-    if epochs < 1:
-        raise ValueError(f"epochs must be at least 1, got {epochs}")
     num_classes = max(2, model.output_shape[-1])
     started = time.perf_counter()
+    options = protocol.augmentation_options()
+    layer = augmentation(**options, seed=protocol.seed) if options is not None else None
     trainer, cache = model, None
-    if cache_features:
+    if protocol.cache_features:
         split = caching.split_frozen(model)
         if split is None:
             raise ValueError(f"{model.name} has no frozen base whose output could be cached: set cache_features=False")
-        if batch_size is None:
-            raise ValueError("cache_features needs the batch_size the head trains with")
         encoder, trainer = split
-        views = augmented_views if augment is not None else 1
-        features, labels = caching.encode(encoder, train, views=views, augment=augment)
-        train = caching.feature_dataset(features, labels, batch_size=batch_size, shuffle=True, seed=seed)
-        validation = caching.feature_dataset(*caching.encode(encoder, validation), batch_size=batch_size, shuffle=False, seed=seed)
+        views = protocol.augmented_views if layer is not None else 1
+        features, labels = caching.encode(encoder, train, views=views, augmentation=layer)
+        batches = dict(batch_size=protocol.batch_size, seed=protocol.seed)
+        train = caching.feature_dataset(features, labels, shuffle=True, **batches)
+        validation = caching.feature_dataset(*caching.encode(encoder, validation), shuffle=False, **batches)
         cache = {"views": views, "encode_seconds": round(time.perf_counter() - started, 1), "feature_shape": list(features.shape[2:])}
-    elif augment is not None:
-        trainer = with_augmentation(model, augment)
-    compile_model(trainer, num_classes=num_classes, optimizer=optimizer, learning_rate=learning_rate, jit_compile=jit_compile)
+    elif layer is not None:
+        trainer = with_augmentation(model, layer)
+    compile_model(trainer, num_classes=num_classes, optimizer=protocol.optimizer, learning_rate=protocol.learning_rate,
+                  jit_compile=protocol.jit_compile)
     best = _BestWeights(model)
     history = trainer.fit(
-        train, validation_data=validation, epochs=epochs, callbacks=[best, *(callbacks or [])], verbose=verbose,
+        train, validation_data=validation, epochs=protocol.num_epochs, callbacks=[best, *(callbacks or [])], verbose=verbose,
         shuffle=False,  # tf.data shuffles
     )
     result = {name: [float(v) for v in values] for name, values in history.history.items()}
@@ -310,7 +296,7 @@ def fit(
         fit_seconds=round(time.perf_counter() - started, 1),
     )
     result.update(
-        augmented=augment is not None, precision=keras.mixed_precision.global_policy().name, jit_compile=bool(trainer.jit_compile)
+        augmented=layer is not None, precision=keras.mixed_precision.global_policy().name, jit_compile=bool(trainer.jit_compile)
     )
     if cache is not None:
         result["cache"] = cache
@@ -332,7 +318,7 @@ def save_model(model: keras.Model, path: Path, *, classes: list[str], history: d
     if path.suffix != ".keras":
         raise ValueError(f"a model file must end in .keras, got {path.name}")
     sidecar = {"classes": list(classes), "image_size": list(model.input_shape[1:3]), "history": history}
-    kept = book.save_results(path.with_suffix(".json"), sidecar, provenance)
+    kept = results.save(path.with_suffix(".json"), sidecar, provenance)
     if kept is not None and path.exists():
         path.replace(kept.with_suffix(".keras"))
     partial = path.with_name(f"{path.stem}.partial.keras")
@@ -351,7 +337,7 @@ class ModelRun:
     probabilities: np.ndarray | None = None
     seconds_per_image: float | None = None
     path: Path | None = None
-    parameters: dict[str, int] | None = None
+    weight_counts: dict[str, int] | None = None
     error: str | None = None
     predictions_file: str | None = None
 
@@ -360,13 +346,13 @@ class ModelRun:
         return self.error is None
 
     def save_predictions(self, test: pd.DataFrame, classes: list[str], folder: Path) -> Path:
-        """Write the per-image test results (:func:`~xrayutils.evaluate.predictions_frame`) as ``test_predictions_<model>.csv``.
+        """Write the per-image test results (:func:`~xrayutils.evaluate.predictions_frame`) beside the model.
 
         Chapter 04 and the summary read them back through the results file, which names the file.
         """
-        self.predictions_file = f"test_predictions_{self.name.lower()}.csv"
+        self.predictions_file = results.predictions_filename(self.name)
         path = Path(folder) / self.predictions_file
-        book.write_atomic(path, evaluate.predictions_frame(test, self.probabilities, classes).to_csv(index=False))
+        results.write_atomic(path, evaluate.predictions_frame(test, self.probabilities, classes).to_csv(index=False))
         return path
 
     def record(self, metrics: dict[str, Any] | None, weights: models.Weights) -> dict[str, Any]:
@@ -376,7 +362,7 @@ class ModelRun:
         return {
             "metrics": metrics,
             "history": self.history,
-            "parameters": self.parameters,
+            "weight_counts": self.weight_counts,
             "fit_seconds": self.history["fit_seconds"],
             "predict_seconds_per_image": self.seconds_per_image,
             "model_file": self.path.name,
@@ -385,62 +371,53 @@ class ModelRun:
             "pretrained": weights.pretrained,
         }
 
+    def status(self) -> str:
+        """One line for the page: the kept epoch, the time and how it trained, or the error."""
+        if not self.ok:
+            return f"{self.name}: FAILED: {self.error}"
+        return f"{self.name}: kept epoch {self.history['best_epoch']}, {self.history['fit_seconds']:.0f} s, {speed_note(self.history)}"
+
 
 def train_and_test(
     name: str,
     build: Callable[[], keras.Model],
     frames: dict[str, pd.DataFrame],
+    protocol: TrainingProtocol,
     *,
-    image_size: int,
-    batch_size: int,
-    epochs: int,
-    optimizer: str,
-    learning_rate: float,
-    augment: dict[str, Any] | None,
-    seed: int,
     path: Path,
     classes: list[str],
     provenance: dict[str, Any],
     keep_model: bool = True,
-    cache_features: bool = False,
-    augmented_views: int = 1,
-    mixed_precision: bool | str = False,
-    jit_compile: bool | str = "auto",
 ) -> ModelRun:
     """Seed, build, :func:`fit`, predict the test split and :func:`save_model`; an error is returned, not raised.
 
     ``frames`` are :func:`xrayutils.pipeline.split_frames`.  Each model is seeded
     afresh and gets fresh datasets (a reused dataset would continue its shuffle
     order), so its numbers do not depend on which models ran before it, and a
-    failing model leaves the others' results intact.  ``augment`` holds
-    :func:`augmentation` options (``None``: no augmentation).  With
-    ``keep_model=False`` the model is dropped once saved and Keras' state is
-    cleared, so that many models can run one after another in one process.
-    ``cache_features`` and ``augmented_views`` go to :func:`fit` (caching is
-    skipped, with a message, for a model without a frozen base);
-    ``mixed_precision`` to :func:`set_precision`.  The model is built and trained
-    in the :func:`distribution` scope.
+    failing model leaves the others' results intact.  With ``keep_model=False``
+    the model is dropped once saved and Keras' state is cleared, so that many
+    models can run one after another in one process.  Feature caching is
+    skipped, with a message, for a model without a frozen base.  The model is
+    built and trained in the :func:`distribution` scope, at the protocol's
+    precision (:func:`set_precision`).
     """
     try:
-        set_seed(seed)
-        set_precision(mixed_precision)
+        set_seed(protocol.seed)
+        set_precision(protocol.mixed_precision)
         with distribution().scope():
             model = build()
-            cache = cache_features and caching.split_frozen(model) is not None
-            if cache_features and not cache:
+            cache = protocol.cache_features and caching.split_frozen(model) is not None
+            if protocol.cache_features and not cache:
                 print(f"{name}: no frozen base, so no feature caching: the whole model trains on images")
+            protocol = dataclasses.replace(protocol, cache_features=cache)
             splits = pipeline.make_datasets(
-                frames, image_size=image_size, batch_size=batch_size, num_classes=len(classes), seed=seed, shuffle_train=not cache
+                frames, image_size=protocol.image_size, batch_size=protocol.batch_size, num_classes=len(classes),
+                seed=protocol.seed, shuffle_train=not cache,
             )
-            layer = augmentation(**augment, seed=seed) if augment is not None else None
-            history = fit(
-                model, splits["train"], splits["validation"], epochs=epochs, optimizer=optimizer,
-                learning_rate=learning_rate, augment=layer, cache_features=cache, augmented_views=augmented_views,
-                batch_size=batch_size, seed=seed, jit_compile=jit_compile,
-            )
+            history = fit(model, splits["train"], splits["validation"], protocol)
         probabilities, seconds_per_image = evaluate.predict_proba(model, splits["test"])
         save_model(model, path, classes=classes, history=history, provenance=provenance)
-        parameters = dict(zip(("total", "trainable"), models.count_parameters(model)))
+        weight_counts = dict(zip(("total", "trainable"), models.count_parameters(model)))
     except Exception as error:  # noqa: BLE001 - reported in the model's row; the other models go on
         traceback.print_exc()
         keras.backend.clear_session()
@@ -449,4 +426,71 @@ def train_and_test(
         del model
         model = None
         keras.backend.clear_session()
-    return ModelRun(name, model, history, probabilities, seconds_per_image, Path(path), parameters)
+    return ModelRun(name, model, history, probabilities, seconds_per_image, Path(path), weight_counts)
+
+
+def train_models(
+    names: list[str],
+    protocol: TrainingProtocol,
+    data: Any,
+    frames: dict[str, pd.DataFrame],
+    *,
+    weights: dict[str, models.Weights],
+    output_dir: Path,
+    provenance: dict[str, Any],
+    keep_models: bool = True,
+) -> dict[str, ModelRun]:
+    """Chapters 01-03: train and test each named model of the protocol's study in turn, save it and its test predictions.
+
+    ``data`` is the :class:`~xrayutils.datasets.XrayDataset` that ``frames`` split.
+    Prints one line per model (:meth:`ModelRun.status`).  A failed model is kept
+    as such; only when every model failed is that an error.
+    """
+    runs = {}
+    for name in names:
+        build = functools.partial(models.build, protocol.study, name, protocol.input_shape, len(data.classes), weights[name])
+        path = Path(output_dir) / model_filename(name, protocol.image_size, data.name, data.task)
+        run = train_and_test(name, build, frames, protocol.for_model(name), path=path, classes=data.classes,
+                             provenance=provenance, keep_model=keep_models)
+        if run.ok:
+            run.save_predictions(frames["test"], data.classes, output_dir)
+        print(run.status(), flush=True)
+        runs[name] = run
+    if not any(run.ok for run in runs.values()):
+        raise RuntimeError("every model failed; see the errors above")
+    return runs
+
+
+def chapter_results(
+    runs: dict[str, ModelRun],
+    metrics: dict[str, dict[str, Any]],
+    weights: dict[str, models.Weights],
+    protocol: TrainingProtocol,
+    classes: list[str],
+    frames: dict[str, pd.DataFrame],
+) -> dict[str, Any]:
+    """What every modelling chapter's results file holds: the protocol, one entry per model, the classes and split sizes."""
+    return {
+        "protocol": protocol.to_dict(),
+        "models": {name: run.record(metrics.get(name), weights[name]) for name, run in runs.items()},
+        "classes": classes,
+        "n": {split: len(frame) for split, frame in frames.items()},
+    }
+
+
+def runs_table(runs: dict[str, ModelRun]) -> pd.DataFrame:
+    """One row per model: its size, the epoch kept, training and inference time, or why it failed."""
+    rows = {}
+    for name, run in runs.items():
+        if not run.ok:
+            rows[name] = {"status": f"FAILED: {run.error}"}
+            continue
+        rows[name] = {
+            "parameters": f"{run.weight_counts['total']:,}",
+            "trainable": f"{run.weight_counts['trainable']:,}",
+            "epoch kept": run.history["best_epoch"],
+            "training (s)": run.history["fit_seconds"],
+            "inference (ms/image)": round(1000 * run.seconds_per_image, 1),
+            "status": "ok",
+        }
+    return pd.DataFrame(rows).T.fillna("")

@@ -1,0 +1,46 @@
+"""The training protocol: built from a chapter's parameters, written into its results file, read back whole."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from xrayutils.protocol import PUBLISHED_AUGMENTATION, TrainingProtocol
+
+PARAMETERS = dict(weights="none", image_size=72, batch_size=4, num_epochs=2, optimizer="adamax", resnet34_optimizer="adam",
+                  learning_rate=1e-4, validation_fraction=0.1, augment=True, max_images_per_class=4, seed=7,
+                  model_names=["ResNet34"], bootstrap_resamples=50, example_images=4)
+
+
+def test_from_parameters_takes_the_training_settings_and_ignores_the_rest():
+    protocol = TrainingProtocol.from_parameters(PARAMETERS, study="coronahack")
+    assert protocol.num_epochs == 2 and protocol.image_size == 72 and protocol.input_shape == (72, 72, 3)
+    assert not hasattr(protocol, "model_names") and protocol.cache_features is False  # defaults for what is not given
+
+
+def test_written_to_json_and_read_back_it_is_the_same_protocol():
+    protocol = TrainingProtocol.from_parameters(PARAMETERS, study="coronahack")
+    saved = json.loads(json.dumps({"provenance": {}, "results": {"protocol": protocol.to_dict()}}))
+    assert TrainingProtocol.from_results(saved) == protocol
+    with pytest.raises(ValueError, match="rerun 03_coronahack_models"):
+        TrainingProtocol.from_results({"provenance": {"chapter": "03_coronahack_models"}, "results": {}})
+
+
+def test_resnet34_trains_with_its_own_optimiser_and_augmentation_follows_the_study():
+    protocol = TrainingProtocol.from_parameters(PARAMETERS, study="coronahack")
+    assert protocol.for_model("ResNet34").optimizer == "adam" and protocol.for_model("Xception").optimizer == "adamax"
+    assert protocol.augmentation_options() == PUBLISHED_AUGMENTATION["coronahack"]
+    assert TrainingProtocol.from_parameters({**PARAMETERS, "augment": False}, study="coronahack").augmentation_options() is None
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"study": "mnist"}, "study must be one of"),
+    ({"num_epochs": 0}, "num_epochs must be at least 1"),
+    ({"batch_size": 0}, "batch_size must be at least 1"),
+    ({"validation_fraction": 1.0}, "validation_fraction must be in"),
+])
+def test_impossible_settings_are_refused(change, message):
+    with pytest.raises(ValueError, match=message):
+        TrainingProtocol(**{**dict(study="coronahack", image_size=72, batch_size=4, num_epochs=1, optimizer="adam",
+                                   learning_rate=1e-3, validation_fraction=0.2, seed=0), **change})

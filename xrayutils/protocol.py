@@ -1,0 +1,94 @@
+"""A modelling chapter's training settings as one typed object, written once and read back whole.
+
+Chapters 01-03 build a :class:`TrainingProtocol` from their parameters cell
+(:meth:`TrainingProtocol.from_parameters`), train with it
+(:func:`xrayutils.train.train_and_test`) and record it in their results file;
+chapter 04, the benchmark and the model cards rebuild it from there
+(:meth:`TrainingProtocol.from_results`) instead of re-reading settings by name.
+Every field has the name of the notebook parameter it comes from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+#: The published ``ImageDataGenerator`` settings of each study, as :func:`xrayutils.train.augmentation` options.
+PUBLISHED_AUGMENTATION: dict[str, dict[str, Any]] = {
+    "class-challenge": dict(rotation_degrees=50, shift=0.2, shear_degrees=0.25, zoom=0.1, channel_shift=20, flips=True),
+    "coronahack": dict(
+        rotation_degrees=0, shift=0.1, shear_degrees=0, zoom=0.1, channel_shift=0, brightness_range=(0.5, 1.3), flips=False
+    ),
+}
+
+
+@dataclass(frozen=True)
+class TrainingProtocol:
+    """How a chapter trains its models: data split, image size, optimiser, epochs, augmentation, speed switches.
+
+    ``study`` (``"class-challenge"`` or ``"coronahack"``) names the reproduced
+    study, which decides the model heads (:func:`xrayutils.models.build`) and the
+    published augmentation used when ``augment`` is on.  ``resnet34_optimizer``
+    is chapter 03's: the study trained its ResNet34 with Adam, the backbones with
+    Adamax (:meth:`for_model`).
+    """
+
+    study: str
+    image_size: int
+    batch_size: int
+    num_epochs: int
+    optimizer: str
+    learning_rate: float
+    validation_fraction: float
+    seed: int
+    weights: str = "auto"
+    augment: bool = True
+    cache_features: bool = False
+    augmented_views: int = 1
+    mixed_precision: bool | str = False
+    jit_compile: bool | str = "auto"
+    max_images_per_class: int = 0
+    resnet34_optimizer: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.study not in PUBLISHED_AUGMENTATION:
+            raise ValueError(f"study must be one of {sorted(PUBLISHED_AUGMENTATION)}, got {self.study!r}")
+        for name in ("image_size", "batch_size", "num_epochs", "augmented_views"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0 < self.validation_fraction < 1:
+            raise ValueError(f"validation_fraction must be in (0, 1), got {self.validation_fraction}")
+
+    @classmethod
+    def from_parameters(cls, parameters: Mapping[str, Any], *, study: str) -> TrainingProtocol:
+        """The protocol a chapter's parameters describe; parameters that are not training settings are ignored."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        return cls(study=study, **{name: value for name, value in parameters.items() if name in fields})
+
+    @classmethod
+    def from_results(cls, saved: Mapping[str, Any]) -> TrainingProtocol:
+        """The protocol recorded in a chapter's results file (``{"provenance", "results"}``)."""
+        if "protocol" not in saved.get("results", {}):
+            chapter = saved.get("provenance", {}).get("chapter", "this chapter")
+            raise ValueError(f"the results of {chapter} record no training protocol: rerun {chapter}")
+        return cls(**saved["results"]["protocol"])
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, for the results file."""
+        return dataclasses.asdict(self)
+
+    def for_model(self, name: str) -> TrainingProtocol:
+        """The protocol ``name`` trains with: chapter 03's ResNet34 takes ``resnet34_optimizer``."""
+        if name == "ResNet34" and self.resnet34_optimizer:
+            return dataclasses.replace(self, optimizer=self.resnet34_optimizer)
+        return self
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (self.image_size, self.image_size, 3)
+
+    def augmentation_options(self) -> dict[str, Any] | None:
+        """The study's published augmentation (:func:`xrayutils.train.augmentation` options), ``None`` with ``augment`` off."""
+        return PUBLISHED_AUGMENTATION[self.study] if self.augment else None

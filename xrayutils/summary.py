@@ -1,0 +1,147 @@
+"""The summary chapter (05): every model in one table, a card per model, chapter 04's findings per model.
+
+Built from the results files only (:mod:`xrayutils.results`), so no number on
+the summary page was typed in.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from xrayutils import checks, datasets, evaluate, published, train
+from xrayutils.protocol import TrainingProtocol
+
+
+def summary_table(records: list[dict[str, Any]], reported: pd.DataFrame) -> pd.DataFrame:
+    """Every model of every chapter: test metrics with 95% intervals, and the published numbers beside them.
+
+    The CoronaHack study's "ROC AUC" came from hard labels, so it stands beside our
+    balanced accuracy, not beside our ROC AUC from probabilities (neither study
+    reported one from probabilities).
+    """
+    def fmt(value: Any) -> str:
+        return "–" if value is None or pd.isna(value) else f"{value:.3f}"
+
+    rows = []
+    for r in records:
+        paper = published.row(reported, r["chapter"], r["model"])
+        row = {
+            "chapter": r["chapter"],
+            "model": r["model"],
+            "data": r["dataset"],
+            "weights": "ImageNet" if r.get("pretrained") else "random",
+            "test n": r.get("n", {}).get("test", ""),
+        }
+        if "metrics" in r:
+            m = r["metrics"]
+            row.update({
+                "accuracy": evaluate.interval(m["accuracy"]),
+                "balanced accuracy": evaluate.interval(m["balanced_accuracy"]),
+                "ROC AUC": evaluate.interval(m["roc_auc"]),
+                "macro F1": evaluate.interval(m["f1_macro"]),
+            })
+        else:
+            row.update({"accuracy": f"FAILED: {r.get('error', 'unknown error')}"})
+        hard_auc = paper is not None and "hard labels" in str(paper["note"])
+        row.update({
+            "published accuracy": fmt(None if paper is None else paper["accuracy"]),
+            "published balanced accuracy": fmt(paper["roc_auc"] if hard_auc else None),
+            "published test n": "–" if paper is None else int(paper["n_test"]),
+        })
+        rows.append(row)
+    return pd.DataFrame(rows).fillna("–")
+
+
+def model_card(record: dict[str, Any], findings: dict[str, str] | None = None) -> str:
+    """A model card (Mitchell et al., 2019) in Markdown, from the model's record and chapter 04's findings about it.
+
+    ``findings`` maps a check's name to one sentence of what it found for this model (:func:`xrayutils.checks.findings`).
+    """
+    p = TrainingProtocol(**record["protocol"]).for_model(record["model"])
+    dataset = record["dataset"].split("/")[0]
+    n = record.get("n", {})
+    augmentation = train.augmentation_summary(p.augment, (record.get("history") or {}).get("cache"))
+    lines = [
+        f"### {record['model']} ({record['chapter']})",
+        "",
+        "- **Intended use:** research and teaching only. **Not for diagnosis** or any clinical decision: it was "
+        "trained on a few hundred images from unrelated sources and never validated prospectively.",
+        f"- **File:** `{record.get('model_file', 'not saved')}` in `{record['chapter']}`'s output folder "
+        f"(classes {', '.join(record.get('classes', []))}).",
+        f"- **Data:** `{record['dataset']}`, {n.get('train', '?')} train / {n.get('validation', '?')} validation / "
+        f"{n.get('test', '?')} test images. {datasets.SOURCES.get(dataset, '')}",
+        f"- **Training:** weights {record.get('weights', '?')}; {p.image_size} px, batch {p.batch_size}, {p.optimizer} at "
+        f"learning rate {p.learning_rate}, {p.num_epochs} epochs, augmentation {augmentation}, weights of the "
+        f"lowest validation loss kept, seed {p.seed}; profile `{record.get('profile', '?')}`.",
+    ]
+    if "metrics" in record:
+        m = record["metrics"]
+        lines.append(
+            f"- **Test metrics** (95% bootstrap intervals): accuracy {evaluate.interval(m['accuracy'])}, balanced "
+            f"accuracy {evaluate.interval(m['balanced_accuracy'])}, ROC AUC {evaluate.interval(m['roc_auc'])}."
+        )
+    else:
+        lines.append(f"- **Failed:** {record.get('error')}")
+    failures = [text for text in (findings or {}).values() if text]
+    lines.append("- **Known failure modes and checks:** " + (" ".join(failures) if failures else "not checked in this run."))
+    return "\n".join(lines)
+
+
+def trust_table(trust: dict[str, Any]) -> pd.DataFrame:
+    """Chapter 04's findings in one table: one row per check and model, with the figure that decides it."""
+    rows = []
+    for key, h in trust.get("gradcam", {}).get("models", {}).items():
+        rows.append({"check": "explanations (Grad-CAM)", "model": key,
+                     "result": f"{h['border_share']:.2f} of the heat in the border "
+                               f"(an even map: {trust['gradcam']['even_map_share']:.2f})"})
+    for chapter, s in trust.get("shortcut", {}).items():
+        for variant, m in s["metrics"].items():
+            rows.append({"check": f"shortcut test: {variant}", "model": f"{chapter}/{s['model']}",
+                         "result": "failed" if m is None
+                         else f"ROC AUC {evaluate.interval(m['roc_auc'])}, accuracy {evaluate.interval(m['accuracy'])}"})
+    for key, leak in trust.get("leakage", {}).items():
+        change = "no image left" if leak["without"] is None else f"{checks.accuracy_change(leak):+.3f}"
+        rows.append({"check": "leakage: near-duplicates removed", "model": key,
+                     "result": f"{leak['n_removed']} of {leak['n_all']} test images removed, accuracy change {change}"})
+    for label, rates in trust.get("external", {}).get("rates", {}).items():
+        for r in rates:
+            if r["measure"] == "recall" and not pd.isna(r.get("value_external")):
+                rows.append({"check": f"external data: {r['class']} recall", "model": label,
+                             "result": f"{r['value_test']:.2f} own test set, {r['value_external']:.2f} [{r['low_external']:.2f}, "
+                                       f"{r['high_external']:.2f}] external (n={int(r['n_external'])})"})
+    for label, e in trust.get("calibration", {}).get("ece", {}).items():
+        rows.append({"check": "calibration (ECE)", "model": label, "result": evaluate.interval(e)})
+    return pd.DataFrame(rows, columns=["check", "model", "result"])
+
+
+def published_position(records: list[dict[str, Any]], reported: pd.DataFrame, metric: str = "accuracy") -> pd.Series:
+    """Per model with a published ``metric``: is the published value ``below``, ``inside`` or ``above`` our 95% interval."""
+    where = {}
+    for r in records:
+        paper = published.row(reported, r["chapter"], r["model"])
+        if "metrics" not in r or paper is None or pd.isna(paper[metric]):
+            continue
+        ci = r["metrics"][metric]
+        value = paper[metric]
+        where[f"{r['chapter']}/{r['model']}"] = "below" if value < ci["low"] else "above" if value > ci["high"] else "inside"
+    return pd.Series(where, dtype=object)
+
+
+def accuracies_beside_published(records: list[dict[str, Any]], reported: pd.DataFrame) -> tuple[dict, dict]:
+    """Test accuracy of every model that ran, and the published accuracy of those the studies reported, by label.
+
+    The labels (``"VGG16 (01)"``) are those of the summary's leaderboard figure.
+    """
+    ran = {f"{r['model']} ({r['chapter'][:2]})": r for r in records if "metrics" in r}
+    papers = {label: published.row(reported, r["chapter"], r["model"]) for label, r in ran.items()}
+    return (
+        {label: r["metrics"] for label, r in ran.items()},
+        {label: paper["accuracy"] for label, paper in papers.items() if paper is not None},
+    )
+
+
+def model_cards(records: list[dict[str, Any]], findings: dict[str, dict[str, str]]) -> str:
+    """Every model's :func:`model_card`, with chapter 04's findings about it (``findings`` by ``"<chapter>/<model>"``)."""
+    return "\n\n".join(model_card(r, findings.get(checks.key(r))) for r in records)

@@ -19,9 +19,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default=os.environ.get("XRAY_DATA_DIR", ""), help="folder holding covid-xray/")
     parser.add_argument("--image-size", type=int, default=224, help="published: 224")
-    parser.add_argument("--epochs", type=int, default=2, help="epochs per timed fit (the first is left out of the medians)")
+    parser.add_argument("--timed-epochs", type=int, default=2, help="epochs per timed fit (the first is left out of the medians)")
     parser.add_argument("--repeats", type=int, default=3, help="each method is timed this often; the median is kept")
-    parser.add_argument("--views", type=int, default=3, help="augmented views per image with feature caching")
+    parser.add_argument("--augmented-views", type=int, default=3, help="augmented views per image with feature caching")
     parser.add_argument("--compute-steps", type=int, default=20, help="training steps of the compute-only run")
     parser.add_argument("--max-images-per-class", type=int, default=0, help="0 keeps every image")
     parser.add_argument("--full-protocol", action="store_true",
@@ -31,15 +31,16 @@ def main(argv: list[str] | None = None) -> int:
 
     from xrayutils import benchmark, book, results
 
-    result = benchmark.run(args.data_dir or None, image_size=args.image_size, epochs=args.epochs, repeats=args.repeats,
-                           views=args.views, compute_steps=args.compute_steps, max_images_per_class=args.max_images_per_class or None)
+    result = benchmark.run(args.data_dir or None, image_size=args.image_size, timed_epochs=args.timed_epochs, repeats=args.repeats,
+                           augmented_views=args.augmented_views, compute_steps=args.compute_steps,
+                           max_images_per_class=args.max_images_per_class or None)
     print(f"device: {book.device()}; one training step: {result['train_step_gflop_per_image']:.2f} GFLOP per image")
     print(result["table"].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     for name, ratio in result["ratios"].items():
         print(f"{name}: {ratio:.2f}")
     payload = {**result, "table": result["table"].to_dict("records")}
     if args.full_protocol:
-        full = benchmark.full_protocol(args.data_dir or None, image_size=args.image_size, views=args.views)
+        full = benchmark.full_protocol(args.data_dir or None, image_size=args.image_size, augmented_views=args.augmented_views)
         print(full.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
         payload["full_protocol"] = full.to_dict("records")
     if args.output:

@@ -39,7 +39,7 @@ def test_benchmark_script_measures_every_method_and_writes_json(tmp_path):
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     out = tmp_path / "bench.json"
-    assert script.main(["--data-dir", str(data), "--image-size", "32", "--repeats", "1", "--views", "2",
+    assert script.main(["--data-dir", str(data), "--image-size", "32", "--repeats", "1", "--augmented-views", "2",
                         "--compute-steps", "2", "--output", str(out)]) == 0
     result = json.loads(out.read_text())
     methods = [row["method"] for row in result["table"]]

@@ -199,19 +199,19 @@ def original_style(build, images: pd.DataFrame, protocol: TrainingProtocol) -> M
     return Measurement("original style: ImageDataGenerator", training.samples, *timer.steady())
 
 
-def run(data_dir: str | Path | None = None, *, image_size: int = 224, epochs: int = 2, repeats: int = 3,
-        views: int = 3, compute_steps: int = 20, max_images_per_class: int | None = None, seed: int = 42,
+def run(data_dir: str | Path | None = None, *, image_size: int = 224, timed_epochs: int = 2, repeats: int = 3,
+        augmented_views: int = 3, compute_steps: int = 20, max_images_per_class: int | None = None, seed: int = 42,
         weights: models.Weights | None = None) -> dict[str, Any]:
     """Measure the three methods ``repeats`` times each (medians kept) and return the table and the ratios.
 
-    ``epochs`` per timed fit (the first is left out of the medians); the
+    ``timed_epochs`` per timed fit (the first is left out of the medians); the
     published protocol's 40 epochs on every training image are extrapolated from
     them.  ``max_images_per_class`` times on fewer images, to keep the benchmark short.
     """
     from xrayutils import datasets
 
     published = dataclasses.replace(PROTOCOL, image_size=image_size, seed=seed)
-    timed = dataclasses.replace(published, num_epochs=epochs)
+    timed = dataclasses.replace(published, num_epochs=timed_epochs)
     full = datasets.load("covid-xray", task="two", data_dir=data_dir, check_images=False, seed=seed)
     n_protocol = len(pipeline.split_frames(full, validation_fraction=published.validation_fraction, seed=seed)["train"])
     data = datasets.load("covid-xray", task="two", data_dir=data_dir, max_images_per_class=max_images_per_class, seed=seed)
@@ -225,7 +225,7 @@ def run(data_dir: str | Path | None = None, *, image_size: int = 224, epochs: in
     compute = Measurement("compute only (random tensors in memory)", n_train, step * np.ceil(n_train / timed.batch_size), 0.0)
     trials = {
         "plain": lambda: book_pipeline(build, frames, timed),
-        "cached": lambda: book_pipeline(build, frames, dataclasses.replace(timed, cache_features=True, augmented_views=views)),
+        "cached": lambda: book_pipeline(build, frames, dataclasses.replace(timed, cache_features=True, augmented_views=augmented_views)),
         "original": lambda: original_style(build, data.subset("train"), timed),
     }
     measured = {}
@@ -260,14 +260,15 @@ def run(data_dir: str | Path | None = None, *, image_size: int = 224, epochs: in
             "original style / cached pipeline (protocol time)":
                 original.protocol_seconds(epochs_published) / cached.protocol_seconds(epochs_published),
         },
-        "settings": {"image_size": image_size, "batch_size": timed.batch_size, "timed_epochs": epochs, "repeats": repeats,
-                     "views": views, "compute_steps": compute_steps, "train_images": n_train, "protocol_train_images": n_protocol,
+        "settings": {"image_size": image_size, "batch_size": timed.batch_size, "timed_epochs": timed_epochs, "repeats": repeats,
+                     "augmented_views": augmented_views, "compute_steps": compute_steps, "train_images": n_train,
+                     "protocol_train_images": n_protocol,
                      "published_epochs": epochs_published,
                      "validation_images": len(frames["validation"]), "weights": (weights or models.resolve_weights("none")).description},
     }
 
 
-def full_protocol(data_dir: str | Path | None = None, *, image_size: int = 224, views: int = 3, seed: int = 42,
+def full_protocol(data_dir: str | Path | None = None, *, image_size: int = 224, augmented_views: int = 3, seed: int = 42,
                   bootstrap_resamples: int = 1000, weights: models.Weights | None = None) -> pd.DataFrame:
     """Train the task-1 model through the whole published protocol twice, book style (cached) and original style.
 
@@ -290,11 +291,11 @@ def full_protocol(data_dir: str | Path | None = None, *, image_size: int = 224, 
                 "accuracy low": m["accuracy"]["low"], "accuracy high": m["accuracy"]["high"], "roc_auc": m["roc_auc"]["value"]}
 
     started = time.perf_counter()
-    cached = dataclasses.replace(protocol, cache_features=True, augmented_views=views)
+    cached = dataclasses.replace(protocol, cache_features=True, augmented_views=augmented_views)
     model, _, ds = _train_book(build, frames, cached)
     proba, _ = evaluate.predict_proba(model, ds["test"])
     y_test = frames["test"]["label"].to_numpy()
-    rows = [scored(f"book: tf.data, feature caching ({views} views)", y_test, proba, time.perf_counter() - started)]
+    rows = [scored(f"book: tf.data, feature caching ({augmented_views} views)", y_test, proba, time.perf_counter() - started)]
     keras.backend.clear_session()
 
     started = time.perf_counter()

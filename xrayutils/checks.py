@@ -98,7 +98,7 @@ def chapter_frames(saved: dict[str, Any], data_dir: str | Path | None) -> tuple[
     """
     provenance = saved["provenance"]
     dataset, recorded = next(iter(provenance["datasets"].items()))
-    data, frames = pipeline.load_split(*dataset.split("/"), TrainingProtocol.from_results(saved), data_dir)
+    data, frames = train.load_split(*dataset.split("/"), TrainingProtocol.from_results(saved), data_dir)
     if data.fingerprint() != recorded["fingerprint"]:
         raise ValueError(
             f"{dataset} now has fingerprint {data.fingerprint()}, but {provenance['chapter']} trained on "

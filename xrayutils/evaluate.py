@@ -296,7 +296,7 @@ def classification_reports(y_true: np.ndarray, probabilities: dict[str, np.ndarr
 
 def leaderboard(
     results: dict[str, dict[str, dict[str, float]]],
-    predictions: dict[str, np.ndarray],
+    probabilities: dict[str, np.ndarray],
     y_true: np.ndarray,
     *,
     metric: str,
@@ -304,13 +304,16 @@ def leaderboard(
 ) -> pd.DataFrame:
     """Models sorted by ``metric`` (best first), each column ``value [low, high]``, and McNemar against the best.
 
-    ``predictions`` holds each model's predicted class indices on the same test
-    images; ``mcnemar_p_vs_best`` is the exact p-value of the best model against each other one.
+    ``probabilities`` holds each model's class probabilities on the same test
+    images (a 1-D array: P(class 1)); McNemar's test compares the most probable
+    classes, and ``mcnemar_p_vs_best`` is the exact p-value of the best model
+    against each other one.
     """
     if metric not in columns:
         raise ValueError(f"metric {metric!r} must be one of the columns {columns}")
     order = sorted(results, key=lambda name: results[name][metric]["value"], reverse=True)
     best = order[0]
+    predictions = {name: _as_probabilities(proba).argmax(axis=1) for name, proba in probabilities.items()}
     rows = []
     for rank, name in enumerate(order, start=1):
         test = None if name == best else mcnemar_test(y_true, predictions[best], predictions[name])

@@ -15,9 +15,6 @@ import pandas as pd
 import tensorflow as tf
 from sklearn.model_selection import train_test_split
 
-from xrayutils import datasets
-from xrayutils.protocol import TrainingProtocol
-
 AUTOTUNE = tf.data.AUTOTUNE
 
 
@@ -128,19 +125,6 @@ def split_frames(dataset, *, validation_fraction: float, seed: int) -> dict[str,
         "validation": train.iloc[val_idx].reset_index(drop=True),
         "test": dataset.subset("test"),
     }
-
-
-def load_split(
-    name: str, task: str, protocol: TrainingProtocol, data_dir: str | None = None
-) -> tuple[datasets.XrayDataset, dict[str, pd.DataFrame]]:
-    """The dataset a protocol trains on and its :func:`split_frames`, as chapters 01-03 train and chapter 04 retrains.
-
-    The protocol's ``max_images_per_class``, ``validation_fraction`` and ``seed``
-    decide the images and the split, so a retraining sees the chapter's own.
-    """
-    data = datasets.load(name, task=task, data_dir=data_dir, max_images_per_class=protocol.max_images_per_class or None,
-                         seed=protocol.seed)
-    return data, split_frames(data, validation_fraction=protocol.validation_fraction, seed=protocol.seed)
 
 
 def split_counts(frames: dict[str, pd.DataFrame], classes: list[str]) -> pd.DataFrame:

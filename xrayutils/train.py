@@ -25,7 +25,7 @@ import pandas as pd
 import tensorflow as tf
 from keras import layers
 
-from xrayutils import caching, evaluate, models, pipeline, results
+from xrayutils import caching, datasets, evaluate, models, pipeline, results
 from xrayutils.protocol import TrainingProtocol
 
 
@@ -303,6 +303,19 @@ def fit(
     return result
 
 
+def load_split(
+    name: str, task: str, protocol: TrainingProtocol, data_dir: str | None = None
+) -> tuple[datasets.XrayDataset, dict[str, pd.DataFrame]]:
+    """The dataset a protocol trains on and its :func:`~xrayutils.pipeline.split_frames`, as chapters 01-03 train and chapter 04 retrains.
+
+    The protocol's ``max_images_per_class``, ``validation_fraction`` and ``seed``
+    decide the images and the split, so a retraining sees the chapter's own.
+    """
+    data = datasets.load(name, task=task, data_dir=data_dir, max_images_per_class=protocol.max_images_per_class or None,
+                         seed=protocol.seed)
+    return data, pipeline.split_frames(data, validation_fraction=protocol.validation_fraction, seed=protocol.seed)
+
+
 def model_filename(architecture: str, image_size: int, dataset: str, task: str) -> str:
     """Saved models are named by architecture, resolution and training data, e.g. ``vgg16-res224-covid-xray-two.keras``."""
     return f"{architecture.lower()}-res{image_size}-{dataset}-{task}.keras"
@@ -432,7 +445,7 @@ def train_and_test(
 def train_models(
     names: list[str],
     protocol: TrainingProtocol,
-    data: Any,
+    data: datasets.XrayDataset,
     frames: dict[str, pd.DataFrame],
     *,
     weights: dict[str, models.Weights],
@@ -442,8 +455,7 @@ def train_models(
 ) -> dict[str, ModelRun]:
     """Chapters 01-03: train and test each named model of the protocol's study in turn, save it and its test predictions.
 
-    ``data`` is the :class:`~xrayutils.datasets.XrayDataset` that ``frames`` split.
-    Prints one line per model (:meth:`ModelRun.status`).  A failed model is kept
+    ``frames`` split ``data`` (:func:`load_split`).  Prints one line per model (:meth:`ModelRun.status`).  A failed model is kept
     as such; only when every model failed is that an error.
     """
     runs = {}

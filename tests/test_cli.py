@@ -197,3 +197,8 @@ def test_chapters_needing_each_other_in_a_circle_are_refused(tmp_path, monkeypat
     monkeypatch.setattr(cli, "needs", lambda nb: {"a": ["b"], "b": ["a"]}[nb.stem])
     with pytest.raises(cli.ParameterError, match="circle"):
         cli.waves([a, b])
+
+
+@pytest.mark.parametrize("profile", ["smoke", "cpu", "paper"])
+def test_every_profiles_floors_are_well_formed(profile):
+    assert all(floor.metric in ("accuracy", "balanced_accuracy", "roc_auc", "f1_macro") for floor in cli.profile_floors(profile))

@@ -45,3 +45,65 @@ def test_every_chapter_a_chapter_needs_is_a_chapter():
     chapters = {results.DATA_EXPLORATION, *results.MODELLING, results.TRUST_CHECKS, results.SUMMARY, results.PERFORMANCE}
     assert set(results.NEEDS) <= chapters and all(set(needed) <= chapters for needed in results.NEEDS.values())
     assert results.TASK1 in results.NEEDS[results.PERFORMANCE]  # it reads chapter 01's training time
+
+
+def _chapter(root, chapter, models):
+    (root / chapter).mkdir(parents=True)
+    saved = {"provenance": {"chapter": chapter, "datasets": {"covid-xray/two": {}}}, "results": {"models": models}}
+    (root / chapter / "results.json").write_text(json.dumps(saved))
+
+
+def _scored(value, low, high):
+    return {"metrics": {"roc_auc": {"value": value, "low": low, "high": high},
+                        "balanced_accuracy": {"value": value, "low": low, "high": high}}}
+
+
+@pytest.fixture
+def floored(tmp_path):
+    _chapter(tmp_path, results.TASK1, {"VGG16": _scored(0.95, 0.9, 1.0)})
+    _chapter(tmp_path, results.CORONAHACK, {"ResNet34": _scored(0.64, 0.58, 0.7), "Xception": _scored(0.5, 0.5, 0.5),
+                                            "VGG19": {"error": "ResourceExhaustedError: out of memory"}})
+    return tmp_path
+
+
+def test_results_below_their_floor_are_named_with_chapter_model_metric_value_and_floor(floored):
+    floors = [results.Floor(results.TASK1, "roc_auc", at_least=0.9),
+              results.Floor(results.CORONAHACK, "balanced_accuracy", interval_above=0.5)]
+    failures = results.floor_failures(floored, floors, [results.TASK1, results.CORONAHACK])
+    assert failures == [
+        "03_coronahack_models, model Xception, balanced_accuracy: 0.500 [0.500, 0.500], below the floor interval above 0.5",
+        "03_coronahack_models, model VGG19, balanced_accuracy: no value (the model failed: ResourceExhaustedError: out of memory), "
+        "floor interval above 0.5",
+    ]
+    assert results.floor_failures(floored, [results.Floor(results.TASK1, "roc_auc", at_least=0.96)], [results.TASK1]) == [
+        "01_vgg16_binary, model VGG16, roc_auc: 0.950, below the floor >= 0.96"
+    ]
+    # a chapter this build did not run is not held to its floors (its results may be an older build's)
+    assert results.floor_failures(floored, floors, [results.TASK1]) == []
+    assert results.floor_failures(floored, [results.Floor(results.TASK1, "roc_auc", model="AlexNet", at_least=0.5)], [results.TASK1])
+
+
+def test_a_floor_must_say_what_it_bounds():
+    with pytest.raises(ValueError, match="exactly one of"):
+        results.Floor(results.TASK1, "roc_auc")
+    with pytest.raises(ValueError, match="modelling chapter"):
+        results.Floor(results.SUMMARY, "roc_auc", at_least=0.5)
+
+
+def test_a_build_below_a_floor_fails_after_running_everything(floored, monkeypatch, capsys):
+    from xrayutils import cli
+
+    monkeypatch.setattr(cli, "load_profiles", lambda: {"cpu": {"notebooks": {}, "floors": [
+        {"chapter": results.CORONAHACK, "metric": "balanced_accuracy", "interval_above": 0.5}]}})
+    monkeypatch.setattr(cli, "_fetch", lambda data_dir: 0.0)
+    ran = [{"notebook": results.TASK1, "status": "ok", "seconds": 1.0}, {"notebook": results.CORONAHACK, "status": "ok", "seconds": 1.0}]
+    monkeypatch.setattr(cli, "run_notebooks", lambda *args: ran)
+    (floored / "outputs").mkdir()
+    for chapter in (results.TASK1, results.CORONAHACK):
+        (floored / chapter).rename(floored / "outputs" / chapter)
+    assert cli.main(["build", "--profile", "cpu", "--build-dir", str(floored), "--no-html"]) == 1
+    err = capsys.readouterr().err
+    assert "Below its floor (cpu profile): 03_coronahack_models, model Xception" in err and "Failed: floors" in err
+    malformed = [{"chapter": results.TASK1, "metric": "roc_auc"}]
+    monkeypatch.setattr(cli, "load_profiles", lambda: {"cpu": {"notebooks": {}, "floors": malformed}})
+    assert cli.main(["build", "--profile", "cpu", "--build-dir", str(floored), "--no-html"]) == 2  # malformed: refused before running

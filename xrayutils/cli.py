@@ -41,8 +41,17 @@ class ParameterError(ValueError):
 
 
 def load_profiles(path: Path = ROOT / "profiles.yml") -> dict[str, dict[str, Any]]:
-    """The profiles file: ``{profile: {"description": str, "notebooks": {stem: {name: value}}}}``."""
+    """The profiles file: ``{profile: {"description": str, "notebooks": {stem: {name: value}}, "floors": [...]}}``."""
     return yaml.safe_load(path.read_text())
+
+
+def profile_floors(profile: str, profiles: dict[str, Any] | None = None) -> list[results.Floor]:
+    """The :class:`~xrayutils.results.Floor` s a profile holds its results to; a malformed one is an error before anything runs."""
+    profiles = profiles if profiles is not None else load_profiles()
+    try:
+        return [results.Floor(**floor) for floor in profiles.get(profile, {}).get("floors", [])]
+    except (TypeError, ValueError) as error:
+        raise ParameterError(f"profiles.yml, profile {profile!r}: a floor is malformed: {error}") from None
 
 
 def notebook_parameters(notebook: Path) -> dict[str, Any]:
@@ -292,10 +301,12 @@ def cmd_build(args: argparse.Namespace) -> int:
     build_dir = Path(args.build_dir or ROOT / "_build" / args.profile).resolve()
     site = build_dir / "site"
     started = time.perf_counter()
+    floors = profile_floors(args.profile)
     fetch_seconds = _fetch(args.data_dir)
     timings = run_notebooks(notebooks, args.profile, _parse_overrides(args.parameter), build_dir, _absolute(args.data_dir), args.jobs)
     extra = {"fetch data": fetch_seconds}
     failed = [t["notebook"] for t in timings if t["status"] != "ok"]
+    below = results.floor_failures(build_dir / "outputs", floors, [t["notebook"] for t in timings if t["status"] == "ok"])
     if not failed and not args.no_html:
         stage_book(site)
         t0 = time.perf_counter()
@@ -307,6 +318,9 @@ def cmd_build(args: argparse.Namespace) -> int:
         failed += ["html check"] if problems else []
         print(f"\nThe book: {html / 'index.html'}")
     _print_summary(timings, extra)
+    for message in below:
+        print(f"Below its floor ({args.profile} profile): {message}", file=sys.stderr)
+    failed += ["floors"] if below else []
     results.write_json_atomic(
         build_dir / "timings.json",
         {"profile": args.profile, "notebooks": timings, "other": extra, "total_s": time.perf_counter() - started},

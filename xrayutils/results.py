@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -186,3 +187,56 @@ def probabilities(table: pd.DataFrame, classes: list[str]) -> np.ndarray:
 def true_labels(table: pd.DataFrame, classes: list[str]) -> np.ndarray:
     """The ``true`` column of a predictions table as class indices."""
     return table["true"].map(classes.index).to_numpy()
+
+
+# Floors: d2l-style assertions on a profile's results
+
+@dataclass(frozen=True)
+class Floor:
+    """A result a build must reach: ``metric`` of ``model`` (``"*"``: every model) of ``chapter``.
+
+    ``at_least`` bounds the test value from below; ``interval_above`` asks the
+    95% interval's low end to lie above it (``balanced_accuracy`` above 0.5: better
+    than one class for all, beyond the test set's noise).  A model that failed is
+    below every floor.  Declared per profile in ``profiles.yml`` (``floors:``).
+    """
+
+    chapter: str
+    metric: str
+    model: str = "*"
+    at_least: float | None = None
+    interval_above: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.chapter not in MODELLING:
+            raise ValueError(f"a floor needs a modelling chapter ({', '.join(MODELLING)}), got {self.chapter!r}")
+        if (self.at_least is None) == (self.interval_above is None):
+            raise ValueError(f"a floor on {self.chapter} {self.metric} needs exactly one of at_least and interval_above")
+
+    def failures(self, records: list[dict[str, Any]]) -> list[str]:
+        """One message per model of ``records`` below this floor, naming chapter, model, metric, value and floor."""
+        mine = [r for r in records if r["chapter"] == self.chapter and self.model in ("*", r["model"])]
+        if not mine:
+            return [f"{self.chapter}: no model {self.model!r} to hold to its {self.metric} floor"]
+        found = []
+        for r in mine:
+            where = f"{self.chapter}, model {r['model']}, {self.metric}"
+            if "metrics" not in r:
+                found.append(f"{where}: no value (the model failed: {r.get('error')}), floor {self._floor()}")
+                continue
+            ci = r["metrics"][self.metric]
+            if self.at_least is not None and not ci["value"] >= self.at_least:
+                found.append(f"{where}: {ci['value']:.3f}, below the floor {self._floor()}")
+            if self.interval_above is not None and not ci["low"] > self.interval_above:
+                found.append(f"{where}: {ci['value']:.3f} [{ci['low']:.3f}, {ci['high']:.3f}], below the floor {self._floor()}")
+        return found
+
+    def _floor(self) -> str:
+        return f">= {self.at_least}" if self.at_least is not None else f"interval above {self.interval_above}"
+
+
+def floor_failures(output_root: str | Path, floors: list[Floor], chapters: list[str]) -> list[str]:
+    """Every result of ``chapters`` (those this build ran) below its floor, as messages; none when all hold."""
+    held = [floor for floor in floors if floor.chapter in chapters]
+    records = model_records(output_root, sorted({floor.chapter for floor in held}))
+    return [message for floor in held for message in floor.failures(records)]

@@ -68,3 +68,13 @@ def test_chapter01_is_set_beside_the_original_style_only_when_it_ran_the_publish
     write(72, 1)
     assert "shrunk protocol" in benchmark.chapter01_beside(tmp_path, table)
     assert "was hidden" in benchmark.pipeline_verdict(0.95) and "not fully hidden" in benchmark.pipeline_verdict(0.5)
+
+
+def test_whole_network_script_times_each_model_batch_and_xla_setting(tmp_path):
+    spec = importlib.util.spec_from_file_location("whole_network_speed", REPO_ROOT / "benchmarks" / "whole_network_speed.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "speed.json"
+    assert script.main(["--models", "ResNet34", "--image-size", "32", "--batch-sizes", "2", "4", "--steps", "1", "--output", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [row["batch"] for row in rows] == [2, 4] and all(row["images/s"] > 0 and row["GFLOP/s"] > 0 for row in rows)

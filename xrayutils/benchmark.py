@@ -117,7 +117,8 @@ class Measurement:
 
 
 def _compile(model: keras.Model, protocol: TrainingProtocol) -> None:
-    train.compile_model(model, num_classes=2, optimizer=protocol.optimizer, learning_rate=protocol.learning_rate)
+    train.compile_model(model, num_classes=2, optimizer=protocol.optimizer, learning_rate=protocol.learning_rate,
+                        jit_compile=protocol.jit_compile)
 
 
 def _published_augmentation(protocol: TrainingProtocol) -> keras.Sequential:
@@ -153,7 +154,10 @@ def _train_book(build, frames: dict[str, pd.DataFrame], protocol: TrainingProtoc
 
 
 def compute_only(build, protocol: TrainingProtocol, *, steps: int) -> float:
-    """Seconds per training step on one random batch held in memory (after a warm-up epoch)."""
+    """Seconds per training step on one random batch held in memory (after a warm-up epoch), augmentation included.
+
+    Any model of ``protocol``'s study: ``benchmarks/whole_network_speed.py`` times chapter 03's this way.
+    """
     size, batch = protocol.image_size, protocol.batch_size
     trainer = train.with_augmentation(build(), _published_augmentation(dataclasses.replace(protocol, seed=0)))
     _compile(trainer, protocol)

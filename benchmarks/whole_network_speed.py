@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32])
     parser.add_argument("--jit-compile", nargs="+", default=["false"], choices=["true", "false"], help="XLA off and/or on")
     parser.add_argument("--steps", type=int, default=5, help="timed training steps per trial (after two warm-up steps)")
+    parser.add_argument("--no-augment", action="store_true", help="time the model alone, without the in-model augmentation")
     parser.add_argument("--output", type=Path, help="write the table here as JSON")
     args = parser.parse_args(argv)
 
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     from xrayutils.protocol import TrainingProtocol
 
     base = TrainingProtocol(study="coronahack", image_size=args.image_size, batch_size=1, num_epochs=1, optimizer="adam",
-                            learning_rate=1e-3, validation_fraction=0.1, seed=0, weights="none")
+                            learning_rate=1e-3, validation_fraction=0.1, seed=0, weights="none", augment=not args.no_augment)
     rows = []
     for name in args.models:
         build = partial(models.build, "coronahack", name, base.input_shape, 2, models.resolve_weights("none"))
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
                 keras.backend.clear_session()
                 protocol = dataclasses.replace(base, batch_size=batch, jit_compile=jit == "true")
                 step = benchmark.compute_only(build, protocol, steps=args.steps)
-                rows.append({"model": name, "image size": args.image_size, "batch": batch, "XLA": jit,
+                rows.append({"model": name, "image size": args.image_size, "batch": batch, "augment": protocol.augment, "XLA": jit,
                              "threads": os.environ.get("TF_NUM_INTRAOP_THREADS", "all"), "s/step": step,
                              "images/s": batch / step, "GFLOP/s": batch / step * flops / 1e9})
                 print(pd.DataFrame(rows[-1:]).to_string(index=False, header=len(rows) == 1, float_format=lambda v: f"{v:.2f}"),

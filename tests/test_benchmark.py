@@ -78,3 +78,10 @@ def test_whole_network_script_times_each_model_batch_and_xla_setting(tmp_path):
     assert script.main(["--models", "ResNet34", "--image-size", "32", "--batch-sizes", "2", "4", "--steps", "1", "--output", str(out)]) == 0
     rows = json.loads(out.read_text())["rows"]
     assert [row["batch"] for row in rows] == [2, 4] and all(row["images/s"] > 0 and row["GFLOP/s"] > 0 for row in rows)
+
+
+def test_depthwise_and_separable_convolutions_cost_one_filter_per_input_channel():
+    inputs = keras.Input((8, 8, 4))
+    x = layers.DepthwiseConv2D(3, padding="same", trainable=False)(inputs)  # 2 * 8*8*4 * 9 = 4608
+    x = layers.SeparableConv2D(6, 3, padding="same", trainable=False)(x)  # 2 * 8*8 * 4 * (9 + 6) = 7680
+    assert benchmark.train_step_flops(keras.Model(inputs, x)) == 4608 + 7680

@@ -40,17 +40,25 @@ PROTOCOL = TrainingProtocol(study="class-challenge", image_size=224, batch_size=
 def train_step_flops(model: keras.Model) -> int:
     """Floating-point operations of one training step per image, counted from the conv and dense layers.
 
-    Multiply and add count as two.  A trainable layer costs its forward pass three
-    times (forward, gradient of the input, gradient of the weights); a frozen one
-    only its forward pass, because nothing before a frozen base trains, so no
-    gradient flows through it.  Pooling, activations and the optimiser are left out.
+    Depthwise convolutions (and the depthwise part of separable ones, as in
+    Xception and EfficientNet) cost one filter per input channel.  Multiply and
+    add count as two.  A trainable layer costs its forward pass three times
+    (forward, gradient of the input, gradient of the weights); a frozen one only
+    its forward pass, because nothing before a frozen base trains, so no gradient
+    flows through it.  Pooling, activations and the optimiser are left out.
     """
     total = 0
     for layer in caching.all_layers(model):
-        if isinstance(layer, layers.Conv2D):
+        if isinstance(layer, (layers.Conv2D, layers.DepthwiseConv2D, layers.SeparableConv2D)):
             _, height, width, channels = layer.output.shape
             kh, kw = layer.kernel_size
-            forward = 2 * height * width * channels * kh * kw * layer.input.shape[-1]
+            inputs = layer.input.shape[-1]
+            if isinstance(layer, layers.Conv2D):
+                forward = 2 * height * width * channels * kh * kw * inputs
+            elif isinstance(layer, layers.DepthwiseConv2D):
+                forward = 2 * height * width * channels * kh * kw
+            else:  # a depthwise filter per input channel, then a 1x1 convolution to the outputs
+                forward = 2 * height * width * inputs * (kh * kw + channels)
         elif isinstance(layer, layers.Dense):
             forward = 2 * layer.units * layer.input.shape[-1]
         else:
@@ -154,12 +162,14 @@ def _train_book(build, frames: dict[str, pd.DataFrame], protocol: TrainingProtoc
 
 
 def compute_only(build, protocol: TrainingProtocol, *, steps: int) -> float:
-    """Seconds per training step on one random batch held in memory (after a warm-up epoch), augmentation included.
+    """Seconds per training step on one random batch held in memory (after a warm-up epoch), augmentation included if ``protocol.augment``.
 
     Any model of ``protocol``'s study: ``benchmarks/whole_network_speed.py`` times chapter 03's this way.
     """
     size, batch = protocol.image_size, protocol.batch_size
-    trainer = train.with_augmentation(build(), _published_augmentation(dataclasses.replace(protocol, seed=0)))
+    trainer = build()
+    if protocol.augment:
+        trainer = train.with_augmentation(trainer, _published_augmentation(dataclasses.replace(protocol, seed=0)))
     _compile(trainer, protocol)
     x = tf.random.uniform((batch, size, size, 3), 0, 255, seed=0)
     y = tf.cast(tf.random.uniform((batch, 1), 0, 2, dtype=tf.int32, seed=1), tf.float32)

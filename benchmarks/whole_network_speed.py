@@ -3,7 +3,8 @@
 Every trial trains one model on one random batch held in memory (no input pipeline), with the
 CoronaHack augmentation in the model, as :func:`xrayutils.benchmark.compute_only` times it, and
 reports images/s and achieved GFLOP/s (conv and dense layers counted, trainable ones three times).
-Run it with TF_NUM_INTRAOP_THREADS set to compare thread counts.
+Run it with TF_NUM_INTRAOP_THREADS set to compare thread counts.  Keras turns XLA off, with a
+warning, for a model holding the augmentation layers: use --no-augment to time XLA itself.
 
     python benchmarks/whole_network_speed.py --models ResNet34 Xception --image-size 64 --batch-sizes 16 32 64
     python benchmarks/whole_network_speed.py --models ResNet34 --jit-compile true false --output speed.json
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
                 keras.backend.clear_session()
                 protocol = dataclasses.replace(base, batch_size=batch, jit_compile=jit == "true")
                 step = benchmark.compute_only(build, protocol, steps=args.steps)
-                rows.append({"model": name, "image size": args.image_size, "batch": batch, "augment": protocol.augment, "XLA": jit,
+                rows.append({"model": name, "image size": args.image_size, "batch": batch, "augment": protocol.augment, "XLA asked": jit,
                              "threads": os.environ.get("TF_NUM_INTRAOP_THREADS", "all"), "s/step": step,
                              "images/s": batch / step, "GFLOP/s": batch / step * flops / 1e9})
                 print(pd.DataFrame(rows[-1:]).to_string(index=False, header=len(rows) == 1, float_format=lambda v: f"{v:.2f}"),

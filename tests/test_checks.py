@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from xrayutils import checks, datasets, evaluate, results
+from xrayutils import checks, datasets, evaluate, models, results
 from xrayutils.protocol import TrainingProtocol
 
 
@@ -34,8 +34,8 @@ def test_shortcut_runs_train_masked_models(data_dir, tmp_path):
     data = datasets.load("covid-xray", task="two", data_dir=data_dir)
     saved = _saved(data, chapter="03_coronahack_models", study="coronahack", augment=False)
     _, frames = checks.chapter_frames(saved, data_dir)
-    runs = checks.shortcut_runs(saved, "ResNet34", data, frames, border_fraction=0.2, output_dir=tmp_path,
-                                provenance={"chapter": "04_trust_checks"})
+    runs = checks.shortcut_runs(saved, "ResNet34", data, frames, border_fraction=0.2, weights=models.resolve_weights("none"),
+                                output_dir=tmp_path, provenance={"chapter": "04_trust_checks"})
     assert set(runs) == {"border", "center"} and all(r.ok for r in runs.values())
     assert runs["border"].probabilities.shape == (4, 2)
     assert (tmp_path / "resnet34-res32-covid-xray-two-border-only.keras").exists()
@@ -46,8 +46,8 @@ def test_shortcut_runs_cache_the_frozen_base_as_their_chapter_did(data_dir, tmp_
     data = datasets.load("covid-xray", task="two", data_dir=data_dir)
     saved = _saved(data, cache_features=True, augmented_views=2)
     _, frames = checks.chapter_frames(saved, data_dir)
-    runs = checks.shortcut_runs(saved, "VGG16", data, frames, border_fraction=0.2, output_dir=tmp_path,
-                                provenance={"chapter": "04_trust_checks"})
+    runs = checks.shortcut_runs(saved, "VGG16", data, frames, border_fraction=0.2, weights=models.resolve_weights("none"),
+                                output_dir=tmp_path, provenance={"chapter": "04_trust_checks"})
     assert all(r.ok and r.history["cache"]["views"] == 2 for r in runs.values())
 
 
@@ -74,7 +74,7 @@ def test_without_files_rescores_on_the_rest():
     rescored = checks.without_files(PREDICTIONS, {"b.png"}, ["covid", "normal"], n_resamples=20, seed=0)
     assert rescored["n_all"] == 4 and rescored["n_removed"] == 1
     assert rescored["all"]["accuracy"]["value"] == 0.75 and rescored["without"]["accuracy"]["value"] == 1.0
-    assert checks.accuracy_change(rescored) == 0.25
+    assert checks.metric_change(rescored) == 0.25
     everything = {"a.png", "b.png", "c.png", "d.png"}
     assert checks.without_files(PREDICTIONS, everything, ["covid", "normal"], n_resamples=5, seed=0)["without"] is None
 

@@ -129,10 +129,6 @@ def _compile(model: keras.Model, protocol: TrainingProtocol) -> None:
                         jit_compile=protocol.jit_compile)
 
 
-def _published_augmentation(protocol: TrainingProtocol) -> keras.Sequential:
-    return train.augmentation(**protocol.augmentation_options(), seed=protocol.seed)
-
-
 def original_generator(*, augment: bool = True, **options: Any):
     """Keras' ``ImageDataGenerator``, with the published task-1 augmentation unless ``augment`` is off.
 
@@ -167,9 +163,9 @@ def compute_only(build, protocol: TrainingProtocol, *, steps: int) -> float:
     Any model of ``protocol``'s study: ``benchmarks/whole_network_speed.py`` times chapter 03's this way.
     """
     size, batch = protocol.image_size, protocol.batch_size
-    trainer = build()
-    if protocol.augment:
-        trainer = train.with_augmentation(trainer, _published_augmentation(dataclasses.replace(protocol, seed=0)))
+    trainer, layer = build(), train.augmentation_for(dataclasses.replace(protocol, seed=0))
+    if layer is not None:
+        trainer = train.with_augmentation(trainer, layer)
     _compile(trainer, protocol)
     x = tf.random.uniform((batch, size, size, 3), 0, 255, seed=0)
     y = tf.cast(tf.random.uniform((batch, 1), 0, 2, dtype=tf.int32, seed=1), tf.float32)

@@ -114,17 +114,18 @@ def shortcut_runs(
     frames: dict[str, pd.DataFrame],
     *,
     border_fraction: float,
+    weights: models.Weights,
     output_dir: Path,
     provenance: dict[str, Any],
 ) -> dict[str, train.ModelRun]:
     """Train ``model`` again, as its chapter did, on images whose centre (``"border"`` kept) or border (``"center"`` kept) is black.
 
-    ``data`` and ``frames`` come from :func:`chapter_frames`.  Returns
+    ``data`` and ``frames`` come from :func:`chapter_frames`, ``weights`` from
+    :func:`xrayutils.models.starting_weights` with the chapter's ``weights``.  Returns
     ``{"border": run, "center": run}``; the test images are masked the same way,
     because the mask is the model's first layer.
     """
     protocol = TrainingProtocol.from_results(saved).for_model(model)
-    weights = models.starting_weights(model, protocol.weights)
     stem = Path(train.model_filename(model, protocol.image_size, data.name, data.task)).stem
 
     def masked(keep: str) -> keras.Model:
@@ -177,15 +178,15 @@ def shortcut_tests(
         record = best[chapter]
         saved = results.load(Path(record["folder"]).parent, chapter)
         data, frames = chapter_frames(saved, data_dir)
-        protocol = TrainingProtocol.from_results(saved)
-        runs = shortcut_runs(saved, record["model"], data, frames, border_fraction=border_fraction, output_dir=output_dir,
-                             provenance=provenance)
+        weights = models.starting_weights(record["model"], TrainingProtocol.from_results(saved).weights)
+        runs = shortcut_runs(saved, record["model"], data, frames, border_fraction=border_fraction, weights=weights,
+                             output_dir=output_dir, provenance=provenance)
         y_test = results.true_labels(results.predictions(record), record["classes"])
         score = partial(evaluate.bootstrap_metrics, classes=record["classes"], n_resamples=n_resamples, seed=seed)
         metrics = {"full image": record["metrics"]}
         metrics.update({name: score(y_test, runs[keep].probabilities) if runs[keep].ok else None
                         for keep, name in SHORTCUT_VARIANTS.items()})
-        tests[chapter] = ShortcutTest(record, data, models.starting_weights(record["model"], protocol.weights), runs, metrics)
+        tests[chapter] = ShortcutTest(record, data, weights, runs, metrics)
     return tests
 
 
@@ -193,10 +194,10 @@ def shortcut_table(tests: dict[str, ShortcutTest]) -> pd.DataFrame:
     """Accuracy and ROC AUC of each variant, with a chance row per chapter."""
     rows = []
     for chapter, test in tests.items():
+        errors = {SHORTCUT_VARIANTS[keep]: run.error for keep, run in test.runs.items()}
         for variant, m in test.metrics.items():
-            keep = next((k for k, name in SHORTCUT_VARIANTS.items() if name == variant), None)
             rows.append({"chapter": chapter, "model": test.record["model"], "images": variant,
-                         "accuracy": evaluate.interval(m["accuracy"]) if m else f"FAILED: {test.runs[keep].error}",
+                         "accuracy": evaluate.interval(m["accuracy"]) if m else f"FAILED: {errors[variant]}",
                          "ROC AUC": evaluate.interval(m["roc_auc"]) if m else ""})
         chance = results.predictions(test.record)["true"].value_counts(normalize=True).max()
         rows.append({"chapter": chapter, "model": "chance", "images": "", "accuracy": f"{chance:.3f}", "ROC AUC": "0.500"})
@@ -246,11 +247,11 @@ def leakage(records: list[dict[str, Any]], pairs: pd.DataFrame, *, n_resamples: 
     return rescored
 
 
-def accuracy_change(rescored: dict[str, Any]) -> float:
-    """How much removing the duplicated images moved the accuracy (NaN when none was left)."""
+def metric_change(rescored: dict[str, Any], metric: str = "accuracy") -> float:
+    """How much removing the duplicated images moved ``metric`` (NaN when no image was left)."""
     if rescored["without"] is None:
         return float("nan")
-    return round(rescored["without"]["accuracy"]["value"] - rescored["all"]["accuracy"]["value"], 3)
+    return round(rescored["without"][metric]["value"] - rescored["all"][metric]["value"], 3)
 
 
 def leakage_table(rescored: dict[str, dict[str, Any]]) -> pd.DataFrame:
@@ -261,7 +262,7 @@ def leakage_table(rescored: dict[str, dict[str, Any]]) -> pd.DataFrame:
         for metric in ("accuracy", "roc_auc"):
             row[f"{metric}, all"] = evaluate.interval(r["all"][metric])
             row[f"{metric}, without duplicates"] = evaluate.interval(r["without"][metric]) if r["without"] else "no image left"
-            row[f"{metric} change"] = round(r["without"][metric]["value"] - r["all"][metric]["value"], 3) if r["without"] else float("nan")
+            row[f"{metric} change"] = metric_change(r, metric)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -373,7 +374,7 @@ def findings(checks: dict[str, Any]) -> dict[str, dict[str, str]]:
     for chapter, s in checks.get("shortcut", {}).items():
         say(f"{chapter}/{s['model']}", "shortcut", f"Shortcut test: {s['verdict']}.")
     for name, r in checks.get("leakage", {}).items():
-        say(name, "leakage", f"Removing {r['n_removed']} near-duplicated test images changes its accuracy by {accuracy_change(r):+.3f}.")
+        say(name, "leakage", f"Removing {r['n_removed']} near-duplicated test images changes its accuracy by {metric_change(r):+.3f}.")
     images = checks.get("external", {}).get("images")
     for name, rows in checks.get("external", {}).get("rates", {}).items():
         n = class_rate(pd.DataFrame(rows), "normal")

@@ -14,7 +14,6 @@ notebook's ``parameters`` cell: an unknown name is an error.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import re
@@ -185,35 +184,20 @@ def run_notebooks(
 
     if jobs == 1:
         return [one(nb) for nb in notebooks]
-    shared = str(max(1, (os.cpu_count() or 1) // jobs))
+    cores = os.cpu_count() or 1
     chosen = "TF_NUM_INTRAOP_THREADS" in os.environ  # the user's own setting wins
     timings = {}
-    with ThreadPoolExecutor(max_workers=jobs) as pool:  # each papermill run drives its own kernel process
-        for wave in waves(notebooks):
-            alone = len(wave) == 1 and wave[0].stem in results.RUNS_ALONE
-            threads = {} if chosen else {"TF_NUM_INTRAOP_THREADS": None if alone else shared}
-            with _environment(**threads):  # kernels inherit it
-                timings.update(zip(wave, pool.map(one, wave)))
-    return [timings[nb] for nb in notebooks]
-
-
-@contextlib.contextmanager
-def _environment(**values: str | None):
-    """Set (or, with ``None``, unset) environment variables for the kernels started inside, then put them back."""
-    before = {name: os.environ.get(name) for name in values}
-    for name, value in values.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
     try:
-        yield
+        with ThreadPoolExecutor(max_workers=jobs) as pool:  # each papermill run drives its own kernel process
+            for wave in waves(notebooks):
+                if not chosen:  # kernels inherit it; a chapter that runs alone gets every core
+                    alone = len(wave) == 1 and wave[0].stem in results.RUNS_ALONE
+                    os.environ["TF_NUM_INTRAOP_THREADS"] = str(cores if alone else max(1, cores // jobs))
+                timings.update(zip(wave, pool.map(one, wave)))
     finally:
-        for name, value in before.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        if not chosen:
+            os.environ.pop("TF_NUM_INTRAOP_THREADS", None)
+    return [timings[nb] for nb in notebooks]
 
 
 def stage_book(site: Path) -> None:

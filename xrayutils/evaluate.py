@@ -27,6 +27,15 @@ def _as_probabilities(y_prob: np.ndarray) -> np.ndarray:
     return y_prob
 
 
+def predicted_classes(y_prob: np.ndarray) -> np.ndarray:
+    """The most probable class of each image (a 1-D array is P(class 1) of a binary model).
+
+    >>> predicted_classes([0.2, 0.7]).tolist()
+    [0, 1]
+    """
+    return _as_probabilities(y_prob).argmax(axis=1)
+
+
 def roc_auc(y_true: np.ndarray, y_prob: np.ndarray) -> float:
     """ROC AUC from probabilities: binary, or one-vs-rest macro average for more classes.
 
@@ -268,7 +277,7 @@ def confusions(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> pd
 
 def most_frequent_mistakes(y_true: np.ndarray, probabilities: dict[str, np.ndarray], classes: list[str]) -> dict[str, pd.DataFrame]:
     """:func:`confusions` of each model's predicted classes (the most probable), by model name."""
-    return {name: confusions(y_true, _as_probabilities(proba).argmax(axis=1), classes) for name, proba in probabilities.items()}
+    return {name: confusions(y_true, predicted_classes(proba), classes) for name, proba in probabilities.items()}
 
 
 def mistakes_sentence(y_true: np.ndarray, mistakes: dict[str, pd.DataFrame], classes: list[str]) -> str:
@@ -288,7 +297,7 @@ def mistakes_sentence(y_true: np.ndarray, mistakes: dict[str, pd.DataFrame], cla
 def classification_reports(y_true: np.ndarray, probabilities: dict[str, np.ndarray], classes: list[str]) -> str:
     """scikit-learn's classification report of each model's predicted classes, one after another under its name."""
     def report(proba: np.ndarray) -> str:
-        return metrics.classification_report(y_true, _as_probabilities(proba).argmax(axis=1), labels=np.arange(len(classes)),
+        return metrics.classification_report(y_true, predicted_classes(proba), labels=np.arange(len(classes)),
                                               target_names=classes, digits=3, zero_division=0)
 
     return "\n".join(f"{name}\n{report(proba)}" for name, proba in probabilities.items())
@@ -313,7 +322,7 @@ def leaderboard(
         raise ValueError(f"metric {metric!r} must be one of the columns {columns}")
     order = sorted(results, key=lambda name: results[name][metric]["value"], reverse=True)
     best = order[0]
-    predictions = {name: _as_probabilities(proba).argmax(axis=1) for name, proba in probabilities.items()}
+    predictions = {name: predicted_classes(proba) for name, proba in probabilities.items()}
     rows = []
     for rank, name in enumerate(order, start=1):
         test = None if name == best else mcnemar_test(y_true, predictions[best], predictions[name])

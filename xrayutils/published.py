@@ -30,19 +30,18 @@ def table(study: str | None = None) -> pd.DataFrame:
     return rows if study is None else rows[rows["study"] == study].reset_index(drop=True)
 
 
-def chapter_rows(chapter: str) -> pd.DataFrame:
-    """The published rows of the task ``chapter`` reproduces, in the file's order."""
+def chapter_rows(chapter: str, published: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The rows of ``published`` (default: :func:`table`) for the task ``chapter`` reproduces, in the file's order."""
     study, task = TASK_OF_CHAPTER[chapter]
-    rows = table(study)
-    return rows[rows["task"].str.startswith(task)].reset_index(drop=True)
+    rows = table() if published is None else published
+    return rows[(rows["study"] == study) & rows["task"].str.startswith(task)].reset_index(drop=True)
 
 
 def row(published: pd.DataFrame, chapter: str, model: str) -> pd.Series | None:
     """The published result for this chapter's ``model``, if the reproduced study reported one."""
     if chapter not in TASK_OF_CHAPTER:
         return None
-    study, task = TASK_OF_CHAPTER[chapter]
-    rows = _naming(published[(published["study"] == study) & published["task"].str.startswith(task)], model)
+    rows = _naming(chapter_rows(chapter, published), model)
     return rows.iloc[0] if len(rows) else None
 
 

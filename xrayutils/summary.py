@@ -102,15 +102,15 @@ def trust_table(trust: dict[str, Any]) -> pd.DataFrame:
                          "result": "failed" if m is None
                          else f"ROC AUC {evaluate.interval(m['roc_auc'])}, accuracy {evaluate.interval(m['accuracy'])}"})
     for key, leak in trust.get("leakage", {}).items():
-        change = "no image left" if leak["without"] is None else f"{checks.accuracy_change(leak):+.3f}"
+        change = "no image left" if leak["without"] is None else f"{checks.metric_change(leak):+.3f}"
         rows.append({"check": "leakage: near-duplicates removed", "model": key,
                      "result": f"{leak['n_removed']} of {leak['n_all']} test images removed, accuracy change {change}"})
     for label, rates in trust.get("external", {}).get("rates", {}).items():
         for r in rates:
             if r["measure"] == "recall" and not pd.isna(r.get("value_external")):
                 rows.append({"check": f"external data: {r['class']} recall", "model": label,
-                             "result": f"{r['value_test']:.2f} own test set, {r['value_external']:.2f} [{r['low_external']:.2f}, "
-                                       f"{r['high_external']:.2f}] external (n={int(r['n_external'])})"})
+                             "result": f"{r['value_test']:.2f} own test set, {checks.rate_text(r, 'external')} external "
+                                       f"(n={int(r['n_external'])})"})
     for label, e in trust.get("calibration", {}).get("ece", {}).items():
         rows.append({"check": "calibration (ECE)", "model": label, "result": evaluate.interval(e)})
     return pd.DataFrame(rows, columns=["check", "model", "result"])
@@ -125,7 +125,7 @@ def published_position(records: list[dict[str, Any]], reported: pd.DataFrame, me
             continue
         ci = r["metrics"][metric]
         value = paper[metric]
-        where[f"{r['chapter']}/{r['model']}"] = "below" if value < ci["low"] else "above" if value > ci["high"] else "inside"
+        where[checks.key(r)] = "below" if value < ci["low"] else "above" if value > ci["high"] else "inside"
     return pd.Series(where, dtype=object)
 
 

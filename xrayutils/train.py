@@ -182,6 +182,12 @@ def augmentation_summary(augmented: bool, cache: dict[str, Any] | None) -> str:
     return f"{cache['views']} cached views per image" if cache else "fresh every epoch"
 
 
+def augmentation_for(protocol: TrainingProtocol) -> keras.Sequential | None:
+    """The study's published augmentation, seeded with the protocol's seed; ``None`` with ``augment`` off."""
+    options = protocol.augmentation_options()
+    return augmentation(**options, seed=protocol.seed) if options is not None else None
+
+
 def loss_for(num_classes: int) -> str:
     """Binary cross-entropy for one sigmoid unit, categorical cross-entropy for a softmax."""
     return "binary_crossentropy" if num_classes == 2 else "categorical_crossentropy"
@@ -266,8 +272,7 @@ def fit(
     """
     num_classes = max(2, model.output_shape[-1])
     started = time.perf_counter()
-    options = protocol.augmentation_options()
-    layer = augmentation(**options, seed=protocol.seed) if options is not None else None
+    layer = augmentation_for(protocol)
     trainer, cache = model, None
     if protocol.cache_features:
         split = caching.split_frozen(model)
@@ -455,8 +460,9 @@ def train_models(
 ) -> dict[str, ModelRun]:
     """Chapters 01-03: train and test each named model of the protocol's study in turn, save it and its test predictions.
 
-    ``frames`` split ``data`` (:func:`load_split`).  Prints one line per model (:meth:`ModelRun.status`).  A failed model is kept
-    as such; only when every model failed is that an error.
+    ``frames`` split ``data`` (:func:`load_split`).  Prints one line per model
+    (:meth:`ModelRun.status`).  A failed model is kept as such; only when every
+    model failed is that an error.
     """
     runs = {}
     for name in names:

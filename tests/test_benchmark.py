@@ -49,6 +49,37 @@ def test_benchmark_script_measures_every_method_and_writes_json(tmp_path):
     assert result["settings"]["train_images"] == result["settings"]["protocol_train_images"] > 0
 
 
+def test_full_protocol_trains_every_style_once_per_seed_and_compares_them_seed_by_seed(tmp_path):
+    data = make_tiny_data(tmp_path / "data")
+    spec = importlib.util.spec_from_file_location("task1_speed", REPO_ROOT / "benchmarks" / "task1_speed.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "seeds.json"
+    assert script.main(["--data-dir", str(data), "--image-size", "32", "--augmented-views", "2", "--full-protocol", "--seeds", "2",
+                        "--epochs", "1", "--skip-speed", "--output", str(out)]) == 0
+    result = json.loads(out.read_text())
+    runs = result["full_protocol"]
+    assert sorted((row["seed"], row["style"]) for row in runs) == sorted((s, style) for s in (1, 2) for style in benchmark.STYLES)
+    assert all(0 <= row["accuracy"] <= 1 for row in runs) and "table" not in result  # --skip-speed
+    comparison = {row["style"]: row for row in result["seed_comparison"]}
+    assert comparison[benchmark.STYLES[0]]["seeds"] == 2 and "(2 seeds)" in comparison[benchmark.STYLES[0]]["accuracy"]
+    assert "accuracy minus original [95% CI]" in comparison[benchmark.STYLES[1]]
+
+
+def test_seed_comparison_takes_differences_seed_by_seed():
+    import pandas as pd
+
+    table = pd.DataFrame([
+        {"seed": s, "style": style, "seconds": 60.0, "accuracy": acc, "roc_auc": 0.9}
+        for s, base in ((1, 0.6), (2, 0.9), (3, 0.75)) for style, acc in zip(benchmark.STYLES, (base + 0.1, base, base))
+    ])
+    rows = {row["style"]: row for row in benchmark.seed_comparison(table).to_dict("records")}
+    # the seeds differ by 0.3, but the cached style is 0.1 better on every seed: a paired interval of zero width
+    assert rows[benchmark.STYLES[0]]["accuracy minus original [95% CI]"] == "+0.100 [+0.100, +0.100]"
+    assert rows[benchmark.STYLES[1]]["accuracy minus original [95% CI]"] == "+0.000 [+0.000, +0.000]"
+    assert rows[benchmark.STYLES[2]]["accuracy"] == "0.750 ± 0.150 (3 seeds)"
+
+
 def test_chapter01_is_set_beside_the_original_style_only_when_it_ran_the_published_protocol(tmp_path):
     import pandas as pd
 

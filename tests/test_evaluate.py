@@ -3,6 +3,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from xrayutils import evaluate
@@ -202,3 +203,29 @@ def test_models_are_scored_on_the_same_resamples_and_their_mistakes_told():
     assert evaluate.mistakes_sentence(y, mistakes, ["x", "y"]) == "a makes none; b calls 2 of the 2 x images y"
     report = evaluate.classification_reports(y, {"a": right, "b": wrong}, ["x", "y"])
     assert report.startswith("a\n") and "\nb\n" in report and "accuracy" in report
+
+
+def test_seed_metrics_and_their_spread():
+    y = np.array([0, 1, 0, 1])
+    table = evaluate.seed_metrics(y, {1: np.array([0.1, 0.9, 0.2, 0.8]), 2: np.array([0.9, 0.1, 0.2, 0.8])}, classes=["a", "b"])
+    assert table.index.tolist() == [1, 2] and table.loc[1, "accuracy"] == 1.0 and table.loc[2, "accuracy"] == 0.5
+    spread = evaluate.seed_spread(table)["accuracy"]
+    assert spread == {"n": 2, "mean": 0.75, "sd": pytest.approx(np.std([1.0, 0.5], ddof=1)), "min": 0.5, "max": 1.0}
+    one = evaluate.seed_spread(table.iloc[:1])["accuracy"]
+    assert one["sd"] is None and evaluate.spread_text(one) == "1.000 (1 seed)"
+    assert evaluate.spread_table({"m": table}, ["accuracy"]).loc["m", "accuracy"] == "0.750 ± 0.354 (2 seeds)"
+
+
+def test_leaderboard_over_seeds_ranks_by_the_seed_mean_and_leaves_one_class_models_unranked():
+    y = np.array([0, 1] * 10)
+    ci = lambda v: {"accuracy": {"value": v, "low": v - 0.1, "high": v + 0.1}}  # noqa: E731
+    steady, lucky, constant = y.astype(float), np.where(np.arange(20) < 16, y, 1 - y).astype(float), np.ones(20)
+    per_seed = {"steady": pd.DataFrame({"accuracy": [0.8, 0.8]}), "lucky": pd.DataFrame({"accuracy": [0.95, 0.5]}),
+                "constant": pd.DataFrame({"accuracy": [0.99, 0.99]})}
+    board = evaluate.leaderboard({"steady": ci(0.8), "lucky": ci(0.9), "constant": ci(0.5)},
+                                 {"steady": steady, "lucky": lucky, "constant": constant}, y, metric="accuracy",
+                                 columns=["accuracy"], per_seed=per_seed)
+    assert board["model"].tolist() == ["steady", "lucky", "constant"]  # by the mean over seeds: 0.8 > 0.725
+    assert board.index.tolist() == [1, 2, "-"] and board["decides"].tolist() == ["yes", "yes", "one class for all"]
+    assert board.loc[1, "accuracy over seeds"] == "0.800 ± 0.000 (2 seeds)" and board.loc[1, "seeds"] == 2
+    assert evaluate.predicts_one_class(constant) and not evaluate.predicts_one_class(steady)

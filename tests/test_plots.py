@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import pytest
+from matplotlib.collections import PathCollection
 
 from tests.conftest import save_image, synthetic_xray
 from xrayutils import plots
@@ -81,3 +83,15 @@ def test_leaderboard_plot_puts_the_best_model_on_top():
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["A", "C", "B"]  # barh draws bottom-up
     assert len(ax.patches) == 3 and ax.get_legend() is not None
+
+
+def test_with_seeds_the_leaderboard_plot_orders_by_the_seed_mean_and_shows_each_seed():
+    ci = lambda v: {"roc_auc": {"value": v, "low": v - 0.05, "high": v + 0.05}}  # noqa: E731
+    per_seed = {"A": pd.DataFrame({"roc_auc": [0.9, 0.8, 0.85]}), "B": pd.DataFrame({"roc_auc": [0.6, 0.7, 0.65]})}
+    fig = plots.plot_leaderboard({"A": ci(0.7), "B": ci(0.9)}, "roc_auc", per_seed=per_seed)  # B's ensemble is better, A's seeds are
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["B", "A"]  # A on top
+    dots = np.concatenate([c.get_offsets()[:, 0] for c in ax.collections if isinstance(c, PathCollection)])
+    np.testing.assert_allclose(sorted(dots), sorted([0.9, 0.8, 0.85, 0.6, 0.7, 0.65]))
+    fig = plots.plot_metric_comparison({"A": ci(0.7)}, ["roc_auc"], per_seed=per_seed)
+    assert [len(c.get_offsets()) for c in fig.axes[0].collections if isinstance(c, PathCollection)] == [3]

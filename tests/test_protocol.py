@@ -39,8 +39,32 @@ def test_resnet34_trains_with_its_own_optimiser_and_augmentation_follows_the_stu
     ({"num_epochs": 0}, "num_epochs must be at least 1"),
     ({"batch_size": 0}, "batch_size must be at least 1"),
     ({"validation_fraction": 1.0}, "validation_fraction must be in"),
+    ({"seeds": [1, 1]}, "seeds must differ"),
+    ({"class_weight": "inverse"}, "class_weight must be"),
 ])
 def test_impossible_settings_are_refused(change, message):
     with pytest.raises(ValueError, match=message):
         TrainingProtocol(**{**dict(study="coronahack", image_size=72, batch_size=4, num_epochs=1, optimizer="adam",
                                    learning_rate=1e-3, validation_fraction=0.2, seed=0), **change})
+
+
+def test_training_seeds_leave_the_split_seed_and_everything_else_alone():
+    protocol = TrainingProtocol.from_parameters({**PARAMETERS, "seeds": [1, 2, 3]}, study="coronahack")
+    assert protocol.seeds == (1, 2, 3) and protocol.training_seeds == [1, 2, 3]
+    assert TrainingProtocol.from_parameters(PARAMETERS, study="coronahack").training_seeds == [7]  # no seeds: the chapter's seed
+    one = protocol.for_seed(2)
+    assert one.seed == 2 and one.training_seeds == [2]
+    assert {k: v for k, v in one.to_dict().items() if k not in ("seed", "seeds")} == \
+        {k: v for k, v in protocol.to_dict().items() if k not in ("seed", "seeds")}
+    saved = json.loads(json.dumps({"results": {"protocol": protocol.to_dict()}}))
+    assert TrainingProtocol.from_results(saved) == protocol  # the list comes back as the same tuple
+
+
+def test_balanced_class_weights_make_each_class_weigh_the_same():
+    protocol = TrainingProtocol.from_parameters({**PARAMETERS, "class_weight": "balanced"}, study="coronahack")
+    labels = [0] * 10 + [1] * 20
+    weights = protocol.class_weights(labels, 2)
+    assert weights == pytest.approx({0: 1.5, 1: 0.75})
+    assert 10 * weights[0] == pytest.approx(20 * weights[1])
+    assert protocol.class_weights([0, 0, 2], 3)[1] == 1.0  # an absent class
+    assert TrainingProtocol.from_parameters(PARAMETERS, study="coronahack").class_weights(labels, 2) is None

@@ -203,3 +203,39 @@ def test_train_models_trains_each_model_of_the_study_and_saves_its_predictions(s
     assert TrainingProtocol(**saved["protocol"]) == protocol and saved["n"]["test"] == len(frames["test"])
     with pytest.raises(RuntimeError, match="every model failed"):
         train.train_models(["LeNet"], protocol, data, frames, weights={"LeNet": weights["VGG16"]}, output_dir=tmp_path, provenance={})
+
+
+def test_seeds_change_initial_weights_and_order_and_nothing_else(splits, tmp_path, capsys):
+    data, frames = splits
+    protocol = dataclasses.replace(PROTOCOL, image_size=72, num_epochs=1, augment=False, learning_rate=1e-4, seeds=(1, 2))
+    weights = {"AlexNet": models.resolve_weights("none")}
+    run = train.train_models(["AlexNet"], protocol, data, frames, weights=weights, output_dir=tmp_path, provenance={})["AlexNet"]
+    assert run.ok and run.seeds == [1, 2] and "2 seeds" in capsys.readouterr().out
+    one, two = run.by_seed[1].probabilities, run.by_seed[2].probabilities
+    assert not np.allclose(one, two)  # the seeds trained different models...
+    np.testing.assert_allclose(run.probabilities, (one + two) / 2)  # ...whose mean is the ensemble
+    assert sorted(p.name for p in tmp_path.glob("*.keras")) == ["alexnet-res72-covid-xray-all.keras"]  # the first seed's
+    np.testing.assert_allclose(run.model.predict(np.zeros((1, 72, 72, 3)), verbose=0),
+                               keras.models.load_model(run.path).predict(np.zeros((1, 72, 72, 3)), verbose=0), atol=1e-6)
+    # a seed's run is the same as a chapter trained with that seed alone: the split and the rest are untouched
+    alone = train.train_models(["AlexNet"], dataclasses.replace(protocol, seeds=(2,)), data, frames, weights=weights,
+                               output_dir=tmp_path / "alone", provenance={})["AlexNet"]
+    np.testing.assert_array_equal(alone.probabilities, two)
+    saved = train.chapter_results({"AlexNet": run}, {}, weights, protocol, data.classes, frames)
+    entry = saved["models"]["AlexNet"]
+    assert set(entry["seeds"]) == {"1", "2"} and entry["model_seed"] == 1 and saved["protocol"]["seed"] == PROTOCOL.seed
+    assert entry["seed_spread"]["accuracy"]["n"] == 2 and entry["fit_seconds"] == run.fit_seconds
+    assert train.runs_table({"AlexNet": run}).loc["AlexNet", "seeds"] == 2
+
+
+def test_balanced_class_weights_reach_the_loss(splits, tmp_path):
+    data, frames = splits
+    plain = _run(splits, tmp_path / "a", build=lambda: tiny_model(num_classes=4), protocol=dataclasses.replace(PROTOCOL, augment=False))
+    counts = np.bincount(frames["train"]["label"], minlength=4)
+    assert counts.min() != counts.max()  # imbalanced, so the weights differ from 1
+    balanced = dataclasses.replace(PROTOCOL, augment=False, class_weight="balanced")
+    weighted = _run(splits, tmp_path / "b", build=lambda: tiny_model(num_classes=4), protocol=balanced)
+    assert weighted.history["class_weight"] == {str(c): round(w, 4) for c, w in balanced.class_weights(frames["train"]["label"], 4).items()}
+    assert "class_weight" not in plain.history
+    assert weighted.history["loss"][0] != pytest.approx(plain.history["loss"][0], rel=1e-6)
+    assert weighted.history["val_loss"] != plain.history["val_loss"]  # different training, though the validation loss is unweighted

@@ -20,6 +20,7 @@ import dataclasses
 import statistics
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +177,34 @@ def compute_only(build, protocol: TrainingProtocol, *, steps: int) -> float:
     return timer.train_seconds[0] / steps
 
 
+def epoch_times(
+    names: list[str], protocol: TrainingProtocol, runs: dict[str, train.ModelRun], *, train_images: int, steps: int = 2
+) -> pd.DataFrame:
+    """Seconds per training epoch of each of chapter 03's ``names`` here, and what ``protocol`` (epochs x seeds) costs with it.
+
+    A model in ``runs`` that trained gives its measured epochs (median, validation
+    included).  Any other is timed :func:`compute_only` for ``steps`` steps from
+    random weights and scaled to ``train_images``: a lower bound, without
+    decoding or validation.  Chapter 03 shows it for the models a profile
+    leaves out, so that what a full run would cost is measured, not guessed.
+    """
+    rows = []
+    for name in names:
+        run = runs.get(name)
+        if run is not None and run.ok:
+            seconds, how = statistics.median(run.history["seconds"]), "measured (median epoch, validation included)"
+        else:
+            keras.backend.clear_session()
+            build = partial(models.build, protocol.study, name, protocol.input_shape, 2, models.resolve_weights("none"))
+            step = compute_only(build, protocol.for_model(name), steps=steps)
+            seconds, how = step * np.ceil(train_images / protocol.batch_size), f"estimated from {steps} in-memory steps (lower bound)"
+        rows.append({"model": name, "trained here": run is not None and run.ok, "s per epoch": round(seconds, 1),
+                     "how": how, f"{protocol.num_epochs} epochs x {len(protocol.training_seeds)} seed(s) (min)":
+                     round(seconds * protocol.num_epochs * len(protocol.training_seeds) / 60, 1)})
+    keras.backend.clear_session()
+    return pd.DataFrame(rows).set_index("model")
+
+
 def book_pipeline(build, frames: dict[str, pd.DataFrame], protocol: TrainingProtocol) -> Measurement:
     """Chapter 01's training under ``protocol`` (a few epochs), timed per phase; the caching pass is the setup."""
     timer = _PhaseTimer()
@@ -278,50 +307,96 @@ def run(data_dir: str | Path | None = None, *, image_size: int = 224, timed_epoc
     }
 
 
-def full_protocol(data_dir: str | Path | None = None, *, image_size: int = 224, augmented_views: int = 3, seed: int = 42,
-                  bootstrap_resamples: int = 1000, weights: models.Weights | None = None) -> pd.DataFrame:
-    """Train the task-1 model through the whole published protocol twice, book style (cached) and original style.
+#: The three ways :func:`full_protocol` trains the task-1 protocol.
+STYLES = ("book: feature caching", "book: no caching", "original: ImageDataGenerator")
 
-    Returns one row per style: wall time end to end (data to test predictions) and
-    test accuracy with its 95% bootstrap interval, so that the speed-up can be
-    set beside the question whether the faster run learned as well.
+
+def full_protocol(data_dir: str | Path | None = None, *, image_size: int = 224, augmented_views: int = 3, seeds: tuple[int, ...] = (42,),
+                  num_epochs: int = PROTOCOL.num_epochs, bootstrap_resamples: int = 1000,
+                  weights: models.Weights | None = None) -> pd.DataFrame:
+    """Train the task-1 model through the whole published protocol each of :data:`STYLES`, once per seed.
+
+    Returns one row per seed and style: wall time end to end (data to test
+    predictions), test accuracy with its 95% bootstrap interval and ROC AUC.  The
+    book's split is drawn once (seed 42, as chapter 01); the original style splits
+    as the published notebook did (``validation_split`` on the train folder); both
+    score the same test folder.  A seed draws the model's initial weights (the
+    whole VGG16 when it starts from random weights), the augmentation and the
+    order, the same for every style, so that styles can be compared seed by seed
+    (:func:`seed_comparison`).
     """
     from xrayutils import datasets, evaluate
 
-    protocol = dataclasses.replace(PROTOCOL, image_size=image_size, seed=seed)
-    data = datasets.load("covid-xray", task="two", data_dir=data_dir, seed=seed)
-    frames = pipeline.split_frames(data, validation_fraction=protocol.validation_fraction, seed=seed)
+    protocol = dataclasses.replace(PROTOCOL, image_size=image_size, num_epochs=num_epochs)
+    data = datasets.load("covid-xray", task="two", data_dir=data_dir, seed=protocol.seed)
+    frames = pipeline.split_frames(data, validation_fraction=protocol.validation_fraction, seed=protocol.seed)
+    y_test = frames["test"]["label"].to_numpy()
 
     def build() -> keras.Model:
         return models.vgg16_transfer(protocol.input_shape, num_classes=2, weights=weights)
 
-    def scored(name: str, y_true: np.ndarray, proba: np.ndarray, seconds: float) -> dict[str, Any]:
+    def scored(style: str, seed: int, y_true: np.ndarray, proba: np.ndarray, started: float) -> dict[str, Any]:
         m = evaluate.bootstrap_metrics(y_true, proba, classes=data.classes, n_resamples=bootstrap_resamples, seed=seed)
-        return {"style": name, "seconds": seconds, "test images": len(y_true), "accuracy": m["accuracy"]["value"],
-                "accuracy low": m["accuracy"]["low"], "accuracy high": m["accuracy"]["high"], "roc_auc": m["roc_auc"]["value"]}
+        keras.backend.clear_session()
+        return {"seed": seed, "style": style, "seconds": round(time.perf_counter() - started, 1), "test images": len(y_true),
+                "accuracy": m["accuracy"]["value"], "accuracy low": m["accuracy"]["low"], "accuracy high": m["accuracy"]["high"],
+                "roc_auc": m["roc_auc"]["value"]}
 
-    started = time.perf_counter()
-    cached = dataclasses.replace(protocol, cache_features=True, augmented_views=augmented_views)
-    model, _, ds = _train_book(build, frames, cached)
-    proba, _ = evaluate.predict_proba(model, ds["test"])
-    y_test = frames["test"]["label"].to_numpy()
-    rows = [scored(f"book: tf.data, feature caching ({augmented_views} views)", y_test, proba, time.perf_counter() - started)]
-    keras.backend.clear_session()
+    rows = []
+    for seed in seeds:
+        for style, cache in zip(STYLES[:2], (True, False)):
+            started = time.perf_counter()
+            model, _, ds = _train_book(build, frames, dataclasses.replace(protocol, seed=seed, cache_features=cache,
+                                                                          augmented_views=augmented_views))
+            rows.append(scored(style, seed, y_test, evaluate.predict_proba(model, ds["test"])[0], started))
+        started = time.perf_counter()
+        test, proba = _train_original(build, data.root, dataclasses.replace(protocol, seed=seed))
+        rows.append(scored(STYLES[2], seed, test.classes, proba, started))
+    return pd.DataFrame(rows)
 
-    started = time.perf_counter()
+
+def _train_original(build, root: Path, protocol: TrainingProtocol):
+    """The published notebook's training (``flow_from_directory``, validation split of ``two/train``); test generator, probabilities."""
     generator = original_generator(validation_split=protocol.validation_fraction)
-    flow = dict(target_size=(image_size, image_size), batch_size=protocol.batch_size, class_mode="binary", seed=seed)
-    train.set_seed(seed)
+    flow = dict(target_size=(protocol.image_size,) * 2, batch_size=protocol.batch_size, class_mode="binary", seed=protocol.seed)
+    train.set_seed(protocol.seed)
     model = build()
     _compile(model, protocol)
     best = train._BestWeights(model)  # the book keeps the lowest-validation-loss epoch: so does this run, for a fair test score
-    model.fit(generator.flow_from_directory(str(data.root / "two" / "train"), subset="training", shuffle=True, **flow),
-              validation_data=generator.flow_from_directory(str(data.root / "two" / "train"), subset="validation", shuffle=False, **flow),
-              epochs=protocol.num_epochs, verbose=0, callbacks=[best])
-    test = original_generator(augment=False).flow_from_directory(str(data.root / "two" / "test"), shuffle=False, **flow)
-    proba = model.predict(test, verbose=0)
-    rows.append(scored("original: ImageDataGenerator", test.classes, proba, time.perf_counter() - started))
-    return pd.DataFrame(rows)
+    validation = generator.flow_from_directory(str(root / "two" / "train"), subset="validation", shuffle=False, **flow)
+    model.fit(generator.flow_from_directory(str(root / "two" / "train"), subset="training", shuffle=True, **flow),
+              validation_data=validation if validation.samples else None, epochs=protocol.num_epochs, verbose=0, callbacks=[best])
+    test = original_generator(augment=False).flow_from_directory(str(root / "two" / "test"), shuffle=False, **flow)
+    return test, model.predict(test, verbose=0)
+
+
+def seed_comparison(table: pd.DataFrame) -> pd.DataFrame:
+    """Per style of a :func:`full_protocol` table: accuracy and ROC AUC over seeds (mean ± sd), and the difference to the original style.
+
+    The difference is taken seed by seed (same initial weights), with a 95%
+    t-interval over seeds: an interval that holds 0 means the style's gap to the
+    original is within seed noise.
+    """
+    from scipy import stats
+
+    from xrayutils import evaluate
+
+    original = table[table["style"] == STYLES[2]].set_index("seed")
+    rows = []
+    for style, runs in table.groupby("style", sort=False):
+        runs = runs.set_index("seed")
+        row = {"style": style, "seeds": len(runs), "minutes (mean)": round(runs["seconds"].mean() / 60, 1)}
+        for metric in ("accuracy", "roc_auc"):
+            row[metric] = evaluate.spread_text(evaluate.seed_spread(runs[[metric]])[metric])
+            if style != STYLES[2]:
+                diff = (runs[metric] - original[metric].reindex(runs.index)).dropna()
+                if len(diff) > 1:
+                    half = stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / np.sqrt(len(diff))
+                    row[f"{metric} minus original [95% CI]"] = f"{diff.mean():+.3f} [{diff.mean() - half:+.3f}, {diff.mean() + half:+.3f}]"
+                elif len(diff):
+                    row[f"{metric} minus original [95% CI]"] = f"{diff.mean():+.3f} (1 seed)"
+        rows.append(row)
+    return pd.DataFrame(rows).fillna("")
 
 
 def chapter01_beside(output_root: str | Path, table: pd.DataFrame) -> str:

@@ -123,9 +123,11 @@ def shortcut_runs(
     ``data`` and ``frames`` come from :func:`chapter_frames`, ``weights`` from
     :func:`xrayutils.models.starting_weights` with the chapter's ``weights``.  Returns
     ``{"border": run, "center": run}``; the test images are masked the same way,
-    because the mask is the model's first layer.
+    because the mask is the model's first layer.  Each variant trains once, with
+    the chapter's first training seed.
     """
     protocol = TrainingProtocol.from_results(saved).for_model(model)
+    protocol = protocol.for_seed(protocol.training_seeds[0])  # the seed of the chapter's saved model
     stem = Path(train.model_filename(model, protocol.image_size, data.name, data.task)).stem
 
     def masked(keep: str) -> keras.Model:

@@ -303,6 +303,53 @@ def classification_reports(y_true: np.ndarray, probabilities: dict[str, np.ndarr
     return "\n".join(f"{name}\n{report(proba)}" for name, proba in probabilities.items())
 
 
+def predicts_one_class(y_prob: np.ndarray) -> bool:
+    """Whether every image gets the same most probable class: a model that decides nothing, whatever its accuracy."""
+    return len(np.unique(predicted_classes(y_prob))) == 1
+
+
+def seed_metrics(y_true: np.ndarray, by_seed: dict[int, np.ndarray], *, classes: list[str]) -> pd.DataFrame:
+    """Each training seed's :func:`point_metrics` on the same test images, one row per seed (index ``seed``)."""
+    rows = {seed: point_metrics(y_true, proba, classes=classes) for seed, proba in by_seed.items()}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("seed")
+
+
+def seed_spread(table: pd.DataFrame) -> dict[str, dict[str, float | None]]:
+    """Per metric of a :func:`seed_metrics` table: ``n`` seeds, ``mean``, ``sd`` (n - 1; ``None`` for one seed), ``min``, ``max``.
+
+    ``None`` also stands for a metric no seed defines, so the results file holds no NaN.
+    """
+    def number(value: float) -> float | None:
+        return None if pd.isna(value) else float(value)
+
+    return {
+        metric: {"n": int(values.notna().sum()), "mean": number(values.mean()), "sd": number(values.std(ddof=1)),
+                 "min": number(values.min()), "max": number(values.max())}
+        for metric, values in table.items()
+    }
+
+
+def spread_text(spread: dict[str, float | None], digits: int = 3) -> str:
+    """``"0.712 ± 0.034 (3 seeds)"``, or ``"0.712 (1 seed)"`` where a spread cannot be estimated.
+
+    >>> spread_text({"n": 3, "mean": 0.7, "sd": 0.05, "min": 0.65, "max": 0.75}, digits=2)
+    '0.70 ± 0.05 (3 seeds)'
+    """
+    if spread["mean"] is None:
+        return "-"
+    if spread["sd"] is None:
+        return f"{spread['mean']:.{digits}f} (1 seed)"
+    return f"{spread['mean']:.{digits}f} ± {spread['sd']:.{digits}f} ({spread['n']} seeds)"
+
+
+def spread_table(per_seed: dict[str, pd.DataFrame], metric_names: list[str]) -> pd.DataFrame:
+    """One row per model, one column per metric, each cell the mean ± sd over its seeds (:func:`spread_text`)."""
+    return pd.DataFrame(
+        {name: {m: spread_text(spread[m]) for m in metric_names} for name, spread in
+         ((name, seed_spread(table)) for name, table in per_seed.items())}
+    ).T.rename_axis("model")
+
+
 def leaderboard(
     results: dict[str, dict[str, dict[str, float]]],
     probabilities: dict[str, np.ndarray],
@@ -310,26 +357,45 @@ def leaderboard(
     *,
     metric: str,
     columns: list[str],
+    per_seed: dict[str, pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
-    """Models sorted by ``metric`` (best first), each column ``value [low, high]``, and McNemar against the best.
+    """Models ranked by ``metric`` (best first), each column ``value [low, high]``, and McNemar against the best.
 
     ``probabilities`` holds each model's class probabilities on the same test
     images (a 1-D array: P(class 1)); McNemar's test compares the most probable
     classes, and ``mcnemar_p_vs_best`` is the exact p-value of the best model
-    against each other one.
+    against each other one.  With ``per_seed`` (each model's :func:`seed_metrics`)
+    ``results`` and ``probabilities`` are the seed ensembles', the ranking is by
+    the mean over seeds, and every column gets a ``"<column> over seeds"`` twin
+    (mean ± sd).  A model whose every prediction is one class is not ranked
+    (rank ``-``, listed last, ``decides`` says so): its accuracy is the class
+    share, not a skill.
     """
     if metric not in columns:
         raise ValueError(f"metric {metric!r} must be one of the columns {columns}")
-    order = sorted(results, key=lambda name: results[name][metric]["value"], reverse=True)
+    spreads = {name: seed_spread(table) for name, table in (per_seed or {}).items()}
+
+    def score(name: str) -> float:
+        value = spreads[name][metric]["mean"] if name in spreads else results[name][metric]["value"]
+        return -np.inf if value is None or np.isnan(value) else value
+
+    one_class = {name for name, proba in probabilities.items() if predicts_one_class(proba)}
+    order = sorted(results, key=lambda name: (name in one_class, -score(name)))
     best = order[0]
     predictions = {name: predicted_classes(proba) for name, proba in probabilities.items()}
     rows = []
     for rank, name in enumerate(order, start=1):
         test = None if name == best else mcnemar_test(y_true, predictions[best], predictions[name])
-        rows.append(
-            {"rank": rank, "model": name, **{c: interval(results[name][c]) for c in columns},
-             "mcnemar_p_vs_best": np.nan if test is None else test["p_value"]}
-        )
+        row = {"rank": "-" if name in one_class else rank, "model": name}
+        if name in spreads:
+            row["seeds"] = len(per_seed[name])
+        for c in columns:
+            row[c] = interval(results[name][c])
+            if name in spreads:
+                row[f"{c} over seeds"] = spread_text(spreads[name][c])
+        row["mcnemar_p_vs_best"] = np.nan if test is None else test["p_value"]
+        row["decides"] = "one class for all" if name in one_class else "yes"
+        rows.append(row)
     return pd.DataFrame(rows).set_index("rank")
 
 

@@ -260,11 +260,14 @@ def plot_metric_comparison(
     *,
     published: dict[str, dict[str, float]] | None = None,
     chance: float | None = None,
+    per_seed: dict[str, pd.DataFrame] | None = None,
     ax: plt.Axes | None = None,
 ) -> plt.Figure:
     """Grouped bars of each model's test metrics with their 95% intervals; published values as black marks.
 
     ``chance`` draws the score of guessing (0.5 for a balanced binary task) as a dashed line.
+    With ``per_seed`` (each model's :func:`~xrayutils.evaluate.seed_metrics`) the
+    bars are the seed ensembles' and each seed's own score is a dot on its bar.
     """
     fig, ax = _axes(ax, (1.6 + 1.5 * len(metrics) * max(1, len(results)) / 2, 4.2))
     width = 0.8 / max(1, len(results))
@@ -276,6 +279,11 @@ def plot_metric_comparison(
                capsize=3, label=name)
         reported = (published or {}).get(name, {})
         marks += [(position[j], reported[m]) for j, m in enumerate(metrics) if reported.get(m) is not None]
+        if per_seed and name in per_seed:
+            for j, m in enumerate(metrics):
+                values = per_seed[name][m].to_numpy(float)
+                ax.scatter(np.full(len(values), position[j]), values, color="white", edgecolor="black", zorder=3, s=14,
+                           label="single seeds" if i == j == 0 else None)
     _mark_published(ax, marks, "_")
     if chance is not None:
         ax.axhline(chance, color="black", linestyle="--", linewidth=1, label="chance")
@@ -291,18 +299,34 @@ def plot_leaderboard(
     metric: str,
     *,
     published: dict[str, float] | None = None,
+    per_seed: dict[str, pd.DataFrame] | None = None,
     ax: plt.Axes | None = None,
 ) -> plt.Figure:
-    """One horizontal bar per model, best on top, with its 95% interval; published values as black marks."""
-    order = sorted(results, key=lambda name: results[name][metric]["value"])
+    """One horizontal bar per model, best on top, with its 95% interval; published values as black marks.
+
+    With ``per_seed`` (each model's :func:`~xrayutils.evaluate.seed_metrics`) the
+    bars are the seed ensembles', each seed's own score is a dot on its bar, and
+    models are ordered by the seeds' mean.
+    """
+    def rank(name: str) -> float:
+        value = per_seed[name][metric].mean() if per_seed and name in per_seed else results[name][metric]["value"]
+        return -np.inf if np.isnan(value) else value
+
+    order = sorted(results, key=rank)
     fig, ax = _axes(ax, (7, 0.9 + 0.45 * len(order)))
     ax.barh(order, [results[n][metric]["value"] for n in order],
-            xerr=_interval_errors([results[n][metric] for n in order]), capsize=3, color=sns.color_palette()[0])
+            xerr=_interval_errors([results[n][metric] for n in order]), capsize=3, color=sns.color_palette()[0],
+            label="seed ensemble" if per_seed else None)
+    for i, name in enumerate(order):
+        if per_seed and name in per_seed:
+            values = per_seed[name][metric].to_numpy(float)
+            ax.scatter(values, np.full(len(values), i), color="white", edgecolor="black", zorder=3, s=18,
+                       label="single seeds" if i == 0 else None)
     reported = published or {}
     marked = _mark_published(ax, [(reported[n], i) for i, n in enumerate(order) if reported.get(n) is not None], "|")
     ax.set_xlim(0, 1.02)
     ax.set_xlabel(f"test {metric} (95% bootstrap interval)")
-    if marked:
+    if marked or per_seed:
         ax.legend(fontsize="small", loc="lower right")
     return fig
 

@@ -11,9 +11,11 @@ Every field has the name of the notebook parameter it comes from.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 #: The published ``ImageDataGenerator`` settings of each study, as :func:`xrayutils.train.augmentation` options.
 PUBLISHED_AUGMENTATION: dict[str, dict[str, Any]] = {
@@ -33,6 +35,16 @@ class TrainingProtocol:
     published augmentation used when ``augment`` is on.  ``resnet34_optimizer``
     is chapter 03's: the study trained its ResNet34 with Adam, the backbones with
     Adamax (:meth:`for_model`).
+
+    ``seed`` draws the split (and the images kept by ``max_images_per_class``);
+    ``seeds`` are the training seeds: each model trains once per seed
+    (:meth:`for_seed`), which changes its initial weights (all of them when it
+    starts from random weights, the head's on ImageNet ones), the augmentation
+    drawn (cached views included) and the order of the batches, never the split.
+    Empty ``seeds`` train once, with ``seed``.  ``class_weight="balanced"``
+    weighs each training image by the inverse of its class's share (scikit-learn's
+    rule), so that a 2:1 imbalance does not make "always the larger class" the
+    easiest minimum of the loss.
     """
 
     study: str
@@ -51,8 +63,15 @@ class TrainingProtocol:
     jit_compile: bool | str = "auto"
     max_images_per_class: int = 0
     resnet34_optimizer: str | None = None
+    seeds: tuple[int, ...] = ()
+    class_weight: str = "none"
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))  # a list from a notebook or a results file
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must differ from one another, got {list(self.seeds)}")
+        if self.class_weight not in ("none", "balanced"):
+            raise ValueError(f"class_weight must be 'none' or 'balanced', got {self.class_weight!r}")
         if self.study not in PUBLISHED_AUGMENTATION:
             raise ValueError(f"study must be one of {sorted(PUBLISHED_AUGMENTATION)}, got {self.study!r}")
         for name in ("image_size", "batch_size", "num_epochs", "augmented_views"):
@@ -84,6 +103,30 @@ class TrainingProtocol:
         if name == "ResNet34" and self.resnet34_optimizer:
             return dataclasses.replace(self, optimizer=self.resnet34_optimizer)
         return self
+
+    @property
+    def training_seeds(self) -> list[int]:
+        """The seeds each model trains with: ``seeds``, or ``[seed]`` when none are given."""
+        return list(self.seeds) or [self.seed]
+
+    def for_seed(self, seed: int) -> TrainingProtocol:
+        """The protocol of one training run: ``seed`` for initial weights, augmentation and order.
+
+        The split was drawn before, with the chapter's own ``seed``
+        (:func:`xrayutils.train.load_split`); training code reads ``seed`` only for
+        what a training seed changes.
+        """
+        return dataclasses.replace(self, seed=seed, seeds=(seed,))
+
+    def class_weights(self, labels: Sequence[int], num_classes: int) -> dict[int, float] | None:
+        """Keras' ``class_weight`` for training labels ``labels``: ``n / (classes * count)`` each, or ``None``.
+
+        A class absent from ``labels`` gets weight 1 (it contributes nothing anyway).
+        """
+        if self.class_weight == "none":
+            return None
+        counts = np.bincount(np.asarray(labels, dtype=int), minlength=num_classes)
+        return {c: float(len(labels) / (num_classes * n)) if n else 1.0 for c, n in enumerate(counts)}
 
     @property
     def input_shape(self) -> tuple[int, int, int]:

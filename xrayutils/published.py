@@ -86,6 +86,10 @@ def setup_beside(
         "image size": (paper["image_size"], protocol.image_size),
         "epochs": (paper["epochs"], protocol.num_epochs),
         "weights kept from": ("last epoch", "lowest validation loss"),
+        "optimiser, learning rate": (f"{paper['optimizer']}, {paper['learning_rate']:g}",
+                                     f"{protocol.optimizer}, {protocol.learning_rate:g}"),
+        "class weights": ("none", protocol.class_weight),
+        "training seeds": ("1 run", ", ".join(map(str, protocol.training_seeds))),
         **{name.replace("_", " "): pair for name, pair in extra.items()},
     }
     return pd.DataFrame(setups, index=["published", "this run"]).T

@@ -17,6 +17,9 @@ from xrayutils.protocol import TrainingProtocol
 def summary_table(records: list[dict[str, Any]], reported: pd.DataFrame) -> pd.DataFrame:
     """Every model of every chapter: test metrics with 95% intervals, and the published numbers beside them.
 
+    The metrics are those of each model's seed ensemble; ``ROC AUC over seeds`` is
+    the mean ± sd of its single seeds.
+
     The CoronaHack study's "ROC AUC" came from hard labels, so it stands beside our
     balanced accuracy, not beside our ROC AUC from probabilities (neither study
     reported one from probabilities).
@@ -41,6 +44,7 @@ def summary_table(records: list[dict[str, Any]], reported: pd.DataFrame) -> pd.D
                 "balanced accuracy": evaluate.interval(m["balanced_accuracy"]),
                 "ROC AUC": evaluate.interval(m["roc_auc"]),
                 "macro F1": evaluate.interval(m["f1_macro"]),
+                "ROC AUC over seeds": evaluate.spread_text(r["seed_spread"]["roc_auc"]) if "seed_spread" in r else "–",
             })
         else:
             row.update({"accuracy": f"FAILED: {r.get('error', 'unknown error')}"})
@@ -74,13 +78,16 @@ def model_card(record: dict[str, Any], findings: dict[str, str] | None = None) -
         f"{n.get('test', '?')} test images. {datasets.SOURCES.get(dataset, '')}",
         f"- **Training:** weights {record.get('weights', '?')}; {p.image_size} px, batch {p.batch_size}, {p.optimizer} at "
         f"learning rate {p.learning_rate}, {p.num_epochs} epochs, augmentation {augmentation}, weights of the "
-        f"lowest validation loss kept, seed {p.seed}; profile `{record.get('profile', '?')}`.",
+        f"lowest validation loss kept, class weights {p.class_weight}, split seed {p.seed}, training seeds "
+        f"{', '.join(map(str, p.training_seeds))} (the file holds seed {record.get('model_seed', p.training_seeds[0])}'s model, "
+        f"the metrics are the seeds' ensemble); profile `{record.get('profile', '?')}`.",
     ]
     if "metrics" in record:
         m = record["metrics"]
         lines.append(
             f"- **Test metrics** (95% bootstrap intervals): accuracy {evaluate.interval(m['accuracy'])}, balanced "
-            f"accuracy {evaluate.interval(m['balanced_accuracy'])}, ROC AUC {evaluate.interval(m['roc_auc'])}."
+            f"accuracy {evaluate.interval(m['balanced_accuracy'])}, ROC AUC {evaluate.interval(m['roc_auc'])}"
+            + (f"; one seed alone: ROC AUC {evaluate.spread_text(record['seed_spread']['roc_auc'])}." if "seed_spread" in record else ".")
         )
     else:
         lines.append(f"- **Failed:** {record.get('error')}")

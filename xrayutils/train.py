@@ -247,9 +247,14 @@ def fit(
     protocol: TrainingProtocol,
     *,
     callbacks: list[keras.callbacks.Callback] | None = None,
+    class_weight: dict[int, float] | None = None,
     verbose: int = 2,
 ) -> dict[str, Any]:
     """Train ``model`` in place as ``protocol`` says and return its history; the best epoch's weights (by validation loss) are kept.
+
+    ``class_weight`` (:meth:`~xrayutils.protocol.TrainingProtocol.class_weights`)
+    weighs the training loss per class; the validation loss that chooses the
+    epoch stays unweighted.
 
     With ``protocol.augment`` the study's augmentation runs in front of the model
     during training only, so the saved model is the plain one and predicts on
@@ -293,6 +298,7 @@ def fit(
     history = trainer.fit(
         train, validation_data=validation, epochs=protocol.num_epochs, callbacks=[best, *(callbacks or [])], verbose=verbose,
         shuffle=False,  # tf.data shuffles
+        class_weight=class_weight,
     )
     result = {name: [float(v) for v in values] for name, values in history.history.items()}
     result.update(
@@ -303,6 +309,8 @@ def fit(
     result.update(
         augmented=layer is not None, precision=keras.mixed_precision.global_policy().name, jit_compile=bool(trainer.jit_compile)
     )
+    if class_weight is not None:
+        result["class_weight"] = {str(c): round(w, 4) for c, w in class_weight.items()}
     if cache is not None:
         result["cache"] = cache
     return result
@@ -347,7 +355,13 @@ def save_model(model: keras.Model, path: Path, *, classes: list[str], history: d
 
 @dataclass
 class ModelRun:
-    """What training and testing one model left: its history, test probabilities and file, or its error."""
+    """What training and testing one model left: its history, test probabilities and file, or its error.
+
+    From :func:`train_models`, a model trained over several seeds is one run:
+    ``by_seed`` holds each seed's own run, ``probabilities`` are their mean (the
+    seed ensemble), and ``model``, ``history`` and ``path`` are the first seed's,
+    the one model that is saved.
+    """
 
     name: str
     model: keras.Model | None = None
@@ -358,42 +372,88 @@ class ModelRun:
     weight_counts: dict[str, int] | None = None
     error: str | None = None
     predictions_file: str | None = None
+    by_seed: dict[int, ModelRun] = dataclasses.field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
+    @property
+    def seeds(self) -> list[int]:
+        return list(self.by_seed)
+
+    @property
+    def fit_seconds(self) -> float:
+        """Training time over every seed."""
+        runs = list(self.by_seed.values()) or [self]
+        return round(sum(run.history["fit_seconds"] for run in runs), 1)
+
     def save_predictions(self, test: pd.DataFrame, classes: list[str], folder: Path) -> Path:
         """Write the per-image test results (:func:`~xrayutils.evaluate.predictions_frame`) beside the model.
 
-        Chapter 04 and the summary read them back through the results file, which names the file.
+        With several seeds these are the seed ensemble's.  Chapter 04 and the
+        summary read them back through the results file, which names the file.
         """
         self.predictions_file = results.predictions_filename(self.name)
         path = Path(folder) / self.predictions_file
         results.write_atomic(path, evaluate.predictions_frame(test, self.probabilities, classes).to_csv(index=False))
         return path
 
-    def record(self, metrics: dict[str, Any] | None, weights: models.Weights) -> dict[str, Any]:
-        """This model's entry in its chapter's results file: metrics, history, size, times and weights, or its error."""
+    def seed_table(self, y_true: np.ndarray, classes: list[str]) -> pd.DataFrame:
+        """Each seed's test metrics (:func:`~xrayutils.evaluate.point_metrics`), one row per seed."""
+        return evaluate.seed_metrics(y_true, {seed: run.probabilities for seed, run in self.by_seed.items()}, classes=classes)
+
+    def record(self, metrics: dict[str, Any] | None, weights: models.Weights, seeds: pd.DataFrame | None = None) -> dict[str, Any]:
+        """This model's entry in its chapter's results file: metrics, history, size, times and weights, or its error.
+
+        ``metrics`` score ``probabilities`` (the seed ensemble); ``seeds``
+        (:meth:`seed_table`) adds each seed's metrics and their spread.
+        """
         if not self.ok:
             return {"error": self.error, "weights": weights.description, "pretrained": weights.pretrained}
-        return {
+        entry = {
             "metrics": metrics,
             "history": self.history,
             "weight_counts": self.weight_counts,
-            "fit_seconds": self.history["fit_seconds"],
+            "fit_seconds": self.fit_seconds,
             "predict_seconds_per_image": self.seconds_per_image,
             "model_file": self.path.name,
+            "model_seed": self.seeds[0] if self.seeds else None,
             "predictions_file": self.predictions_file,
             "weights": weights.description,
             "pretrained": weights.pretrained,
         }
+        if seeds is not None:
+            entry["seeds"] = {
+                str(seed): {**row, "best_epoch": self.by_seed[seed].history["best_epoch"],
+                            "fit_seconds": self.by_seed[seed].history["fit_seconds"]}
+                for seed, row in seeds.to_dict("index").items()
+            }
+            entry["seed_spread"] = evaluate.seed_spread(seeds)
+        return entry
 
     def status(self) -> str:
-        """One line for the page: the kept epoch, the time and how it trained, or the error."""
+        """One line for the page: the seeds, the kept epochs, the time and how it trained, or the error."""
         if not self.ok:
             return f"{self.name}: FAILED: {self.error}"
-        return f"{self.name}: kept epoch {self.history['best_epoch']}, {self.history['fit_seconds']:.0f} s, {speed_note(self.history)}"
+        runs = self.by_seed or {None: self}
+        epochs = "/".join(str(run.history["best_epoch"]) for run in runs.values())
+        seeds = f"{len(runs)} seeds, " if len(runs) > 1 else ""
+        return f"{self.name}: {seeds}kept epoch {epochs}, {self.fit_seconds:.0f} s, {speed_note(self.history)}"
+
+
+def over_seeds(name: str, runs: dict[int, ModelRun]) -> ModelRun:
+    """One model's runs, one per training seed, as one run: the seed ensemble (see :class:`ModelRun`).
+
+    A seed that failed fails the model, its error naming the seed: a crash is
+    never averaged away.
+    """
+    failed = [f"seed {seed}: {run.error}" for seed, run in runs.items() if not run.ok]
+    if failed:
+        return ModelRun(name, error="; ".join(failed), by_seed=runs)
+    first = next(iter(runs.values()))
+    ensemble = np.mean([run.probabilities for run in runs.values()], axis=0)
+    return dataclasses.replace(first, name=name, probabilities=ensemble, by_seed=runs)
 
 
 def train_and_test(
@@ -402,22 +462,24 @@ def train_and_test(
     frames: dict[str, pd.DataFrame],
     protocol: TrainingProtocol,
     *,
-    path: Path,
+    path: Path | None,
     classes: list[str],
     provenance: dict[str, Any],
     keep_model: bool = True,
 ) -> ModelRun:
     """Seed, build, :func:`fit`, predict the test split and :func:`save_model`; an error is returned, not raised.
 
-    ``frames`` are :func:`xrayutils.pipeline.split_frames`.  Each model is seeded
-    afresh and gets fresh datasets (a reused dataset would continue its shuffle
-    order), so its numbers do not depend on which models ran before it, and a
-    failing model leaves the others' results intact.  With ``keep_model=False``
-    the model is dropped once saved and Keras' state is cleared, so that many
-    models can run one after another in one process.  Feature caching is
-    skipped, with a message, for a model without a frozen base.  The model is
-    built and trained in the :func:`distribution` scope, at the protocol's
-    precision (:func:`set_precision`).
+    ``frames`` are :func:`xrayutils.pipeline.split_frames`; ``protocol.seed`` is
+    this run's training seed (:meth:`~xrayutils.protocol.TrainingProtocol.for_seed`).
+    Each run is seeded afresh and gets fresh datasets (a reused dataset would
+    continue its shuffle order), so its numbers do not depend on which models
+    ran before it, and a failing model leaves the others' results intact.  With
+    ``keep_model=False`` the model is dropped once saved and Keras' state is
+    cleared, so that many models can run one after another in one process;
+    ``path=None`` saves nothing.  Feature caching is skipped, with a message,
+    for a model without a frozen base.  The model is built and trained in the
+    :func:`distribution` scope, at the protocol's precision
+    (:func:`set_precision`), with the protocol's class weights.
     """
     try:
         set_seed(protocol.seed)
@@ -432,9 +494,11 @@ def train_and_test(
                 frames, image_size=protocol.image_size, batch_size=protocol.batch_size, num_classes=len(classes),
                 seed=protocol.seed, shuffle_train=not cache,
             )
-            history = fit(model, splits["train"], splits["validation"], protocol)
+            class_weight = protocol.class_weights(frames["train"]["label"].to_numpy(), len(classes))
+            history = fit(model, splits["train"], splits["validation"], protocol, class_weight=class_weight)
         probabilities, seconds_per_image = evaluate.predict_proba(model, splits["test"])
-        save_model(model, path, classes=classes, history=history, provenance=provenance)
+        if path is not None:
+            save_model(model, path, classes=classes, history=history, provenance=provenance)
         weight_counts = dict(zip(("total", "trainable"), models.count_parameters(model)))
     except Exception as error:  # noqa: BLE001 - reported in the model's row; the other models go on
         traceback.print_exc()
@@ -444,7 +508,7 @@ def train_and_test(
         del model
         model = None
         keras.backend.clear_session()
-    return ModelRun(name, model, history, probabilities, seconds_per_image, Path(path), weight_counts)
+    return ModelRun(name, model, history, probabilities, seconds_per_image, None if path is None else Path(path), weight_counts)
 
 
 def train_models(
@@ -458,18 +522,25 @@ def train_models(
     provenance: dict[str, Any],
     keep_models: bool = True,
 ) -> dict[str, ModelRun]:
-    """Chapters 01-03: train and test each named model of the protocol's study in turn, save it and its test predictions.
+    """Chapters 01-03: train and test each named model of the protocol's study once per training seed; save it and its predictions.
 
-    ``frames`` split ``data`` (:func:`load_split`).  Prints one line per model
-    (:meth:`ModelRun.status`).  A failed model is kept as such; only when every
-    model failed is that an error.
+    ``frames`` split ``data`` (:func:`load_split`).  Each model trains with
+    every seed of ``protocol.training_seeds`` (:func:`over_seeds`); the first
+    seed's model is saved, and kept in memory with ``keep_models``.  Prints one
+    line per model (:meth:`ModelRun.status`).  A failed model is kept as such;
+    only when every model failed is that an error.
     """
     runs = {}
     for name in names:
         build = functools.partial(models.build, protocol.study, name, protocol.input_shape, len(data.classes), weights[name])
         path = Path(output_dir) / model_filename(name, protocol.image_size, data.name, data.task)
-        run = train_and_test(name, build, frames, protocol.for_model(name), path=path, classes=data.classes,
-                             provenance=provenance, keep_model=keep_models)
+        by_seed = {}
+        for i, seed in enumerate(protocol.training_seeds):
+            by_seed[seed] = train_and_test(
+                name, build, frames, protocol.for_model(name).for_seed(seed), path=path if i == 0 else None,
+                classes=data.classes, provenance=provenance, keep_model=keep_models and i == 0,
+            )
+        run = over_seeds(name, by_seed)
         if run.ok:
             run.save_predictions(frames["test"], data.classes, output_dir)
         print(run.status(), flush=True)
@@ -487,10 +558,16 @@ def chapter_results(
     classes: list[str],
     frames: dict[str, pd.DataFrame],
 ) -> dict[str, Any]:
-    """What every modelling chapter's results file holds: the protocol, one entry per model, the classes and split sizes."""
+    """What every modelling chapter's results file holds: the protocol, one entry per model, the classes and split sizes.
+
+    A model's entry (:meth:`ModelRun.record`) holds its seed ensemble's ``metrics``
+    and each seed's own under ``seeds``.
+    """
+    y_test = frames["test"]["label"].to_numpy()
     return {
         "protocol": protocol.to_dict(),
-        "models": {name: run.record(metrics.get(name), weights[name]) for name, run in runs.items()},
+        "models": {name: run.record(metrics.get(name), weights[name], run.seed_table(y_test, classes) if run.ok else None)
+                   for name, run in runs.items()},
         "classes": classes,
         "n": {split: len(frame) for split, frame in frames.items()},
     }
@@ -506,8 +583,9 @@ def runs_table(runs: dict[str, ModelRun]) -> pd.DataFrame:
         rows[name] = {
             "parameters": f"{run.weight_counts['total']:,}",
             "trainable": f"{run.weight_counts['trainable']:,}",
-            "epoch kept": run.history["best_epoch"],
-            "training (s)": run.history["fit_seconds"],
+            "seeds": len(run.by_seed) or 1,
+            "epoch kept": "/".join(str(r.history["best_epoch"]) for r in (run.by_seed or {0: run}).values()),
+            "training (s)": run.fit_seconds,
             "inference (ms/image)": round(1000 * run.seconds_per_image, 1),
             "status": "ok",
         }

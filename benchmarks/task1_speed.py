@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
                        full_protocol_settings={"image_size": args.image_size, "num_epochs": args.epochs,
                                                "augmented_views": args.augmented_views, "seeds": args.seeds})
     if args.output:
-        results.write_json_atomic(args.output, {**payload, "versions": book.versions(), "commit": book.git_commit()})
+        results.write_json_atomic(args.output, {**payload, "device": book.device(), "versions": book.versions(),
+                                                "commit": book.git_commit()})
     return 0
 
 

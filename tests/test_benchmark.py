@@ -116,3 +116,17 @@ def test_depthwise_and_separable_convolutions_cost_one_filter_per_input_channel(
     x = layers.DepthwiseConv2D(3, padding="same", trainable=False)(inputs)  # 2 * 8*8*4 * 9 = 4608
     x = layers.SeparableConv2D(6, 3, padding="same", trainable=False)(x)  # 2 * 8*8 * 4 * (9 + 6) = 7680
     assert benchmark.train_step_flops(keras.Model(inputs, x)) == 4608 + 7680
+
+
+def test_the_gap_verdict_says_whether_zero_is_inside_the_paired_interval():
+    import pandas as pd
+
+    comparison = pd.DataFrame([
+        {"style": "book: feature caching", "accuracy minus original [95% CI]": "-0.050 [-0.090, -0.010]"},
+        {"style": "book: no caching", "accuracy minus original [95% CI]": "+0.010 [-0.020, +0.040]"},
+        {"style": "original: ImageDataGenerator", "accuracy minus original [95% CI]": ""},
+    ])
+    verdict = benchmark.gap_verdict(comparison)
+    assert "book: feature caching differs from the original style's accuracy beyond seed noise" in verdict
+    assert "book: no caching matches the original style's accuracy within seed noise" in verdict
+    assert "original: ImageDataGenerator" not in verdict

@@ -37,3 +37,12 @@ def test_parameters_are_the_names_of_literal_assignment_cells():
 
 def test_a_chapter_outside_a_notebook_has_no_parameters_unless_given(tmp_path):
     assert book.Chapter("00_test", profile="smoke", output_root=tmp_path).parameters == {}
+
+
+def test_cpu_model_names_the_cpu_and_its_vector_instructions(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx avx2 fma\n")
+    assert book.cpu_model(info) == "AMD EPYC, AVX2, no AVX-512"
+    info.write_text("model name\t: Intel Xeon\nflags\t\t: avx2 avx512f avx512_bf16\n")
+    assert book.cpu_model(info) == "Intel Xeon, AVX-512 with bfloat16"
+    assert book.cpu_model(tmp_path / "missing")  # not Linux: still a string

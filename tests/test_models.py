@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
 
@@ -127,3 +128,10 @@ def test_masked_model_saves_and_loads_with_its_mask(tmp_path):
     changed = images.copy()
     changed[:, 10:22, 10:22] = 0.0
     np.testing.assert_allclose(loaded.predict(changed, verbose=0), loaded.predict(images, verbose=0), rtol=1e-6)
+
+
+def test_batchnorm_momentum_reaches_every_batch_normalisation_layer_nested_ones_too():
+    inner = models.alexnet((72, 72, 3), 2)
+    outer = keras.Sequential([keras.Input((72, 72, 3)), inner])
+    assert models.set_batchnorm_momentum(outer, 0.9) == 5  # AlexNet's five convolutions
+    assert {layer.momentum for layer in inner.layers if isinstance(layer, keras.layers.BatchNormalization)} == {0.9}

@@ -41,6 +41,7 @@ def test_resnet34_trains_with_its_own_optimiser_and_augmentation_follows_the_stu
     ({"validation_fraction": 1.0}, "validation_fraction must be in"),
     ({"seeds": [1, 1]}, "seeds must differ"),
     ({"class_weight": "inverse"}, "class_weight must be"),
+    ({"batchnorm_momentum": 1.0}, "batchnorm_momentum must be"),
 ])
 def test_impossible_settings_are_refused(change, message):
     with pytest.raises(ValueError, match=message):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from keras import layers
 
-from xrayutils import datasets, models, pipeline, predict, train
+from xrayutils import caching, datasets, models, pipeline, predict, train
 from xrayutils.protocol import PUBLISHED_AUGMENTATION, TrainingProtocol
 
 
@@ -239,3 +239,27 @@ def test_balanced_class_weights_reach_the_loss(splits, tmp_path):
     assert "class_weight" not in plain.history
     assert weighted.history["loss"][0] != pytest.approx(plain.history["loss"][0], rel=1e-6)
     assert weighted.history["val_loss"] != plain.history["val_loss"]  # different training, though the validation loss is unweighted
+
+
+def test_the_cpu_profile_chapter03_protocol_trains_each_of_its_models(data_dir, tmp_path):
+    """Chapter 03 as the cpu profile sets it, on generated images, shrunk only in image size, epochs and seeds."""
+    import ast
+
+    from xrayutils import cli
+
+    notebook = cli.ROOT / "notebooks" / "03_coronahack_models.ipynb"
+    defaults = {name: ast.literal_eval(value) for name, value in cli.notebook_parameters(notebook).items()}
+    parameters = {**defaults, **cli.load_profiles()["cpu"]["notebooks"]["03_coronahack_models"]}
+    protocol = TrainingProtocol.from_parameters({**parameters, "image_size": 75, "num_epochs": 1, "seeds": [1]}, study="coronahack")
+    data, frames = train.load_split("coronahack", "two", protocol, data_dir)
+    names = parameters["model_names"]
+    weights = {name: models.starting_weights(name, protocol.weights) for name in names}
+    runs = train.train_models(names, protocol, data, frames, weights=weights, output_dir=tmp_path, provenance={}, keep_models=False)
+    expected_weights = protocol.class_weights(frames["train"]["label"].to_numpy(), 2)
+    for name, run in runs.items():
+        assert run.ok, f"{name}: {run.error}"
+        assert run.history.get("class_weight") == ({str(c): round(w, 4) for c, w in expected_weights.items()} if expected_weights else None)
+        if protocol.batchnorm_momentum is not None:
+            saved = keras.models.load_model(run.path)
+            momenta = {layer.momentum for layer in caching.all_layers(saved) if isinstance(layer, layers.BatchNormalization)}
+            assert momenta == {protocol.batchnorm_momentum}, name

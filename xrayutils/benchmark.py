@@ -17,6 +17,7 @@ validation) is extrapolated from the measured epoch times.  Used by
 from __future__ import annotations
 
 import dataclasses
+import json
 import statistics
 import time
 from dataclasses import dataclass
@@ -397,6 +398,47 @@ def seed_comparison(table: pd.DataFrame) -> pd.DataFrame:
                     row[f"{metric} minus original [95% CI]"] = f"{diff.mean():+.3f} (1 seed)"
         rows.append(row)
     return pd.DataFrame(rows).fillna("")
+
+
+#: Where ``benchmarks/task1_speed.py --full-protocol --seeds N --output`` leaves the seed table the Performance page shows.
+SEED_RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "task1_seeds.json"
+
+
+def stored_seed_comparison(path: Path = SEED_RESULTS) -> dict[str, Any] | None:
+    """The seed table ``task1_speed.py --full-protocol --seeds N`` stored at ``path``: runs, comparison, verdict and where it ran.
+
+    ``None`` when it was never run there.  The Performance page shows it as
+    measured, with its device and commit, because training the protocol three
+    ways over several seeds takes hours on a CPU, far beyond a book build.
+    """
+    if not Path(path).is_file():
+        return None
+    stored = json.loads(Path(path).read_text())
+    runs, comparison = pd.DataFrame(stored["full_protocol"]), pd.DataFrame(stored["seed_comparison"])
+    settings = stored["full_protocol_settings"]
+    about = (f"{settings['seeds']} seeds, {settings['image_size']} px, {settings['num_epochs']} epochs, "
+             f"{settings['augmented_views']} cached views; measured on {stored['device']}, commit {stored['commit']}")
+    return {"runs": runs, "comparison": comparison, "verdict": gap_verdict(comparison), "about": about}
+
+
+def gap_verdict(comparison: pd.DataFrame, metric: str = "accuracy") -> str:
+    """One sentence per book style of a :func:`seed_comparison` table: within seed noise of the original style, or not."""
+    column = f"{metric} minus original [95% CI]"
+    sentences = []
+    for row in comparison.to_dict("records"):
+        text = row.get(column, "")
+        if not text:
+            continue
+        if "[" not in text:
+            sentences.append(f"{row['style']}: {text} {metric} against the original style, one seed only, so no verdict.")
+            continue
+        low, high = (float(v) for v in text[text.index("[") + 1:-1].split(","))
+        if low <= 0 <= high:
+            verdict = f"matches the original style's {metric} within seed noise (difference {text})"
+        else:
+            verdict = f"differs from the original style's {metric} beyond seed noise (difference {text})"
+        sentences.append(f"{row['style']} {verdict}.")
+    return " ".join(sentences)
 
 
 def chapter01_beside(output_root: str | Path, table: pd.DataFrame) -> str:

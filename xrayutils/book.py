@@ -53,13 +53,36 @@ def git_commit(repo: Path = REPO_ROOT) -> str:
     return commit + ("+dirty" if dirty else "")
 
 
+def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU's model name and its widest vector instructions, e.g. ``"AMD EPYC, AVX2, no AVX-512"``.
+
+    Timings depend on both: bfloat16 mixed precision doubled VGG16's rate on a CPU
+    with AVX512-BF16 and gave nothing on an AVX2-only one.  ``"unknown CPU"`` where
+    ``/proc/cpuinfo`` cannot be read (not Linux).
+    """
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return platform.processor() or "unknown CPU"
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    flags = set(fields.get("flags", "").split())
+    if "avx512_bf16" in flags:
+        vector = "AVX-512 with bfloat16"
+    elif "avx512f" in flags:
+        vector = "AVX-512, no bfloat16"
+    else:
+        vector = "AVX2, no AVX-512" if "avx2" in flags else "no AVX2"
+    return f"{fields.get('model name', 'unknown CPU')}, {vector}"
+
+
 def device() -> str:
-    """The devices TensorFlow will compute on, e.g. ``"CPU (2 cores)"`` or ``"GPU: NVIDIA T4"``."""
+    """The devices TensorFlow will compute on, e.g. ``"CPU (2 cores: AMD EPYC, AVX2, no AVX-512)"`` or ``"GPU: NVIDIA T4"``."""
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
     if not gpus:
-        return f"CPU ({os.cpu_count()} cores), no GPU"
+        return f"CPU ({os.cpu_count()} cores: {cpu_model()}), no GPU"
     names = [tf.config.experimental.get_device_details(g).get("device_name", g.name) for g in gpus]
     return "GPU: " + ", ".join(names)
 

@@ -15,6 +15,8 @@ from pathlib import Path
 import keras
 from keras import layers
 
+from xrayutils import caching
+
 #: File Keras caches the ImageNet VGG16 convolutional base under (``~/.keras/models``).
 VGG16_NOTOP_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
 #: Smallest input side for which AlexNet's 11x11/4 stem and three 3/2 poolings leave a pixel.
@@ -139,6 +141,17 @@ def alexnet(input_shape: tuple[int, int, int] = (224, 224, 3), num_classes: int 
     x = layers.Dropout(0.5)(x)
     outputs = _classifier(x, num_classes)
     return keras.Model(inputs, outputs, name="alexnet")
+
+
+def set_batchnorm_momentum(model: keras.Model, momentum: float) -> int:
+    """Set the moving-statistics momentum of every batch-normalisation layer in ``model`` (nested ones too); returns how many.
+
+    Keras reads ``momentum`` at every call, so this holds for a built model.
+    """
+    found = [layer for layer in caching.all_layers(model) if isinstance(layer, layers.BatchNormalization)]
+    for layer in found:
+        layer.momentum = momentum
+    return len(found)
 
 
 def count_parameters(model: keras.Model) -> tuple[int, int]:

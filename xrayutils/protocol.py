@@ -44,7 +44,11 @@ class TrainingProtocol:
     Empty ``seeds`` train once, with ``seed``.  ``class_weight="balanced"``
     weighs each training image by the inverse of its class's share (scikit-learn's
     rule), so that a 2:1 imbalance does not make "always the larger class" the
-    easiest minimum of the loss.
+    easiest minimum of the loss.  ``batchnorm_momentum`` replaces the momentum of
+    every batch-normalisation layer (``None`` keeps the models' own, Keras' 0.99):
+    a network trained from random weights for a few hundred steps keeps, at 0.99,
+    much of its initial moving statistics, and then predicts one class at test
+    time however well it trained.
     """
 
     study: str
@@ -65,6 +69,7 @@ class TrainingProtocol:
     resnet34_optimizer: str | None = None
     seeds: tuple[int, ...] = ()
     class_weight: str = "none"
+    batchnorm_momentum: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))  # a list from a notebook or a results file
@@ -77,6 +82,8 @@ class TrainingProtocol:
         for name in ("image_size", "batch_size", "num_epochs", "augmented_views"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.batchnorm_momentum is not None and not 0 <= self.batchnorm_momentum < 1:
+            raise ValueError(f"batchnorm_momentum must be in [0, 1) or None, got {self.batchnorm_momentum}")
         if not 0 < self.validation_fraction < 1:
             raise ValueError(f"validation_fraction must be in (0, 1), got {self.validation_fraction}")
 

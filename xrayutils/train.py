@@ -479,13 +479,16 @@ def train_and_test(
     ``path=None`` saves nothing.  Feature caching is skipped, with a message,
     for a model without a frozen base.  The model is built and trained in the
     :func:`distribution` scope, at the protocol's precision
-    (:func:`set_precision`), with the protocol's class weights.
+    (:func:`set_precision`), with the protocol's class weights and batch-normalisation
+    momentum.
     """
     try:
         set_seed(protocol.seed)
         set_precision(protocol.mixed_precision)
         with distribution().scope():
             model = build()
+            if protocol.batchnorm_momentum is not None:
+                models.set_batchnorm_momentum(model, protocol.batchnorm_momentum)
             cache = protocol.cache_features and caching.split_frozen(model) is not None
             if protocol.cache_features and not cache:
                 print(f"{name}: no frozen base, so no feature caching: the whole model trains on images")

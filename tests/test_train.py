@@ -6,6 +6,7 @@ import json
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from keras import layers
 
 from xrayutils import caching, datasets, models, pipeline, predict, train
@@ -238,7 +239,16 @@ def test_balanced_class_weights_reach_the_loss(splits, tmp_path):
     assert weighted.history["class_weight"] == {str(c): round(w, 4) for c, w in balanced.class_weights(frames["train"]["label"], 4).items()}
     assert "class_weight" not in plain.history
     assert weighted.history["loss"][0] != pytest.approx(plain.history["loss"][0], rel=1e-6)
-    assert weighted.history["val_loss"] != plain.history["val_loss"]  # different training, though the validation loss is unweighted
+    assert weighted.history["val_loss"] != plain.history["val_loss"]
+
+
+def test_class_weights_become_sample_weights_for_one_hot_and_binary_labels():
+    images = tf.zeros((4, 2, 2, 3))
+    binary = tf.data.Dataset.from_tensor_slices((images, tf.constant([0.0, 1.0, 1.0, 0.0]))).batch(2)
+    one_hot = tf.data.Dataset.from_tensor_slices((images, tf.one_hot([2, 0, 1, 2], 3))).batch(2)
+    weights = lambda ds: np.concatenate([w.numpy() for _, _, w in train.with_class_weights(ds, {0: 0.5, 1: 2.0, 2: 3.0})])  # noqa: E731
+    np.testing.assert_allclose(weights(binary), [0.5, 2.0, 2.0, 0.5])
+    np.testing.assert_allclose(weights(one_hot), [3.0, 0.5, 2.0, 3.0])
 
 
 def test_the_cpu_profile_chapter03_protocol_trains_each_of_its_models(data_dir, tmp_path):

@@ -42,9 +42,10 @@ class TrainingProtocol:
     starts from random weights, the head's on ImageNet ones), the augmentation
     drawn (cached views included) and the order of the batches, never the split.
     Empty ``seeds`` train once, with ``seed``.  ``class_weight="balanced"``
-    weighs each training image by the inverse of its class's share (scikit-learn's
-    rule), so that a 2:1 imbalance does not make "always the larger class" the
-    easiest minimum of the loss.  ``batchnorm_momentum`` replaces the momentum of
+    weighs each image by the inverse of its class's share of the training images
+    (scikit-learn's rule), in the training and the validation loss, so that a 2:1
+    imbalance makes "always the larger class" neither the easiest minimum of the
+    loss nor the epoch kept.  ``batchnorm_momentum`` replaces the momentum of
     every batch-normalisation layer (``None`` keeps the models' own, Keras' 0.99):
     a network trained from random weights for a few hundred steps keeps, at 0.99,
     much of its initial moving statistics, and then predicts one class at test

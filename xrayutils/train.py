@@ -214,6 +214,23 @@ def compile_model(
     )
 
 
+def with_class_weights(dataset: tf.data.Dataset, class_weight: dict[int, float]) -> tf.data.Dataset:
+    """``(images, labels, weights)`` batches: each image weighed by its class's ``class_weight``.
+
+    Keras' own ``class_weight`` weighs the training loss only; as sample weights
+    the validation loss (and the choice of epoch) is weighed the same way.
+    Labels are one-hot, or P(class 1) targets of a binary model.
+    """
+    table = tf.constant([class_weight.get(c, 1.0) for c in range(max(class_weight) + 1)], tf.float32)
+
+    def add(x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        one_hot = y.shape.rank == 2 and y.shape[-1] > 1
+        labels = tf.argmax(y, axis=-1) if one_hot else tf.cast(tf.round(tf.reshape(y, [-1])), tf.int64)
+        return x, y, tf.gather(table, labels)
+
+    return dataset.map(add, num_parallel_calls=tf.data.AUTOTUNE)
+
+
 class _BestWeights(keras.callbacks.Callback):
     """Remember the weights of the epoch with the lowest validation loss; put them back at the end."""
 
@@ -253,8 +270,10 @@ def fit(
     """Train ``model`` in place as ``protocol`` says and return its history; the best epoch's weights (by validation loss) are kept.
 
     ``class_weight`` (:meth:`~xrayutils.protocol.TrainingProtocol.class_weights`)
-    weighs the training loss per class; the validation loss that chooses the
-    epoch stays unweighted.
+    weighs every image by its class, in training and validation alike
+    (:func:`with_class_weights`): the epoch kept is then the one with the lowest
+    class-balanced validation loss, not one that wins by favouring the larger
+    class, and the history's losses and accuracies are class-weighted.
 
     With ``protocol.augment`` the study's augmentation runs in front of the model
     during training only, so the saved model is the plain one and predicts on
@@ -292,13 +311,14 @@ def fit(
         cache = {"views": views, "encode_seconds": round(time.perf_counter() - started, 1), "feature_shape": list(features.shape[2:])}
     elif layer is not None:
         trainer = with_augmentation(model, layer)
+    if class_weight is not None:
+        train, validation = with_class_weights(train, class_weight), with_class_weights(validation, class_weight)
     compile_model(trainer, num_classes=num_classes, optimizer=protocol.optimizer, learning_rate=protocol.learning_rate,
                   jit_compile=protocol.jit_compile)
     best = _BestWeights(model)
     history = trainer.fit(
         train, validation_data=validation, epochs=protocol.num_epochs, callbacks=[best, *(callbacks or [])], verbose=verbose,
         shuffle=False,  # tf.data shuffles
-        class_weight=class_weight,
     )
     result = {name: [float(v) for v in values] for name, values in history.history.items()}
     result.update(

@@ -14,6 +14,14 @@ from xrayutils import benchmark, models
 from xrayutils.book import REPO_ROOT
 
 
+def load_script(name: str):
+    """A script of ``benchmarks/`` as a module, to call its ``main`` with arguments."""
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "benchmarks" / f"{name}.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
+
+
 def test_train_step_flops_counts_frozen_layers_once_and_trainable_ones_three_times():
     inputs = keras.Input((8, 8, 3))
     x = layers.Conv2D(4, 3, trainable=False)(inputs)  # 6x6x4 outputs, 3x3x3 taps each: 2 * 6*6*4 * 27 = 7776
@@ -35,9 +43,7 @@ def test_protocol_time_scales_per_image_and_adds_the_setup():
 
 def test_benchmark_script_measures_every_method_and_writes_json(tmp_path):
     data = make_tiny_data(tmp_path / "data")
-    spec = importlib.util.spec_from_file_location("task1_speed", REPO_ROOT / "benchmarks" / "task1_speed.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("task1_speed")
     out = tmp_path / "bench.json"
     assert script.main(["--data-dir", str(data), "--image-size", "32", "--repeats", "1", "--augmented-views", "2",
                         "--compute-steps", "2", "--output", str(out)]) == 0
@@ -51,9 +57,7 @@ def test_benchmark_script_measures_every_method_and_writes_json(tmp_path):
 
 def test_full_protocol_trains_every_style_once_per_seed_and_compares_them_seed_by_seed(tmp_path):
     data = make_tiny_data(tmp_path / "data")
-    spec = importlib.util.spec_from_file_location("task1_speed", REPO_ROOT / "benchmarks" / "task1_speed.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("task1_speed")
     out = tmp_path / "seeds.json"
     assert script.main(["--data-dir", str(data), "--image-size", "32", "--augmented-views", "2", "--full-protocol", "--seeds", "2",
                         "--epochs", "1", "--skip-speed", "--output", str(out)]) == 0
@@ -102,9 +106,7 @@ def test_chapter01_is_set_beside_the_original_style_only_when_it_ran_the_publish
 
 
 def test_whole_network_script_times_each_model_batch_and_xla_setting(tmp_path):
-    spec = importlib.util.spec_from_file_location("whole_network_speed", REPO_ROOT / "benchmarks" / "whole_network_speed.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("whole_network_speed")
     out = tmp_path / "speed.json"
     assert script.main(["--models", "ResNet34", "--image-size", "32", "--batch-sizes", "2", "4", "--steps", "1", "--output", str(out)]) == 0
     rows = json.loads(out.read_text())["rows"]

@@ -445,7 +445,8 @@ class ModelRun:
         }
         if seeds is not None:
             entry["seeds"] = {
-                str(seed): {**row, "best_epoch": self.by_seed[seed].history["best_epoch"],
+                str(seed): {**{k: None if pd.isna(v) else v for k, v in row.items()},  # no NaN in the JSON file
+                            "best_epoch": self.by_seed[seed].history["best_epoch"],
                             "fit_seconds": self.by_seed[seed].history["fit_seconds"]}
                 for seed, row in seeds.to_dict("index").items()
             }

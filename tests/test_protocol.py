@@ -69,3 +69,14 @@ def test_balanced_class_weights_make_each_class_weigh_the_same():
     assert 10 * weights[0] == pytest.approx(20 * weights[1])
     assert protocol.class_weights([0, 0, 2], 3)[1] == 1.0  # an absent class
     assert TrainingProtocol.from_parameters(PARAMETERS, study="coronahack").class_weights(labels, 2) is None
+
+
+def test_model_settings_change_one_model_and_refuse_what_is_not_a_per_model_setting():
+    protocol = TrainingProtocol.from_parameters({**PARAMETERS, "model_settings": {"Xception": {"num_epochs": 9}}}, study="coronahack")
+    assert protocol.for_model("Xception").num_epochs == 9 and protocol.for_model("VGG16").num_epochs == PARAMETERS["num_epochs"]
+    assert protocol.for_model("ResNet34").optimizer == "adam"  # resnet34_optimizer still applies
+    saved = json.loads(json.dumps({"results": {"protocol": protocol.to_dict()}}))
+    assert TrainingProtocol.from_results(saved) == protocol
+    for bad in ({"epochs": 9}, {"validation_fraction": 0.5}):  # not a setting; the split is shared by every model
+        with pytest.raises(ValueError, match="names no training setting"):
+            TrainingProtocol.from_parameters({**PARAMETERS, "model_settings": {"Xception": bad}}, study="coronahack")

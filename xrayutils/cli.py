@@ -304,6 +304,9 @@ def cmd_build(args: argparse.Namespace) -> int:
     _print_summary(timings, extra)
     for message in below:
         print(f"Below its floor ({args.profile} profile): {message}", file=sys.stderr)
+    held = [floor for floor in floors if floor.chapter in {t["notebook"] for t in timings if t["status"] == "ok"}]
+    if held and not below:
+        print(f"Floors ({args.profile} profile): all {len(held)} held")
     failed += ["floors"] if below else []
     results.write_json_atomic(
         build_dir / "timings.json",

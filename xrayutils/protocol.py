@@ -49,7 +49,9 @@ class TrainingProtocol:
     every batch-normalisation layer (``None`` keeps the models' own, Keras' 0.99):
     a network trained from random weights for a few hundred steps keeps, at 0.99,
     much of its initial moving statistics, and then predicts one class at test
-    time however well it trained.
+    time however well it trained.  ``model_settings`` changes settings for one
+    model (:meth:`for_model`), e.g. ``{"AlexNet": {"num_epochs": 10}}``: a network
+    trained whole from scratch may need a shorter run than a cached head beside it.
     """
 
     study: str
@@ -71,6 +73,7 @@ class TrainingProtocol:
     seeds: tuple[int, ...] = ()
     class_weight: str = "none"
     batchnorm_momentum: float | None = None
+    model_settings: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))  # a list from a notebook or a results file
@@ -78,6 +81,12 @@ class TrainingProtocol:
             raise ValueError(f"seeds must differ from one another, got {list(self.seeds)}")
         if self.class_weight not in ("none", "balanced"):
             raise ValueError(f"class_weight must be 'none' or 'balanced', got {self.class_weight!r}")
+        shared = {"study", "model_settings", "seed", "seeds", "validation_fraction", "max_images_per_class", "weights"}  # one split
+        settings = {f.name for f in dataclasses.fields(self)} - shared
+        for model, changes in self.model_settings.items():
+            unknown = set(changes) - settings
+            if unknown:
+                raise ValueError(f"model_settings[{model!r}] names no training setting: {sorted(unknown)} (settings: {sorted(settings)})")
         if self.study not in PUBLISHED_AUGMENTATION:
             raise ValueError(f"study must be one of {sorted(PUBLISHED_AUGMENTATION)}, got {self.study!r}")
         for name in ("image_size", "batch_size", "num_epochs", "augmented_views"):
@@ -107,10 +116,11 @@ class TrainingProtocol:
         return dataclasses.asdict(self)
 
     def for_model(self, name: str) -> TrainingProtocol:
-        """The protocol ``name`` trains with: chapter 03's ResNet34 takes ``resnet34_optimizer``."""
+        """The protocol ``name`` trains with: its ``model_settings``, and for chapter 03's ResNet34 ``resnet34_optimizer``."""
+        changes = dict(self.model_settings.get(name, {}))
         if name == "ResNet34" and self.resnet34_optimizer:
-            return dataclasses.replace(self, optimizer=self.resnet34_optimizer)
-        return self
+            changes.setdefault("optimizer", self.resnet34_optimizer)
+        return dataclasses.replace(self, **changes) if changes else self
 
     @property
     def training_seeds(self) -> list[int]:

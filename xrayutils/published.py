@@ -90,6 +90,7 @@ def setup_beside(
                                      f"{protocol.optimizer}, {protocol.learning_rate:g}"),
         "class weights": ("none", protocol.class_weight),
         "training seeds": ("1 run", ", ".join(map(str, protocol.training_seeds))),
+        "per-model settings": ("none", "; ".join(f"{model}: {changes}" for model, changes in protocol.model_settings.items()) or "none"),
         **{name.replace("_", " "): pair for name, pair in extra.items()},
     }
     return pd.DataFrame(setups, index=["published", "this run"]).T

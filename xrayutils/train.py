@@ -556,12 +556,13 @@ def train_models(
     """
     runs = {}
     for name in names:
-        build = functools.partial(models.build, protocol.study, name, protocol.input_shape, len(data.classes), weights[name])
-        path = Path(output_dir) / model_filename(name, protocol.image_size, data.name, data.task)
+        own = protocol.for_model(name)
+        build = functools.partial(models.build, own.study, name, own.input_shape, len(data.classes), weights[name])
+        path = Path(output_dir) / model_filename(name, own.image_size, data.name, data.task)
         by_seed = {}
-        for i, seed in enumerate(protocol.training_seeds):
+        for i, seed in enumerate(own.training_seeds):
             by_seed[seed] = train_and_test(
-                name, build, frames, protocol.for_model(name).for_seed(seed), path=path if i == 0 else None,
+                name, build, frames, own.for_seed(seed), path=path if i == 0 else None,
                 classes=data.classes, provenance=provenance, keep_model=keep_models and i == 0,
             )
         run = over_seeds(name, by_seed)

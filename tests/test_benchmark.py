@@ -132,3 +132,16 @@ def test_the_gap_verdict_says_whether_zero_is_inside_the_paired_interval():
     assert "book: feature caching differs from the original style's accuracy beyond seed noise" in verdict
     assert "book: no caching matches the original style's accuracy within seed noise" in verdict
     assert "original: ImageDataGenerator" not in verdict
+
+
+def test_epoch_times_take_trained_models_as_measured_and_time_the_others():
+    from xrayutils import train
+    from xrayutils.protocol import TrainingProtocol
+
+    protocol = TrainingProtocol(study="coronahack", image_size=75, batch_size=2, num_epochs=10, optimizer="adam",
+                                learning_rate=1e-3, validation_fraction=0.1, seed=0, weights="none", seeds=(1, 2))
+    trained = train.ModelRun("ResNet34", history={"seconds": [30.0, 10.0, 12.0]})
+    table = benchmark.epoch_times(["ResNet34", "InceptionV3"], protocol, {"ResNet34": trained}, train_images=4, steps=1)
+    assert table.loc["ResNet34", "s per epoch"] == 12.0 and table.loc["ResNet34", "trained here"]
+    assert table.loc["ResNet34", "10 epochs x 2 seed(s) (min)"] == 4.0  # 12 s x 10 epochs x 2 seeds
+    assert table.loc["InceptionV3", "s per epoch"] > 0 and "lower bound" in table.loc["InceptionV3", "how"]

@@ -191,17 +191,17 @@ def epoch_times(
     """
     rows = []
     for name in names:
-        run = runs.get(name)
+        run, own = runs.get(name), protocol.for_model(name)
         if run is not None and run.ok:
             seconds, how = statistics.median(run.history["seconds"]), "measured (median epoch, validation included)"
         else:
             keras.backend.clear_session()
-            build = partial(models.build, protocol.study, name, protocol.input_shape, 2, models.resolve_weights("none"))
-            step = compute_only(build, protocol.for_model(name), steps=steps)
-            seconds, how = step * np.ceil(train_images / protocol.batch_size), f"estimated from {steps} in-memory steps (lower bound)"
-        rows.append({"model": name, "trained here": run is not None and run.ok, "s per epoch": round(seconds, 1),
-                     "how": how, f"{protocol.num_epochs} epochs x {len(protocol.training_seeds)} seed(s) (min)":
-                     round(seconds * protocol.num_epochs * len(protocol.training_seeds) / 60, 1)})
+            build = partial(models.build, own.study, name, own.input_shape, 2, models.resolve_weights("none"))
+            step = compute_only(build, own, steps=steps)
+            seconds, how = step * np.ceil(train_images / own.batch_size), f"estimated from {steps} in-memory steps (lower bound)"
+        rows.append({"model": name, "trained here": run is not None and run.ok, "s per epoch": round(seconds, 1), "how": how,
+                     f"{protocol.num_epochs} epochs x {len(protocol.training_seeds)} seed(s) (min)":
+                     round(seconds * own.num_epochs * len(own.training_seeds) / 60, 1)})
     keras.backend.clear_session()
     return pd.DataFrame(rows).set_index("model")
 

@@ -344,10 +344,8 @@ def spread_text(spread: dict[str, float | None], digits: int = 3) -> str:
 
 def spread_table(per_seed: dict[str, pd.DataFrame], metric_names: list[str]) -> pd.DataFrame:
     """One row per model, one column per metric, each cell the mean ± sd over its seeds (:func:`spread_text`)."""
-    return pd.DataFrame(
-        {name: {m: spread_text(spread[m]) for m in metric_names} for name, spread in
-         ((name, seed_spread(table)) for name, table in per_seed.items())}
-    ).T.rename_axis("model")
+    spreads = {name: seed_spread(table) for name, table in per_seed.items()}
+    return pd.DataFrame({name: {m: spread_text(s[m]) for m in metric_names} for name, s in spreads.items()}).T.rename_axis("model")
 
 
 def leaderboard(

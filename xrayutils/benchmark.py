@@ -324,7 +324,8 @@ def full_protocol(data_dir: str | Path | None = None, *, image_size: int = 224, 
     score the same test folder.  A seed draws the model's initial weights (the
     whole VGG16 when it starts from random weights), the augmentation and the
     order, the same for every style, so that styles can be compared seed by seed
-    (:func:`seed_comparison`).
+    (:func:`seed_comparison`).  Each run prints one line as it ends: the whole
+    takes hours on a CPU.
     """
     from xrayutils import datasets, evaluate
 
@@ -339,9 +340,11 @@ def full_protocol(data_dir: str | Path | None = None, *, image_size: int = 224, 
     def scored(style: str, seed: int, y_true: np.ndarray, proba: np.ndarray, started: float) -> dict[str, Any]:
         m = evaluate.bootstrap_metrics(y_true, proba, classes=data.classes, n_resamples=bootstrap_resamples, seed=seed)
         keras.backend.clear_session()
-        return {"seed": seed, "style": style, "seconds": round(time.perf_counter() - started, 1), "test images": len(y_true),
-                "accuracy": m["accuracy"]["value"], "accuracy low": m["accuracy"]["low"], "accuracy high": m["accuracy"]["high"],
-                "roc_auc": m["roc_auc"]["value"]}
+        row = {"seed": seed, "style": style, "seconds": round(time.perf_counter() - started, 1), "test images": len(y_true),
+               "accuracy": m["accuracy"]["value"], "accuracy low": m["accuracy"]["low"], "accuracy high": m["accuracy"]["high"],
+               "roc_auc": m["roc_auc"]["value"]}
+        print(f"seed {seed}, {style}: accuracy {row['accuracy']:.3f}, ROC AUC {row['roc_auc']:.3f}, {row['seconds']:.0f} s", flush=True)
+        return row
 
     rows = []
     for seed in seeds:

@@ -348,6 +348,17 @@ def spread_table(per_seed: dict[str, pd.DataFrame], metric_names: list[str]) -> 
     return pd.DataFrame({name: {m: spread_text(s[m]) for m in metric_names} for name, s in spreads.items()}).T.rename_axis("model")
 
 
+def ranking_score(
+    results: dict[str, dict[str, dict[str, float]]], per_seed: dict[str, pd.DataFrame] | None, name: str, metric: str
+) -> float:
+    """What ranks model ``name``: the mean of ``metric`` over its seeds (``per_seed``), else its value in ``results``; -inf if undefined.
+
+    The leaderboard table and its figure (:func:`xrayutils.plots.plot_leaderboard`) rank by it alike.
+    """
+    value = per_seed[name][metric].mean() if per_seed and name in per_seed else results[name][metric]["value"]
+    return -np.inf if value is None or pd.isna(value) else float(value)
+
+
 def leaderboard(
     results: dict[str, dict[str, dict[str, float]]],
     probabilities: dict[str, np.ndarray],
@@ -372,13 +383,8 @@ def leaderboard(
     if metric not in columns:
         raise ValueError(f"metric {metric!r} must be one of the columns {columns}")
     spreads = {name: seed_spread(table) for name, table in (per_seed or {}).items()}
-
-    def score(name: str) -> float:
-        value = spreads[name][metric]["mean"] if name in spreads else results[name][metric]["value"]
-        return -np.inf if value is None or np.isnan(value) else value
-
     one_class = {name for name, proba in probabilities.items() if predicts_one_class(proba)}
-    order = sorted(results, key=lambda name: (name in one_class, -score(name)))
+    order = sorted(results, key=lambda name: (name in one_class, -ranking_score(results, per_seed, name, metric)))
     best = order[0]
     predictions = {name: predicted_classes(proba) for name, proba in probabilities.items()}
     rows = []

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from xrayutils import images
+from xrayutils import evaluate, images
 
 sns.set_theme(style="whitegrid", context="notebook")
 
@@ -308,11 +308,7 @@ def plot_leaderboard(
     bars are the seed ensembles', each seed's own score is a dot on its bar, and
     models are ordered by the seeds' mean.
     """
-    def rank(name: str) -> float:
-        value = per_seed[name][metric].mean() if per_seed and name in per_seed else results[name][metric]["value"]
-        return -np.inf if np.isnan(value) else value
-
-    order = sorted(results, key=rank)
+    order = sorted(results, key=lambda name: evaluate.ranking_score(results, per_seed, name, metric))
     fig, ax = _axes(ax, (7, 0.9 + 0.45 * len(order)))
     ax.barh(order, [results[n][metric]["value"] for n in order],
             xerr=_interval_errors([results[n][metric] for n in order]), capsize=3, color=sns.color_palette()[0],

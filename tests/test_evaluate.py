@@ -37,6 +37,45 @@ def test_auc_is_nan_when_a_class_is_absent():
     assert math.isnan(m["roc_auc"])
 
 
+def _sklearn_metrics(y_true: np.ndarray, proba: np.ndarray, classes: list[str]) -> dict[str, float]:
+    """The metrics as scikit-learn defines them: the reference the fast ones must equal."""
+    from sklearn import metrics
+
+    y_pred, labels = proba.argmax(axis=1), np.arange(len(classes))
+    single = len(np.unique(y_true)) == 1
+    out = {"accuracy": metrics.accuracy_score(y_true, y_pred),
+           "balanced_accuracy": math.nan if single else metrics.balanced_accuracy_score(y_true, y_pred)}
+    for average in ("macro", "weighted", None):
+        p, r, f, _ = metrics.precision_recall_fscore_support(y_true, y_pred, labels=labels, average=average, zero_division=0)
+        names = [average] if average else classes
+        for i, name in enumerate(names):
+            out.update({f"precision_{name}": np.atleast_1d(p)[i], f"recall_{name}": np.atleast_1d(r)[i], f"f1_{name}": np.atleast_1d(f)[i]})
+    if len(np.unique(y_true)) < len(classes):
+        out["roc_auc"] = math.nan
+    elif len(classes) == 2:
+        out["roc_auc"] = metrics.roc_auc_score(y_true, proba[:, 1])
+    else:
+        out["roc_auc"] = metrics.roc_auc_score(y_true, proba, multi_class="ovr", average="macro", labels=labels)
+    return out
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_point_metrics_equal_scikit_learns_on_random_cases():
+    rng = np.random.default_rng(0)
+    for case in range(300):
+        k, n = int(rng.choice([2, 3, 4])), int(rng.integers(2, 40))
+        y_true = rng.integers(0, k - (case % 5 == 0), n)  # every fifth case lacks a class
+        proba = rng.dirichlet(np.ones(k), n)
+        if case % 3 == 0:  # coarse probabilities: ties in the ranking
+            proba = np.round(proba, 1) + 1e-9
+            proba /= proba.sum(axis=1, keepdims=True)
+        classes = [f"c{i}" for i in range(k)]
+        ours, theirs = evaluate.point_metrics(y_true, proba, classes=classes), _sklearn_metrics(y_true, proba, classes)
+        assert set(ours) == set(theirs)
+        for name, value in theirs.items():
+            assert ours[name] == pytest.approx(value, nan_ok=True), (case, name)
+
+
 def test_bootstrap_interval_brackets_the_value_and_shrinks_with_n():
     rng = np.random.default_rng(0)
 

@@ -8,6 +8,13 @@ warning, for a model holding the augmentation layers: use --no-augment to time X
 
     python benchmarks/whole_network_speed.py --models ResNet34 Xception --image-size 64 --batch-sizes 16 32 64
     python benchmarks/whole_network_speed.py --models ResNet34 --jit-compile true false --output speed.json
+
+Chapter 03 (``left_out_costs: stored``) reads the nine models' step times at its image and batch size from
+benchmarks/results/coronahack_step_times.json, made with
+
+    python benchmarks/whole_network_speed.py --models Xception VGG16 VGG19 ResNet101V2 InceptionV3 \
+        InceptionResNetV2 EfficientNetV2S EfficientNetV2M ResNet34 --image-size 96 --batch-sizes 16 --steps 2 \
+        --output benchmarks/results/coronahack_step_times.json
 """
 
 from __future__ import annotations
@@ -56,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(pd.DataFrame(rows[-1:]).to_string(index=False, header=len(rows) == 1, float_format=lambda v: f"{v:.2f}"),
                       flush=True)
     if args.output:
-        results.write_json_atomic(args.output, {"device": book.device(), "versions": book.versions(), "rows": rows})
+        results.write_json_atomic(args.output, {"device": book.device(), "versions": book.versions(), "commit": book.git_commit(),
+                                                "rows": rows})
     return 0
 
 

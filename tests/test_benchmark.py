@@ -145,3 +145,23 @@ def test_epoch_times_take_trained_models_as_measured_and_time_the_others():
     assert table.loc["ResNet34", "s per epoch"] == 12.0 and table.loc["ResNet34", "trained here"]
     assert table.loc["ResNet34", "10 epochs x 2 seed(s) (min)"] == 4.0  # 12 s x 10 epochs x 2 seeds
     assert table.loc["InceptionV3", "s per epoch"] > 0 and "lower bound" in table.loc["InceptionV3", "how"]
+
+
+def test_epoch_times_take_stored_step_times_for_the_others_and_only_those_matching_the_protocol(tmp_path):
+    from xrayutils import results, train
+    from xrayutils.protocol import TrainingProtocol
+
+    protocol = TrainingProtocol(study="coronahack", image_size=96, batch_size=16, num_epochs=10, optimizer="adam",
+                                learning_rate=1e-3, validation_fraction=0.1, seed=0, weights="none")
+    row = {"image size": 96, "batch": 16, "augment": True, "XLA asked": "false", "s/step": 2.0}
+    path = tmp_path / "steps.json"
+    results.write_json_atomic(path, {"device": "CPU (test)", "commit": "abc", "rows": [
+        {**row, "model": "Xception"}, {**row, "model": "VGG16", "batch": 32, "s/step": 9.0}]})
+    stored = benchmark.stored_step_times(protocol, path)
+    assert set(stored) == {"Xception"}  # VGG16 was stored at another batch size
+    trained = train.ModelRun("ResNet34", history={"seconds": [30.0, 10.0, 12.0]})
+    table = benchmark.epoch_times(["ResNet34", "Xception", "VGG16"], protocol, {"ResNet34": trained}, train_images=40, stored=stored)
+    assert list(table.index) == ["ResNet34", "Xception"]  # VGG16: neither trained nor stored
+    assert table.loc["Xception", "s per epoch"] == 6.0  # 2 s x 3 steps of 16 images
+    assert "CPU (test)" in table.loc["Xception", "how"] and not table.loc["Xception", "trained here"]
+    assert benchmark.stored_step_times(protocol, tmp_path / "missing.json") == {}

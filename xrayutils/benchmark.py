@@ -178,27 +178,60 @@ def compute_only(build, protocol: TrainingProtocol, *, steps: int) -> float:
     return timer.train_seconds[0] / steps
 
 
+STEP_TIMES = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "coronahack_step_times.json"
+
+
+def stored_step_times(protocol: TrainingProtocol, path: Path = STEP_TIMES) -> dict[str, dict[str, Any]]:
+    """The training-step times ``benchmarks/whole_network_speed.py`` stored at ``path`` for ``protocol``'s image and batch size.
+
+    ``{model: {"s/step", "device", "commit"}}``, empty when nothing matching was
+    stored.  Timing the models a profile leaves out takes minutes (each must be
+    built and traced), so a short build can show a stored measurement instead,
+    labelled with the machine it was taken on.
+    """
+    if not Path(path).is_file():
+        return {}
+    stored = json.loads(Path(path).read_text())
+    wanted = (protocol.image_size, protocol.batch_size, protocol.augment, "false")
+    return {row["model"]: {"s/step": row["s/step"], "device": stored["device"], "commit": stored.get("commit", "unknown")}
+            for row in stored["rows"] if (row["image size"], row["batch"], row["augment"], row["XLA asked"]) == wanted}
+
+
 def epoch_times(
-    names: list[str], protocol: TrainingProtocol, runs: dict[str, train.ModelRun], *, train_images: int, steps: int = 2
+    names: list[str],
+    protocol: TrainingProtocol,
+    runs: dict[str, train.ModelRun],
+    *,
+    train_images: int,
+    steps: int = 2,
+    stored: dict[str, dict[str, Any]] | None = None,
 ) -> pd.DataFrame:
     """Seconds per training epoch of each of chapter 03's ``names`` here, and what ``protocol`` (epochs x seeds) costs with it.
 
     A model in ``runs`` that trained gives its measured epochs (median, validation
     included).  Any other is timed :func:`compute_only` for ``steps`` steps from
     random weights and scaled to ``train_images``: a lower bound, without
-    decoding or validation.  Chapter 03 shows it for the models a profile
-    leaves out, so that what a full run would cost is measured, not guessed.
+    decoding or validation.  With ``stored`` (from :func:`stored_step_times`) the
+    others take their stored step time instead, and one not stored is left out.
+    Chapter 03 shows it for the models a profile leaves out, so that what a full
+    run would cost is measured, not guessed.
     """
     rows = []
     for name in names:
         run, own = runs.get(name), protocol.for_model(name)
+        steps_per_epoch = np.ceil(train_images / own.batch_size)
         if run is not None and run.ok:
             seconds, how = statistics.median(run.history["seconds"]), "measured (median epoch, validation included)"
+        elif stored is not None:
+            if name not in stored:
+                continue
+            seconds = stored[name]["s/step"] * steps_per_epoch
+            how = f"stored: in-memory steps (lower bound) on {stored[name]['device']}, commit {stored[name]['commit']}"
         else:
             keras.backend.clear_session()
             build = partial(models.build, own.study, name, own.input_shape, 2, models.resolve_weights("none"))
-            step = compute_only(build, own, steps=steps)
-            seconds, how = step * np.ceil(train_images / own.batch_size), f"estimated from {steps} in-memory steps (lower bound)"
+            seconds = compute_only(build, own, steps=steps) * steps_per_epoch
+            how = f"estimated from {steps} in-memory steps (lower bound)"
         rows.append({"model": name, "trained here": run is not None and run.ok, "s per epoch": round(seconds, 1), "how": how,
                      f"{protocol.num_epochs} epochs x {len(protocol.training_seeds)} seed(s) (min)":
                      round(seconds * own.num_epochs * len(own.training_seeds) / 60, 1)})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import nbformat
@@ -53,6 +54,39 @@ def test_override_values_are_read_as_yaml():
     assert cli._parse_overrides([["epochs", "5"], ["name", "vgg16"], ["rate", "1e-4"]]) == {
         "epochs": 5, "name": "vgg16", "rate": 1e-4,
     }
+
+
+CHAPTER_01 = cli.ROOT / "notebooks" / "01_vgg16_binary.ipynb"
+
+
+@pytest.mark.parametrize(("name", "value", "expected"), [
+    ("num_epochs", "abc", "num_epochs must be a whole number like its default 40, got 'abc'"),
+    ("image_size", -5, "image_size must be positive, got -5"),
+    ("batch_size", 0, "batch_size must be positive, got 0"),
+    ("max_images_per_class", -1, "max_images_per_class must be 0 or more, got -1"),
+    ("learning_rate", "fast", "learning_rate must be a number"),
+    ("seeds", 3, "seeds must be a list of whole numbers"),
+    ("seeds", [1, "two"], "seeds must be a list of whole numbers"),
+    ("augment", "yes please", "augment must be True or False"),
+    ("data_dir", "/elsewhere", "data_dir is set by the runner"),
+    ("output_dir", "/elsewhere", "output_dir is set by the runner"),
+])
+def test_a_value_of_the_wrong_kind_or_range_is_refused_before_anything_runs(name, value, expected):
+    with pytest.raises(cli.ParameterError, match=re.escape(expected)):
+        cli.resolve_parameters(CHAPTER_01, "cpu", {name: value})
+
+
+def test_values_of_the_right_kind_pass_including_zero_for_all_and_true_for_auto():
+    chosen = {"max_images_per_class": 0, "mixed_precision": True, "weights": "/models/vgg16.weights.h5", "learning_rate": 1,
+              "seeds": [4, 5], "image_size": 96}
+    assert cli.resolve_parameters(CHAPTER_01, "cpu", chosen).items() >= chosen.items()
+
+
+def test_a_value_yaml_cannot_read_is_named_with_what_to_give(tmp_path, capsys):
+    with pytest.raises(cli.ParameterError, match=r"-p weights '\"unclosed'.*give a number, text"):
+        cli._parse_overrides([["weights", '"unclosed']])
+    assert cli.main(["run", str(CHAPTER_01), "--build-dir", str(tmp_path), "-p", "num_epochs", "-3"]) == 2
+    assert "num_epochs must be positive" in capsys.readouterr().err and not (tmp_path / "site").exists()
 
 
 def _page(tmp_path, body):

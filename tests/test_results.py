@@ -34,6 +34,24 @@ def test_atomic_write_leaves_no_temporary_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
 
 
+def test_undefined_numbers_are_written_as_null_and_metrics_read_back_as_nan(tmp_path):
+    import math
+
+    import numpy as np
+
+    def strict(text: str):
+        return json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))
+
+    auc = {"value": float("nan"), "low": np.float32("nan"), "high": math.inf}
+    path = tmp_path / "chapter" / results.RESULTS_FILE
+    results.save(path, {"models": {"m": {"metrics": {"roc_auc": auc}, "model_seed": None, "spread": [np.nan, 1.0]}}}, {"wall_time_s": 1.0})
+    written = strict(path.read_text())["results"]["models"]["m"]
+    assert written == {"metrics": {"roc_auc": {"value": None, "low": None, "high": None}}, "model_seed": None, "spread": [None, 1.0]}
+    read = results.load(tmp_path, "chapter")["results"]["models"]["m"]
+    assert all(math.isnan(v) for v in read["metrics"]["roc_auc"].values())  # an undefined metric is NaN again
+    assert read["model_seed"] is None and read["spread"] == [None, 1.0]  # other nulls stay as written
+
+
 def test_missing_results_name_the_chapter_to_run(tmp_path):
     with pytest.raises(FileNotFoundError, match="run notebooks/04_trust_checks.ipynb"):
         results.load(tmp_path, results.TRUST_CHECKS)

@@ -273,3 +273,12 @@ def test_the_cpu_profile_chapter03_protocol_trains_each_of_its_models(data_dir, 
             saved = keras.models.load_model(run.path)
             momenta = {layer.momentum for layer in caching.all_layers(saved) if isinstance(layer, layers.BatchNormalization)}
             assert momenta == {protocol.batchnorm_momentum}, name
+
+
+def test_a_class_left_without_test_images_stops_the_chapter_naming_class_split_and_file(data_dir):
+    for image in (data_dir / "covid-xray" / "two" / "test" / "covid").iterdir():
+        image.write_bytes(b"not an image")
+    protocol = TrainingProtocol(study="class-challenge", image_size=32, batch_size=2, num_epochs=1, optimizer="adam",
+                                learning_rate=1e-3, validation_fraction=0.2, seed=0, weights="none")
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match=r"no covid image left in the test split .*covid-test-0"):
+        train.load_split("covid-xray", "two", protocol, data_dir)

@@ -14,6 +14,7 @@ notebook's ``parameters`` cell: an unknown name is an error.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import re
@@ -84,7 +85,53 @@ def resolve_parameters(
         raise ParameterError(
             f"{notebook.name} does not declare the parameter(s) {unknown}; it declares {sorted(declared)}"
         )
+    for name, value in chosen.items():
+        check_value(notebook.name, name, value, declared[name])
     return chosen
+
+
+#: Parameters for which 0 means nothing sensible (for the others, such as ``max_images_per_class``, 0 means "all").
+POSITIVE = ("image_size", "batch_size", "num_epochs", "augmented_views", "bootstrap_resamples", "learning_rate", "timed_epochs",
+            "repeats", "compute_steps", "calibration_bins", "tsne_perplexity", "hash_size", "histogram_bins")
+
+
+def check_value(notebook: str, name: str, value: Any, default_source: str) -> None:
+    """Refuse a value of the wrong kind for its parameter, judged by the default in the notebook's parameters cell.
+
+    A number where the default is a number (a whole one where it is whole), text
+    or True/False where it is text (``mixed_precision = "auto"`` also takes
+    True/False), a list (of what the default's list holds) or a mapping where it
+    is one; no negative number, and no zero for :data:`POSITIVE`.  Checked before
+    anything runs, so a bad value stops the build with its name instead of
+    failing deep inside a chapter, or silently doing something else.
+    """
+    if name in RUNNER_PARAMETERS:
+        raise ParameterError(f"{name} is set by the runner (--profile, --data-dir, --build-dir), not with -p")
+    try:
+        default = ast.literal_eval(default_source)
+    except (ValueError, SyntaxError):
+        return  # an expression, not a literal: nothing to compare with
+    if default is None:
+        return
+    if not _same_kind(value, default) or (isinstance(value, list) and default and not all(_same_kind(v, default[0]) for v in value)):
+        raise ParameterError(f"{notebook}: {name} must be {_kind_name(default)} like its default {default_source}, got {value!r}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and (value < 0 or (value == 0 and name in POSITIVE)):
+        raise ParameterError(f"{notebook}: {name} must be {'positive' if name in POSITIVE else '0 or more'}, got {value!r}")
+
+
+def _same_kind(value: Any, default: Any) -> bool:
+    kinds = {bool: (bool,), int: (int,), float: (int, float), str: (str, bool), list: (list,), dict: (dict,)}
+    expected = kinds.get(type(default))
+    if expected is None:
+        return True
+    return isinstance(value, expected) and not (isinstance(value, bool) and bool not in expected)
+
+
+def _kind_name(default: Any) -> str:
+    if isinstance(default, list) and default:
+        return f"a list of {_kind_name(default[0]).removeprefix('a ')}s"
+    return {bool: "True or False", int: "a whole number", float: "a number", str: "text (or True/False)", list: "a list",
+            dict: "a mapping"}[type(default)]
 
 
 def execute(notebook: Path, output: Path, parameters: dict[str, Any]) -> None:
@@ -253,11 +300,15 @@ def check_html(html_dir: Path, notebooks: list[Path]) -> list[str]:
 
 def _parse_overrides(pairs: list[list[str]] | None) -> dict[str, Any]:
     """``-p NAME VALUE`` pairs, typed as papermill's ``-p`` types them (``5`` int, ``1e-4`` float)."""
-    return {name: _typed(value) for name, value in (pairs or [])}
+    return {name: _typed(name, value) for name, value in (pairs or [])}
 
 
-def _typed(text: str) -> Any:
-    value = yaml.safe_load(text)
+def _typed(name: str, text: str) -> Any:
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        problem = getattr(error, "problem", None) or "not readable"
+        raise ParameterError(f"-p {name} {text!r}: {problem}; give a number, text, or a YAML list such as '[a, b]'") from None
     if isinstance(value, str):
         try:
             return float(text)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,16 +59,46 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:
-    """:func:`write_atomic` for JSON (numpy values and paths are converted)."""
-    write_atomic(path, json.dumps(payload, indent=2, default=_jsonable))
+    """:func:`write_atomic` for strict JSON: numpy values and paths are converted, and NaN or infinity is written ``null``.
+
+    Python's ``json`` would write ``NaN``, which is not JSON: strict parsers
+    (``jq``, JavaScript, many JSON libraries) reject the whole file.
+    :func:`read_json` turns the ``null`` of an undefined metric back into NaN.
+    """
+    write_atomic(path, json.dumps(_strict(payload), indent=2, allow_nan=False))
 
 
-def _jsonable(value: Any) -> Any:
+def _strict(value: Any) -> Any:
+    """``value`` with numpy values as Python ones, paths as text and non-finite floats as ``None``."""
+    if isinstance(value, dict):
+        return {str(k) if isinstance(k, Path) else k: _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
     if hasattr(value, "tolist"):  # numpy arrays and scalars
-        return value.tolist()
+        return _strict(value.tolist())
     if isinstance(value, Path):
         return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
     raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def _undefined_as_nan(value: Any) -> Any:
+    """A metric interval ``{"value", "low", "high"}`` read with ``null`` in it holds NaN again, as it was computed."""
+    if isinstance(value, dict):
+        if {"value", "low", "high"} <= set(value):
+            return {k: math.nan if v is None and k in ("value", "low", "high") else _undefined_as_nan(v) for k, v in value.items()}
+        return {k: _undefined_as_nan(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_undefined_as_nan(v) for v in value]
+    return value
+
+
+def read_json(path: Path) -> Any:
+    """A file :func:`write_json_atomic` wrote; undefined metrics (``null`` in an interval) come back as NaN."""
+    return _undefined_as_nan(json.loads(Path(path).read_text()))
 
 
 def save(path: Path, results: dict, provenance: dict) -> Path | None:
@@ -96,7 +127,7 @@ def save(path: Path, results: dict, provenance: dict) -> Path | None:
 def _comparable(provenance: dict) -> dict:
     """The part of a provenance that decides the result (not when or how long it ran)."""
     ignored = {"started", "wall_time_s", "commit", "versions", "device"}
-    return json.loads(json.dumps({k: v for k, v in provenance.items() if k not in ignored}, default=_jsonable))
+    return json.loads(json.dumps(_strict({k: v for k, v in provenance.items() if k not in ignored})))
 
 
 def predictions_filename(model: str) -> str:
@@ -119,7 +150,7 @@ def load(output_root: str | Path, chapter: str) -> dict[str, Any]:
             f"no results of chapter {chapter} at {path}: run it first "
             f"(xray-book run notebooks/{chapter}.ipynb with the same profile and --build-dir)"
         )
-    return json.loads(path.read_text())
+    return read_json(path)
 
 
 def near_duplicates(output_root: str | Path) -> pd.DataFrame:

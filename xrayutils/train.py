@@ -346,7 +346,26 @@ def load_split(
     """
     data = datasets.load(name, task=task, data_dir=data_dir, max_images_per_class=protocol.max_images_per_class or None,
                          seed=protocol.seed)
-    return data, pipeline.split_frames(data, validation_fraction=protocol.validation_fraction, seed=protocol.seed)
+    frames = pipeline.split_frames(data, validation_fraction=protocol.validation_fraction, seed=protocol.seed)
+    require_every_class(data, frames)
+    return data, frames
+
+
+def require_every_class(data: datasets.XrayDataset, frames: dict[str, pd.DataFrame]) -> None:
+    """Refuse a training or test split with no image of some class, naming the class, the split and any skipped files.
+
+    A class missing from the test split would leave its recall and the ROC AUC
+    undefined while the accuracy still looked fine (1.0 on the other class); one
+    missing from training could never be predicted.  Both happen when every image
+    of a class was skipped as undecodable.
+    """
+    for split in ("train", "test"):
+        present = set(frames[split]["class_name"])
+        missing = [c for c in data.classes if c not in present]
+        if missing:
+            skipped = f"; skipped as undecodable: {', '.join(data.skipped['file'])}" if len(data.skipped) else ""
+            raise ValueError(f"{data.name}/{data.task}: no {' or '.join(missing)} image left in the {split} split "
+                             f"({len(frames[split])} images of {sorted(present)}){skipped}. Every class needs images to train and test.")
 
 
 def model_filename(architecture: str, image_size: int, dataset: str, task: str) -> str:

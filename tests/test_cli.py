@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 
@@ -236,3 +237,43 @@ def test_chapters_needing_each_other_in_a_circle_are_refused(tmp_path, monkeypat
 @pytest.mark.parametrize("profile", ["smoke", "cpu", "paper"])
 def test_every_profiles_floors_are_well_formed(profile):
     assert all(floor.metric in ("accuracy", "balanced_accuracy", "roc_auc", "f1_macro") for floor in cli.profile_floors(profile))
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_failed_chapter_stops_those_that_read_its_results_in_the_same_build(tmp_path, monkeypatch, capsys, jobs):
+    ran = []
+
+    def execute(nb, output, parameters):
+        ran.append(nb.stem)
+        if nb.stem.startswith("03"):
+            raise RuntimeError("chapter 03 broke")
+
+    monkeypatch.setattr(cli, "execute", execute)
+    chosen = [nb for nb in NOTEBOOKS if nb.stem.startswith(("02", "03", "04", "05"))]
+    timings = cli.run_notebooks(chosen, "smoke", {}, tmp_path, "", jobs=jobs)
+    assert {t["notebook"]: t["status"] for t in timings} == {
+        "02_vgg16_vs_alexnet": "ok", "03_coronahack_models": "failed", "04_trust_checks": "skipped", "05_summary": "skipped"}
+    assert sorted(ran) == ["02_vgg16_vs_alexnet", "03_coronahack_models"]  # 04 and 05 never read 03's older results
+    assert "04_trust_checks (smoke) skipped: it needs 03_coronahack_models" in capsys.readouterr().out
+
+
+def test_ctrl_c_stops_the_build_with_a_summary_of_what_ran(tmp_path, monkeypatch, capsys, data_dir):
+    def execute(nb, output, parameters):
+        if nb.stem.startswith("01"):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "execute", execute)
+    code = cli.main(["build", "--profile", "smoke", "--build-dir", str(tmp_path), "--data-dir", str(data_dir), "--only", "00", "01", "02"])
+    assert code == 130
+    out, err = capsys.readouterr()
+    assert "00_data_exploration" in out and "stopped" in out and "Traceback" not in out + err
+    assert "not run: 02_vgg16_vs_alexnet" in err
+
+
+def test_a_second_build_into_the_same_folder_is_refused_while_the_first_runs(tmp_path, capsys, data_dir):
+    with cli.build_lock(tmp_path):
+        code = cli.main(["build", "--profile", "smoke", "--build-dir", str(tmp_path), "--data-dir", str(data_dir), "--only", "00"])
+    assert code == 2
+    assert f"is writing to {tmp_path}" in capsys.readouterr().err and f"pid {os.getpid()}" in (tmp_path / ".lock").read_text()
+    with cli.build_lock(tmp_path):  # released when the first ends
+        pass

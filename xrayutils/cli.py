@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import json
 import os
 import re
@@ -22,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -209,28 +211,43 @@ def run_notebooks(
         parameters.update(profile=profile, data_dir=data_dir, output_dir=str(build_dir / "outputs"))
         plan[nb] = parameters
     number = {nb: i for i, nb in enumerate(notebooks, 1)}
+    not_done: set[str] = set()  # failed or skipped in this build: whatever needs them must not read older results
 
     def one(nb: Path) -> dict[str, Any]:
         output = build_dir / "site" / "notebooks" / nb.name
         label = f"[{number[nb]}/{len(notebooks)}] {nb.stem} ({profile})"
+        missing = [n for n in needs(nb) if n in not_done]
+        if missing:
+            not_done.add(nb.stem)
+            print(f"{label} skipped: it needs {', '.join(missing)}, which did not finish in this build", flush=True)
+            return {"notebook": nb.stem, "status": "skipped", "seconds": 0.0}
         if jobs > 1:
             print(f"{label} started", flush=True)
         start = time.perf_counter()
         reason = None
         try:
             execute(nb, output, plan[nb])
+        except KeyboardInterrupt:
+            reason = "KeyboardInterrupt"
         except Exception as error:  # papermill raises PapermillExecutionError and kernel errors
             reason = f"{getattr(error, 'ename', type(error).__name__)}: {getattr(error, 'evalue', error)}"
         seconds = time.perf_counter() - start
-        if reason is None:
+        status = "ok" if reason is None else "stopped" if reason.startswith("KeyboardInterrupt") else "failed"
+        if status == "ok":
             print(f"{label} ok {seconds:.1f} s", flush=True)
         else:
-            print(f"{label} FAILED after {seconds:.1f} s: {reason.strip().splitlines()[0]}")
+            not_done.add(nb.stem)
+            print(f"{label} {status.upper()} after {seconds:.1f} s: {reason.strip().splitlines()[0]}")
             print(f"      the executed notebook with the traceback: {output}", flush=True)
-        return {"notebook": nb.stem, "status": "ok" if reason is None else "failed", "seconds": round(seconds, 1)}
+        return {"notebook": nb.stem, "status": status, "seconds": round(seconds, 1)}
 
     if jobs == 1:
-        return [one(nb) for nb in notebooks]
+        timings = []
+        for nb in notebooks:
+            timings.append(one(nb))
+            if timings[-1]["status"] == "stopped":  # Ctrl-C: what is left does not run
+                break
+        return timings
     cores = os.cpu_count() or 1
     chosen = "TF_NUM_INTRAOP_THREADS" in os.environ  # the user's own setting wins
     timings = {}
@@ -334,35 +351,40 @@ def cmd_build(args: argparse.Namespace) -> int:
         if not notebooks:
             raise ParameterError(f"--only {args.only} matches no chapter in _toc.yml")
     build_dir = Path(args.build_dir or ROOT / "_build" / args.profile).resolve()
-    site = build_dir / "site"
     started = time.perf_counter()
     floors = profile_floors(args.profile)
-    fetch_seconds = _fetch(args.data_dir)
-    timings = run_notebooks(notebooks, args.profile, _parse_overrides(args.parameter), build_dir, _absolute(args.data_dir), args.jobs)
-    extra = {"fetch data": fetch_seconds}
-    failed = [t["notebook"] for t in timings if t["status"] != "ok"]
-    below = results.floor_failures(build_dir / "outputs", floors, [t["notebook"] for t in timings if t["status"] == "ok"])
-    if not failed and not args.no_html:
-        stage_book(site)
-        t0 = time.perf_counter()
-        html = build_html(site)
-        extra["jupyter-book build"] = time.perf_counter() - t0
-        problems = check_html(html, notebooks)
-        for problem in problems:
-            print(f"HTML check: {problem}")
-        failed += ["html check"] if problems else []
-        print(f"\nThe book: {html / 'index.html'}")
-    _print_summary(timings, extra)
-    for message in below:
-        print(f"Below its floor ({args.profile} profile): {message}", file=sys.stderr)
-    held = [floor for floor in floors if floor.chapter in {t["notebook"] for t in timings if t["status"] == "ok"}]
-    if held and not below:
-        print(f"Floors ({args.profile} profile): all {len(held)} held")
-    failed += ["floors"] if below else []
-    results.write_json_atomic(
-        build_dir / "timings.json",
-        {"profile": args.profile, "notebooks": timings, "other": extra, "total_s": time.perf_counter() - started},
-    )
+    overrides = _parse_overrides(args.parameter)
+    with build_lock(build_dir):
+        extra = {"fetch data": _fetch(args.data_dir)}
+        timings = run_notebooks(notebooks, args.profile, overrides, build_dir, _absolute(args.data_dir), args.jobs)
+        if any(t["status"] == "stopped" for t in timings):
+            _print_summary(timings, extra)
+            left = [nb.stem for nb in notebooks][len(timings):]
+            print(f"\nStopped (Ctrl-C); not run: {', '.join(left) or 'none'}. The HTML was not rebuilt.", file=sys.stderr)
+            return 130
+        failed = [t["notebook"] for t in timings if t["status"] != "ok"]
+        below = results.floor_failures(build_dir / "outputs", floors, [t["notebook"] for t in timings if t["status"] == "ok"])
+        if not failed and not args.no_html:
+            stage_book(build_dir / "site")
+            t0 = time.perf_counter()
+            html = build_html(build_dir / "site")
+            extra["jupyter-book build"] = time.perf_counter() - t0
+            problems = check_html(html, notebooks)
+            for problem in problems:
+                print(f"HTML check: {problem}")
+            failed += ["html check"] if problems else []
+            print(f"\nThe book: {html / 'index.html'}")
+        _print_summary(timings, extra)
+        for message in below:
+            print(f"Below its floor ({args.profile} profile): {message}", file=sys.stderr)
+        held = [floor for floor in floors if floor.chapter in {t["notebook"] for t in timings if t["status"] == "ok"}]
+        if held and not below:
+            print(f"Floors ({args.profile} profile): all {len(held)} held")
+        failed += ["floors"] if below else []
+        results.write_json_atomic(
+            build_dir / "timings.json",
+            {"profile": args.profile, "notebooks": timings, "other": extra, "total_s": time.perf_counter() - started},
+        )
     if failed:
         print(f"\nFailed: {', '.join(failed)}", file=sys.stderr)
         return 1
@@ -386,8 +408,35 @@ def _fetch(data_dir: str | None) -> float:
 def cmd_run(args: argparse.Namespace) -> int:
     notebook = Path(args.notebook).resolve()
     build_dir = Path(args.build_dir or ROOT / "_build" / args.profile).resolve()
-    timings = run_notebooks([notebook], args.profile, _parse_overrides(args.parameter), build_dir, _absolute(args.data_dir))
-    return 0 if timings[0]["status"] == "ok" else 1
+    overrides = _parse_overrides(args.parameter)
+    with build_lock(build_dir):
+        timings = run_notebooks([notebook], args.profile, overrides, build_dir, _absolute(args.data_dir))
+    return {"ok": 0, "stopped": 130}.get(timings[0]["status"], 1)
+
+
+@contextlib.contextmanager
+def build_lock(build_dir: Path) -> Iterator[None]:
+    """Hold ``build_dir/.lock`` while a build writes there; a second build into the same folder is refused, not mixed in.
+
+    The lock is the operating system's (``flock``), so it is released when the
+    build ends, however it ends.
+    """
+    import fcntl
+
+    build_dir.mkdir(parents=True, exist_ok=True)
+    with open(build_dir / ".lock", "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            raise RuntimeError(f"another xray-book build ({holder}) is writing to {build_dir}: wait for it to end, "
+                               "or give this one its own --build-dir") from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"pid {os.getpid()}, started {time.strftime('%H:%M:%S')}")
+        lock.flush()
+        yield
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:

@@ -277,3 +277,34 @@ def test_a_second_build_into_the_same_folder_is_refused_while_the_first_runs(tmp
     assert f"is writing to {tmp_path}" in capsys.readouterr().err and f"pid {os.getpid()}" in (tmp_path / ".lock").read_text()
     with cli.build_lock(tmp_path):  # released when the first ends
         pass
+
+
+def test_every_chapter_gets_a_page_and_a_skipped_one_never_shows_an_older_build(tmp_path):
+    site = tmp_path / "site"
+    (site / "notebooks").mkdir(parents=True)
+    shutil.copy(NOTEBOOKS[0], site / "notebooks" / NOTEBOOKS[0].name)  # ran in this build
+    shutil.copy(NOTEBOOKS[4], site / "notebooks" / NOTEBOOKS[4].name)  # 04's page from an earlier build
+    timings = [{"notebook": NOTEBOOKS[0].stem, "status": "ok"}, {"notebook": "04_trust_checks", "status": "skipped"}]
+    cli.stage_book(site, timings)
+    pages = {nb.stem: nbformat.read(site / "notebooks" / nb.name, as_version=4) for nb in cli.chapter_notebooks()}
+    assert len(pages[NOTEBOOKS[0].stem].cells) > 1  # the executed chapter is untouched
+    assert "needs a chapter that failed" in pages["04_trust_checks"].cells[0].source
+    assert pages["04_trust_checks"].cells[0].source.startswith("# ")  # the chapter's own title
+    assert (site / "notebooks" / "04_trust_checks.previous.ipynb").exists()  # kept, outside the book
+    assert "xray-book build --only 02" in pages["02_vgg16_vs_alexnet"].cells[0].source
+
+
+def test_a_failed_chapter_page_says_so_under_its_title(tmp_path):
+    page = tmp_path / "03.ipynb"
+    shutil.copy(NOTEBOOKS[3], page)
+    cli.mark_page(page, "**This chapter failed in this build**")
+    cells = nbformat.read(page, as_version=4).cells
+    assert cells[0].source.startswith("# ") and cells[1].source == "**This chapter failed in this build**"
+
+
+def test_only_one_chapter_in_a_fresh_build_folder_builds_its_book(tmp_path, data_dir):
+    code = cli.main(["build", "--profile", "smoke", "--build-dir", str(tmp_path), "--data-dir", str(data_dir), "--only", "00"])
+    assert code == 0
+    html = tmp_path / "site" / "_build" / "html"
+    assert (html / "notebooks" / "00_data_exploration.html").exists()
+    assert "has not run in this build folder" in (html / "notebooks" / "03_coronahack_models.html").read_text()

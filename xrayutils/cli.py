@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import nbformat
 import yaml
 
 from xrayutils import book, datasets, results
@@ -237,7 +238,10 @@ def run_notebooks(
             print(f"{label} ok {seconds:.1f} s", flush=True)
         else:
             not_done.add(nb.stem)
-            print(f"{label} {status.upper()} after {seconds:.1f} s: {reason.strip().splitlines()[0]}")
+            first_line = reason.strip().splitlines()[0]
+            mark_page(output, f"**This chapter {status} in this build** ({time.strftime('%Y-%m-%d %H:%M')}, `{first_line}`): "
+                              "what follows is its output up to there, and its results files were not updated by this run.")
+            print(f"{label} {status.upper()} after {seconds:.1f} s: {first_line}")
             print(f"      the executed notebook with the traceback: {output}", flush=True)
         return {"notebook": nb.stem, "status": status, "seconds": round(seconds, 1)}
 
@@ -264,14 +268,56 @@ def run_notebooks(
     return [timings[nb] for nb in notebooks]
 
 
-def stage_book(site: Path) -> None:
-    """Copy the book's prose and configuration beside the executed notebooks in ``site``."""
+def stage_book(site: Path, timings: list[dict[str, Any]]) -> None:
+    """Copy the book's prose and configuration beside the executed notebooks in ``site``, and give every chapter a page.
+
+    A chapter skipped in this build (it needs one that failed), or never run in
+    this folder (``--only``), gets a page saying so instead of the table of
+    contents pointing at nothing; a page a skipped chapter left from an earlier
+    build is kept beside it (``<stem>.previous.ipynb``, outside the book), never
+    shown as this build's.
+    """
     for name in BOOK_FILES:
         source, target = ROOT / name, site / name
         if source.is_dir():
             shutil.copytree(source, target, dirs_exist_ok=True)
         else:
             shutil.copy2(source, target)
+    skipped = {t["notebook"] for t in timings if t["status"] == "skipped"}
+    for nb in chapter_notebooks():
+        page = site / "notebooks" / nb.name
+        if nb.stem in skipped and page.exists():
+            page.replace(page.with_name(f"{nb.stem}.previous.ipynb"))
+        if not page.exists():
+            why = ("it needs a chapter that failed in this build" if nb.stem in skipped
+                   else f"it has not run in this build folder: `xray-book build --only {nb.stem[:2]}` runs it")
+            placeholder(nb, page, f"**Not run.** This chapter has no results here: {why}.")
+
+
+def _title(notebook: Path) -> str:
+    """The first Markdown heading of ``notebook`` (its page title)."""
+    for cell in nbformat.read(notebook, as_version=4).cells:
+        if cell.cell_type == "markdown" and cell.source.startswith("# "):
+            return cell.source.splitlines()[0]
+    return f"# {notebook.stem}"
+
+
+def placeholder(notebook: Path, page: Path, message: str) -> None:
+    """A page holding ``notebook``'s title and ``message`` only."""
+    page.parent.mkdir(parents=True, exist_ok=True)
+    stub = nbformat.v4.new_notebook(metadata=nbformat.read(notebook, as_version=4).metadata)
+    stub.cells = [nbformat.v4.new_markdown_cell(f"{_title(notebook)}\n\n{message}")]
+    nbformat.write(stub, page)
+
+
+def mark_page(page: Path, message: str) -> None:
+    """Put ``message`` at the top of an executed chapter, under its title: a failed or stopped run must not read as a finished one."""
+    if not page.exists():
+        return
+    executed = nbformat.read(page, as_version=4)
+    first = next((i for i, c in enumerate(executed.cells) if c.cell_type == "markdown"), -1)
+    executed.cells.insert(first + 1, nbformat.v4.new_markdown_cell(message))
+    nbformat.write(executed, page)
 
 
 def build_html(site: Path) -> Path:
@@ -364,12 +410,12 @@ def cmd_build(args: argparse.Namespace) -> int:
             return 130
         failed = [t["notebook"] for t in timings if t["status"] != "ok"]
         below = results.floor_failures(build_dir / "outputs", floors, [t["notebook"] for t in timings if t["status"] == "ok"])
-        if not failed and not args.no_html:
-            stage_book(build_dir / "site")
+        if not args.no_html:  # with failed chapters too: their pages show the error, as Jupyter Book's own builds do
+            stage_book(build_dir / "site", timings)
             t0 = time.perf_counter()
             html = build_html(build_dir / "site")
             extra["jupyter-book build"] = time.perf_counter() - t0
-            problems = check_html(html, notebooks)
+            problems = check_html(html, [nb for nb in notebooks if nb.stem not in failed])
             for problem in problems:
                 print(f"HTML check: {problem}")
             failed += ["html check"] if problems else []

@@ -308,3 +308,10 @@ def test_only_one_chapter_in_a_fresh_build_folder_builds_its_book(tmp_path, data
     html = tmp_path / "site" / "_build" / "html"
     assert (html / "notebooks" / "00_data_exploration.html").exists()
     assert "has not run in this build folder" in (html / "notebooks" / "03_coronahack_models.html").read_text()
+
+
+def test_a_failure_line_names_the_missing_folder_not_just_that_one_is_missing():
+    reason = ("DataNotFoundError: Dataset 'covid-xray' at /d does not have the expected layout:\n"
+              "  - missing folder /d/two/test/covid\nExpected: ...")
+    assert cli.headline(reason).endswith("expected layout: missing folder /d/two/test/covid")
+    assert cli.headline("ValueError: plain\nmore") == "ValueError: plain"

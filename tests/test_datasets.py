@@ -165,3 +165,12 @@ def test_sample_per_class_takes_all_of_a_small_class(data_dir):
     sample = datasets.sample_per_class(frame, 100, seed=0)
     assert len(sample) == len(frame)
     assert sample.groupby(["split", "class_name"]).size().max() == 3
+
+
+def test_an_extra_class_folder_is_named_not_silently_ignored(data_dir):
+    extra = data_dir / "covid-xray" / "two" / "train" / "pneumonia"
+    extra.mkdir()
+    (extra / "x.jpeg").write_bytes((data_dir / "covid-xray" / "two" / "train" / "normal").glob("*").__next__().read_bytes())
+    with pytest.warns(UserWarning, match=r"folder\(s\) \['pneumonia'\] that are no class of task 'two'"):
+        ds = datasets.load("covid-xray", task="two", data_dir=data_dir, check_images=False)
+    assert "pneumonia" not in set(ds.metadata["class_name"])

@@ -78,3 +78,27 @@ def test_command_line_prints_each_file_and_fails_when_one_is_bad(saved_model, fi
 def test_missing_model_is_a_clear_error(tmp_path, capsys):
     assert cli.main(["predict", str(tmp_path / "none.keras"), str(tmp_path)]) == 2
     assert "no model file at" in capsys.readouterr().err
+
+
+def test_a_file_that_is_no_model_gets_a_message_saying_so_not_a_traceback(tmp_path, saved_model, capsys):
+    junk = tmp_path / "junk.keras"
+    junk.write_bytes(b"these bytes are no zip archive")
+    image = save_image(tmp_path / "x.png", synthetic_xray(1))
+    assert cli.main(["predict", str(junk), str(image)]) == 2
+    err = capsys.readouterr().err
+    assert "junk.keras is not a Keras model: a .keras file is a zip archive" in err and "Traceback" not in err
+    not_a_model = tmp_path / "notes.txt"
+    not_a_model.write_text("hello")
+    with pytest.raises(predict.ModelFileError, match="could not be loaded as a Keras model"):
+        predict.load_model(not_a_model)
+    assert cli.main(["predict", str(tmp_path / "absent.keras"), str(image)]) == 2
+    assert "no model file at" in capsys.readouterr().err
+
+
+def test_decode_errors_read_as_sentences_without_tensorflow_internals(tmp_path):
+    from xrayutils import pipeline
+
+    fake = tmp_path / "fake.png"
+    fake.write_bytes(b"\x89PNG\r\n\x1a\n" + b"0" * 50)
+    message = pipeline.decode_error(str(fake))
+    assert message and "function_node" not in message and "[Op:" not in message and "PNG" in message

@@ -98,6 +98,12 @@ POSITIVE = ("image_size", "batch_size", "num_epochs", "augmented_views", "bootst
             "repeats", "compute_steps", "calibration_bins", "tsne_perplexity", "hash_size", "histogram_bins")
 
 
+def headline(reason: str) -> str:
+    """The line of an error worth printing in one line: the first, and the next too when the first only announces it ("...:")."""
+    lines = [line.strip(" -") for line in reason.strip().splitlines() if line.strip()] or ["unknown error"]
+    return " ".join(lines[:2]) if lines[0].endswith(":") and len(lines) > 1 else lines[0]
+
+
 def check_value(notebook: str, name: str, value: Any, default_source: str) -> None:
     """Refuse a value of the wrong kind for its parameter, judged by the default in the notebook's parameters cell.
 
@@ -238,7 +244,7 @@ def run_notebooks(
             print(f"{label} ok {seconds:.1f} s", flush=True)
         else:
             not_done.add(nb.stem)
-            first_line = reason.strip().splitlines()[0]
+            first_line = headline(reason)
             mark_page(output, f"**This chapter {status} in this build** ({time.strftime('%Y-%m-%d %H:%M')}, `{first_line}`): "
                               "what follows is its output up to there, and its results files were not updated by this run.")
             print(f"{label} {status.upper()} after {seconds:.1f} s: {first_line}")
@@ -496,7 +502,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     from xrayutils import predict
 
-    model, classes = predict.load_model(args.model)
+    try:
+        model, classes = predict.load_model(args.model)
+    except predict.ModelFileError as error:
+        raise RuntimeError(str(error)) from None
     table = predict.predict_files(model, classes, args.inputs)
     if table.empty:
         raise RuntimeError(f"no image files found in {', '.join(args.inputs)}")

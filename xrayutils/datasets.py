@@ -353,6 +353,11 @@ def sample_per_class(frame: pd.DataFrame, n: int, *, seed: int) -> pd.DataFrame:
 
 
 def _covid_xray_rows(root: Path, task: str) -> pd.DataFrame:
+    for split in SPLITS:
+        extra = sorted(p.name for p in (root / task / split).iterdir() if p.is_dir() and p.name not in CLASSES[("covid-xray", task)])
+        if extra:
+            warnings.warn(f"{root / task / split} holds folder(s) {extra} that are no class of task {task!r} "
+                          f"({CLASSES[('covid-xray', task)]}): their images are not used", stacklevel=3)
     rows = [
         {"path": str(p), "file": str(p.relative_to(root)), "split": split, "class_name": cls}
         for split in SPLITS

@@ -8,6 +8,7 @@ studies did (``cv2.resize`` / ``flow_from_directory``: aspect ratio not kept).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -34,6 +35,12 @@ def load_image(path: str, image_size: tuple[int, int]) -> tf.Tensor:
     return decode(tf.io.read_file(path), image_size)
 
 
+def plain_error(message: str) -> str:
+    """TensorFlow's message without its machinery: ``{{function_node ...}} Invalid PNG. [Op:DecodeImage] name:`` -> ``Invalid PNG``."""
+    text = re.sub(r"\{\{function_node [^}]*\}\}|\[Op:\w+\]( name:.*)?", "", message.strip().splitlines()[0]).strip()
+    return text.rstrip(".")[:200] or "unreadable"
+
+
 def decode_error(path: str) -> str | None:
     """Why ``path`` cannot be decoded by the pipeline, or ``None`` when it can.
 
@@ -43,8 +50,7 @@ def decode_error(path: str) -> str | None:
         contents = tf.io.read_file(path)
         image = tf.io.decode_image(contents, channels=3, expand_animations=False)
     except (tf.errors.OpError, ValueError) as error:
-        message = getattr(error, "message", str(error))
-        return message.strip().splitlines()[0][:200]
+        return plain_error(getattr(error, "message", str(error)))
     if int(tf.reduce_min(tf.shape(image)[:2])) < 2:
         return f"image too small ({image.shape[0]}x{image.shape[1]})"
     return None

@@ -7,6 +7,7 @@ reloads a model saved by :func:`xrayutils.train.save_model`.
 from __future__ import annotations
 
 import json
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,12 +20,27 @@ from PIL import UnidentifiedImageError
 from xrayutils import datasets, evaluate, images, pipeline
 
 
+class ModelFileError(ValueError):
+    """A file given as a model that is not one Keras can load."""
+
+
 def load_model(path: str | Path) -> tuple[keras.Model, list[str]]:
-    """A saved ``.keras`` model and its class names (from the JSON sidecar; ``class_0``, ... without one)."""
+    """A saved ``.keras`` model and its class names (from the JSON sidecar; ``class_0``, ... without one).
+
+    A missing file, a file that is no ``.keras`` archive, and one Keras cannot
+    load each get their own message (Keras itself calls a damaged archive "not found").
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no model file at {path}")
-    model = keras.models.load_model(path, compile=False)
+    if path.suffix == ".keras" and not zipfile.is_zipfile(path):
+        raise ModelFileError(f"{path} is not a Keras model: a .keras file is a zip archive, and this one is not "
+                             "(damaged, or another kind of file)")
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as error:  # noqa: BLE001 - Keras raises many kinds; the message says which
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise ModelFileError(f"{path} could not be loaded as a Keras model ({type(error).__name__}: {first[:200]})") from None
     sidecar = path.with_suffix(".json")
     if sidecar.is_file():
         classes = json.loads(sidecar.read_text())["results"]["classes"]

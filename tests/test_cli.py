@@ -315,3 +315,48 @@ def test_a_failure_line_names_the_missing_folder_not_just_that_one_is_missing():
               "  - missing folder /d/two/test/covid\nExpected: ...")
     assert cli.headline(reason).endswith("expected layout: missing folder /d/two/test/covid")
     assert cli.headline("ValueError: plain\nmore") == "ValueError: plain"
+
+
+def test_a_chapter_reruns_only_when_something_it_depends_on_changed(tmp_path, monkeypatch, data_dir):
+    ran = []
+
+    def execute(nb, output, parameters):
+        ran.append(nb.stem)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text("{}")
+
+    monkeypatch.setattr(cli, "execute", execute)
+    chapter01, performance = cli.ROOT / "notebooks" / "01_vgg16_binary.ipynb", cli.ROOT / "notebooks" / "performance.ipynb"
+
+    def build(overrides=None, force=False):
+        ran.clear()
+        timings = cli.run_notebooks([chapter01, performance], "smoke", overrides or {}, tmp_path, str(data_dir), force=force)
+        assert all(t["status"] == "ok" for t in timings)
+        return list(ran)
+
+    assert build() == ["01_vgg16_binary", "performance"]
+    assert build() == []  # nothing changed
+    assert build(force=True) == ["01_vgg16_binary", "performance"]
+    assert build({"num_epochs": 2}) == ["01_vgg16_binary", "performance"]  # performance reads chapter 01's run
+    assert build({"num_epochs": 2}) == []
+    image = next((data_dir / "covid-xray" / "two" / "test" / "covid").iterdir())
+    image.write_bytes(image.read_bytes() + b"\0")  # the data changed
+    assert build({"num_epochs": 2}) == ["01_vgg16_binary", "performance"]
+    assert build({"num_epochs": 2, "repeats": 2}) == ["performance"]  # only its own parameter changed
+
+
+def test_a_chapter_that_failed_or_was_stopped_runs_again_next_time(tmp_path, monkeypatch, data_dir):
+    outcome = {"01_vgg16_binary": RuntimeError("broke")}
+
+    def execute(nb, output, parameters):
+        output.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(nb, output)
+        if nb.stem in outcome:
+            raise outcome.pop(nb.stem)
+
+    monkeypatch.setattr(cli, "execute", execute)
+    chapter01 = [cli.ROOT / "notebooks" / "01_vgg16_binary.ipynb"]
+    assert cli.run_notebooks(chapter01, "smoke", {}, tmp_path, str(data_dir), force=False)[0]["status"] == "failed"
+    again = cli.run_notebooks(chapter01, "smoke", {}, tmp_path, str(data_dir), force=False)[0]
+    assert again["status"] == "ok" and not again.get("unchanged")
+    assert cli.run_notebooks(chapter01, "smoke", {}, tmp_path, str(data_dir), force=False)[0].get("unchanged")

@@ -31,7 +31,7 @@ from typing import Any
 import nbformat
 import yaml
 
-from xrayutils import book, datasets, results
+from xrayutils import book, datasets, rerun, results
 
 ROOT = book.REPO_ROOT
 BOOK_FILES = ["_config.yml", "_toc.yml", "book"]
@@ -194,14 +194,23 @@ def waves(notebooks: list[Path]) -> list[list[Path]]:
 
 
 def run_notebooks(
-    notebooks: list[Path], profile: str, overrides: dict[str, Any], build_dir: Path, data_dir: str, jobs: int = 1
+    notebooks: list[Path],
+    profile: str,
+    overrides: dict[str, Any],
+    build_dir: Path,
+    data_dir: str,
+    jobs: int = 1,
+    *,
+    force: bool = True,
 ) -> list[dict[str, Any]]:
     """Execute each notebook, one progress line each; a failure is recorded and the others still run.
 
     Every parameter is checked before anything runs: an override must be declared by at
     least one notebook, and is passed to the notebooks that declare it.  With
     ``jobs`` > 1, up to that many chapters run at once, in :func:`waves`, and
-    each kernel's TensorFlow gets an equal share of the CPU cores.
+    each kernel's TensorFlow gets an equal share of the CPU cores.  Without
+    ``force``, a chapter whose inputs are those of its last successful run here
+    (:func:`xrayutils.rerun.chapter_key`) is not run again.
     """
     if jobs < 1:
         raise ParameterError(f"--jobs must be at least 1, got {jobs}")
@@ -219,6 +228,9 @@ def run_notebooks(
         plan[nb] = parameters
     number = {nb: i for i, nb in enumerate(notebooks, 1)}
     not_done: set[str] = set()  # failed or skipped in this build: whatever needs them must not read older results
+    earlier = rerun.recorded(build_dir)
+    keys = {stem: run["key"] for stem, run in earlier.items()}
+    data, code = rerun.data_signature(_data_roots(data_dir)), rerun.code_signature()
 
     def one(nb: Path) -> dict[str, Any]:
         output = build_dir / "site" / "notebooks" / nb.name
@@ -228,6 +240,10 @@ def run_notebooks(
             not_done.add(nb.stem)
             print(f"{label} skipped: it needs {', '.join(missing)}, which did not finish in this build", flush=True)
             return {"notebook": nb.stem, "status": "skipped", "seconds": 0.0}
+        key = rerun.chapter_key(nb, plan[nb], data=data, code=code, needed={n: keys.get(n) for n in needs(nb)})
+        if not force and earlier.get(nb.stem, {}).get("key") == key and output.exists():
+            print(f"{label} unchanged since its run of {earlier[nb.stem]['finished']}: not run again (--force runs it)", flush=True)
+            return {"notebook": nb.stem, "status": "ok", "seconds": 0.0, "unchanged": True}
         if jobs > 1:
             print(f"{label} started", flush=True)
         start = time.perf_counter()
@@ -240,6 +256,8 @@ def run_notebooks(
             reason = f"{getattr(error, 'ename', type(error).__name__)}: {getattr(error, 'evalue', error)}"
         seconds = time.perf_counter() - start
         status = "ok" if reason is None else "stopped" if reason.startswith("KeyboardInterrupt") else "failed"
+        keys[nb.stem] = key if status == "ok" else None
+        rerun.record(build_dir, nb.stem, keys[nb.stem])
         if status == "ok":
             print(f"{label} ok {seconds:.1f} s", flush=True)
         else:
@@ -389,11 +407,11 @@ def _typed(name: str, text: str) -> Any:
 def _print_summary(timings: list[dict[str, Any]], extra: dict[str, float]) -> None:
     print("\nSummary")
     for row in timings:
-        print(f"  {row['notebook']:<40} {row['status']:<7} {row['seconds']:>8.1f} s")
+        print(f"  {row['notebook']:<40} {'unchanged' if row.get('unchanged') else row['status']:<9} {row['seconds']:>8.1f} s")
     for name, seconds in extra.items():
-        print(f"  {name:<40} {'ok':<7} {seconds:>8.1f} s")
+        print(f"  {name:<40} {'ok':<9} {seconds:>8.1f} s")
     total = sum(r["seconds"] for r in timings) + sum(extra.values())
-    print(f"  {'total':<40} {'':<7} {total:>8.1f} s")
+    print(f"  {'total':<40} {'':<9} {total:>8.1f} s")
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -408,7 +426,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     overrides = _parse_overrides(args.parameter)
     with build_lock(build_dir):
         extra = {"fetch data": _fetch(args.data_dir)}
-        timings = run_notebooks(notebooks, args.profile, overrides, build_dir, _absolute(args.data_dir), args.jobs)
+        timings = run_notebooks(notebooks, args.profile, overrides, build_dir, _absolute(args.data_dir), args.jobs,
+                                force=args.force or bool(args.only))
         if any(t["status"] == "stopped" for t in timings):
             _print_summary(timings, extra)
             left = [nb.stem for nb in notebooks][len(timings):]
@@ -441,6 +460,17 @@ def cmd_build(args: argparse.Namespace) -> int:
         print(f"\nFailed: {', '.join(failed)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _data_roots(data_dir: str) -> list[Path]:
+    """The folders of the datasets found (without downloading), whose files decide whether a chapter reruns."""
+    roots = []
+    for name in datasets.UPSTREAM:
+        try:
+            roots.append(datasets.locate(name, data_dir or None, download=False))
+        except (datasets.DataNotFoundError, ValueError):
+            continue
+    return roots
 
 
 def _absolute(data_dir: str | None) -> str:
@@ -549,6 +579,8 @@ def main(argv: list[str] | None = None) -> int:
         if name == "build":
             p.add_argument("--only", nargs="+", help="chapters whose name starts with these (e.g. 00)")
             p.add_argument("--no-html", action="store_true", help="execute the notebooks only")
+            p.add_argument("--force", action="store_true",
+                           help="run every chapter, also those unchanged since their last run here (--only always runs its chapters)")
             p.add_argument("--jobs", type=int, default=1, help="chapters run at once (those that need others' results wait)")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -46,3 +46,11 @@ def test_cpu_model_names_the_cpu_and_its_vector_instructions(tmp_path):
     info.write_text("model name\t: Intel Xeon\nflags\t\t: avx2 avx512f avx512_bf16\n")
     assert book.cpu_model(info) == "Intel Xeon, AVX-512 with bfloat16"
     assert book.cpu_model(tmp_path / "missing")  # not Linux: still a string
+
+
+def test_a_chapter_shows_warnings_without_the_build_machines_paths(tmp_path):
+    import warnings
+
+    book.Chapter("00_data_exploration", profile="smoke", parameters={}, output_root=tmp_path)
+    shown = warnings.formatwarning("cannot decode x.png", UserWarning, "/home/someone/xrayutils/datasets.py", 80)
+    assert shown == "UserWarning: cannot decode x.png\n"

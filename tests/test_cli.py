@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+import time
 
 import nbformat
 import pandas as pd
@@ -360,3 +361,24 @@ def test_a_chapter_that_failed_or_was_stopped_runs_again_next_time(tmp_path, mon
     again = cli.run_notebooks(chapter01, "smoke", {}, tmp_path, str(data_dir), force=False)[0]
     assert again["status"] == "ok" and not again.get("unchanged")
     assert cli.run_notebooks(chapter01, "smoke", {}, tmp_path, str(data_dir), force=False)[0].get("unchanged")
+
+
+def test_training_shows_one_line_per_model_on_the_page_and_reports_epochs_to_the_runner(tiny_book):
+    code, build = tiny_book
+    texts = ["".join(o.get("text", "")) for c in _executed(build, "01_vgg16_binary").cells for o in c.get("outputs", [])]
+    assert not any("Epoch 1/" in t or "/step" in t for t in texts)  # no Keras epoch log on the page
+    assert any(t.startswith("VGG16: 2 seeds") for t in texts)
+    reported = (build / "progress" / "01_vgg16_binary.txt").read_text()
+    assert reported.startswith("VGG16, seed 2: epoch 1/1")  # the last thing chapter 01 did
+
+
+def test_the_watcher_prints_each_running_chapters_latest_line(tmp_path, capsys):
+    from xrayutils import progress
+
+    with cli.ProgressWatcher(tmp_path, in_place=False, every=0.02, at_most=0) as watcher:
+        watcher.start("03_coronahack_models")
+        (tmp_path / "03_coronahack_models.txt").write_text("ResNet34, seed 1: epoch 3/10, 1:00 so far, about 2:20 left")
+        time.sleep(0.2)
+        watcher.stop("03_coronahack_models")
+    assert "03_coronahack_models (0:00): ResNet34, seed 1: epoch 3/10" in capsys.readouterr().out
+    assert os.environ.get(progress.ENV_DIR) is None  # kernels started after the build report nowhere

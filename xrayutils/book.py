@@ -17,12 +17,13 @@ import os
 import platform
 import subprocess
 import time
+import warnings
 from dataclasses import dataclass, field
 from importlib import metadata as _metadata
 from pathlib import Path
 from typing import Any
 
-from xrayutils import results
+from xrayutils import progress, results
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ["tensorflow", "keras", "numpy", "pandas", "scikit-learn", "pillow", "imagehash", "matplotlib"]
@@ -143,6 +144,11 @@ def _notebook_parameters() -> dict[str, Any]:
     return executed_parameters(shell.user_ns.get("In", []), shell.user_ns)
 
 
+def _plain_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None) -> str:
+    """A warning as its kind and message: the default adds the file and line that raised it, a path of the build machine."""
+    return f"{category.__name__}: {message}\n"
+
+
 @dataclass
 class Chapter:
     """The provenance of one executed chapter: what ran, on what, where, for how long."""
@@ -156,6 +162,8 @@ class Chapter:
     started: float = field(default_factory=time.time)
 
     def __post_init__(self) -> None:
+        os.environ[progress.ENV_CHAPTER] = self.name  # the runner's terminal tells chapters apart by it
+        warnings.formatwarning = _plain_warning
         self.output_root = Path(self.output_root) if self.output_root else default_output_root()
         self.output_dir = self.output_root / self.name
         self.output_dir.mkdir(parents=True, exist_ok=True)

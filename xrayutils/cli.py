@@ -22,8 +22,9 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from typing import Any
 import nbformat
 import yaml
 
-from xrayutils import book, datasets, rerun, results
+from xrayutils import book, datasets, progress, rerun, results
 
 ROOT = book.REPO_ROOT
 BOOK_FILES = ["_config.yml", "_toc.yml", "book"]
@@ -193,6 +194,60 @@ def waves(notebooks: list[Path]) -> list[list[Path]]:
     return ordered
 
 
+class ProgressWatcher:
+    """Shows, while chapters run, the latest line each reports (:mod:`xrayutils.progress`), with the time spent in it.
+
+    On a terminal with one chapter at a time the line is redrawn in place every
+    few seconds; otherwise (a log file, CI, ``--jobs``) a line is printed when a
+    chapter's progress changed, at most once a minute per chapter.
+    """
+
+    def __init__(self, folder: Path, *, in_place: bool, every: float = 5.0, at_most: float = 60.0) -> None:
+        self.folder, self.in_place, self.every, self.at_most = folder, in_place, every, at_most
+        self.running: dict[str, float] = {}
+        self.shown: dict[str, tuple[str, float]] = {}
+        self.drawn = False
+        self._stop = threading.Event()
+
+    def __enter__(self) -> ProgressWatcher:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        os.environ[progress.ENV_DIR] = str(self.folder)  # every kernel started from now on reports here
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        os.environ.pop(progress.ENV_DIR, None)
+
+    def start(self, chapter: str) -> None:
+        (self.folder / f"{chapter}.txt").unlink(missing_ok=True)
+        self.running[chapter] = time.perf_counter()
+
+    def stop(self, chapter: str) -> None:
+        self.running.pop(chapter, None)
+        if self.drawn:  # clear the redrawn line before the chapter's own line
+            print("\r\033[K", end="", flush=True)
+            self.drawn = False
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            for chapter, started in list(self.running.items()):
+                path = self.folder / f"{chapter}.txt"
+                line = path.read_text().strip() if path.is_file() else ""
+                now = time.perf_counter()
+                text = f"      {chapter} ({progress.minutes(now - started)}): {line or 'starting'}"
+                if self.in_place:
+                    print(f"\r\033[K{text}", end="", flush=True)
+                    self.drawn = True
+                    continue
+                last_line, last_time = self.shown.get(chapter, ("", -self.at_most))
+                if line and line != last_line and now - last_time >= self.at_most:
+                    print(text, flush=True)
+                    self.shown[chapter] = (line, now)
+
+
 def run_notebooks(
     notebooks: list[Path],
     profile: str,
@@ -248,12 +303,15 @@ def run_notebooks(
             print(f"{label} started", flush=True)
         start = time.perf_counter()
         reason = None
+        watcher.start(nb.stem)
         try:
             execute(nb, output, plan[nb])
         except KeyboardInterrupt:
             reason = "KeyboardInterrupt"
         except Exception as error:  # papermill raises PapermillExecutionError and kernel errors
             reason = f"{getattr(error, 'ename', type(error).__name__)}: {getattr(error, 'evalue', error)}"
+        finally:
+            watcher.stop(nb.stem)
         seconds = time.perf_counter() - start
         status = "ok" if reason is None else "stopped" if reason.startswith("KeyboardInterrupt") else "failed"
         keys[nb.stem] = key if status == "ok" else None
@@ -269,6 +327,13 @@ def run_notebooks(
             print(f"      the executed notebook with the traceback: {output}", flush=True)
         return {"notebook": nb.stem, "status": status, "seconds": round(seconds, 1)}
 
+    watcher = ProgressWatcher(build_dir / "progress", in_place=jobs == 1 and sys.stdout.isatty())
+    with watcher:
+        return _run_all(notebooks, one, jobs)
+
+
+def _run_all(notebooks: list[Path], one: Callable[[Path], dict[str, Any]], jobs: int) -> list[dict[str, Any]]:
+    """:func:`run_notebooks`' chapters one after another, or with ``jobs`` > 1 in :func:`waves` on a share of the cores each."""
     if jobs == 1:
         timings = []
         for nb in notebooks:

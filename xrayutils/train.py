@@ -25,7 +25,7 @@ import pandas as pd
 import tensorflow as tf
 from keras import layers
 
-from xrayutils import caching, datasets, evaluate, models, pipeline, results
+from xrayutils import caching, datasets, evaluate, models, pipeline, progress, results
 from xrayutils.protocol import TrainingProtocol
 
 
@@ -255,6 +255,23 @@ class _BestWeights(keras.callbacks.Callback):
     def on_train_end(self, logs: dict | None = None) -> None:
         if self.best_weights is not None:
             self.target.set_weights(self.best_weights)
+
+
+class EpochProgress(keras.callbacks.Callback):
+    """Report each finished epoch, with the time so far and an estimate of what is left, to the runner (:mod:`xrayutils.progress`)."""
+
+    def __init__(self, label: str, epochs: int) -> None:
+        super().__init__()
+        self.label, self.epochs = label, epochs
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        elapsed = time.perf_counter() - self.started
+        left = elapsed / (epoch + 1) * (self.epochs - epoch - 1)
+        progress.report(f"{self.label}: epoch {epoch + 1}/{self.epochs}, {progress.minutes(elapsed)} so far, "
+                        f"about {progress.minutes(left)} left")
 
 
 def fit(
@@ -538,7 +555,10 @@ def train_and_test(
                 seed=protocol.seed, shuffle_train=not cache,
             )
             class_weight = protocol.class_weights(frames["train"]["label"].to_numpy(), len(classes))
-            history = fit(model, splits["train"], splits["validation"], protocol, class_weight=class_weight)
+            label = f"{name}, seed {protocol.seed}"
+            progress.report(f"{label}: {'encoding the training images' if cache else 'starting'}")
+            history = fit(model, splits["train"], splits["validation"], protocol, class_weight=class_weight,
+                          callbacks=[EpochProgress(label, protocol.num_epochs)], verbose=0)  # the page: one line per model
         probabilities, seconds_per_image = evaluate.predict_proba(model, splits["test"])
         if path is not None:
             save_model(model, path, classes=classes, history=history, provenance=provenance)

@@ -1,10 +1,10 @@
-# Two commands (see README): `make book` and `make test`. Both set up .venv first.
+# Two commands (see README): `make book` and `make test`. Both set up .venv first; `make lab` opens the chapters in JupyterLab.
 PYTHON ?= python3
 VENV ?= .venv
 PROFILE ?= cpu
 BIN := $(VENV)/bin
 
-.PHONY: setup book test clean
+.PHONY: setup book test lab clean
 
 setup: $(VENV)/.installed
 
@@ -16,6 +16,10 @@ $(VENV)/.installed: pyproject.toml
 
 book: setup
 	$(BIN)/xray-book build --profile $(PROFILE)
+
+# JupyterLab on the chapters, with this environment's Python (and xrayutils) as their kernel; LAB_ARGS adds options.
+lab: setup
+	$(BIN)/jupyter lab notebooks $(LAB_ARGS)
 
 test: setup
 	$(BIN)/ruff check xrayutils tests benchmarks notebooks

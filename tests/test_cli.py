@@ -382,3 +382,12 @@ def test_the_watcher_prints_each_running_chapters_latest_line(tmp_path, capsys):
         watcher.stop("03_coronahack_models")
     assert "03_coronahack_models (0:00): ResNet34, seed 1: epoch 3/10" in capsys.readouterr().out
     assert os.environ.get(progress.ENV_DIR) is None  # kernels started after the build report nowhere
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_the_colab_install_cell_installs_from_the_books_repository(notebook):
+    import yaml
+
+    url = yaml.safe_load((cli.ROOT / "_config.yml").read_text())["repository"]["url"]  # the launch buttons' address
+    install = next(c for c in nbformat.read(notebook, as_version=4).cells if c.cell_type == "code")
+    assert f'"xrayutils @ git+{url}"' in install.source

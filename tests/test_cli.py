@@ -391,3 +391,14 @@ def test_the_colab_install_cell_installs_from_the_books_repository(notebook):
     url = yaml.safe_load((cli.ROOT / "_config.yml").read_text())["repository"]["url"]  # the launch buttons' address
     install = next(c for c in nbformat.read(notebook, as_version=4).cells if c.cell_type == "code")
     assert f'"xrayutils @ git+{url}"' in install.source
+
+
+def test_what_kernels_print_to_stderr_goes_to_the_build_log_not_the_terminal(tmp_path, monkeypatch, capfd, data_dir):
+    def execute(nb, output, parameters):
+        os.write(2, b"I0000 cudart_stub.cc:31] Could not find cuda drivers\n")
+
+    monkeypatch.setattr(cli, "execute", execute)
+    cli.run_notebooks([NOTEBOOKS[0]], "smoke", {}, tmp_path, str(data_dir))
+    out, err = capfd.readouterr()
+    assert "cuda drivers" not in err + out and "kernels.log" in out
+    assert "cuda drivers" in (tmp_path / cli.KERNEL_LOG).read_text()

@@ -328,8 +328,33 @@ def run_notebooks(
         return {"notebook": nb.stem, "status": status, "seconds": round(seconds, 1)}
 
     watcher = ProgressWatcher(build_dir / "progress", in_place=jobs == 1 and sys.stdout.isatty())
-    with watcher:
+    print(f"Kernel messages (TensorFlow's start-up lines and the like): {build_dir / KERNEL_LOG}", flush=True)
+    with watcher, kernel_messages_to(build_dir / KERNEL_LOG):
         return _run_all(notebooks, one, jobs)
+
+
+KERNEL_LOG = "kernels.log"
+
+
+@contextlib.contextmanager
+def kernel_messages_to(path: Path) -> Iterator[None]:
+    """Send what is written to the standard error stream meanwhile, the chapters' kernels' included, to ``path``.
+
+    Each kernel prints TensorFlow's C++ start-up lines and the like there, once per
+    chapter; in the file they stay at hand without burying the runner's own lines
+    (which go to standard output).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(path, "ab") as log:
+        os.dup2(log.fileno(), 2)  # the file descriptor, so that child processes inherit it
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def _run_all(notebooks: list[Path], one: Callable[[Path], dict[str, Any]], jobs: int) -> list[dict[str, Any]]:

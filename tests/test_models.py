@@ -19,17 +19,19 @@ def test_alexnet_four_classes_has_the_published_parameter_count():
     assert model.output_shape == (None, 4)
 
 
-def test_auto_weights_fall_back_visibly_when_imagenet_is_unavailable(tmp_path, monkeypatch):
+def test_auto_weights_fall_back_visibly_when_imagenet_is_unavailable(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))  # an empty cache
 
     def offline(*args, **kwargs):
-        raise Exception("URL fetch failure on https://storage.googleapis.com/...: no network")
+        print("Downloading data from https://storage.googleapis.com/vgg16.h5")
+        raise Exception("URL fetch failure on https://storage.googleapis.com/vgg16.h5: None -- no network")
 
     monkeypatch.setattr(models.keras.applications, "VGG16", offline)
     with pytest.warns(UserWarning, match="falling back to random initialisation"):
         weights = models.resolve_weights("auto")
     assert not weights.pretrained
-    assert "ImageNet weights unavailable" in weights.description
+    assert weights.description == "random initialisation (auto: ImageNet weights unavailable: URL fetch failure: None -- no network)"
+    assert "https://" not in capsys.readouterr().out  # the page does not show the URL Keras tried
 
 
 def test_auto_weights_use_the_keras_cache(tmp_path, monkeypatch):

@@ -7,7 +7,10 @@ give a softmax, as in the published notebooks.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,11 +66,13 @@ def resolve_weights(choice: str, *, architecture: str = "VGG16") -> Weights:
         constructor, _, cache_file = BACKBONES[architecture]
         cached = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models" / cache_file
         if cached.is_file():
-            return Weights("imagenet", f"ImageNet (auto: found {cached})")
+            return Weights("imagenet", f"ImageNet (auto: found {cache_file} in the Keras cache)")
         try:
-            getattr(keras.applications, constructor)(include_top=False, weights="imagenet", input_shape=(96, 96, 3))
+            with contextlib.redirect_stdout(io.StringIO()):  # Keras prints the URL it tries; the page need not show it
+                getattr(keras.applications, constructor)(include_top=False, weights="imagenet", input_shape=(96, 96, 3))
         except Exception as error:  # offline: URL fetch failure, as Keras reports it
             reason = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
+            reason = re.sub(r"\s*on https?://\S+", "", reason)  # "URL fetch failure: None -- [Errno -3] ..."
             warnings.warn(f"ImageNet weights unavailable ({reason}); falling back to random initialisation", stacklevel=2)
             return Weights(None, f"random initialisation (auto: ImageNet weights unavailable: {reason})")
         return Weights("imagenet", "ImageNet (auto: downloaded by Keras)")

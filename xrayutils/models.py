@@ -72,7 +72,7 @@ def resolve_weights(choice: str, *, architecture: str = "VGG16") -> Weights:
                 getattr(keras.applications, constructor)(include_top=False, weights="imagenet", input_shape=(96, 96, 3))
         except Exception as error:  # offline: URL fetch failure, as Keras reports it
             reason = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
-            reason = re.sub(r"\s*on https?://\S+", "", reason)  # "URL fetch failure: None -- [Errno -3] ..."
+            reason = re.sub(r"\s+on https?://\S+?(:?)(?=\s|$)", r"\1", reason)  # "URL fetch failure: None -- [Errno -3] ..."
             warnings.warn(f"ImageNet weights unavailable ({reason}); falling back to random initialisation", stacklevel=2)
             return Weights(None, f"random initialisation (auto: ImageNet weights unavailable: {reason})")
         return Weights("imagenet", "ImageNet (auto: downloaded by Keras)")

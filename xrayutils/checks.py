@@ -332,7 +332,8 @@ def class_rate(rates: pd.DataFrame, cls: str, measure: str = "recall") -> dict[s
 
 def rate_text(rate: dict[str, float], where: str) -> str:
     """``"0.90 [0.80, 0.95]"``: a :func:`class_rate` on the model's own test set (``where="test"``) or on ``"external"`` images."""
-    return f"{rate[f'value_{where}']:.2f} [{rate[f'low_{where}']:.2f}, {rate[f'high_{where}']:.2f}]"
+    value, low, high = (evaluate.number(rate[f"{part}_{where}"], ".2f") for part in ("value", "low", "high"))
+    return f"{value} [{low}, {high}]"
 
 
 # 5. Calibration

@@ -229,6 +229,15 @@ def embed_tsne(features: np.ndarray, *, seed: int, perplexity: float = 30.0) -> 
     return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(features)
 
 
+def number(value: float | None, spec: str = ".3f") -> str:
+    """``value`` formatted, or ``n/a`` when it is undefined (NaN, or ``null`` as results files hold it).
+
+    >>> number(0.5, ".2f"), number(None), number(float("nan"))
+    ('0.50', 'n/a', 'n/a')
+    """
+    return "n/a" if value is None or value != value else format(value, spec)
+
+
 def interval(ci: dict[str, float], digits: int = 3) -> str:
     """``"0.871 [0.790, 0.935]"`` from ``{"value", "low", "high"}``.
 

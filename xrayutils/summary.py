@@ -101,7 +101,7 @@ def trust_table(trust: dict[str, Any]) -> pd.DataFrame:
     rows = []
     for key, h in trust.get("gradcam", {}).get("models", {}).items():
         rows.append({"check": "explanations (Grad-CAM)", "model": key,
-                     "result": f"{h['border_share']:.2f} of the heat in the border "
+                     "result": f"{evaluate.number(h['border_share'], '.2f')} of the heat in the border "
                                f"(an even map: {trust['gradcam']['even_map_share']:.2f})"})
     for chapter, s in trust.get("shortcut", {}).items():
         for variant, m in s["metrics"].items():
@@ -115,9 +115,9 @@ def trust_table(trust: dict[str, Any]) -> pd.DataFrame:
     for label, rates in trust.get("external", {}).get("rates", {}).items():
         for r in rates:
             if r["measure"] == "recall" and not pd.isna(r.get("value_external")):
+                own = evaluate.number(r["value_test"], ".2f")
                 rows.append({"check": f"external data: {r['class']} recall", "model": label,
-                             "result": f"{r['value_test']:.2f} own test set, {checks.rate_text(r, 'external')} external "
-                                       f"(n={int(r['n_external'])})"})
+                             "result": f"{own} own test set, {checks.rate_text(r, 'external')} external (n={int(r['n_external'])})"})
     for label, e in trust.get("calibration", {}).get("ece", {}).items():
         rows.append({"check": "calibration (ECE)", "model": label, "result": evaluate.interval(e)})
     return pd.DataFrame(rows, columns=["check", "model", "result"])

@@ -375,7 +375,7 @@ def test_training_shows_one_line_per_model_on_the_page_and_reports_epochs_to_the
 def test_the_watcher_prints_each_running_chapters_latest_line(tmp_path, capsys):
     from xrayutils import progress
 
-    with cli.ProgressWatcher(tmp_path, in_place=False, every=0.02, at_most=0) as watcher:
+    with progress.Watcher(tmp_path, in_place=False, every=0.02, at_most=0) as watcher:
         watcher.start("03_coronahack_models")
         (tmp_path / "03_coronahack_models.txt").write_text("ResNet34, seed 1: epoch 3/10, 1:00 so far, about 2:20 left")
         time.sleep(0.2)

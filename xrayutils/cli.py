@@ -22,7 +22,6 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -194,60 +193,6 @@ def waves(notebooks: list[Path]) -> list[list[Path]]:
     return ordered
 
 
-class ProgressWatcher:
-    """Shows, while chapters run, the latest line each reports (:mod:`xrayutils.progress`), with the time spent in it.
-
-    On a terminal with one chapter at a time the line is redrawn in place every
-    few seconds; otherwise (a log file, CI, ``--jobs``) a line is printed when a
-    chapter's progress changed, at most once a minute per chapter.
-    """
-
-    def __init__(self, folder: Path, *, in_place: bool, every: float = 5.0, at_most: float = 60.0) -> None:
-        self.folder, self.in_place, self.every, self.at_most = folder, in_place, every, at_most
-        self.running: dict[str, float] = {}
-        self.shown: dict[str, tuple[str, float]] = {}
-        self.drawn = False
-        self._stop = threading.Event()
-
-    def __enter__(self) -> ProgressWatcher:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        os.environ[progress.ENV_DIR] = str(self.folder)  # every kernel started from now on reports here
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        os.environ.pop(progress.ENV_DIR, None)
-
-    def start(self, chapter: str) -> None:
-        (self.folder / f"{chapter}.txt").unlink(missing_ok=True)
-        self.running[chapter] = time.perf_counter()
-
-    def stop(self, chapter: str) -> None:
-        self.running.pop(chapter, None)
-        if self.drawn:  # clear the redrawn line before the chapter's own line
-            print("\r\033[K", end="", flush=True)
-            self.drawn = False
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.every):
-            for chapter, started in list(self.running.items()):
-                path = self.folder / f"{chapter}.txt"
-                line = path.read_text().strip() if path.is_file() else ""
-                now = time.perf_counter()
-                text = f"      {chapter} ({progress.minutes(now - started)}): {line or 'starting'}"
-                if self.in_place:
-                    print(f"\r\033[K{text}", end="", flush=True)
-                    self.drawn = True
-                    continue
-                last_line, last_time = self.shown.get(chapter, ("", -self.at_most))
-                if line and line != last_line and now - last_time >= self.at_most:
-                    print(text, flush=True)
-                    self.shown[chapter] = (line, now)
-
-
 def run_notebooks(
     notebooks: list[Path],
     profile: str,
@@ -327,7 +272,7 @@ def run_notebooks(
             print(f"      the executed notebook with the traceback: {output}", flush=True)
         return {"notebook": nb.stem, "status": status, "seconds": round(seconds, 1)}
 
-    watcher = ProgressWatcher(build_dir / "progress", in_place=jobs == 1 and sys.stdout.isatty())
+    watcher = progress.Watcher(build_dir / "progress", in_place=jobs == 1 and sys.stdout.isatty())
     print(f"Kernel messages (TensorFlow's start-up lines and the like): {build_dir / KERNEL_LOG}", flush=True)
     with watcher, kernel_messages_to(build_dir / KERNEL_LOG):
         return _run_all(notebooks, one, jobs)

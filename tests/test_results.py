@@ -115,7 +115,7 @@ def test_a_build_below_a_floor_fails_after_running_everything(floored, monkeypat
         {"chapter": results.CORONAHACK, "metric": "balanced_accuracy", "interval_above": 0.5}]}})
     monkeypatch.setattr(cli, "_fetch", lambda data_dir: 0.0)
     ran = [{"notebook": results.TASK1, "status": "ok", "seconds": 1.0}, {"notebook": results.CORONAHACK, "status": "ok", "seconds": 1.0}]
-    monkeypatch.setattr(cli, "run_notebooks", lambda *args: ran)
+    monkeypatch.setattr(cli, "run_notebooks", lambda *args, **kwargs: ran)
     (floored / "outputs").mkdir()
     for chapter in (results.TASK1, results.CORONAHACK):
         (floored / chapter).rename(floored / "outputs" / chapter)

@@ -17,7 +17,6 @@ validation) is extrapolated from the measured epoch times.  Used by
 from __future__ import annotations
 
 import dataclasses
-import json
 import statistics
 import time
 from dataclasses import dataclass
@@ -191,7 +190,7 @@ def stored_step_times(protocol: TrainingProtocol, path: Path = STEP_TIMES) -> di
     """
     if not Path(path).is_file():
         return {}
-    stored = json.loads(Path(path).read_text())
+    stored = results.read_json(path)
     wanted = (protocol.image_size, protocol.batch_size, protocol.augment, "false")
     return {row["model"]: {"s/step": row["s/step"], "device": stored["device"], "commit": stored.get("commit", "unknown")}
             for row in stored["rows"] if (row["image size"], row["batch"], row["augment"], row["XLA asked"]) == wanted}
@@ -237,6 +236,21 @@ def epoch_times(
                      round(seconds * own.num_epochs * len(own.training_seeds) / 60, 1)})
     keras.backend.clear_session()
     return pd.DataFrame(rows).set_index("model")
+
+
+def model_costs(
+    model_names: list[str], protocol: TrainingProtocol, runs: dict[str, train.ModelRun], *, train_images: int, left_out: str
+) -> pd.DataFrame:
+    """Chapter 03's cost table: :func:`epoch_times` of the models run, and of the nine models' others as ``left_out`` says.
+
+    ``left_out`` is the chapter's ``left_out_costs``: ``measure`` (time a few
+    steps of each here), ``stored`` (:func:`stored_step_times`) or ``none``.
+    """
+    if left_out not in ("measure", "stored", "none"):
+        raise ValueError(f"left_out_costs must be measure, stored or none, got {left_out!r}")
+    names = model_names if left_out == "none" else list(models.CORONAHACK_MODELS)
+    stored = stored_step_times(protocol) if left_out == "stored" else None
+    return epoch_times(names, protocol, runs, train_images=train_images, stored=stored)
 
 
 def book_pipeline(build, frames: dict[str, pd.DataFrame], protocol: TrainingProtocol) -> Measurement:
@@ -449,7 +463,7 @@ def stored_seed_comparison(path: Path = SEED_RESULTS) -> dict[str, Any] | None:
     """
     if not Path(path).is_file():
         return None
-    stored = json.loads(Path(path).read_text())
+    stored = results.read_json(path)
     runs, comparison = pd.DataFrame(stored["full_protocol"]), pd.DataFrame(stored["seed_comparison"])
     settings = stored["full_protocol_settings"]
     about = (f"{settings['seeds']} seeds, {settings['image_size']} px, {settings['num_epochs']} epochs, "

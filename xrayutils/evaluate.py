@@ -229,13 +229,13 @@ def embed_tsne(features: np.ndarray, *, seed: int, perplexity: float = 30.0) -> 
     return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(features)
 
 
-def number(value: float | None, spec: str = ".3f") -> str:
-    """``value`` formatted, or ``n/a`` when it is undefined (NaN, or ``null`` as results files hold it).
+def number(value: float | None, spec: str = ".3f", *, missing: str = "n/a") -> str:
+    """``value`` formatted, or ``missing`` when it is undefined (NaN, or ``null`` as results files hold it).
 
-    >>> number(0.5, ".2f"), number(None), number(float("nan"))
-    ('0.50', 'n/a', 'n/a')
+    >>> number(0.5, ".2f"), number(None), number(float("nan"), missing="–")
+    ('0.50', 'n/a', '–')
     """
-    return "n/a" if value is None or value != value else format(value, spec)
+    return missing if pd.isna(value) else format(value, spec)
 
 
 def interval(ci: dict[str, float], digits: int = 3) -> str:
@@ -299,7 +299,7 @@ def confusions(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> pd
     >>> confusions([0, 0, 1], [1, 1, 1], ["a", "b"]).to_dict("records")
     [{'true': 'a', 'predicted': 'b', 'count': 2, 'share': 1.0}]
     """
-    matrix = metrics.confusion_matrix(y_true, y_pred, labels=np.arange(len(classes)))
+    matrix = confusion(y_true, y_pred, len(classes))
     rows = [
         {"true": classes[i], "predicted": classes[j], "count": int(matrix[i, j]), "share": matrix[i, j] / matrix[i].sum()}
         for i in range(len(classes)) for j in range(len(classes)) if i != j and matrix[i, j]
@@ -389,7 +389,7 @@ def ranking_score(
     The leaderboard table and its figure (:func:`xrayutils.plots.plot_leaderboard`) rank by it alike.
     """
     value = per_seed[name][metric].mean() if per_seed and name in per_seed else results[name][metric]["value"]
-    return -np.inf if value is None or pd.isna(value) else float(value)
+    return -np.inf if pd.isna(value) else float(value)
 
 
 def leaderboard(

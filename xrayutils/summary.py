@@ -24,9 +24,6 @@ def summary_table(records: list[dict[str, Any]], reported: pd.DataFrame) -> pd.D
     balanced accuracy, not beside our ROC AUC from probabilities (neither study
     reported one from probabilities).
     """
-    def fmt(value: Any) -> str:
-        return "–" if value is None or pd.isna(value) else f"{value:.3f}"
-
     rows = []
     for r in records:
         paper = published.row(reported, r["chapter"], r["model"])
@@ -50,8 +47,8 @@ def summary_table(records: list[dict[str, Any]], reported: pd.DataFrame) -> pd.D
             row.update({"accuracy": f"FAILED: {r.get('error', 'unknown error')}"})
         hard_auc = paper is not None and "hard labels" in str(paper["note"])
         row.update({
-            "published accuracy": fmt(None if paper is None else paper["accuracy"]),
-            "published balanced accuracy": fmt(paper["roc_auc"] if hard_auc else None),
+            "published accuracy": evaluate.number(None if paper is None else paper["accuracy"], missing="–"),
+            "published balanced accuracy": evaluate.number(paper["roc_auc"] if hard_auc else None, missing="–"),
             "published test n": "–" if paper is None else int(paper["n_test"]),
         })
         rows.append(row)

@@ -75,4 +75,29 @@ def make_tiny_data(root: Path) -> Path:
                 rows.append([name, label, split.upper(), covid, virus])
     frame = pd.DataFrame(rows, columns=["X_ray_image_name", "Label", "Dataset_type", "Label_2_Virus_category", "Label_1_Virus_category"])
     frame.to_csv(root / "coronahack" / "Chest_xray_Corona_Metadata.csv")
+    make_tiny_adults(root / "covid-chestxray-dataset", first_seed=seed + 1)
     return root
+
+
+#: Rows of the tiny adults' metadata: the four frontal non-COVID-19 rows are used; the COVID-19 and the lateral row are not.
+ADULT_ROWS = [
+    # patientid, age, sex, finding, view, filename
+    ("1", "45", "M", "No Finding", "PA", "nofinding-1.jpg"),
+    ("2", "", "F", "No Finding", "AP", "nofinding-2.png"),  # JPEG bytes under a .png name, as upstream
+    ("3", "71", "F", "Pneumonia/Viral/SARS", "AP Supine", "sars-3.jpeg"),
+    ("4", "38", "M", "Streptococcus", "PA", "strep-4.jpg"),
+    ("5", "60", "M", "Pneumonia/Viral/COVID-19", "PA", "covid-5.jpg"),
+    ("4", "38", "M", "Streptococcus", "L", "strep-4-L.jpg"),
+]
+
+
+def make_tiny_adults(folder: Path, first_seed: int) -> Path:
+    """``covid-chestxray-dataset/`` in the upstream layout: ``metadata.csv`` and ``images/``."""
+    for seed, row in enumerate(ADULT_ROWS, start=first_seed):
+        image = Image.fromarray(synthetic_xray(seed, size=(48, 44)))
+        (folder / "images").mkdir(parents=True, exist_ok=True)
+        image.save(folder / "images" / row[-1], format="JPEG")
+    frame = pd.DataFrame(ADULT_ROWS, columns=["patientid", "age", "sex", "finding", "view", "filename"])
+    frame.insert(5, "modality", "X-ray")
+    frame.to_csv(folder / "metadata.csv", index=False)
+    return folder

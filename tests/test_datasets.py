@@ -24,10 +24,71 @@ def test_coronahack_labels_come_from_the_csv(data_dir):
     assert every.totals().loc["test"].to_dict() == {"covid": 0, "normal": 2, "pneumonia_bac": 2, "pneumonia_vir": 2}
 
 
-def test_both_datasets_have_the_same_columns(data_dir):
-    a = datasets.load("covid-xray", data_dir=data_dir)
-    b = datasets.load("coronahack", data_dir=data_dir)
-    assert list(a.metadata.columns) == list(b.metadata.columns)
+def test_every_dataset_has_the_same_columns(data_dir):
+    for name in datasets.UPSTREAM:
+        columns = list(datasets.load(name, data_dir=data_dir).metadata.columns)
+        assert columns[:7] == ["path", "file", "split", "class_name", "label", "patient_id", "view"], name
+
+
+def test_adults_are_the_frontal_rows_without_covid_labelled_from_the_metadata(data_dir):
+    adults = datasets.load(datasets.ADULTS, data_dir=data_dir)
+    rows = adults.metadata.set_index("file")
+    assert adults.classes == ["no_finding", "pneumonia"]
+    assert adults.totals().to_dict("index") == {"test": {"no_finding": 2, "pneumonia": 2}}  # no COVID-19, no lateral
+    assert rows.loc["images/sars-3.jpeg", "finding"] == "SARS"  # the most specific finding of a path-style one
+    assert rows.loc["images/strep-4.jpg", ["class_name", "patient_id", "age", "sex"]].tolist() == [
+        "pneumonia", "covid-chestxray-dataset/4", 38.0, "M"]
+    assert rows["age"].isna().tolist() == [False, True, False, False]  # an empty age is unknown, not 0
+    assert adults.skipped.empty  # nofinding-2.png holds JPEG bytes and is decoded by content
+    assert "images/nofinding-2.png" in rows.index
+
+
+def test_an_adult_image_missing_or_named_by_no_row_is_named_and_left_out(data_dir):
+    folder = data_dir / datasets.ADULTS
+    (folder / "images" / "strep-4.jpg").unlink()
+    shutil.copy(folder / "images" / "sars-3.jpeg", folder / "images" / "stray.jpg")
+    with pytest.warns(UserWarning) as caught:
+        adults = datasets.load(datasets.ADULTS, data_dir=data_dir)
+    said = " ".join(str(w.message) for w in caught)
+    assert "images/strep-4.jpg" in said and "images/stray.jpg" in said
+    assert adults.skipped.set_index("file")["reason"].to_dict() == {
+        "images/strep-4.jpg": "named in metadata.csv, but no such file",
+        "images/stray.jpg": "no row of metadata.csv names it",
+    }
+    assert sorted(adults.metadata["file"]) == ["images/nofinding-1.jpg", "images/nofinding-2.png", "images/sars-3.jpeg"]
+
+
+def test_adults_without_their_metadata_or_its_columns_say_what_is_expected(data_dir):
+    folder = data_dir / datasets.ADULTS
+    table = (folder / "metadata.csv").read_text()
+    (folder / "metadata.csv").write_text(table.replace("finding", "diagnosis"))
+    with pytest.raises(ValueError, match=r"lacks the columns \['finding'\]"):
+        datasets.load(datasets.ADULTS, data_dir=data_dir)
+    (folder / "metadata.csv").unlink()
+    with pytest.raises(datasets.DataNotFoundError, match="missing file .*metadata.csv") as error:
+        datasets.load(datasets.ADULTS, data_dir=data_dir)
+    assert "images/<the file each metadata.csv row names>" in str(error.value)
+
+
+def test_the_adults_download_keeps_the_metadata_and_only_the_images_it_uses(data_dir, tmp_path, monkeypatch):
+    """The pinned upstream archive, unpacked by pooch, goes into the cache with the used rows' images only."""
+    import pooch
+
+    monkeypatch.setenv("XRAY_CACHE_DIR", str(tmp_path / "cache"))
+    archive = tmp_path / "unpacked" / f"covid-chestxray-dataset-{datasets.COHEN_COMMIT}"
+    shutil.copytree(data_dir / datasets.ADULTS, archive)
+    asked = []
+
+    def retrieve(url, **kwargs):
+        asked.append(url)
+        return [str(p) for p in archive.rglob("*") if p.is_file()]
+
+    monkeypatch.setattr(pooch, "retrieve", retrieve)
+    path = datasets.locate(datasets.ADULTS)
+    assert asked == [datasets.COHEN_ARCHIVE] and datasets.COHEN_COMMIT in asked[0]
+    assert path == tmp_path / "cache" / datasets.ADULTS
+    assert sorted(p.name for p in (path / "images").iterdir()) == ["nofinding-1.jpg", "nofinding-2.png", "sars-3.jpeg", "strep-4.jpg"]
+    assert len(datasets.load(datasets.ADULTS, root=path)) == 4
 
 
 def test_lateral_views_are_flagged_and_can_be_filtered(data_dir):
@@ -102,6 +163,10 @@ def test_failed_download_gives_the_upstream_and_layout(tmp_path, monkeypatch):
         datasets.locate("covid-xray")
     assert "mdshopon/COVID19_Classification" in str(error.value)
     assert "covid-xray/two/{train,test}/{covid,normal}" in str(error.value)
+    with pytest.raises(datasets.DataNotFoundError, match="no network") as error:
+        datasets.locate(datasets.ADULTS)
+    assert f"ieee8023/covid-chestxray-dataset (commit {datasets.COHEN_COMMIT}" in str(error.value)
+    assert "covid-chestxray-dataset/metadata.csv" in str(error.value)
 
 
 def test_cache_is_used_when_no_folder_is_given(data_dir, tmp_path, monkeypatch):

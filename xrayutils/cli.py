@@ -514,9 +514,9 @@ def _absolute(data_dir: str | None) -> str:
 
 
 def _fetch(data_dir: str | None) -> float:
-    """Make sure both datasets are at hand (local, cached or downloaded) before any notebook runs."""
+    """Make sure every dataset is at hand (local, cached or downloaded) before any notebook runs."""
     start = time.perf_counter()
-    for name in ("covid-xray", "coronahack"):
+    for name in datasets.UPSTREAM:
         path = datasets.locate(name, data_dir)
         print(f"data: {name} at {path}")
     return time.perf_counter() - start
@@ -602,7 +602,7 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--csv", help="also write the table to this CSV file")
             continue
         p.add_argument("--data-dir", default=os.environ.get("XRAY_DATA_DIR", ""),
-                       help="folder holding covid-xray/ and coronahack/ (default: $XRAY_DATA_DIR)")
+                       help="folder holding covid-xray/, coronahack/ and covid-chestxray-dataset/ (default: $XRAY_DATA_DIR)")
         if name == "fetch":
             continue
         if name == "run":

@@ -1,14 +1,20 @@
-"""The two chest X-ray datasets of the book, behind one API.
+"""The chest X-ray datasets of the book, behind one API.
 
 Every chapter gets its images through :func:`load`, which returns an
 :class:`XrayDataset`: one row per image in ``metadata`` (path, split, label,
 patient, view), class names in a fixed order, a ``totals()`` table and a
-content ``fingerprint()``.  ``covid-xray`` and ``coronahack`` look alike to a
-chapter, so that a model trained on one can be scored on the other (chapter 04).
+content ``fingerprint()``.  The datasets look alike to a chapter, so that a
+model trained on one can be scored on another (chapter 04):
+
+- ``covid-xray`` and ``coronahack``, the data of the two reproduced studies;
+- ``covid-chestxray-dataset``: adults *without* COVID-19 from the COVID-19
+  images' own source (Cohen et al.), for the age and source confound.  It has no
+  training split: every image is a test image.
 
 Where the files come from, in this order: an explicit ``root``; the folder named
-by ``XRAY_DATA_DIR`` (or ``data_dir``) holding ``covid-xray/`` and/or
-``coronahack/`` (or ``coronahack-mini/``); the local cache; a download.
+by ``XRAY_DATA_DIR`` (or ``data_dir``) holding ``covid-xray/``, ``coronahack/``
+(or ``coronahack-mini/``) and ``covid-chestxray-dataset/``; the local cache; a
+download.
 """
 
 from __future__ import annotations
@@ -24,14 +30,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-#: Class names in the order every chapter uses (the same name for the same thing).
+#: The adults without COVID-19 from the collection the COVID-19 images come from.
+ADULTS = "covid-chestxray-dataset"
+#: Class names in the order every chapter uses (the same name for the same thing).  The adults'
+#: classes are their ``finding``: "No Finding", or any other (pneumonias of many causes, ARDS).
 CLASSES = {
     ("covid-xray", "two"): ["covid", "normal"],
     ("covid-xray", "all"): ["covid", "normal", "pneumonia_bac", "pneumonia_vir"],
     ("coronahack", "two"): ["normal", "pneumonia"],
     ("coronahack", "all"): ["covid", "normal", "pneumonia_bac", "pneumonia_vir"],
+    (ADULTS, "two"): ["no_finding", "pneumonia"],
+    (ADULTS, "all"): ["no_finding", "pneumonia"],
 }
 SPLITS = ("train", "test")
+#: The columns of every dataset's ``metadata`` (a dataset may add its own after them).
+COLUMNS = ["path", "file", "split", "class_name", "label", "patient_id", "view"]
 #: Suffixes of the files a dataset folder contributes: formats the ``tf.data`` pipeline decodes.
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif"}
 #: Suffixes ``xray-book predict`` looks for in a folder: the above, and formats it reads with
@@ -39,16 +52,23 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif"}
 #: dataset images, so that a dataset holds the same images with every supported TensorFlow.
 READABLE_SUFFIXES = IMAGE_SUFFIXES | {".tif", ".tiff", ".webp"}
 
+#: The upstream commit the adults' download is pinned to, and its archive.
+COHEN_COMMIT = "6a4242344473ccb5ed0d2148d8c7bfb1691e4ed8"
+COHEN_ARCHIVE = f"https://github.com/ieee8023/covid-chestxray-dataset/archive/{COHEN_COMMIT}.zip"
+
 UPSTREAM = {
     "covid-xray": "https://github.com/mdshopon/COVID19_Classification "
     "(folders data_two_class -> two/, data_four_class -> all/)",
     "coronahack": "https://www.kaggle.com/datasets/praveengovi/coronahack-chest-xraydataset",
+    ADULTS: f"https://github.com/ieee8023/covid-chestxray-dataset (commit {COHEN_COMMIT}; its frontal X-rays without COVID-19)",
 }
 LAYOUT = {
     "covid-xray": "covid-xray/two/{train,test}/{covid,normal}/<images>\n"
     "covid-xray/all/{train,test}/{covid,normal,pneumonia_bac,pneumonia_vir}/<images>",
     "coronahack": "coronahack/Chest_xray_Corona_Metadata.csv\n"
     "coronahack/Coronahack-Chest-XRay-Dataset/Coronahack-Chest-XRay-Dataset/{train,test}/<images>",
+    ADULTS: f"{ADULTS}/metadata.csv (the upstream columns, at least patientid, age, sex, finding, view, filename)\n"
+    f"{ADULTS}/images/<the file each metadata.csv row names>",
 }
 #: What a reader of a model card must know about each dataset's sources, biases and licences (see book/data.md).
 SOURCES = {
@@ -65,13 +85,21 @@ SOURCES = {
         "dozen COVID-19 images from the Cohen collection in TRAIN only. The TEST images of the sample were "
         "stretched to 224x224 RGB before they reached this book; TRAIN images keep their aspect ratio."
     ),
+    ADULTS: (
+        "Frontal chest X-rays of adults without COVID-19 (no finding, or pneumonias of other causes) from the COVID-19 "
+        "image data collection of Cohen et al., the source of the COVID-19 images of both other datasets: many cut "
+        "from figures in journal articles, each image under its own licence (metadata column license)."
+    ),
 }
 # Folder names accepted under a data directory, first match wins.
-FOLDER_NAMES = {"covid-xray": ["covid-xray"], "coronahack": ["coronahack", "coronahack-mini"]}
+FOLDER_NAMES = {"covid-xray": ["covid-xray"], "coronahack": ["coronahack", "coronahack-mini"], ADULTS: [ADULTS]}
 CORONAHACK_CSV = "Chest_xray_Corona_Metadata.csv"
 CORONAHACK_IMAGES = Path("Coronahack-Chest-XRay-Dataset", "Coronahack-Chest-XRay-Dataset")
 COVID_XRAY_ARCHIVE = "https://github.com/mdshopon/COVID19_Classification/archive/refs/heads/master.zip"
 KAGGLE_HANDLE = "praveengovi/coronahack-chest-xraydataset"
+COHEN_COLUMNS = {"patientid", "age", "sex", "finding", "view", "filename"}
+#: The ``view`` values of frontal images in the collection's metadata (``L`` is lateral; CT rows have others).
+FRONTAL_VIEWS = ("PA", "AP", "AP Supine", "AP Erect")
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -85,7 +113,7 @@ class XrayDataset:
     Attributes
     ----------
     name : str
-        ``"covid-xray"`` or ``"coronahack"``.
+        ``"covid-xray"``, ``"coronahack"`` or ``"covid-chestxray-dataset"``.
     task : str
         ``"two"`` (binary) or ``"all"`` (every class the data has).
     classes : list of str
@@ -94,7 +122,8 @@ class XrayDataset:
         The dataset folder the files were read from.
     metadata : pandas.DataFrame
         Columns ``path`` (absolute), ``file`` (relative to ``root``), ``split``,
-        ``class_name``, ``label``, ``patient_id``, ``view``.
+        ``class_name``, ``label``, ``patient_id``, ``view``; the adults' also
+        ``finding`` (the most specific one), ``age`` (years, NaN when unknown) and ``sex``.
     skipped : pandas.DataFrame
         Files left out, with the reason (``file``, ``reason``).
     """
@@ -160,10 +189,9 @@ def locate(name: str, data_dir: str | os.PathLike | None = None, *, download: bo
 
     Parameters
     ----------
-    name : {"covid-xray", "coronahack"}
+    name : {"covid-xray", "coronahack", "covid-chestxray-dataset"}
     data_dir : path, optional
-        A folder holding ``covid-xray/`` and/or ``coronahack/`` (or
-        ``coronahack-mini/``).  Defaults to ``XRAY_DATA_DIR``.  When a folder is
+        A folder holding the datasets' folders (:data:`FOLDER_NAMES`).  Defaults to ``XRAY_DATA_DIR``.  When a folder is
         named and the dataset is not in it, that is an error (no fallback).
     download : bool
         Whether to download into :func:`cache_dir` when nothing is local.
@@ -225,6 +253,8 @@ def _download(name: str, target: Path) -> Path:
         staging.mkdir()
         shutil.copytree(extracted / "data_two_class", staging / "two")
         shutil.copytree(extracted / "data_four_class", staging / "all")
+    elif name == ADULTS:
+        _download_adults(staging)
     else:
         import kagglehub
 
@@ -233,6 +263,30 @@ def _download(name: str, target: Path) -> Path:
     check_layout(name, staging)  # verify before the cache is trusted
     staging.rename(target)
     return target
+
+
+def _download_adults(staging: Path) -> None:
+    """The pinned upstream archive's ``metadata.csv``, and the images of the rows :func:`load` uses.
+
+    The archive holds several hundred MB of COVID-19 images the book already has
+    (in covid-xray); only the frontal X-rays without COVID-19 are kept.
+    """
+    import pooch
+
+    files = pooch.retrieve(
+        COHEN_ARCHIVE,
+        known_hash=None,  # GitHub archives carry no published hash; the layout is checked instead
+        path=cache_dir() / "downloads",
+        processor=pooch.Unzip(extract_dir=f"{ADULTS}-archive"),
+        progressbar=_has_tqdm(),
+    )
+    extracted = next(Path(f).parent for f in files if Path(f).name == "metadata.csv")
+    (staging / "images").mkdir(parents=True)
+    shutil.copy2(extracted / "metadata.csv", staging / "metadata.csv")
+    table = pd.read_csv(extracted / "metadata.csv", dtype=str, keep_default_na=False)
+    for filename in table.loc[_adult_selection(table), "filename"]:
+        if (extracted / "images" / filename).is_file():
+            shutil.copy2(extracted / "images" / filename, staging / "images" / filename)
 
 
 def _has_tqdm() -> bool:
@@ -259,6 +313,11 @@ def check_layout(name: str, root: Path, tasks: tuple[str, ...] = ("two", "all"))
                         problems.append(f"missing folder {folder}")
                     elif not _image_files(folder):
                         problems.append(f"no images in {folder}")
+    elif name == ADULTS:
+        if not (root / "metadata.csv").is_file():
+            problems.append(f"missing file {root / 'metadata.csv'}")
+        if not (root / "images").is_dir():
+            problems.append(f"missing folder {root / 'images'}")
     else:
         if not (root / CORONAHACK_CSV).is_file():
             problems.append(f"missing file {root / CORONAHACK_CSV}")
@@ -301,17 +360,19 @@ def load(
 
     Parameters
     ----------
-    name : {"covid-xray", "coronahack"}
+    name : {"covid-xray", "coronahack", "covid-chestxray-dataset"}
     task : {"two", "all"}
         ``"two"``: covid vs normal (covid-xray), normal vs pneumonia (coronahack).
-        ``"all"``: covid, normal, bacterial and viral pneumonia.
+        ``"all"``: covid, normal, bacterial and viral pneumonia.  The adults
+        have the same two classes in both: no finding and any other finding.
     root : path, optional
         The dataset folder itself; found with :func:`locate` when omitted.
     data_dir : path, optional
         Passed to :func:`locate`.
     views : tuple of str
         Keep only these views (``"frontal"``, ``"lateral"``; lateral is told
-        from file names ending in ``-L``, the only marker the data has).
+        from file names ending in ``-L``, the only marker covid-xray has, and from
+        the adults' ``view`` column).
     unique_patients : bool
         Keep only the first image (by file name) of each patient, where file
         names tell the patient.
@@ -326,11 +387,15 @@ def load(
         raise ValueError(f"task must be 'two' or 'all', got {task!r}")
     root = Path(root) if root else locate(name, data_dir)
     check_layout(name, root, tasks=(task,))
-    frame = _covid_xray_rows(root, task) if name == "covid-xray" else _coronahack_rows(root, task)
+    rows = {"covid-xray": _covid_xray_rows, "coronahack": _coronahack_rows, ADULTS: _adult_rows}[name]
+    frame, absent = rows(root, task)
     classes = CLASSES[(name, task)]
     frame["label"] = frame["class_name"].map(classes.index).astype(int)
-    frame["patient_id"] = frame["file"].map(patient_id)
-    frame["view"] = frame["file"].map(view_of)
+    if "patient_id" not in frame:  # only the adults' metadata names patients and views
+        frame["patient_id"] = frame["file"].map(patient_id)
+    if "view" not in frame:
+        frame["view"] = frame["file"].map(view_of)
+    frame = frame[COLUMNS + [c for c in frame.columns if c not in COLUMNS]]  # the same first columns in every dataset
     frame = frame[frame["view"].isin(views)]
     if unique_patients:
         frame = frame.sort_values("file").drop_duplicates(["split", "patient_id"], keep="first")
@@ -340,6 +405,7 @@ def load(
     skipped = pd.DataFrame(columns=["file", "reason"])
     if check_images:
         frame, skipped = _drop_undecodable(frame)
+    skipped = pd.concat([absent, skipped], ignore_index=True) if len(absent) else skipped
     return XrayDataset(name, task, classes, root, frame, skipped)
 
 
@@ -352,7 +418,11 @@ def sample_per_class(frame: pd.DataFrame, n: int, *, seed: int) -> pd.DataFrame:
     return shuffled.groupby(["split", "class_name"], sort=False).head(n).sort_values(["split", "class_name"])
 
 
-def _covid_xray_rows(root: Path, task: str) -> pd.DataFrame:
+def _left_out(files: list[str], reason: str) -> pd.DataFrame:
+    return pd.DataFrame({"file": files, "reason": reason}, columns=["file", "reason"])
+
+
+def _covid_xray_rows(root: Path, task: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     for split in SPLITS:
         extra = sorted(p.name for p in (root / task / split).iterdir() if p.is_dir() and p.name not in CLASSES[("covid-xray", task)])
         if extra:
@@ -364,7 +434,7 @@ def _covid_xray_rows(root: Path, task: str) -> pd.DataFrame:
         for cls in CLASSES[("covid-xray", task)]
         for p in _image_files(root / task / split / cls)
     ]
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows), _left_out([], "")
 
 
 def _coronahack_class(row: pd.Series, task: str) -> str | None:
@@ -377,7 +447,7 @@ def _coronahack_class(row: pd.Series, task: str) -> str | None:
     return {"bacteria": "pneumonia_bac", "Virus": "pneumonia_vir"}.get(row["Label_1_Virus_category"])
 
 
-def _coronahack_rows(root: Path, task: str) -> pd.DataFrame:
+def _coronahack_rows(root: Path, task: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     table = pd.read_csv(root / CORONAHACK_CSV, index_col=0, keep_default_na=False)
     expected = {"X_ray_image_name", "Label", "Dataset_type", "Label_1_Virus_category", "Label_2_Virus_category"}
     if missing := expected - set(table.columns):
@@ -394,16 +464,68 @@ def _coronahack_rows(root: Path, task: str) -> pd.DataFrame:
     table["split"] = table["Dataset_type"].str.lower()
     table["file"] = [str(CORONAHACK_IMAGES / s / f) for s, f in zip(table["split"], table["X_ray_image_name"])]
     table["path"] = [str(root / f) for f in table["file"]]
+    exists = _existing(table, "coronahack", CORONAHACK_CSV)
+    return table.loc[exists, ["path", "file", "split", "class_name"]].reset_index(drop=True), _absent(table, exists, CORONAHACK_CSV)
+
+
+def _existing(table: pd.DataFrame, name: str, csv: str) -> np.ndarray:
+    """Which rows' ``path`` is a file; a warning names the others (a download cut short, a file deleted)."""
     exists = np.array([Path(p).is_file() for p in table["path"]], dtype=bool)
     if not exists.all():
         absent = table.loc[~exists, "file"].tolist()
         warnings.warn(
-            f"coronahack: {len(absent)} CSV rows name files that are absent and are left out: "
+            f"{name}: {len(absent)} rows of {csv} name files that are absent and are left out: "
             + ", ".join(absent[:10])
             + (" ..." if len(absent) > 10 else ""),
-            stacklevel=3,
+            stacklevel=4,
         )
-    return table.loc[exists, ["path", "file", "split", "class_name"]].reset_index(drop=True)
+    return exists
+
+
+def _absent(table: pd.DataFrame, exists: np.ndarray, csv: str) -> pd.DataFrame:
+    return _left_out(table.loc[~exists, "file"].tolist(), f"named in {csv}, but no such file")
+
+
+def _adult_selection(table: pd.DataFrame) -> pd.Series:
+    """The rows of the collection's ``metadata.csv`` this book uses: frontal X-rays without COVID-19.
+
+    Findings are flat (``SARS``) in early versions of the metadata and paths
+    (``Pneumonia/Viral/SARS``) in later ones; either way a row naming COVID-19, or
+    no finding yet (``todo``, ``Unknown``), is left out.
+    """
+    finding = table["finding"].astype(str)
+    chosen = table["view"].isin(FRONTAL_VIEWS) & ~finding.str.contains("COVID-19") & ~finding.isin(["todo", "Unknown", ""])
+    if "modality" in table:
+        chosen &= table["modality"] == "X-ray"
+    return chosen
+
+
+def _adult_rows(root: Path, task: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One row per image of a selected metadata row; absent images and images no row names are left out, named."""
+    table = pd.read_csv(root / "metadata.csv", dtype=str, keep_default_na=False)
+    if missing := COHEN_COLUMNS - set(table.columns):
+        raise ValueError(f"{root / 'metadata.csv'} lacks the columns {sorted(missing)}")
+    named = set(table["filename"])
+    table = table[_adult_selection(table)].drop_duplicates("filename").reset_index(drop=True)
+    finding = table["finding"].str.split("/").str[-1]
+    frame = pd.DataFrame({
+        "file": [str(Path("images", f)) for f in table["filename"]],
+        "split": "test",  # nothing of this dataset is for training
+        "class_name": np.where(finding == "No Finding", "no_finding", "pneumonia"),
+        "patient_id": ADULTS + "/" + table["patientid"],
+        "view": "frontal",
+        "finding": finding,
+        "age": pd.to_numeric(table["age"], errors="coerce"),
+        "sex": table["sex"].replace("", None),
+    })
+    frame.insert(0, "path", [str(root / f) for f in frame["file"]])
+    exists = _existing(frame, ADULTS, "metadata.csv")
+    unnamed = sorted(str(Path("images", p.name)) for p in _image_files(root / "images") if p.name not in named)
+    if unnamed:
+        warnings.warn(f"{ADULTS}: {len(unnamed)} image(s) in images/ that no row of metadata.csv names are left out "
+                      f"(no label): {', '.join(unnamed[:10])}{' ...' if len(unnamed) > 10 else ''}", stacklevel=3)
+    left_out = pd.concat([_absent(frame, exists, "metadata.csv"), _left_out(unnamed, "no row of metadata.csv names it")])
+    return frame[exists].reset_index(drop=True), left_out.reset_index(drop=True)
 
 
 # Heuristics, documented in the data chapter: file names are all these datasets give.

@@ -95,3 +95,12 @@ def test_with_seeds_the_leaderboard_plot_orders_by_the_seed_mean_and_shows_each_
     np.testing.assert_allclose(sorted(dots), sorted([0.9, 0.8, 0.85, 0.6, 0.7, 0.65]))
     fig = plots.plot_metric_comparison({"A": ci(0.7)}, ["roc_auc"], per_seed=per_seed)
     assert [len(c.get_offsets()) for c in fig.axes[0].collections if isinstance(c, PathCollection)] == [3]
+
+
+def test_ages_count_known_ages_in_bars_and_unknown_ones_in_the_title():
+    ages = pd.Series([23.0, 41.0, 44.0, np.nan, 80.0], name="adults")
+    fig = plots.plot_ages(ages, {"children": (1.0, 5.0)})
+    ax = fig.axes[0]
+    assert sum(bar.get_height() for bar in ax.patches[:-1]) == 4  # the last patch is the children's band
+    assert ax.get_title() == "4 images with an age, 1 without"
+    assert "children: 1-5 years" in [t.get_text() for t in ax.get_legend().get_texts()]

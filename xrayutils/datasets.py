@@ -91,6 +91,10 @@ SOURCES = {
         "from figures in journal articles, each image under its own licence (metadata column license)."
     ),
 }
+#: What is known of the patients' ages where the data give none per image: (youngest, oldest), in years.
+KNOWN_AGES = {
+    "children of Kermany et al. (normal, pneumonia)": (1.0, 5.0),  # "pediatric patients of one to five years old"
+}
 # Folder names accepted under a data directory, first match wins.
 FOLDER_NAMES = {"covid-xray": ["covid-xray"], "coronahack": ["coronahack", "coronahack-mini"], ADULTS: [ADULTS]}
 CORONAHACK_CSV = "Chest_xray_Corona_Metadata.csv"
@@ -123,7 +127,8 @@ class XrayDataset:
     metadata : pandas.DataFrame
         Columns ``path`` (absolute), ``file`` (relative to ``root``), ``split``,
         ``class_name``, ``label``, ``patient_id``, ``view``; the adults' also
-        ``finding`` (the most specific one), ``age`` (years, NaN when unknown) and ``sex``.
+        ``projection`` (``PA``, ``AP``, ``AP Supine``...), ``finding`` (the most
+        specific one), ``age`` (years, NaN when unknown) and ``sex``.
     skipped : pandas.DataFrame
         Files left out, with the reason (``file``, ``reason``).
     """
@@ -514,6 +519,7 @@ def _adult_rows(root: Path, task: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         "class_name": np.where(finding == "No Finding", "no_finding", "pneumonia"),
         "patient_id": ADULTS + "/" + table["patientid"],
         "view": "frontal",
+        "projection": table["view"],
         "finding": finding,
         "age": pd.to_numeric(table["age"], errors="coerce"),
         "sex": table["sex"].replace("", None),

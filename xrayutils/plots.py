@@ -69,6 +69,21 @@ def plot_image_grid(
     return fig
 
 
+def plot_ages(ages: pd.Series, known: dict[str, tuple[float, float]], ax: plt.Axes | None = None) -> plt.Figure:
+    """A histogram of ``ages`` (years; unknown ones left out and counted in the title), and each ``known`` age range as a band."""
+    fig, ax = _axes(ax, (8, 3))
+    known_ages = ages.dropna()
+    ax.hist(known_ages, bins=np.arange(0, 101, 5), color="C0", label=f"{ages.name} (per image)")
+    for i, (name, (low, high)) in enumerate(known.items(), start=1):
+        ax.axvspan(low, high, color=f"C{i}", alpha=0.35, label=f"{name}: {low:g}-{high:g} years")
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("age (years)")
+    ax.set_ylabel("images")
+    ax.set_title(f"{len(known_ages)} images with an age, {len(ages) - len(known_ages)} without", fontsize="medium")
+    ax.legend(fontsize="small")
+    return fig
+
+
 def plot_image_sizes(properties: pd.DataFrame, ax: plt.Axes | None = None) -> plt.Figure:
     """Width against height of every image, coloured by class and shaped by dataset."""
     fig, ax = _axes(ax, (7, 5))

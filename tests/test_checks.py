@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from xrayutils import checks, datasets, evaluate, models, results
 from xrayutils.protocol import TrainingProtocol
@@ -123,9 +124,11 @@ def test_best_records_calibration_and_findings(saved_chapter):
         "leakage": checks.leakage(records, pd.DataFrame(columns=["dataset_a", "split_a", "file_a", "dataset_b", "split_b", "file_b"]),
                                   n_resamples=5, seed=0),
         "external": {"images": 4, "rates": {"01_vgg16_binary/VGG16": rates.to_dict("records")}},
+        "adults": {"models": {"01_vgg16_binary/VGG16": {"verdict": "calls 1/4 = 0.25 [0.05, 0.70] of adults ..."}}},
         "calibration": {"ece": ece},
     })["01_vgg16_binary/VGG16"]
-    assert set(found) == {"gradcam", "shortcut", "leakage", "external", "calibration"}
+    assert set(found) == {"gradcam", "shortcut", "leakage", "external", "adults", "calibration"}
+    assert found["adults"] == "Adults without COVID-19: it calls 1/4 = 0.25 [0.05, 0.70] of adults ...."
     assert "80% of its heat" in found["gradcam"] and "the test is open" in found["shortcut"]
     assert "changes its accuracy by +0.000" in found["leakage"]
     assert "normal recall is 0.75" in found["external"]  # 3 of the 4 images, all normal now, are called normal
@@ -141,3 +144,65 @@ def test_external_images_seen_in_training_are_left_out(data_dir):
     unseen, counts = checks.unseen_external(external, covid_train, pairs)
     assert len(unseen) == len(candidates) - 1 and seen not in unseen["file"].tolist()
     assert counts["near-duplicate of a training image"].sum() == 1 and counts["used"].sum() == len(unseen)
+
+
+def _always(cls_index: int, image_size: int = 32) -> "keras.Model":
+    """A model that answers class ``cls_index`` of two for every image, whatever it shows."""
+    import keras
+
+    inputs = keras.Input((image_size, image_size, 3))
+    x = keras.layers.GlobalAveragePooling2D()(inputs)
+    bias = [4.0, 0.0] if cls_index == 0 else [0.0, 4.0]
+    outputs = keras.layers.Dense(2, activation="softmax", kernel_initializer="zeros", bias_initializer=keras.initializers.Constant(bias))(x)
+    return keras.Model(inputs, outputs)
+
+
+@pytest.mark.parametrize("answer, called", [(0, True), (1, False)])
+def test_adult_calls_count_covid_calls_of_the_same_model_on_adults_and_on_its_own_test_images(data_dir, tmp_path, answer, called):
+    from xrayutils import train
+
+    task1 = datasets.load("covid-xray", task="two", data_dir=data_dir)
+    test = task1.subset("test")
+    evaluate.predictions_frame(test, np.full((len(test), 2), 0.5), task1.classes).to_csv(tmp_path / "predictions.csv", index=False)
+    train.save_model(_always(answer), tmp_path / "model.keras", classes=task1.classes, history={}, provenance={})
+    record = {"folder": str(tmp_path), "model_file": "model.keras", "predictions_file": "predictions.csv",
+              "data_root": str(task1.root), "protocol": _saved(task1)["results"]["protocol"]}
+    adults = datasets.load(datasets.ADULTS, data_dir=data_dir).subset("test")
+    shares, table = checks.adult_calls(record, adults)
+    assert list(shares) == [checks.OWN_TEST, "adults, no finding", "adults, other finding", "adults, all"]
+    assert [shares[g]["n"] for g in shares] == [2, 2, 2, 4]  # the two normal test images; the adults by finding
+    assert all(s["called"] == (s["n"] if called else 0) for s in shares.values())
+    assert sorted(table["finding"]) == ["No Finding", "No Finding", "SARS", "Streptococcus"]
+    by_finding = checks.calls_by_finding({"m": table})
+    assert by_finding.loc[("no_finding", "No Finding")].tolist() == [2, 2 if called else 0]
+
+
+def _share(called, n):
+    return {"called": called, "n": n, **evaluate.proportion(called, n)}
+
+
+def test_the_adult_verdict_says_which_way_the_numbers_go():
+    own = _share(2, 93)
+    confounded = checks.adult_verdict({"adults, all": _share(60, 100), checks.OWN_TEST: own})
+    assert confounded.startswith("calls 60/100 = 0.60 [0.50, 0.69] of adults without COVID-19 COVID-19, against 2/93 = 0.02")
+    assert "answers to what the adults' images share (age, source)" in confounded
+    unclear = checks.adult_verdict({"adults, all": _share(4, 100), checks.OWN_TEST: own})
+    assert "no clear difference" in unclear and "no proof against" in unclear
+    fewer = checks.adult_verdict({"adults, all": _share(0, 100), checks.OWN_TEST: _share(30, 93)})
+    assert "fewer" in fewer
+
+
+def test_a_source_classifier_reads_an_obvious_source_and_keeps_patients_together(data_dir):
+    adults = datasets.load(datasets.ADULTS, data_dir=data_dir).subset("test")
+    children = datasets.load("covid-xray", task="all", data_dir=data_dir).subset("train")
+    for path in adults["path"]:  # the adults' images made much brighter: a source no classifier can miss
+        image = Image.open(path).convert("L")
+        Image.eval(image, lambda v: 200 + v // 5).save(path, format="JPEG")
+    source = checks.source_classifier(adults, children, thumbnail=8, folds=5, n_resamples=50, seed=0)
+    assert source["folds"] == 4  # the adults have 4 patients: one fold per patient at most
+    assert source["images"] == {"adults": 4, "children": 12}
+    assert source["metrics"]["roc_auc"]["value"] == 1.0
+    assert "near perfect" in checks.source_verdict(source) and "could explain the published accuracies" in checks.source_verdict(source)
+    weaker = {**source, "metrics": {**source["metrics"], "roc_auc": _ci(0.7, 0.6, 0.8)}}
+    assert "below 0.95" in checks.source_verdict(weaker)
+    assert checks.source_table(source).iloc[0]["folds"] == 4

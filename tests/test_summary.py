@@ -93,14 +93,20 @@ def test_trust_table_has_a_row_per_check_and_model():
                                  "without": _metrics((0.85, 0.8, 1), (0.9, 0.8, 1))}},
         "external": {"rates": {"VGG16": [{"class": "normal", "measure": "recall", "value_test": 0.9, "value_external": 0.4,
                                           "low_external": 0.3, "high_external": 0.5, "n_external": 200}]}},
+        "adults": {"models": {"01/VGG16": {"shares": {"own test set, not COVID-19": {"called": 1, "n": 31, **_ci(0.03, 0.01, 0.16)},
+                                                      "adults, all": {"called": 70, "n": 100, **_ci(0.7, 0.6, 0.78)}}}},
+                   "source": {"metrics": {"roc_auc": _ci(0.99, 0.98, 1.0), "balanced_accuracy": _ci(0.95, 0.9, 0.98)}}},
         "calibration": {"ece": {"VGG16": _ci(0.1, 0.05, 0.2)}},
     }
     table = summary.trust_table(checks)
-    assert set(checks) <= {"gradcam", "shortcut", "leakage", "external", "calibration"}
+    assert set(checks) <= {"gradcam", "shortcut", "leakage", "external", "adults", "calibration"}
     assert table["check"].tolist() == [
         "explanations (Grad-CAM)", "shortcut test: full image", "shortcut test: lungs hidden",
-        "leakage: near-duplicates removed", "external data: normal recall", "calibration (ECE)",
+        "leakage: near-duplicates removed", "external data: normal recall", "adults without COVID-19: called COVID-19",
+        "source classifier: adult or child", "calibration (ECE)",
     ]
+    assert table.iloc[5]["result"] == "own test set, not COVID-19 1/31 = 0.03 [0.01, 0.16]; adults, all 70/100 = 0.70 [0.60, 0.78]"
+    assert table.iloc[6]["result"] == "ROC AUC 0.990 [0.980, 1.000], balanced accuracy 0.950 [0.900, 0.980]"
     assert table.iloc[2]["result"] == "failed"
     assert "accuracy change -0.050" in table.iloc[3]["result"]
     assert "0.40 [0.30, 0.50] external (n=200)" in table.iloc[4]["result"]

@@ -43,7 +43,7 @@ def _gray_image(path: str) -> Image.Image:
     return Image.fromarray(images.to_uint8(images.read(path, gray=True)))
 
 
-def _gray(path: str, size: int) -> np.ndarray:
+def gray_pixels(path: str, size: int) -> np.ndarray:
     """A ``(size, size)`` float array in ``[0, 1]`` of the image's luminance."""
     gray = _gray_image(path).resize((size, size), Image.BILINEAR)
     return np.asarray(gray, dtype=np.float64) / 255.0
@@ -56,7 +56,7 @@ def intensity_histograms(paths: Sequence[str], *, bins: int = 64, size: int = 12
     rows per class shows differences in exposure or processing between sources.
     """
     edges = np.linspace(0.0, 1.0, bins + 1)
-    rows = [np.histogram(_gray(p, size), bins=edges)[0] for p in paths]
+    rows = [np.histogram(gray_pixels(p, size), bins=edges)[0] for p in paths]
     hist = np.asarray(rows, dtype=np.float64)
     return hist / hist.sum(axis=1, keepdims=True)
 

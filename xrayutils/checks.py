@@ -272,13 +272,14 @@ def leakage_table(rescored: dict[str, dict[str, Any]]) -> pd.DataFrame:
 # 4. External data
 
 def unseen_external(external: datasets.XrayDataset, covid_train: pd.DataFrame, pairs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """CoronaHack TEST images that no covid-xray model trained on: neither a near-duplicate nor a patient of its training split.
+    """Test images of ``external`` that no covid-xray model trained on: neither a near-duplicate nor a patient of its training split.
 
+    Used for CoronaHack's TEST split and for the adults without COVID-19.
     Returns the images kept and a table of how many of each class were found, left out (and why) and used.
     """
     candidates = external.subset("test")
     seen_image = candidates["file"].map(lambda f: f.rsplit("/", 1)[-1]).isin(
-        audit.near_duplicate_files(pairs, dataset="coronahack", split="test", partners={("covid-xray", "train")})
+        audit.near_duplicate_files(pairs, dataset=external.name, split="test", partners={("covid-xray", "train")})
     )
     seen_patient = candidates["patient_id"].isin(set(covid_train["patient_id"]))
     unseen = candidates[~seen_image & ~seen_patient].reset_index(drop=True)
@@ -332,11 +333,139 @@ def class_rate(rates: pd.DataFrame, cls: str, measure: str = "recall") -> dict[s
 
 def rate_text(rate: dict[str, float], where: str) -> str:
     """``"0.90 [0.80, 0.95]"``: a :func:`class_rate` on the model's own test set (``where="test"``) or on ``"external"`` images."""
-    value, low, high = (evaluate.number(rate[f"{part}_{where}"], ".2f") for part in ("value", "low", "high"))
-    return f"{value} [{low}, {high}]"
+    return evaluate.interval({part: rate[f"{part}_{where}"] for part in ("value", "low", "high")}, 2)
 
 
-# 5. Calibration
+# 5. Adults without COVID-19
+
+#: How the adults' classes are reported.
+ADULT_GROUPS = {"no_finding": "adults, no finding", "pneumonia": "adults, other finding"}
+#: Where a model's calls of its own test set's images without COVID-19 are reported.
+OWN_TEST = "own test set, not COVID-19"
+
+
+def called_covid(table: pd.DataFrame) -> dict[str, float]:
+    """How many images of a predictions table are called COVID-19: ``called``, ``n`` and the share with its Wilson interval."""
+    called = int((table["predicted"] == "covid").sum())
+    return {"called": called, "n": len(table), **evaluate.proportion(called, len(table))}
+
+
+def adult_calls(record: dict[str, Any], adults: pd.DataFrame) -> tuple[dict[str, dict[str, float]], pd.DataFrame]:
+    """The share of images a model with a COVID-19 class calls COVID-19: its own test images without COVID-19, the adults.
+
+    The saved model (the chapter's first training seed) predicts both sets, so
+    that the two shares come from one model; the chapter's own figures are its
+    seed ensemble's.  Returns the shares by group (:data:`OWN_TEST`, then
+    :data:`ADULT_GROUPS` and ``"adults, all"``) and the adults' predictions.
+    """
+    model, classes = predict.load_model(results.model_path(record))
+    batch_size = TrainingProtocol(**record["protocol"]).batch_size
+    own = results.predictions(record)
+    own = own[own["true"] != "covid"].assign(class_name=lambda t: t["true"])
+    own["path"] = [str(Path(record["data_root"]) / f) for f in own["file"]]
+    shares = {OWN_TEST: called_covid(external_predictions(model, own, classes, batch_size))}
+    table = external_predictions(model, adults, classes, batch_size)
+    shares |= {group: called_covid(table[table["true"] == cls]) for cls, group in ADULT_GROUPS.items()}
+    shares["adults, all"] = called_covid(table)
+    return shares, table.assign(finding=adults["finding"].to_numpy())
+
+
+def adult_verdict(shares: dict[str, dict[str, float]]) -> str:
+    """One sentence from :func:`adult_calls`' shares: are adults without COVID-19 called COVID-19 more often than own test images?
+
+    "More often" means the two Wilson intervals do not overlap; overlapping
+    intervals do not show the model is free of the confound, only that this
+    check could not tell.
+    """
+    adults, own = shares["adults, all"], shares[OWN_TEST]
+    said = (f"calls {share_text(adults)} of adults without COVID-19 COVID-19, "
+            f"against {share_text(own)} of its own test images without COVID-19")
+    if adults["low"] > own["high"]:
+        return f"{said}: it answers to what the adults' images share (age, source), not to COVID-19 alone"
+    if adults["high"] < own["low"]:
+        return f"{said}: fewer, so the adults' age and source do not by themselves make it say COVID-19"
+    return (f"{said}: no clear difference at this number of images, so this check finds no sign, "
+            "and no proof against, that age or source drive it")
+
+
+def share_text(share: dict[str, float]) -> str:
+    """``"12/19 = 0.63 [0.41, 0.81]"``: a :func:`called_covid` share with its interval."""
+    return f"{share['called']}/{share['n']} = {evaluate.interval(share, 2)}"
+
+
+def calls_by_finding(predictions: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per class and finding of the adults: how many images, and how many of them each model (by :func:`key`) calls COVID-19."""
+    def called(table: pd.DataFrame) -> pd.Series:
+        return table.assign(covid=table["predicted"] == "covid").groupby(["true", "finding"])["covid"].sum()
+
+    images = next(iter(predictions.values())).groupby(["true", "finding"]).size().rename("images")
+    return pd.concat([images, *(called(t).rename(name) for name, t in predictions.items())], axis=1).sort_values("images", ascending=False)
+
+
+#: A source classifier at or above this ROC AUC tells adults from children almost without error.
+NEAR_PERFECT_AUC = 0.95
+
+
+def source_classifier(
+    adults: pd.DataFrame, children: pd.DataFrame, *, thumbnail: int, folds: int, n_resamples: int, seed: int
+) -> dict[str, Any]:
+    """How well the source (adult or child) can be read from the pixels alone: a cross-validated logistic regression.
+
+    Each image becomes its ``thumbnail`` x ``thumbnail`` grey pixels; ``folds``
+    (fewer when a source has fewer patients) keep a patient's images together (:class:`~sklearn.model_selection.StratifiedGroupKFold`),
+    and every image is scored by the model of the fold it was left out of.  The
+    classifier is deliberately small: if even it separates the sources, a CNN
+    trained on COVID-19 (adults) against normal or pneumonia (children) can too.
+
+    Returns
+    -------
+    dict
+        ``images`` per source, ``thumbnail``, ``folds``, and out-of-fold ``metrics``
+        (accuracy, balanced accuracy, ROC AUC) with bootstrap intervals.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    frame = pd.concat([children.assign(adult=0), adults.assign(adult=1)], ignore_index=True)
+    folds = min(folds, int(frame.groupby("adult")["patient_id"].nunique().min()))  # every fold needs both sources
+    if folds < 2:
+        raise ValueError("the source classifier needs at least two patients of each source")
+    pixels = np.stack([audit.gray_pixels(p, thumbnail).ravel() for p in frame["path"]])
+    classifier = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000))
+    cv = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    proba = cross_val_predict(classifier, pixels, frame["adult"], groups=frame["patient_id"], cv=cv, method="predict_proba")
+    metrics = evaluate.bootstrap_metrics(frame["adult"].to_numpy(), proba, classes=["child", "adult"], n_resamples=n_resamples, seed=seed)
+    return {"images": {"adults": len(adults), "children": len(children)}, "thumbnail": thumbnail, "folds": folds,
+            "metrics": {m: metrics[m] for m in ("accuracy", "balanced_accuracy", "roc_auc")}}
+
+
+def source_table(source: dict[str, Any]) -> pd.DataFrame:
+    """The source classifier's images, folds and out-of-fold scores with their 95% bootstrap intervals, in one row."""
+    row = {**{f"{who} images": n for who, n in source["images"].items()}, "folds": source["folds"],
+           **{metric: evaluate.interval(ci) for metric, ci in source["metrics"].items()}}
+    return pd.DataFrame([row], index=[f"logistic regression, {source['thumbnail']}x{source['thumbnail']} grey pixels"])
+
+
+def source_verdict(source: dict[str, Any]) -> str:
+    """One sentence from :func:`source_classifier`'s score: is the source (age) near perfectly readable from the pixels?"""
+    auc, balanced = source["metrics"]["roc_auc"], source["metrics"]["balanced_accuracy"]
+    said = (f"a logistic regression on {source['thumbnail']}x{source['thumbnail']} grey thumbnails tells adults from "
+            f"children with ROC AUC {evaluate.interval(auc, 2)} (balanced accuracy {evaluate.interval(balanced, 2)})")
+    if auc["value"] >= NEAR_PERFECT_AUC:
+        return (f"{said}: near perfect. Since every COVID-19 image is an adult's and no other is, age or source "
+                "alone could explain the published accuracies")
+    return (f"{said}: below {NEAR_PERFECT_AUC}, so the source is not trivially readable from the raw pixels, "
+            "though a CNN may still find it")
+
+
+def adults_table(calls: dict[str, dict[str, dict[str, float]]]) -> pd.DataFrame:
+    """One row per model, one column per group: images called COVID-19, with their share and 95% Wilson interval."""
+    return pd.DataFrame({name: {group: share_text(share) for group, share in shares.items()} for name, shares in calls.items()}).T
+
+
+# 6. Calibration
 
 def calibration(
     best: dict[str, dict[str, Any]], *, n_bins: int, n_resamples: int, seed: int
@@ -383,6 +512,8 @@ def findings(checks: dict[str, Any]) -> dict[str, dict[str, str]]:
         n = class_rate(pd.DataFrame(rows), "normal")
         say(name, "external", f"On {images} external CoronaHack TEST images, normal recall is {rate_text(n, 'external')} "
                               f"against {n['value_test']:.2f} on its own test set.")
+    for name, a in checks.get("adults", {}).get("models", {}).items():
+        say(name, "adults", f"Adults without COVID-19: it {a['verdict']}.")
     for name, e in checks.get("calibration", {}).get("ece", {}).items():
         say(name, "calibration", f"Expected calibration error {evaluate.interval(e)}.")
     return found

@@ -239,12 +239,13 @@ def number(value: float | None, spec: str = ".3f", *, missing: str = "n/a") -> s
 
 
 def interval(ci: dict[str, float], digits: int = 3) -> str:
-    """``"0.871 [0.790, 0.935]"`` from ``{"value", "low", "high"}``.
+    """``"0.871 [0.790, 0.935]"`` from ``{"value", "low", "high"}``; ``n/a`` for an undefined part.
 
     >>> interval({"value": 0.5, "low": 0.25, "high": 0.75}, digits=2)
     '0.50 [0.25, 0.75]'
     """
-    return f"{ci['value']:.{digits}f} [{ci['low']:.{digits}f}, {ci['high']:.{digits}f}]"
+    value, low, high = (number(ci[part], f".{digits}f") for part in ("value", "low", "high"))
+    return f"{value} [{low}, {high}]"
 
 
 def metrics_table(results: dict[str, dict[str, dict[str, float]]], metric_names: list[str]) -> pd.DataFrame:

@@ -405,6 +405,29 @@ def plot_class_rates(rates: dict[str, pd.DataFrame]) -> plt.Figure:
     return fig
 
 
+def plot_shares(shares: dict[str, dict[str, dict[str, float]]], *, xlabel: str) -> plt.Figure:
+    """Shares with their intervals, one row per model, one colour per group of images (e.g. :func:`xrayutils.checks.adult_calls`).
+
+    ``shares[model][group]`` holds ``value``, ``low`` and ``high``; a group without images (NaN) is left out.
+    """
+    groups = list(dict.fromkeys(g for by_group in shares.values() for g in by_group))
+    fig, ax = plt.subplots(figsize=(8, 0.9 + 0.5 * len(shares) * max(1, len(groups)) / 2), layout="constrained")
+    y = np.arange(len(shares))
+    for i, group in enumerate(groups):
+        offset = (i - (len(groups) - 1) / 2) * 0.8 / max(1, len(groups))
+        cis = [by_group.get(group, {"value": np.nan}) for by_group in shares.values()]
+        known = np.array([not pd.isna(ci["value"]) for ci in cis])
+        kept = [ci for ci, k in zip(cis, known) if k]
+        if kept:
+            ax.errorbar([ci["value"] for ci in kept], y[known] + offset, xerr=_interval_errors(kept), fmt="o",
+                        color=sns.color_palette()[i], capsize=3, label=group)
+    ax.set_yticks(y, list(shares))
+    ax.invert_yaxis()
+    ax.set(xlim=(-0.02, 1.02), xlabel=xlabel)
+    ax.legend(fontsize="small", loc="best")
+    return fig
+
+
 def plot_protocol_times(table: pd.DataFrame, *, epochs: int, ax: plt.Axes | None = None) -> plt.Figure:
     """Horizontal bars: extrapolated time of the published protocol per training method (Performance page).
 

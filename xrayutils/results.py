@@ -169,7 +169,8 @@ def modelling_chapters(output_root: str | Path) -> list[str]:
 def model_records(output_root: str | Path, chapters: list[str] | None = None) -> list[dict[str, Any]]:
     """One flat record per model of every modelling chapter: where it came from, how it trained, what it scored or why it failed.
 
-    ``folder`` is the chapter's output folder, where the model and its predictions are.
+    ``folder`` is the chapter's output folder, where the model and its predictions are;
+    ``data_root`` the folder its predictions' ``file`` names are relative to.
     """
     records = []
     for chapter in chapters if chapters is not None else modelling_chapters(output_root):
@@ -182,6 +183,7 @@ def model_records(output_root: str | Path, chapters: list[str] | None = None) ->
                 "model": name,
                 "folder": str(Path(output_root) / chapter),
                 "dataset": dataset,
+                "data_root": provenance.get("datasets", {}).get(dataset, {}).get("root"),
                 "profile": provenance.get("profile", "unknown"),
                 "protocol": results.get("protocol", {}),
                 "classes": results.get("classes", []),

@@ -115,6 +115,13 @@ def trust_table(trust: dict[str, Any]) -> pd.DataFrame:
                 own = evaluate.number(r["value_test"], ".2f")
                 rows.append({"check": f"external data: {r['class']} recall", "model": label,
                              "result": f"{own} own test set, {checks.rate_text(r, 'external')} external (n={int(r['n_external'])})"})
+    for key, a in trust.get("adults", {}).get("models", {}).items():
+        rows.append({"check": "adults without COVID-19: called COVID-19", "model": key,
+                     "result": "; ".join(f"{group} {checks.share_text(share)}" for group, share in a["shares"].items())})
+    if source := trust.get("adults", {}).get("source"):
+        rows.append({"check": "source classifier: adult or child", "model": "logistic regression on grey thumbnails",
+                     "result": f"ROC AUC {evaluate.interval(source['metrics']['roc_auc'])}, "
+                               f"balanced accuracy {evaluate.interval(source['metrics']['balanced_accuracy'])}"})
     for label, e in trust.get("calibration", {}).get("ece", {}).items():
         rows.append({"check": "calibration (ECE)", "model": label, "result": evaluate.interval(e)})
     return pd.DataFrame(rows, columns=["check", "model", "result"])

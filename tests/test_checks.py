@@ -124,11 +124,11 @@ def test_best_records_calibration_and_findings(saved_chapter):
         "leakage": checks.leakage(records, pd.DataFrame(columns=["dataset_a", "split_a", "file_a", "dataset_b", "split_b", "file_b"]),
                                   n_resamples=5, seed=0),
         "external": {"images": 4, "rates": {"01_vgg16_binary/VGG16": rates.to_dict("records")}},
-        "adults": {"models": {"01_vgg16_binary/VGG16": {"verdict": "calls 1/4 = 0.25 [0.05, 0.70] of adults ..."}}},
+        "adults": {"models": {"01_vgg16_binary/VGG16": {"verdict": "says COVID-19 for 1/4 = 0.25 [0.05, 0.70] of the adults without it"}}},
         "calibration": {"ece": ece},
     })["01_vgg16_binary/VGG16"]
     assert set(found) == {"gradcam", "shortcut", "leakage", "external", "adults", "calibration"}
-    assert found["adults"] == "Adults without COVID-19: it calls 1/4 = 0.25 [0.05, 0.70] of adults ...."
+    assert found["adults"] == "Adults without COVID-19: it says COVID-19 for 1/4 = 0.25 [0.05, 0.70] of the adults without it."
     assert "80% of its heat" in found["gradcam"] and "the test is open" in found["shortcut"]
     assert "changes its accuracy by +0.000" in found["leakage"]
     assert "normal recall is 0.75" in found["external"]  # 3 of the 4 images, all normal now, are called normal
@@ -184,7 +184,7 @@ def _share(called, n):
 def test_the_adult_verdict_says_which_way_the_numbers_go():
     own = _share(2, 93)
     confounded = checks.adult_verdict({"adults, all": _share(60, 100), checks.OWN_TEST: own})
-    assert confounded.startswith("calls 60/100 = 0.60 [0.50, 0.69] of adults without COVID-19 COVID-19, against 2/93 = 0.02")
+    assert confounded.startswith("says COVID-19 for 60/100 = 0.60 [0.50, 0.69] of the adults without it, against 2/93 = 0.02")
     assert "answers to what the adults' images share (age, source)" in confounded
     unclear = checks.adult_verdict({"adults, all": _share(4, 100), checks.OWN_TEST: own})
     assert "no clear difference" in unclear and "no proof against" in unclear

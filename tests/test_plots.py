@@ -104,3 +104,13 @@ def test_ages_count_known_ages_in_bars_and_unknown_ones_in_the_title():
     assert sum(bar.get_height() for bar in ax.patches[:-1]) == 4  # the last patch is the children's band
     assert ax.get_title() == "4 images with an age, 1 without"
     assert "children: 1-5 years" in [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def test_shares_get_a_point_per_model_and_group_and_leave_out_empty_groups():
+    ci = {"value": 0.5, "low": 0.4, "high": 0.6}
+    fig = plots.plot_shares({"a": {"own": ci, "adults": ci}, "b": {"own": ci, "adults": {"value": np.nan}}}, xlabel="share")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b"]
+    points = [len(line.get_xdata()) for line in ax.lines if line.get_marker() == "o"]
+    assert sorted(points) == [1, 2]  # "own" for both models, "adults" only where it has images
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["own", "adults"]

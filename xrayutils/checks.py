@@ -378,8 +378,8 @@ def adult_verdict(shares: dict[str, dict[str, float]]) -> str:
     check could not tell.
     """
     adults, own = shares["adults, all"], shares[OWN_TEST]
-    said = (f"calls {share_text(adults)} of adults without COVID-19 COVID-19, "
-            f"against {share_text(own)} of its own test images without COVID-19")
+    said = (f"says COVID-19 for {share_text(adults)} of the adults without it, "
+            f"against {share_text(own)} of its own test images without it")
     if adults["low"] > own["high"]:
         return f"{said}: it answers to what the adults' images share (age, source), not to COVID-19 alone"
     if adults["high"] < own["low"]:

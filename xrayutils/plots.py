@@ -424,7 +424,7 @@ def plot_shares(shares: dict[str, dict[str, dict[str, float]]], *, xlabel: str) 
     ax.set_yticks(y, list(shares))
     ax.invert_yaxis()
     ax.set(xlim=(-0.02, 1.02), xlabel=xlabel)
-    ax.legend(fontsize="small", loc="best")
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=min(4, len(groups)), fontsize="small")
     return fig
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 
+import keras
 import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
-from xrayutils import checks, datasets, evaluate, models, results
+from xrayutils import checks, datasets, evaluate, models, results, train
 from xrayutils.protocol import TrainingProtocol
 
 
@@ -146,10 +147,8 @@ def test_external_images_seen_in_training_are_left_out(data_dir):
     assert counts["near-duplicate of a training image"].sum() == 1 and counts["used"].sum() == len(unseen)
 
 
-def _always(cls_index: int, image_size: int = 32) -> "keras.Model":
+def _always(cls_index: int, image_size: int = 32) -> keras.Model:
     """A model that answers class ``cls_index`` of two for every image, whatever it shows."""
-    import keras
-
     inputs = keras.Input((image_size, image_size, 3))
     x = keras.layers.GlobalAveragePooling2D()(inputs)
     bias = [4.0, 0.0] if cls_index == 0 else [0.0, 4.0]
@@ -159,8 +158,6 @@ def _always(cls_index: int, image_size: int = 32) -> "keras.Model":
 
 @pytest.mark.parametrize("answer, called", [(0, True), (1, False)])
 def test_adult_calls_count_covid_calls_of_the_same_model_on_adults_and_on_its_own_test_images(data_dir, tmp_path, answer, called):
-    from xrayutils import train
-
     task1 = datasets.load("covid-xray", task="two", data_dir=data_dir)
     test = task1.subset("test")
     evaluate.predictions_frame(test, np.full((len(test), 2), 0.5), task1.classes).to_csv(tmp_path / "predictions.csv", index=False)

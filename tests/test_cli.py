@@ -166,6 +166,7 @@ def test_chapter_00_audits_the_tiny_data(tiny_book):
     assert saved["provenance"]["profile"] == "smoke"
     assert saved["results"]["totals"]["covid-xray"]["train"]["covid"] == 3
     assert saved["results"]["train_test_leaks"] == 0  # every generated image is distinct
+    assert saved["results"]["adults"]["images"] == 4 and saved["results"]["adults"]["age"]["unknown"] == 1
     assert (build / "outputs" / "00_data_exploration" / "run_info.json").exists()
     assert _figures_drawn(_executed(build, "00_data_exploration"))[1], "a figure cell produced no image"
 
@@ -203,8 +204,14 @@ def test_trust_checks_chapter_checks_every_chapter(tiny_book):
     # the tiny coronahack TEST split: 2 normal, 2 bacterial, 2 viral pneumonia images, none seen in training
     assert checks["external"]["images"] == 6 and len(checks["external"]["rates"]) == 3
     assert len(checks["calibration"]["ece"]) == 3
+    # the tiny adults: 2 with no finding, 2 with pneumonia; every model with a COVID-19 class shown them
+    adults = checks["adults"]
+    assert adults["images"] == 4 and set(adults["models"]) == {"01_vgg16_binary/VGG16", "02_vgg16_vs_alexnet/VGG16",
+                                                                 "02_vgg16_vs_alexnet/AlexNet"}
+    assert all(a["shares"]["adults, all"]["n"] == 4 and a["verdict"].startswith("says COVID-19 for") for a in adults["models"].values())
+    assert adults["source"]["folds"] == 4 and adults["source"]["images"] == {"adults": 4, "children": 9}
     n_figures, drawn = _figures_drawn(_executed(build, "04_trust_checks"))
-    assert n_figures == 4 and drawn
+    assert n_figures == 5 and drawn
 
 
 def test_summary_chapter_shows_every_model_and_card(tiny_book):
@@ -213,6 +220,7 @@ def test_summary_chapter_shows_every_model_and_card(tiny_book):
     text = "\n".join(str(o.get("data", o.get("text", ""))) for c in executed.cells for o in c.get("outputs", []))
     assert text.count("Not for diagnosis") == 5  # one model card per saved model
     assert "Shortcut test" in text and "AlexNet" in text and "Xception" in text
+    assert text.count("Adults without COVID-19: it says COVID-19 for") == 3  # on the cards of the models with a COVID-19 class
     assert _figures_drawn(executed) == (1, True)
 
 
@@ -286,7 +294,7 @@ def test_every_chapter_gets_a_page_and_a_skipped_one_never_shows_an_older_build(
     shutil.copy(NOTEBOOKS[0], site / "notebooks" / NOTEBOOKS[0].name)  # ran in this build
     shutil.copy(NOTEBOOKS[4], site / "notebooks" / NOTEBOOKS[4].name)  # 04's page from an earlier build
     timings = [{"notebook": NOTEBOOKS[0].stem, "status": "ok"}, {"notebook": "04_trust_checks", "status": "skipped"}]
-    cli.stage_book(site, timings)
+    cli.stage_book(site, timings, {})
     pages = {nb.stem: nbformat.read(site / "notebooks" / nb.name, as_version=4) for nb in cli.chapter_notebooks()}
     assert len(pages[NOTEBOOKS[0].stem].cells) > 1  # the executed chapter is untouched
     assert "needs a chapter that failed" in pages["04_trust_checks"].cells[0].source
@@ -309,6 +317,17 @@ def test_only_one_chapter_in_a_fresh_build_folder_builds_its_book(tmp_path, data
     html = tmp_path / "site" / "_build" / "html"
     assert (html / "notebooks" / "00_data_exploration.html").exists()
     assert "has not run in this build folder" in (html / "notebooks" / "03_coronahack_models.html").read_text()
+    page = (html / "notebooks" / "00_data_exploration.html").read_text()
+    assert str(data_dir) not in page and str(tmp_path) not in page and str(cli.ROOT) not in page
+    assert "&lt;data&gt;/covid-xray" in page  # the dataset's root, as a reader can follow it
+
+
+def test_pages_name_this_machines_folders_by_placeholders(tmp_path):
+    page = tmp_path / "page.ipynb"
+    page.write_text('{"data_dir": "/m/data", "output_dir": "/m/data/build/outputs", "file": "/repo/x.py", "other": "/mdata"}')
+    cli.without_folders(page, {"/m/data": "<data>", "/m/data/build": "<build>", "/repo": "<repository>"})
+    assert page.read_text() == ('{"data_dir": "<data>", "output_dir": "<build>/outputs", "file": "<repository>/x.py", '
+                                '"other": "/mdata"}')
 
 
 def test_a_failure_line_names_the_missing_folder_not_just_that_one_is_missing():

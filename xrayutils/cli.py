@@ -327,14 +327,15 @@ def _run_all(notebooks: list[Path], one: Callable[[Path], dict[str, Any]], jobs:
     return [timings[nb] for nb in notebooks]
 
 
-def stage_book(site: Path, timings: list[dict[str, Any]]) -> None:
+def stage_book(site: Path, timings: list[dict[str, Any]], folders: dict[str, str]) -> None:
     """Copy the book's prose and configuration beside the executed notebooks in ``site``, and give every chapter a page.
 
     A chapter skipped in this build (it needs one that failed), or never run in
     this folder (``--only``), gets a page saying so instead of the table of
     contents pointing at nothing; a page a skipped chapter left from an earlier
     build is kept beside it (``<stem>.previous.ipynb``, outside the book), never
-    shown as this build's.
+    shown as this build's.  Every page names this machine's ``folders`` by
+    their placeholders (:func:`machine_folders`).
     """
     for name in BOOK_FILES:
         source, target = ROOT / name, site / name
@@ -351,6 +352,27 @@ def stage_book(site: Path, timings: list[dict[str, Any]]) -> None:
             why = ("it needs a chapter that failed in this build" if nb.stem in skipped
                    else f"it has not run in this build folder: `xray-book build --only {nb.stem[:2]}` runs it")
             placeholder(nb, page, f"**Not run.** This chapter has no results here: {why}.")
+        without_folders(page, folders)
+
+
+def machine_folders(build_dir: Path, data_dir: str) -> dict[str, str]:
+    """This machine's folders, each with what the book says instead: ``<data>``, ``<build>``, ``<repository>``.
+
+    Pages show where a chapter read and wrote (the parameters papermill
+    injects, a dataset's root, tracebacks); a reader needs which folder that
+    was, not where it lay on the machine that built the book.
+    """
+    folders = {str(root.parent): "<data>" for root in _data_roots(data_dir)}
+    return folders | {str(build_dir): "<build>", str(ROOT): "<repository>"}
+
+
+def without_folders(page: Path, folders: dict[str, str]) -> None:
+    """Rewrite ``page`` with each of ``folders`` replaced by its placeholder, the longest (innermost) first."""
+    text = original = page.read_text()
+    for folder in sorted(folders, key=len, reverse=True):
+        text = text.replace(folder, folders[folder])
+    if text != original:
+        results.write_atomic(page, text)
 
 
 def _title(notebook: Path) -> str:
@@ -471,7 +493,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         failed = [t["notebook"] for t in timings if t["status"] != "ok"]
         below = results.floor_failures(build_dir / "outputs", floors, [t["notebook"] for t in timings if t["status"] == "ok"])
         if not args.no_html:  # with failed chapters too: their pages show the error, as Jupyter Book's own builds do
-            stage_book(build_dir / "site", timings)
+            stage_book(build_dir / "site", timings, machine_folders(build_dir, _absolute(args.data_dir)))
             t0 = time.perf_counter()
             html = build_html(build_dir / "site")
             extra["jupyter-book build"] = time.perf_counter() - t0

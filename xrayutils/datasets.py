@@ -376,8 +376,8 @@ def load(
         Passed to :func:`locate`.
     views : tuple of str
         Keep only these views (``"frontal"``, ``"lateral"``; lateral is told
-        from file names ending in ``-L``, the only marker covid-xray has, and from
-        the adults' ``view`` column).
+        from file names ending in ``-L``, the only marker covid-xray has; the
+        adults are frontal views only).
     unique_patients : bool
         Keep only the first image (by file name) of each patient, where file
         names tell the patient.

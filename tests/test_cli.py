@@ -6,6 +6,10 @@ import json
 import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
+import threading
 import time
 
 import nbformat
@@ -421,3 +425,36 @@ def test_what_kernels_print_to_stderr_goes_to_the_build_log_not_the_terminal(tmp
     out, err = capfd.readouterr()
     assert "cuda drivers" not in err + out and "kernels.log" in out
     assert "cuda drivers" in (tmp_path / cli.KERNEL_LOG).read_text()
+
+
+def test_ctrl_c_with_two_jobs_stops_the_running_chapters_and_runs_no_more(tmp_path, monkeypatch, capsys, data_dir):
+    """Ctrl-C reaches the runner, not the kernels (their own sessions): it passes it on and summarises."""
+    passed_on, both_running = threading.Event(), threading.Barrier(2, timeout=60)
+
+    def execute(nb, output, parameters):
+        both_running.wait()
+        if nb.stem.startswith("00"):
+            os.kill(os.getpid(), signal.SIGINT)  # the terminal's Ctrl-C, while both chapters run
+        if not passed_on.wait(timeout=60):
+            raise AssertionError("the kernels were never interrupted")
+        raise KeyboardInterrupt  # what papermill reports from an interrupted kernel
+
+    monkeypatch.setattr(cli, "execute", execute)
+    monkeypatch.setattr(cli, "interrupt_kernels", passed_on.set)
+    code = cli.main(["build", "--profile", "smoke", "--build-dir", str(tmp_path), "--data-dir", str(data_dir),
+                     "--jobs", "2", "--only", "00", "01", "04"])
+    assert code == 130
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    assert "00_data_exploration (smoke) STOPPED" in out and "01_vgg16_binary (smoke) STOPPED" in out
+    assert "not run: 04_trust_checks" in err
+    assert cli.rerun.recorded(tmp_path) == {}  # neither stopped chapter counts as done
+
+
+def test_interrupt_kernels_reaches_a_child_in_its_own_session():
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    try:
+        cli.interrupt_kernels()
+        assert child.wait(timeout=20) != 0  # KeyboardInterrupt ended it
+    finally:
+        child.kill()

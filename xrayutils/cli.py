@@ -20,8 +20,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -232,7 +234,9 @@ def run_notebooks(
     keys = {stem: run["key"] for stem, run in earlier.items()}
     data, code = rerun.data_signature(_data_roots(data_dir)), rerun.code_signature()
 
-    def one(nb: Path) -> dict[str, Any]:
+    def one(nb: Path) -> dict[str, Any] | None:
+        if interrupted.is_set():  # Ctrl-C before its turn: not run, no timing
+            return None
         output = build_dir / "site" / "notebooks" / nb.name
         label = f"[{number[nb]}/{len(notebooks)}] {nb.stem} ({profile})"
         missing = [n for n in needs(nb) if n in not_done]
@@ -258,7 +262,8 @@ def run_notebooks(
         finally:
             watcher.stop(nb.stem)
         seconds = time.perf_counter() - start
-        status = "ok" if reason is None else "stopped" if reason.startswith("KeyboardInterrupt") else "failed"
+        stopped = reason is not None and (reason.startswith("KeyboardInterrupt") or interrupted.is_set())
+        status = "ok" if reason is None else "stopped" if stopped else "failed"
         keys[nb.stem] = key if status == "ok" else None
         rerun.record(build_dir, nb.stem, keys[nb.stem])
         if status == "ok":
@@ -273,9 +278,10 @@ def run_notebooks(
         return {"notebook": nb.stem, "status": status, "seconds": round(seconds, 1)}
 
     watcher = progress.Watcher(build_dir / "progress", in_place=jobs == 1 and sys.stdout.isatty())
+    interrupted = threading.Event()  # Ctrl-C with jobs > 1: whatever ends a running chapter now, it was stopped
     print(f"Kernel messages (TensorFlow's start-up lines and the like): {build_dir / KERNEL_LOG}", flush=True)
     with watcher, kernel_messages_to(build_dir / KERNEL_LOG):
-        return _run_all(notebooks, one, jobs)
+        return _run_all(notebooks, one, jobs, interrupted)
 
 
 KERNEL_LOG = "kernels.log"
@@ -302,29 +308,71 @@ def kernel_messages_to(path: Path) -> Iterator[None]:
             os.close(saved)
 
 
-def _run_all(notebooks: list[Path], one: Callable[[Path], dict[str, Any]], jobs: int) -> list[dict[str, Any]]:
-    """:func:`run_notebooks`' chapters one after another, or with ``jobs`` > 1 in :func:`waves` on a share of the cores each."""
+def _run_all(
+    notebooks: list[Path], one: Callable[[Path], dict[str, Any] | None], jobs: int, interrupted: threading.Event
+) -> list[dict[str, Any]]:
+    """:func:`run_notebooks`' chapters one after another, or with ``jobs`` > 1 in :func:`waves` on a share of the cores each.
+
+    Ctrl-C stops the build after the chapters it interrupted, which end as
+    ``stopped``; what is left does not run and has no timing.
+    """
     if jobs == 1:
         timings = []
         for nb in notebooks:
             timings.append(one(nb))
-            if timings[-1]["status"] == "stopped":  # Ctrl-C: what is left does not run
+            if timings[-1]["status"] == "stopped":
                 break
         return timings
     cores = os.cpu_count() or 1
     chosen = "TF_NUM_INTRAOP_THREADS" in os.environ  # the user's own setting wins
     timings = {}
     try:
-        with ThreadPoolExecutor(max_workers=jobs) as pool:  # each papermill run drives its own kernel process
+        # each papermill run drives its own kernel process
+        with ThreadPoolExecutor(max_workers=jobs) as pool, ctrl_c_passed_on(interrupted):
             for wave in waves(notebooks):
                 if not chosen:  # kernels inherit it; a chapter that runs alone gets every core
                     alone = len(wave) == 1 and wave[0].stem in results.RUNS_ALONE
                     os.environ["TF_NUM_INTRAOP_THREADS"] = str(cores if alone else max(1, cores // jobs))
                 timings.update(zip(wave, pool.map(one, wave)))
+                if interrupted.is_set():
+                    break
     finally:
         if not chosen:
             os.environ.pop("TF_NUM_INTRAOP_THREADS", None)
-    return [timings[nb] for nb in notebooks]
+    return [timings[nb] for nb in notebooks if timings.get(nb)]
+
+
+@contextlib.contextmanager
+def ctrl_c_passed_on(interrupted: threading.Event) -> Iterator[None]:
+    """Meanwhile, Ctrl-C sets ``interrupted`` and is passed on to the kernels (:func:`interrupt_kernels`).
+
+    With chapters running side by side, Ctrl-C reaches only this process (each
+    kernel runs in a session of its own), and as a ``KeyboardInterrupt`` here it
+    would leave the kernels running.  Passed on, it stops each chapter where it
+    is, and each ends as ``stopped``, as one chapter alone does.
+    """
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        yield  # only the main thread may set handlers; a run told to ignore Ctrl-C (nohup) keeps ignoring it
+        return
+
+    def pass_on(signum: int, frame: Any) -> None:
+        interrupted.set()
+        interrupt_kernels()
+
+    previous = signal.signal(signal.SIGINT, pass_on)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def interrupt_kernels() -> None:
+    """Send SIGINT to every process this one started, as a terminal's Ctrl-C does to a kernel it runs."""
+    import psutil
+
+    for child in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            child.send_signal(signal.SIGINT)
 
 
 def stage_book(site: Path, timings: list[dict[str, Any]], folders: dict[str, str]) -> None:
@@ -487,7 +535,7 @@ def cmd_build(args: argparse.Namespace) -> int:
                                 force=args.force or bool(args.only))
         if any(t["status"] == "stopped" for t in timings):
             _print_summary(timings, extra)
-            left = [nb.stem for nb in notebooks][len(timings):]
+            left = [nb.stem for nb in notebooks if nb.stem not in {t["notebook"] for t in timings}]
             print(f"\nStopped (Ctrl-C); not run: {', '.join(left) or 'none'}. The HTML was not rebuilt.", file=sys.stderr)
             return 130
         failed = [t["notebook"] for t in timings if t["status"] != "ok"]

@@ -441,8 +441,12 @@ def test_ctrl_c_with_two_jobs_stops_the_running_chapters_and_runs_no_more(tmp_pa
 
     monkeypatch.setattr(cli, "execute", execute)
     monkeypatch.setattr(cli, "interrupt_kernels", passed_on.set)
-    code = cli.main(["build", "--profile", "smoke", "--build-dir", str(tmp_path), "--data-dir", str(data_dir),
-                     "--jobs", "2", "--only", "00", "01", "04"])
+    ignored = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, even when the tests run under nohup
+    try:
+        code = cli.main(["build", "--profile", "smoke", "--build-dir", str(tmp_path), "--data-dir", str(data_dir),
+                         "--jobs", "2", "--only", "00", "01", "04"])
+    finally:
+        signal.signal(signal.SIGINT, ignored)
     assert code == 130
     out, err = capsys.readouterr()
     assert "Traceback" not in out + err
@@ -452,8 +456,10 @@ def test_ctrl_c_with_two_jobs_stops_the_running_chapters_and_runs_no_more(tmp_pa
 
 
 def test_interrupt_kernels_reaches_a_child_in_its_own_session():
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    wait = "import signal, time; signal.signal(signal.SIGINT, signal.default_int_handler); print('ready', flush=True); time.sleep(60)"
+    child = subprocess.Popen([sys.executable, "-c", wait], start_new_session=True, stdout=subprocess.PIPE, text=True)
     try:
+        assert child.stdout.readline() == "ready\n"  # its Ctrl-C handler is set, as a kernel's is
         cli.interrupt_kernels()
         assert child.wait(timeout=20) != 0  # KeyboardInterrupt ended it
     finally:

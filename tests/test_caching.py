@@ -74,8 +74,12 @@ def test_each_image_comes_once_per_epoch_as_one_of_its_views():
 def test_augmented_views_differ_and_one_view_without_augmentation_is_required(frames):
     encoder, _ = caching.split_frozen(frozen_base_model())
     images = pipeline.make_dataset(frames["train"]["path"], frames["train"]["label"], image_size=(32, 32), batch_size=2)
-    features, labels = caching.encode(encoder, images, views=2, augmentation=train.augmentation(seed=0))
+    calls = []
+    features, labels = caching.encode(encoder, images, views=2, augmentation=train.augmentation(seed=0),
+                                      on_batch=lambda done, total: calls.append((done, total)))
     assert features.shape == (2, len(frames["train"]), 196) and labels.shape == (2, len(frames["train"]))
+    batches = -(-len(frames["train"]) // 2)
+    assert calls == [(done, 2 * batches) for done in range(1, 2 * batches + 1)]  # every batch of both views, counted on
     assert not np.allclose(features[0], features[1])
     with pytest.raises(ValueError, match="views=1"):
         caching.encode(encoder, images, views=2)

@@ -282,3 +282,15 @@ def test_a_class_left_without_test_images_stops_the_chapter_naming_class_split_a
                                 learning_rate=1e-3, validation_fraction=0.2, seed=0, weights="none")
     with pytest.warns(UserWarning), pytest.raises(ValueError, match=r"no covid image left in the test split .*covid-test-0"):
         train.load_split("covid-xray", "two", protocol, data_dir)
+
+
+def test_feature_caching_reports_how_far_encoding_is(monkeypatch):
+    lines = []
+    monkeypatch.setattr(train.progress, "report", lines.append)
+    reporter = train.EpochProgress("VGG16, seed 1", epochs=40)
+    for done in (1, 2, 4):
+        reporter.encoding(done, 4)
+    assert lines[0].startswith("VGG16, seed 1: encoding the training images, batch 1/4, 0:00 so far, about 0:0")
+    assert lines[-1].endswith("batch 4/4, 0:00 so far, about 0:00 left")
+    reporter.encoding(1, 0)  # a dataset that does not know its length: no estimate
+    assert lines[-1].endswith("batch 1/?, 0:00 so far")

@@ -16,7 +16,7 @@ image is seen in ``views`` versions only.  Chapters state the ``views`` they use
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import keras
 import numpy as np
@@ -81,7 +81,12 @@ def split_frozen(model: keras.Model) -> tuple[keras.Model, keras.Model] | None:
 
 
 def encode(
-    encoder: keras.Model, images: tf.data.Dataset, *, views: int = 1, augmentation: keras.Layer | None = None
+    encoder: keras.Model,
+    images: tf.data.Dataset,
+    *,
+    views: int = 1,
+    augmentation: keras.Layer | None = None,
+    on_batch: Callable[[int, int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The encoder's output for every batch of ``images``, ``views`` times.
 
@@ -93,6 +98,10 @@ def encode(
         Passes over ``images``, each through ``augmentation`` (training mode) first.
     augmentation : keras layer, optional
         Without it every view would be the same, so ``views`` must be 1.
+    on_batch : callable, optional
+        Called with (batches done, batches in all views; 0 when the dataset does
+        not know its length) after each batch: encoding is most of a cached
+        training's time, and the runner shows how far it is.
 
     Returns
     -------
@@ -111,9 +120,15 @@ def encode(
             x = augmentation(x, training=True)
         return encoder(x, training=False)
 
+    per_view = int(images.cardinality())
+    total = views * per_view if per_view > 0 else 0
     features, labels = [], []
-    for _ in range(views):
-        batches = [(step(x).numpy(), y.numpy()) for x, y in images]
+    for view in range(views):
+        batches = []
+        for x, y in images:
+            batches.append((step(x).numpy(), y.numpy()))
+            if on_batch is not None:
+                on_batch(view * max(per_view, 0) + len(batches), total)
         features.append(np.concatenate([f for f, _ in batches]))
         labels.append(np.concatenate([y for _, y in batches]))
     return np.stack(features), np.stack(labels)

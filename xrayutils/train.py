@@ -267,6 +267,15 @@ class EpochProgress(keras.callbacks.Callback):
     def on_train_begin(self, logs: dict | None = None) -> None:
         self.started = time.perf_counter()
 
+    def encoding(self, done: int, total: int) -> None:
+        """Report feature caching's progress (:func:`xrayutils.caching.encode`'s ``on_batch``), which comes before the epochs."""
+        if done == 1:
+            self.encoding_started = time.perf_counter()
+        elapsed = time.perf_counter() - self.encoding_started
+        left = f", about {progress.minutes(elapsed / done * (total - done))} left" if total else ""
+        progress.report(f"{self.label}: encoding the training images, batch {done}/{total or '?'}, "
+                        f"{progress.minutes(elapsed)} so far{left}")
+
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         elapsed = time.perf_counter() - self.started
         left = elapsed / (epoch + 1) * (self.epochs - epoch - 1)
@@ -321,7 +330,9 @@ def fit(
             raise ValueError(f"{model.name} has no frozen base whose output could be cached: set cache_features=False")
         encoder, trainer = split
         views = protocol.augmented_views if layer is not None else 1
-        features, labels = caching.encode(encoder, train, views=views, augmentation=layer)
+        reporter = next((c for c in callbacks or [] if isinstance(c, EpochProgress)), None)
+        features, labels = caching.encode(encoder, train, views=views, augmentation=layer,
+                                          on_batch=reporter.encoding if reporter else None)
         batches = dict(batch_size=protocol.batch_size, seed=protocol.seed)
         train = caching.feature_dataset(features, labels, shuffle=True, **batches)
         validation = caching.feature_dataset(*caching.encode(encoder, validation), shuffle=False, **batches)

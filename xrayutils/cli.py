@@ -258,7 +258,8 @@ def run_notebooks(
         except KeyboardInterrupt:
             reason = "KeyboardInterrupt"
         except Exception as error:  # papermill raises PapermillExecutionError and kernel errors
-            reason = f"{getattr(error, 'ename', type(error).__name__)}: {getattr(error, 'evalue', error)}"
+            name, value = getattr(error, "ename", type(error).__name__), str(getattr(error, "evalue", error))
+            reason = f"{name}: {value}" if value else name  # an interrupted kernel's KeyboardInterrupt has no message
         finally:
             watcher.stop(nb.stem)
         seconds = time.perf_counter() - start

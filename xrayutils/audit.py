@@ -187,3 +187,13 @@ def near_duplicate_files(pairs: pd.DataFrame, *, dataset: str, split: str, partn
         theirs = pd.Series(list(zip(pairs[f"dataset_{b}"], pairs[f"split_{b}"])), index=pairs.index).isin(partners)
         found.update(pairs.loc[mine & theirs, f"file_{a}"].map(lambda f: Path(f).name))
     return found
+
+
+def age_summary(ages: pd.Series, known: dict[str, tuple[float, float]]) -> dict[str, float | int]:
+    """Youngest, median and oldest of ``ages`` (years), how many are unknown, and how many are as young as a ``known`` range allows.
+
+    Chapter 00 sets the adults' ages beside the children's ranges (:data:`xrayutils.datasets.KNOWN_AGES`).
+    """
+    oldest_known = max(high for _, high in known.values())
+    return {"min": float(ages.min()), "median": float(ages.median()), "max": float(ages.max()),
+            "unknown": int(ages.isna().sum()), "as_young": int((ages <= oldest_known).sum())}

@@ -120,15 +120,16 @@ def encode(
             x = augmentation(x, training=True)
         return encoder(x, training=False)
 
-    per_view = int(images.cardinality())
-    total = views * per_view if per_view > 0 else 0
+    per_view = int(images.cardinality())  # negative when unknown
+    total, done = max(views * per_view, 0), 0
     features, labels = [], []
-    for view in range(views):
+    for _ in range(views):
         batches = []
         for x, y in images:
             batches.append((step(x).numpy(), y.numpy()))
+            done += 1
             if on_batch is not None:
-                on_batch(view * max(per_view, 0) + len(batches), total)
+                on_batch(done, total)
         features.append(np.concatenate([f for f, _ in batches]))
         labels.append(np.concatenate([y for _, y in batches]))
     return np.stack(features), np.stack(labels)

@@ -388,6 +388,20 @@ def adult_verdict(shares: dict[str, dict[str, float]]) -> str:
             "and no proof against, that age or source drive it")
 
 
+def adult_checks(records: list[dict[str, Any]], adults: pd.DataFrame) -> tuple[dict[str, dict[str, Any]], dict[str, pd.DataFrame]]:
+    """Every model with a COVID-19 class that ran, by :func:`key`: its :func:`adult_calls` shares and verdict, and its predictions."""
+    checked, predictions = {}, {}
+    for record in [r for r in records if "covid" in r["classes"] and "metrics" in r]:
+        shares, predictions[key(record)] = adult_calls(record, adults)
+        checked[key(record)] = {"shares": shares, "verdict": adult_verdict(shares)}
+    return checked, predictions
+
+
+def adult_verdicts(checked: dict[str, dict[str, Any]]) -> str:
+    """Every checked model's verdict (:func:`adult_checks`) in one sentence, as chapters 04 and 05 say it."""
+    return "; ".join(f"{name} {c['verdict']}" for name, c in checked.items()) or "no model with a COVID-19 class was checked"
+
+
 def share_text(share: dict[str, float]) -> str:
     """``"12/19 = 0.63 [0.41, 0.81]"``: a :func:`called_covid` share with its interval."""
     return f"{share['called']}/{share['n']} = {evaluate.interval(share, 2)}"
@@ -460,9 +474,9 @@ def source_verdict(source: dict[str, Any]) -> str:
             "though a CNN may still find it")
 
 
-def adults_table(calls: dict[str, dict[str, dict[str, float]]]) -> pd.DataFrame:
-    """One row per model, one column per group: images called COVID-19, with their share and 95% Wilson interval."""
-    return pd.DataFrame({name: {group: share_text(share) for group, share in shares.items()} for name, shares in calls.items()}).T
+def adults_table(checked: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """One row per model of :func:`adult_checks`, one column per group: images called COVID-19, with their share and 95% Wilson interval."""
+    return pd.DataFrame({name: {group: share_text(share) for group, share in c["shares"].items()} for name, c in checked.items()}).T
 
 
 # 6. Calibration

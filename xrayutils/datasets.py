@@ -469,26 +469,23 @@ def _coronahack_rows(root: Path, task: str) -> tuple[pd.DataFrame, pd.DataFrame]
     table["split"] = table["Dataset_type"].str.lower()
     table["file"] = [str(CORONAHACK_IMAGES / s / f) for s, f in zip(table["split"], table["X_ray_image_name"])]
     table["path"] = [str(root / f) for f in table["file"]]
-    exists = _existing(table, "coronahack", CORONAHACK_CSV)
-    return table.loc[exists, ["path", "file", "split", "class_name"]].reset_index(drop=True), _absent(table, exists, CORONAHACK_CSV)
+    exists, absent = _existing(table, "coronahack", CORONAHACK_CSV)
+    return table.loc[exists, ["path", "file", "split", "class_name"]].reset_index(drop=True), absent
 
 
-def _existing(table: pd.DataFrame, name: str, csv: str) -> np.ndarray:
-    """Which rows' ``path`` is a file; a warning names the others (a download cut short, a file deleted)."""
+def _existing(table: pd.DataFrame, name: str, csv: str) -> tuple[np.ndarray, pd.DataFrame]:
+    """Which rows' ``path`` is a file, and the others left out, named in a warning (a download cut short, a file deleted)."""
     exists = np.array([Path(p).is_file() for p in table["path"]], dtype=bool)
-    if not exists.all():
-        absent = table.loc[~exists, "file"].tolist()
-        warnings.warn(
-            f"{name}: {len(absent)} rows of {csv} name files that are absent and are left out: "
-            + ", ".join(absent[:10])
-            + (" ..." if len(absent) > 10 else ""),
-            stacklevel=4,
-        )
-    return exists
+    absent = table.loc[~exists, "file"].tolist()
+    if absent:
+        warnings.warn(f"{name}: {len(absent)} rows of {csv} name files that are absent and are left out: {_listing(absent)}",
+                      stacklevel=4)
+    return exists, _left_out(absent, f"named in {csv}, but no such file")
 
 
-def _absent(table: pd.DataFrame, exists: np.ndarray, csv: str) -> pd.DataFrame:
-    return _left_out(table.loc[~exists, "file"].tolist(), f"named in {csv}, but no such file")
+def _listing(files: list[str]) -> str:
+    """The first ten of ``files``, for a warning."""
+    return ", ".join(files[:10]) + (" ..." if len(files) > 10 else "")
 
 
 def _adult_selection(table: pd.DataFrame) -> pd.Series:
@@ -525,12 +522,12 @@ def _adult_rows(root: Path, task: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         "sex": table["sex"].replace("", None),
     })
     frame.insert(0, "path", [str(root / f) for f in frame["file"]])
-    exists = _existing(frame, ADULTS, "metadata.csv")
+    exists, absent = _existing(frame, ADULTS, "metadata.csv")
     unnamed = sorted(str(Path("images", p.name)) for p in _image_files(root / "images") if p.name not in named)
     if unnamed:
         warnings.warn(f"{ADULTS}: {len(unnamed)} image(s) in images/ that no row of metadata.csv names are left out "
-                      f"(no label): {', '.join(unnamed[:10])}{' ...' if len(unnamed) > 10 else ''}", stacklevel=3)
-    left_out = pd.concat([_absent(frame, exists, "metadata.csv"), _left_out(unnamed, "no row of metadata.csv names it")])
+                      f"(no label): {_listing(unnamed)}", stacklevel=3)
+    left_out = pd.concat([absent, _left_out(unnamed, "no row of metadata.csv names it")])
     return frame[exists].reset_index(drop=True), left_out.reset_index(drop=True)
 
 

@@ -1,10 +1,9 @@
 """How fast chapter 03's models train whole on this machine: compute only, by batch size and XLA.
 
-Every trial trains one model on one random batch held in memory (no input pipeline), with the
-CoronaHack augmentation in the model, as :func:`xrayutils.benchmark.compute_only` times it, and
-reports images/s and achieved GFLOP/s (conv and dense layers counted, trainable ones three times).
-Run it with TF_NUM_INTRAOP_THREADS set to compare thread counts.  Keras turns XLA off, with a
-warning, for a model holding the augmentation layers: use --no-augment to time XLA itself.
+Every trial trains one model on one random batch held in memory (no decoding), with the
+CoronaHack augmentation on each batch as training applies it, as :func:`xrayutils.benchmark.compute_only`
+times it, and reports images/s and achieved GFLOP/s (conv and dense layers counted, trainable ones
+three times).  Run it with TF_NUM_INTRAOP_THREADS set to compare thread counts.
 
     python benchmarks/whole_network_speed.py --models ResNet34 Xception --image-size 64 --batch-sizes 16 32 64
     python benchmarks/whole_network_speed.py --models ResNet34 --jit-compile true false --output speed.json
@@ -36,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32])
     parser.add_argument("--jit-compile", nargs="+", default=["false"], choices=["true", "false"], help="XLA off and/or on")
     parser.add_argument("--steps", type=int, default=5, help="timed training steps per trial (after two warm-up steps)")
-    parser.add_argument("--no-augment", action="store_true", help="time the model alone, without the in-model augmentation")
+    parser.add_argument("--no-augment", action="store_true", help="time the model alone, without the augmentation")
     parser.add_argument("--output", type=Path, help="write the table here as JSON")
     args = parser.parse_args(argv)
 

@@ -137,3 +137,32 @@ def test_batchnorm_momentum_reaches_every_batch_normalisation_layer_nested_ones_
     outer = keras.Sequential([keras.Input((72, 72, 3)), inner])
     assert models.set_batchnorm_momentum(outer, 0.9) == 5  # AlexNet's five convolutions
     assert {layer.momentum for layer in inner.layers if isinstance(layer, keras.layers.BatchNormalization)} == {0.9}
+
+
+def _keras_named_weights_file(model: keras.Model, path) -> None:
+    """Write ``model``'s weights as Keras' ImageNet files are written (the legacy HDF5 layout Keras 3 still loads by that name)."""
+    import h5py
+    from keras.src.legacy.saving import legacy_h5_format
+
+    with h5py.File(path, "w") as file:
+        legacy_h5_format.save_weights_to_hdf5_group(file, model)
+
+
+def test_a_weights_folder_gives_each_backbone_its_own_file_and_a_missing_one_falls_back_visibly(tmp_path):
+    """A copy of ~/.keras/models made here: VGG16's file is there, Xception's is not."""
+    keras.utils.set_random_seed(7)
+    source = keras.applications.VGG16(include_top=False, weights=None, input_shape=(32, 32, 3))
+    _keras_named_weights_file(source, tmp_path / models.VGG16_NOTOP_FILE)
+    weights = models.resolve_weights(str(tmp_path), architecture="VGG16")
+    assert weights.pretrained and weights.description == f"file {models.VGG16_NOTOP_FILE} from the folder {tmp_path.resolve()}"
+
+    keras.utils.set_random_seed(8)  # other initial weights: only the file can make the two agree
+    images = np.random.default_rng(0).uniform(-100, 150, (3, 32, 32, 3)).astype("float32")
+    for model in (models.backbone_classifier("VGG16", (32, 32, 3), 2, weights), models.vgg16_transfer((32, 32, 3), 2, weights)):
+        np.testing.assert_array_equal(model.get_layer("vgg16").predict(images, verbose=0), source.predict(images, verbose=0))
+
+    with pytest.warns(UserWarning, match="no xception_weights_tf_dim_ordering_tf_kernels_notop.h5 in .*; falling back"):
+        missing = models.resolve_weights(str(tmp_path), architecture="Xception")
+    assert not missing.pretrained
+    assert "Xception's file xception_weights_tf_dim_ordering_tf_kernels_notop.h5 is not in" in missing.description
+    assert not models.starting_weights("ResNet34", str(tmp_path)).pretrained  # from scratch whatever the folder holds

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from tests.conftest import save_image, synthetic_xray
 from tests.test_train import tiny_model
-from xrayutils import cli, datasets, predict, train
+from xrayutils import cli, datasets, evaluate, predict, train
 
 
 @pytest.fixture
@@ -102,3 +104,25 @@ def test_decode_errors_read_as_sentences_without_tensorflow_internals(tmp_path):
     fake.write_bytes(b"\x89PNG\r\n\x1a\n" + b"0" * 50)
     message = pipeline.decode_error(str(fake))
     assert message and "function_node" not in message and "[Op:" not in message and "PNG" in message
+
+
+def test_files_stream_in_order_past_bad_ones_as_a_prediction_in_memory_would(saved_model, files, tmp_path):
+    folder, good, fake = files
+    model, _ = predict.load_model(saved_model)
+    tiff = good[4]  # TensorFlow drops it from the stream; Pillow reads it afterwards
+    paths = [good[0], fake, tiff, good[1], tmp_path / "gone.png", good[2], good[3]]
+    proba, errors = predict.probabilities(model, paths, batch_size=2)
+    assert sorted(errors) == [1, 4] and errors[4] == "no such file"
+    assert np.isnan(proba[[1, 4]]).all()
+    read = [0, 2, 3, 5, 6]
+    in_memory = np.stack([predict.read_image(Path(paths[i]), model.input_shape[1:3]) for i in read])
+    np.testing.assert_allclose(proba[read], evaluate.as_probabilities(model.predict(in_memory, verbose=0)), rtol=1e-5, atol=1e-7)
+
+
+def test_prediction_speed_times_the_same_files_both_ways(saved_model, files):
+    from xrayutils import benchmark
+
+    model, _ = predict.load_model(saved_model)
+    speed = benchmark.prediction_speed(model, files[1], batch_size=2, repeats=1)
+    assert speed["images"] == len(files[1]) and speed["forward-only images/s"] > 0
+    assert speed["predict / forward-only"] == pytest.approx(speed["predict images/s"] / speed["forward-only images/s"])

@@ -1,10 +1,10 @@
 """How fast the task-1 model (chapter 01: VGG16 frozen, batch 10) trains here, measured three ways.
 
 1. **compute only**: training steps on random tensors already in memory, the
-   machine's ceiling for this model (augmentation included, as it runs in the
-   model), also as achieved GFLOP/s;
+   machine's ceiling for this model (augmentation of each batch included),
+   also as achieved GFLOP/s;
 2. **the book's pipeline** as chapter 01 uses it (``tf.data`` decoding, caching,
-   prefetch, augmentation in the model), without and with feature caching;
+   prefetch, augmentation on the training batches), without and with feature caching;
 3. **the original style**: Keras' ``ImageDataGenerator.flow_from_directory`` with
    the published augmentation, batch 10, as the reproduced notebooks trained.
 
@@ -30,7 +30,7 @@ import pandas as pd
 import tensorflow as tf
 from keras import layers
 
-from xrayutils import caching, models, pipeline, results, train
+from xrayutils import caching, models, pipeline, predict, results, train
 from xrayutils.protocol import TrainingProtocol
 
 #: The published task-1 protocol (../shared/reference): the benchmark's defaults.
@@ -126,8 +126,8 @@ class Measurement:
 
 
 def _compile(model: keras.Model, protocol: TrainingProtocol) -> None:
-    train.compile_model(model, num_classes=2, optimizer=protocol.optimizer, learning_rate=protocol.learning_rate,
-                        jit_compile=protocol.jit_compile)
+    train.compile_model(model, num_classes=max(2, model.output_shape[-1]), optimizer=protocol.optimizer,
+                        learning_rate=protocol.learning_rate, jit_compile=protocol.jit_compile)
 
 
 def original_generator(*, augment: bool = True, **options: Any):
@@ -164,13 +164,24 @@ def compute_only(build, protocol: TrainingProtocol, *, steps: int) -> float:
     Any model of ``protocol``'s study: ``benchmarks/whole_network_speed.py`` times chapter 03's this way.
     """
     size, batch = protocol.image_size, protocol.batch_size
-    trainer, layer = build(), train.augmentation_for(dataclasses.replace(protocol, seed=0))
-    if layer is not None:
-        trainer = train.with_augmentation(trainer, layer)
+    images = tf.random.uniform((batch, size, size, 3), 0, 255, seed=0)
+    return timed_steps(build(), images, protocol, steps=steps, augment=train.augmentation_for(dataclasses.replace(protocol, seed=0)))
+
+
+def timed_steps(trainer: keras.Model, inputs: tf.Tensor, protocol: TrainingProtocol, *, steps: int,
+                augment: keras.Layer | None = None) -> float:
+    """Seconds per training step of ``trainer`` compiled as ``protocol`` says, on the batch ``inputs`` repeated (tracing left out).
+
+    ``augment`` runs on each batch as in training (:func:`xrayutils.train.augmented`).
+    Also times a head alone on cached features (:mod:`xrayutils.plan`).
+    """
     _compile(trainer, protocol)
-    x = tf.random.uniform((batch, size, size, 3), 0, 255, seed=0)
-    y = tf.cast(tf.random.uniform((batch, 1), 0, 2, dtype=tf.int32, seed=1), tf.float32)
-    data = tf.data.Dataset.from_tensors((x, y)).repeat()
+    classes = trainer.output_shape[-1]
+    drawn = tf.random.uniform((len(inputs),), 0, max(2, classes), dtype=tf.int32, seed=1)
+    labels = tf.one_hot(drawn, classes) if classes > 1 else tf.cast(drawn[:, None], tf.float32)
+    data = tf.data.Dataset.from_tensors((inputs, labels)).repeat()
+    if augment is not None:
+        data = train.augmented(data, augment)
     trainer.fit(data, steps_per_epoch=2, epochs=1, verbose=0, shuffle=False)  # trace and warm up
     timer = _PhaseTimer()
     trainer.fit(data, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False, callbacks=[timer])
@@ -514,6 +525,37 @@ def chapter01_beside(output_root: str | Path, table: pd.DataFrame) -> str:
     return (f"Chapter 01 trained the published protocol for real in this build, {how}, in {entry['fit_seconds']:.0f} s "
             f"(data to trained model): {extrapolated / entry['fit_seconds']:.1f} times less than the original style's "
             f"extrapolated {extrapolated:.0f} s.")
+
+
+def prediction_speed(model: keras.Model, files: list[Path], *, batch_size: int = 16, repeats: int = 3) -> dict[str, float]:
+    """Images/s of one model two ways, timed in one run, alternately, medians of ``repeats``: its ceiling and ``xray-book predict``.
+
+    ``forward-only`` runs the model on random batches already in memory;
+    ``predict`` is :func:`xrayutils.predict.probabilities` on ``files``, read,
+    decoded and batched as they stream from disk.  Their ratio says whether
+    reading files is hidden behind the model's compute (:func:`pipeline_verdict`).
+    A first pass of each (tracing, the disk cache) is left out.
+    """
+    shape = model.input_shape[1:]
+    batches = [tf.random.uniform((min(batch_size, len(files) - i), *shape), 0, 255, seed=i) for i in range(0, len(files), batch_size)]
+
+    def forward() -> None:
+        for batch in batches:
+            model.predict_on_batch(batch)
+
+    def stream() -> None:
+        predict.probabilities(model, files, batch_size=batch_size)
+
+    seconds: dict[str, list[float]] = {"forward-only": [], "predict": []}
+    for i in range(repeats + 1):
+        for name, method in (("forward-only", forward), ("predict", stream)):
+            started = time.perf_counter()
+            method()
+            if i:
+                seconds[name].append(time.perf_counter() - started)
+    rates = {f"{name} images/s": len(files) / statistics.median(times) for name, times in seconds.items()}
+    return {"images": len(files), "batch": batch_size, **rates,
+            "predict / forward-only": rates["predict images/s"] / rates["forward-only images/s"]}
 
 
 def pipeline_verdict(ratio: float, *, target: float = 0.9) -> str:

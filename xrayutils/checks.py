@@ -20,7 +20,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from xrayutils import audit, datasets, evaluate, explain, models, pipeline, predict, results, train
+from xrayutils import audit, datasets, evaluate, explain, models, predict, results, train
 from xrayutils.protocol import TrainingProtocol
 
 #: The shortcut test's variants: what the retrained model sees, by the region it keeps.
@@ -295,11 +295,13 @@ def unseen_external(external: datasets.XrayDataset, covid_train: pd.DataFrame, p
 def external_predictions(model: keras.Model, frame: pd.DataFrame, classes: list[str], batch_size: int) -> pd.DataFrame:
     """A saved model's predictions on images from another dataset (``frame`` rows), as a predictions table.
 
+    Streamed as ``xray-book predict`` streams them (:func:`xrayutils.predict.probabilities`).
     The true class may be one the model never learned (pneumonia for the task-1 model).
     """
-    size = tuple(model.input_shape[1:3])
-    images = pipeline.make_dataset(frame["path"], np.zeros(len(frame)), image_size=size, batch_size=batch_size, cache=False)
-    proba, _ = evaluate.predict_proba(model, images)
+    proba, errors = predict.probabilities(model, list(frame["path"]), batch_size=batch_size)
+    if errors:  # a dataset's loader has left out what it cannot decode, so this is a file changed since
+        unread = "; ".join(f"{frame['path'].iloc[i]}: {why}" for i, why in errors.items())
+        raise ValueError(f"{len(errors)} of {len(frame)} images could not be read: {unread}")
     return evaluate.predictions_frame(frame, proba, classes)
 
 

@@ -5,6 +5,7 @@
     xray-book run notebooks/00_data_exploration.ipynb -p seed 1  # one chapter
     xray-book fetch                                              # download the data only
     xray-book predict model.keras image.png folder/              # class probabilities per file
+    xray-book plan --profile paper                               # what a profile costs, before running it
 
 A profile (``profiles.yml``) is a set of papermill parameters per notebook;
 ``-p NAME VALUE`` overrides one of them.  Every name is checked against the
@@ -73,6 +74,15 @@ def chapter_notebooks(toc: Path = ROOT / "_toc.yml") -> list[Path]:
     """The chapter notebooks in book order, as ``_toc.yml`` lists them."""
     files = re.findall(r"file:\s*(notebooks/\S+)", toc.read_text())
     return [ROOT / (f if f.endswith(".ipynb") else f + ".ipynb") for f in files]
+
+
+def chosen_parameters(notebooks: list[Path], profile: str, overrides: dict[str, Any]) -> dict[Path, dict[str, Any]]:
+    """Each notebook's :func:`resolve_parameters`, given the overrides it declares; an override no notebook declares is an error."""
+    declared = {nb: notebook_parameters(nb) for nb in notebooks}
+    for name in overrides:
+        if not any(name in names for names in declared.values()):
+            raise ParameterError(f"no selected notebook declares the parameter {name!r}")
+    return {nb: resolve_parameters(nb, profile, {k: v for k, v in overrides.items() if k in declared[nb]}) for nb in notebooks}
 
 
 def resolve_parameters(
@@ -216,18 +226,12 @@ def run_notebooks(
     """
     if jobs < 1:
         raise ParameterError(f"--jobs must be at least 1, got {jobs}")
-    declared = {nb: notebook_parameters(nb) for nb in notebooks}
-    for name in overrides:
-        if not any(name in names for names in declared.values()):
-            raise ParameterError(f"no selected notebook declares the parameter {name!r}")
-    plan = {}
-    for nb in notebooks:
-        missing = [p for p in RUNNER_PARAMETERS if p not in declared[nb]]
+    plan = chosen_parameters(notebooks, profile, overrides)
+    for nb, parameters in plan.items():
+        missing = [p for p in RUNNER_PARAMETERS if p not in notebook_parameters(nb)]
         if missing:
             raise ParameterError(f"{nb.name} must declare the runner parameters {missing}")
-        parameters = resolve_parameters(nb, profile, {k: v for k, v in overrides.items() if k in declared[nb]})
         parameters.update(profile=profile, data_dir=data_dir, output_dir=str(build_dir / "outputs"))
-        plan[nb] = parameters
     number = {nb: i for i, nb in enumerate(notebooks, 1)}
     not_done: set[str] = set()  # failed or skipped in this build: whatever needs them must not read older results
     earlier = rerun.recorded(build_dir)
@@ -632,6 +636,46 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def with_defaults(notebook: Path, chosen: dict[str, Any]) -> dict[str, Any]:
+    """Every parameter ``notebook`` runs with: its defaults (those written as literals) updated with ``chosen``."""
+    defaults = {}
+    for name, source in notebook_parameters(notebook).items():
+        with contextlib.suppress(ValueError, SyntaxError):
+            defaults[name] = ast.literal_eval(source)
+    return {**defaults, **chosen}
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    """Print each chapter's training work under a profile, and its estimated time here and on a GPU (:mod:`xrayutils.plan`)."""
+    import pandas as pd
+
+    from xrayutils import plan
+
+    works: list[plan.Work] = []
+    data_dir = _absolute(args.data_dir) or None
+    for notebook, chosen in chosen_parameters(chapter_notebooks(), args.profile, _parse_overrides(args.parameter)).items():
+        if notebook.stem in plan.TRAINING:
+            works += plan.chapter_work(notebook.stem, with_defaults(notebook, chosen), data_dir)
+        elif notebook.stem == results.TRUST_CHECKS:
+            works += plan.shortcut_work(with_defaults(notebook, chosen), works)
+    print(f"Profile {args.profile}: {' '.join(load_profiles()[args.profile]['description'].split())}")
+    print(f"Measuring {args.steps} training steps of each model here: {book.device()}", flush=True)
+    table = plan.table(works, steps=args.steps)
+    sources = table.pop("GPU figure from").unique()
+    with pd.option_context("display.width", 250):
+        print(table.to_string(index=False, na_rep="-"))
+    print(f"GPU: {'; '.join(sources)}")
+    print(f"\n{plan.verdict(table, args.profile)}")
+    print("Here: measured training steps and forward passes times the images, epochs and runs; decoding, start-up and tracing "
+          "are left out, so a real build takes longer. The chapters without training take minutes.")
+    build_dir = Path(args.build_dir or ROOT / "_build" / args.profile)
+    last = plan.last_build(build_dir)
+    if last is not None:
+        print(f"\nThis checkout's last {args.profile} build ({build_dir / 'timings.json'}), minutes per chapter:")
+        print((last / 60).round(1).to_string())
+    return 0
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     """Print each file's class probabilities; bad files get their message and the rest are still predicted."""
     import pandas as pd
@@ -664,6 +708,7 @@ def main(argv: list[str] | None = None) -> int:
         ("run", cmd_run, "execute one notebook"),
         ("fetch", cmd_fetch, "locate or download the datasets"),
         ("predict", cmd_predict, "class probabilities of image files with a saved model"),
+        ("plan", cmd_plan, "a profile's training work per chapter and model, and its estimated time here and on a GPU"),
     ]:
         p = sub.add_parser(name, help=help_)
         p.set_defaults(func=func)
@@ -678,6 +723,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         if name == "run":
             p.add_argument("notebook", help="path to a chapter notebook")
+        if name == "plan":
+            p.add_argument("--steps", type=int, default=2, help="training steps timed per model (after a first, traced one)")
         p.add_argument("--profile", default="cpu", help="smoke, cpu or paper (see profiles.yml)")
         p.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
                        help="override one parameter (repeatable)")

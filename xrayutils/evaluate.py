@@ -18,7 +18,7 @@ from sklearn import metrics
 from sklearn.manifold import TSNE
 
 
-def _as_probabilities(y_prob: np.ndarray) -> np.ndarray:
+def as_probabilities(y_prob: np.ndarray) -> np.ndarray:
     """``(n, n_classes)`` probabilities; a 1-D array is P(class 1) of a binary model."""
     y_prob = np.asarray(y_prob, dtype=float)
     if y_prob.ndim == 1 or y_prob.shape[1] == 1:
@@ -33,7 +33,7 @@ def predicted_classes(y_prob: np.ndarray) -> np.ndarray:
     >>> predicted_classes([0.2, 0.7]).tolist()
     [0, 1]
     """
-    return _as_probabilities(y_prob).argmax(axis=1)
+    return as_probabilities(y_prob).argmax(axis=1)
 
 
 def roc_auc(y_true: np.ndarray, y_prob: np.ndarray) -> float:
@@ -48,7 +48,7 @@ def roc_auc(y_true: np.ndarray, y_prob: np.ndarray) -> float:
     0.75
     """
     y_true = np.asarray(y_true)
-    proba = _as_probabilities(y_prob)
+    proba = as_probabilities(y_prob)
     columns = [1] if proba.shape[1] == 2 else range(proba.shape[1])
     aucs = []
     for k in columns:
@@ -82,7 +82,7 @@ def point_metrics(y_true: np.ndarray, y_prob: np.ndarray, *, classes: list[str])
     times per model, and scikit-learn's input checks made that 50 times slower.
     """
     y_true = np.asarray(y_true)
-    proba = _as_probabilities(y_prob)
+    proba = as_probabilities(y_prob)
     if proba.shape[1] != len(classes):
         raise ValueError(f"{proba.shape[1]} probability columns but {len(classes)} classes")
     counts = confusion(y_true, proba.argmax(axis=1), len(classes))
@@ -125,7 +125,7 @@ def bootstrap_metrics(
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     y_true = np.asarray(y_true)
-    proba = _as_probabilities(y_prob)
+    proba = as_probabilities(y_prob)
     return _bootstrap(
         lambda idx: point_metrics(y_true[idx], proba[idx], classes=classes),
         point_metrics(y_true, proba, classes=classes),
@@ -217,7 +217,7 @@ def predict_proba(model, images) -> tuple[np.ndarray, float]:
     started = time.perf_counter()
     raw = model.predict(images, verbose=0)
     seconds = time.perf_counter() - started
-    return _as_probabilities(raw), seconds / max(len(raw), 1)
+    return as_probabilities(raw), seconds / max(len(raw), 1)
 
 
 def embed_tsne(features: np.ndarray, *, seed: int, perplexity: float = 30.0) -> np.ndarray:
@@ -260,7 +260,7 @@ def metrics_table(results: dict[str, dict[str, dict[str, float]]], metric_names:
 
 def predictions_frame(frame: pd.DataFrame, y_prob: np.ndarray, classes: list[str]) -> pd.DataFrame:
     """Per-image results: ``file``, ``true``, ``predicted``, ``correct`` and ``p_<class>`` for each class."""
-    proba = _as_probabilities(y_prob)
+    proba = as_probabilities(y_prob)
     table = pd.DataFrame({"file": frame["file"].to_numpy(), "true": frame["class_name"].to_numpy()})
     table["predicted"] = np.asarray(classes)[proba.argmax(axis=1)]
     table["correct"] = table["true"] == table["predicted"]
@@ -446,7 +446,7 @@ def reliability_bins(y_true: np.ndarray, y_prob: np.ndarray, *, n_bins: int = 10
     ``1 / n_classes``; equal-width bins over ``[0, 1]``, empty bins left out.
     """
     y_true = np.asarray(y_true)
-    proba = _as_probabilities(y_prob)
+    proba = as_probabilities(y_prob)
     confidence = proba.max(axis=1)
     correct = proba.argmax(axis=1) == y_true
     edges = np.linspace(0.0, 1.0, n_bins + 1)
@@ -483,7 +483,7 @@ def bootstrap_statistic(
     Resamples as :func:`bootstrap_metrics` does (the same images for the same
     ``seed``); a resample on which ``statistic`` is NaN makes the interval NaN.
     """
-    y_true, proba = np.asarray(y_true), _as_probabilities(y_prob)
+    y_true, proba = np.asarray(y_true), as_probabilities(y_prob)
     return _bootstrap(
         lambda idx: {"statistic": statistic(y_true[idx], proba[idx])},
         {"statistic": float(statistic(y_true, proba))},

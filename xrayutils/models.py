@@ -51,7 +51,7 @@ class Weights:
 
 
 def resolve_weights(choice: str, *, architecture: str = "VGG16") -> Weights:
-    """Turn the ``weights`` parameter (``imagenet``, ``none``, ``auto`` or a file path) into a :class:`Weights`.
+    """Turn the ``weights`` parameter (``imagenet``, ``none``, ``auto``, a file or a folder of files) into a :class:`Weights`.
 
     ``auto`` takes ImageNet when Keras has ``architecture``'s file cached (or can
     download it) and otherwise falls back, with a warning, to random
@@ -77,9 +77,28 @@ def resolve_weights(choice: str, *, architecture: str = "VGG16") -> Weights:
             return Weights(None, f"random initialisation (auto: ImageNet weights unavailable: {reason})")
         return Weights("imagenet", "ImageNet (auto: downloaded by Keras)")
     path = Path(choice).expanduser()
+    if path.is_dir():
+        return weights_in_folder(path, architecture)
     if not path.is_file():
-        raise ValueError(f"weights must be 'imagenet', 'none', 'auto' or an existing file; {choice!r} is none of these")
+        raise ValueError(f"weights must be 'imagenet', 'none', 'auto', an existing file or a folder of weights files; "
+                         f"{choice!r} is none of these")
     return Weights(str(path.resolve()), f"file {path.resolve()}")
+
+
+def weights_in_folder(folder: Path, architecture: str) -> Weights:
+    """``architecture``'s weights file in ``folder``, under the name Keras caches its ImageNet file by (:data:`BACKBONES`).
+
+    A user copies ``~/.keras/models`` to an offline machine and passes the folder
+    as ``weights``: each backbone then takes its own file.  A backbone whose file
+    is not there falls back, with a warning, to random initialisation, as
+    ``auto`` does, and the chapter says so at its top.
+    """
+    name = BACKBONES[architecture][2]
+    path = folder.resolve() / name
+    if path.is_file():
+        return Weights(str(path), f"file {name} from the folder {folder.resolve()}")
+    warnings.warn(f"no {name} in {folder.resolve()} for {architecture}; falling back to random initialisation", stacklevel=3)
+    return Weights(None, f"random initialisation ({architecture}'s file {name} is not in the folder {folder.resolve()})")
 
 
 def _check_classes(num_classes: int) -> None:

@@ -88,31 +88,62 @@ def read_image(path: Path, image_size: tuple[int, int]) -> np.ndarray:
     return (resized.numpy() * 255.0).astype(np.float32)
 
 
+def decoded_batches(paths: Sequence[str | Path], image_size: tuple[int, int], batch_size: int) -> tf.data.Dataset:
+    """``(indices, images)`` batches of the files TensorFlow decodes, streamed: decoded in parallel, in order, prefetched.
+
+    A file TensorFlow cannot read is dropped from the stream (``ignore_errors``),
+    so one bad file neither stops the others nor needs a pass over every file
+    first; its index is missing from the batches, and :func:`probabilities` asks
+    :func:`read_image` why.  Only a few batches are held at a time, whatever the
+    number of files.
+    """
+    files = tf.data.Dataset.from_tensor_slices((np.arange(len(paths)), [str(p) for p in paths]))
+    decoded = files.map(lambda i, p: (i, pipeline.load_image(p, image_size)), num_parallel_calls=pipeline.AUTOTUNE,
+                        deterministic=True)
+    return decoded.ignore_errors().batch(batch_size).prefetch(pipeline.AUTOTUNE)
+
+
+def probabilities(model: keras.Model, paths: Sequence[str | Path], *, batch_size: int = 16) -> tuple[np.ndarray, dict[int, str]]:
+    """Class probabilities ``(n, n_classes)`` of ``paths`` in order, and ``{index: why}`` for the files not read (their rows NaN).
+
+    The files TensorFlow decodes stream through :func:`decoded_batches`; the
+    rest, usually none, are read one by one by :func:`read_image` (Pillow for
+    TIFF and the like) or named with the reason.  Memory grows with the batch,
+    not with the number of files: 10,000 files at 224 px are never held at once.
+    """
+    image_size = tuple(model.input_shape[1:3])
+    classes = max(2, model.output_shape[-1])
+    result = np.full((len(paths), classes), np.nan)
+    read = np.zeros(len(paths), dtype=bool)
+    if len(paths):
+        for indices, batch in decoded_batches(paths, image_size, batch_size):
+            result[indices.numpy()] = evaluate.as_probabilities(model.predict_on_batch(batch))
+            read[indices.numpy()] = True
+    errors, late = {}, {}
+    for i in np.flatnonzero(~read):
+        try:
+            late[i] = read_image(Path(paths[i]), image_size)
+        except ValueError as error:
+            errors[int(i)] = str(error)
+    if late:
+        result[list(late)] = evaluate.as_probabilities(model.predict(np.stack(list(late.values())), batch_size=batch_size, verbose=0))
+    return result, errors
+
+
 def predict_files(
     model: keras.Model, classes: list[str], inputs: Sequence[str | Path], *, batch_size: int = 16
 ) -> pd.DataFrame:
     """One row per file: ``file``, ``predicted``, ``p_<class>`` for each class, and ``error`` (empty when read).
 
     A missing file, a non-image or an undecodable image gets its message in
-    ``error``; every other file is still predicted.
+    ``error``; every other file is still predicted (:func:`probabilities`).
     """
-    image_size = tuple(model.input_shape[1:3])
     files = image_files(inputs)
-    arrays, errors = {}, {}
-    for path in files:
-        try:
-            arrays[path] = read_image(path, image_size)
-        except ValueError as error:
-            errors[path] = str(error)
-    probabilities = {}
-    if arrays:
-        batches = tf.data.Dataset.from_tensor_slices(np.stack(list(arrays.values()))).batch(batch_size)
-        probabilities = dict(zip(arrays, evaluate.predict_proba(model, batches)[0]))
-    rows = []
-    for path in files:
-        row = {"file": str(path), "predicted": None, **{f"p_{c}": np.nan for c in classes}, "error": errors.get(path, "")}
-        if path in probabilities:
-            proba = probabilities[path]
-            row.update({f"p_{c}": float(p) for c, p in zip(classes, proba)}, predicted=classes[int(proba.argmax())])
-        rows.append(row)
-    return pd.DataFrame(rows, columns=["file", "predicted", *[f"p_{c}" for c in classes], "error"])
+    proba, errors = probabilities(model, files, batch_size=batch_size)
+    table = pd.DataFrame(proba, columns=[f"p_{c}" for c in classes])
+    read = ~np.isnan(proba).any(axis=1)
+    table.insert(0, "predicted", pd.Series([classes[int(i)] if ok else None for i, ok in zip(np.nan_to_num(proba).argmax(axis=1), read)],
+                                           dtype=object))
+    table.insert(0, "file", [str(p) for p in files])
+    table["error"] = [errors.get(i, "") for i in range(len(files))]
+    return table

@@ -102,7 +102,8 @@ class RandomBrightnessFactor(layers.Layer):
             return images
         shape = (keras.ops.shape(images)[0], 1, 1, 1)
         factor = keras.random.uniform(shape, self.low, self.high, seed=self.seed_generator)
-        return keras.ops.clip(images * factor, 0.0, 255.0)
+        # in the images' dtype: float16 or bfloat16 under a mixed-precision policy, which TensorFlow will not multiply by float32
+        return keras.ops.clip(images * keras.ops.cast(factor, images.dtype), 0.0, 255.0)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "low": self.low, "high": self.high, "seed": self.seed}
@@ -123,7 +124,8 @@ def resolve_switch(value: bool | str, name: str) -> bool:
         return gpu_count() > 0
     if isinstance(value, bool):
         return value
-    raise ValueError(f"{name} must be True, False or 'auto', got {value!r}")
+    also = f", or one of {', '.join(MIXED_POLICIES)}" if name == "mixed_precision" else ""
+    raise ValueError(f"{name} must be True, False or 'auto'{also}, got {value!r}")
 
 
 def distribution() -> tf.distribute.Strategy:
@@ -135,16 +137,25 @@ def distribution() -> tf.distribute.Strategy:
     return tf.distribute.MirroredStrategy() if gpu_count() > 1 else tf.distribute.get_strategy()
 
 
+#: Keras' mixed-precision policies, which ``mixed_precision`` may also name to choose one whatever the device.
+MIXED_POLICIES = ("mixed_float16", "mixed_bfloat16")
+
+
 def set_precision(mixed_precision: bool | str) -> str:
     """Set Keras' global dtype policy for the models built next and return its name.
 
     Mixed precision computes in float16 on a GPU and in bfloat16 on a CPU (where
     float16 has no fast kernels; on CPUs with AVX512-BF16 it doubled VGG16's
-    throughput here); otherwise ``float32``.  The classifiers compute their last
-    layer in float32 (:mod:`xrayutils.models`), so probabilities and the loss keep
-    full precision.
+    throughput here); otherwise ``float32``.  A policy name of
+    :data:`MIXED_POLICIES` takes that policy on any device: ``mixed_float16`` on a
+    CPU runs slowly, but through the same loss scaling as on a GPU, which is how
+    the tests try the GPU path here.  The classifiers compute their last layer in
+    float32 (:mod:`xrayutils.models`), so probabilities and the loss keep full
+    precision.
     """
-    if resolve_switch(mixed_precision, "mixed_precision"):
+    if mixed_precision in MIXED_POLICIES:
+        policy = mixed_precision
+    elif resolve_switch(mixed_precision, "mixed_precision"):
         policy = "mixed_float16" if gpu_count() else "mixed_bfloat16"
     else:
         policy = "float32"
@@ -193,10 +204,17 @@ def loss_for(num_classes: int) -> str:
     return "binary_crossentropy" if num_classes == 2 else "categorical_crossentropy"
 
 
-def with_augmentation(model: keras.Model, augment: keras.Layer) -> keras.Model:
-    """The model ``fit`` trains when augmenting: ``augment`` in front of ``model``, sharing its layers."""
-    inputs = keras.Input(shape=model.input_shape[1:], name="image")
-    return keras.Model(inputs, model(augment(inputs)), name=f"{model.name}_training")
+def augmented(batches: tf.data.Dataset, augment: keras.Layer) -> tf.data.Dataset:
+    """``batches`` of ``(images, labels)`` with ``augment`` applied to the images in the input pipeline, in training mode.
+
+    Run here rather than inside the model so that the model being trained holds
+    no random preprocessing layer: Keras refuses XLA (``jit_compile``) for a
+    model holding ``RandomZoom`` or ``RandomTranslation``, and on a GPU the CPU
+    then augments the next batch while the GPU trains.  One call at a time, so
+    the seeded draws come in the same order on every run (the same draws the
+    layers made inside the model).
+    """
+    return batches.map(lambda images, *rest: (augment(images, training=True), *rest)).prefetch(pipeline.AUTOTUNE)
 
 
 def compile_model(
@@ -301,9 +319,9 @@ def fit(
     class-balanced validation loss, not one that wins by favouring the larger
     class, and the history's losses and accuracies are class-weighted.
 
-    With ``protocol.augment`` the study's augmentation runs in front of the model
-    during training only, so the saved model is the plain one and predicts on
-    unaltered images.
+    With ``protocol.augment`` the study's augmentation runs on the training
+    batches only (:func:`augmented`), so the saved model is the plain one and
+    predicts on unaltered images.
 
     With ``protocol.cache_features`` the model's frozen base
     (:func:`xrayutils.caching.split_frozen`) runs once per image,
@@ -317,7 +335,7 @@ def fit(
     dict
         Per-epoch lists ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy`` and
         ``seconds``, plus ``best_epoch`` (1-based), ``fit_seconds`` (encoding
-        included), ``augmented``, ``precision`` and ``jit_compile`` as used, and
+        included), ``augmented``, ``precision``, ``jit_compile`` and ``loss_scaling`` as used, and
         with caching ``cache`` (views, encoding seconds).
     """
     num_classes = max(2, model.output_shape[-1])
@@ -338,7 +356,7 @@ def fit(
         validation = caching.feature_dataset(*caching.encode(encoder, validation), shuffle=False, **batches)
         cache = {"views": views, "encode_seconds": round(time.perf_counter() - started, 1), "feature_shape": list(features.shape[2:])}
     elif layer is not None:
-        trainer = with_augmentation(model, layer)
+        train = augmented(train, layer)
     if class_weight is not None:
         train, validation = with_class_weights(train, class_weight), with_class_weights(validation, class_weight)
     compile_model(trainer, num_classes=num_classes, optimizer=protocol.optimizer, learning_rate=protocol.learning_rate,
@@ -355,7 +373,8 @@ def fit(
         fit_seconds=round(time.perf_counter() - started, 1),
     )
     result.update(
-        augmented=layer is not None, precision=keras.mixed_precision.global_policy().name, jit_compile=bool(trainer.jit_compile)
+        augmented=layer is not None, precision=keras.mixed_precision.global_policy().name, jit_compile=bool(trainer.jit_compile),
+        loss_scaling=isinstance(trainer.optimizer, keras.optimizers.LossScaleOptimizer),
     )
     if class_weight is not None:
         result["class_weight"] = {str(c): round(w, 4) for c, w in class_weight.items()}

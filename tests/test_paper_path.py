@@ -1,0 +1,68 @@
+"""The path users run on a GPU (the ``paper`` profile), tried here on a CPU: every CoronaHack model under the paper switches.
+
+Each of chapter 03's nine models trains a step through the book's own
+:func:`xrayutils.train.train_and_test` (``fit``, test predictions, ``save_model``),
+under ``mixed_float16`` (the GPU policy, with the loss scaling a GPU uses), is
+reloaded by :func:`xrayutils.predict.load_model` and predicts image files with
+:func:`xrayutils.predict.predict_files`.  At 75 px, the smallest size every
+backbone accepts, and with XLA for the models whose compilation is cheap on 2
+cores (see ``XLA``).
+"""
+
+from __future__ import annotations
+
+import ast
+
+import keras
+import numpy as np
+import pytest
+
+from xrayutils import cli, models, predict, train
+from xrayutils.protocol import TrainingProtocol
+
+#: Models also compiled with XLA here: their first step costs 9-25 s of compilation on 2 cores, where
+#: EfficientNetV2M's costs about 3 minutes (all nine would take longer than CI's budget allows).
+XLA = {"VGG16", "ResNet34"}
+
+
+@pytest.fixture(autouse=True)
+def float32_after():
+    """Leave Keras' global policy as every other test expects it."""
+    yield
+    keras.mixed_precision.set_global_policy("float32")
+
+
+def paper_protocol(name: str) -> TrainingProtocol:
+    """Chapter 03 as the paper profile sets it, shrunk only in image size and epochs, from random weights, at mixed_float16."""
+    notebook = cli.ROOT / "notebooks" / "03_coronahack_models.ipynb"
+    defaults = {key: ast.literal_eval(value) for key, value in cli.notebook_parameters(notebook).items()}
+    parameters = {**defaults, **cli.load_profiles()["paper"]["notebooks"]["03_coronahack_models"]}
+    shrunk = {"image_size": 75, "num_epochs": 1, "seeds": [1], "weights": "none", "mixed_precision": "mixed_float16",
+              "jit_compile": name in XLA}
+    return TrainingProtocol.from_parameters({**parameters, **shrunk}, study="coronahack")
+
+
+@pytest.mark.parametrize("name", models.CORONAHACK_MODELS)
+def test_every_coronahack_model_trains_saves_and_predicts_under_the_paper_switches(name, data_dir, tmp_path):
+    protocol = paper_protocol(name)
+    data, frames = train.load_split("coronahack", "two", protocol, data_dir)
+    own = protocol.for_model(name)
+    build = lambda: models.build(own.study, name, own.input_shape, len(data.classes), models.starting_weights(name, own.weights))  # noqa: E731
+    path = tmp_path / train.model_filename(name, own.image_size, data.name, data.task)
+    run = train.train_and_test(name, build, frames, own, path=path, classes=data.classes, provenance={}, keep_model=False)
+    assert run.ok, run.error
+    history = run.history
+    assert (history["precision"], history["loss_scaling"], history["jit_compile"]) == ("mixed_float16", True, name in XLA)
+    assert np.isfinite(history["loss"] + history["val_loss"]).all()
+    assert np.isfinite(run.probabilities).all() and run.probabilities.shape == (len(frames["test"]), 2)
+
+    keras.mixed_precision.set_global_policy("float32")  # a user's fresh session reloads the file
+    model, classes = predict.load_model(path)
+    assert classes == data.classes
+    table = predict.predict_files(model, classes, list(frames["test"]["path"]))
+    probabilities = table[[f"p_{c}" for c in classes]].to_numpy()
+    assert (table["error"] == "").all() and probabilities.dtype == np.float64
+    assert np.isfinite(probabilities).all()
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-6)
+    # the file predicts what the trained model did on the same images (half-precision compute: to a few parts in a thousand)
+    np.testing.assert_allclose(probabilities, run.probabilities, atol=5e-3)

@@ -23,7 +23,7 @@ lab: setup
 
 test: setup
 	$(BIN)/ruff check xrayutils tests benchmarks notebooks
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto  # one worker per core: tracing the nine CoronaHack models is single-threaded Python
 
 clean:
 	rm -rf _build outputs

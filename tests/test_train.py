@@ -294,3 +294,16 @@ def test_feature_caching_reports_how_far_encoding_is(monkeypatch):
     assert lines[-1].endswith("batch 4/4, 0:00 so far, about 0:00 left")
     reporter.encoding(1, 0)  # a dataset that does not know its length: no estimate
     assert lines[-1].endswith("batch 1/?, 0:00 so far")
+
+
+def test_asking_for_xla_turns_op_determinism_off_and_the_page_says_so():
+    from tensorflow.python.framework.config import is_op_determinism_enabled
+
+    try:
+        train.set_seed(0, jit_compile=True)  # Keras would otherwise refuse XLA and train without it, silently
+        assert not is_op_determinism_enabled()
+        assert "XLA on (so TensorFlow's ops were not made deterministic" in train.speed_note({"jit_compile": True})
+    finally:
+        train.set_seed(0)
+    assert is_op_determinism_enabled()
+    assert train.speed_note({"jit_compile": False}).endswith("XLA off")

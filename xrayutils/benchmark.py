@@ -150,7 +150,7 @@ def original_generator(*, augment: bool = True, **options: Any):
 def _train_book(build, frames: dict[str, pd.DataFrame], protocol: TrainingProtocol,
                 callbacks: list[keras.callbacks.Callback] | None = None):
     """Chapter 01's training (:func:`xrayutils.train.fit`): returns the model, its history and the datasets."""
-    train.set_seed(protocol.seed)
+    train.set_seed(protocol.seed, protocol.jit_compile)
     model = build()
     ds = pipeline.make_datasets(frames, image_size=protocol.image_size, batch_size=protocol.batch_size,
                                 num_classes=2, seed=protocol.seed, shuffle_train=not protocol.cache_features)
@@ -169,7 +169,7 @@ def compute_only(build, protocol: TrainingProtocol, *, steps: int) -> float:
 
 
 def timed_steps(trainer: keras.Model, inputs: tf.Tensor, protocol: TrainingProtocol, *, steps: int,
-                augment: keras.Layer | None = None) -> float:
+                augment: keras.Layer | None = None, warmup_steps: int = 2) -> float:
     """Seconds per training step of ``trainer`` compiled as ``protocol`` says, on the batch ``inputs`` repeated (tracing left out).
 
     ``augment`` runs on each batch as in training (:func:`xrayutils.train.augmented`).
@@ -182,7 +182,7 @@ def timed_steps(trainer: keras.Model, inputs: tf.Tensor, protocol: TrainingProto
     data = tf.data.Dataset.from_tensors((inputs, labels)).repeat()
     if augment is not None:
         data = train.augmented(data, augment)
-    trainer.fit(data, steps_per_epoch=2, epochs=1, verbose=0, shuffle=False)  # trace and warm up
+    trainer.fit(data, steps_per_epoch=warmup_steps, epochs=1, verbose=0, shuffle=False)  # trace and warm up
     timer = _PhaseTimer()
     trainer.fit(data, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False, callbacks=[timer])
     return timer.train_seconds[0] / steps

@@ -103,23 +103,23 @@ def measure(work: Work, *, steps: int = 2) -> dict[str, Any]:
     The model is built and run as its chapter runs it (precision, XLA,
     augmentation, frozen base); with feature caching, the step is the head's on
     cached features and the forward pass the base's.  The first step (tracing)
-    is left out.
+    is left out; the augmentation runs on each batch, as in training.
     """
     p = work.protocol
     keras.backend.clear_session()
-    train.set_seed(0)
+    train.set_seed(0, p.jit_compile)
     policy = train.set_precision(p.mixed_precision)
     try:
         model = models.build(p.study, work.model, p.input_shape, work.images["classes"], models.resolve_weights("none"))
         split = caching.split_frozen(model) if p.cache_features else None
         images = tf.random.uniform((p.batch_size, *p.input_shape), 0, 255, seed=0)
         if split is None:
-            step = benchmark.compute_only(lambda: model, p, steps=steps)
+            step = benchmark.timed_steps(model, images, p, steps=steps, augment=train.augmentation_for(p), warmup_steps=1)
             forward = _forward(model, images, steps)
         else:
             encoder, head = split
             forward = _forward(encoder, images, steps)
-            step = benchmark.timed_steps(head, encoder.predict_on_batch(images), p, steps=steps)
+            step = benchmark.timed_steps(head, encoder.predict_on_batch(images), p, steps=steps, warmup_steps=1)
     finally:
         keras.mixed_precision.set_global_policy("float32")
     return {"step": step, "forward": forward, "cached": split is not None, "precision": policy}

@@ -29,13 +29,22 @@ from xrayutils import caching, datasets, evaluate, models, pipeline, progress, r
 from xrayutils.protocol import TrainingProtocol
 
 
-def set_seed(seed: int) -> None:
-    """Seed Python, NumPy, TensorFlow and Keras, and make TensorFlow's ops deterministic.
+def set_seed(seed: int, jit_compile: bool | str = False) -> None:
+    """Seed Python, NumPy, TensorFlow and Keras, and make TensorFlow's ops deterministic unless XLA will compile.
 
-    With both, a CPU rerun with the same parameters gives the same weights and numbers.
+    With both, a CPU rerun with the same parameters gives the same weights and
+    numbers.  Keras refuses XLA while op determinism is on (not every XLA kernel
+    is deterministic), so a run whose ``jit_compile`` resolves to on
+    (:func:`resolve_switch`) trades the bit-for-bit rerun for XLA's speed, and
+    its page says so (:func:`speed_note`).
     """
     keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
+    if resolve_switch(jit_compile, "jit_compile"):
+        from tensorflow.python.framework import config  # no public switch back once determinism is on
+
+        config.disable_op_determinism()
+    else:
+        tf.config.experimental.enable_op_determinism()
 
 
 def augmentation(
@@ -180,7 +189,8 @@ def speed_note(history: dict[str, Any]) -> str:
         )
     else:
         how = f"with feature caching: the frozen base ran once per image ({cache['encode_seconds']:.0f} s) and only the head trained"
-    return f"{how}; precision {history.get('precision', 'float32')}, XLA {'on' if history.get('jit_compile') else 'off'}"
+    xla = "on (so TensorFlow's ops were not made deterministic: a rerun differs slightly)" if history.get("jit_compile") else "off"
+    return f"{how}; precision {history.get('precision', 'float32')}, XLA {xla}"
 
 
 def augmentation_summary(augmented: bool, cache: dict[str, Any] | None) -> str:
@@ -570,7 +580,7 @@ def train_and_test(
     momentum.
     """
     try:
-        set_seed(protocol.seed)
+        set_seed(protocol.seed, protocol.jit_compile)
         set_precision(protocol.mixed_precision)
         with distribution().scope():
             model = build()

@@ -2,6 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PROFILE ?= cpu
+JOBS ?= 1
 BIN := $(VENV)/bin
 
 .PHONY: setup book test lab clean
@@ -15,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 book: setup
-	$(BIN)/xray-book build --profile $(PROFILE)
+	$(BIN)/xray-book build --profile $(PROFILE) --jobs $(JOBS)
 
 # JupyterLab on the chapters, with this environment's Python (and xrayutils) as their kernel; LAB_ARGS adds options.
 lab: setup

@@ -11,6 +11,9 @@ import pytest
 from PIL import Image
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+if os.environ.get("PYTEST_XDIST_WORKER"):  # make test runs a worker per core: one thread each, not every worker on every core
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
+    os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 COVID_CLASSES = ["covid", "normal", "pneumonia_bac", "pneumonia_vir"]
@@ -101,3 +104,8 @@ def make_tiny_adults(folder: Path, first_seed: int) -> Path:
     frame.insert(5, "modality", "X-ray")
     frame.to_csv(folder / "metadata.csv", index=False)
     return folder
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The nine-model test (minutes each) first: with one worker per core (``make test``), none is then left running alone at the end."""
+    items.sort(key=lambda item: "test_paper_path.py" not in item.nodeid)

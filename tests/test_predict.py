@@ -111,10 +111,14 @@ def test_files_stream_in_order_past_bad_ones_as_a_prediction_in_memory_would(sav
     model, _ = predict.load_model(saved_model)
     tiff = good[4]  # TensorFlow drops it from the stream; Pillow reads it afterwards
     paths = [good[0], fake, tiff, good[1], tmp_path / "gone.png", good[2], good[3]]
+    tiffs = [tmp_path / f"scan-{i}.tiff" for i in range(3)]  # more than a batch of files only Pillow reads
+    for tiff_copy in tiffs:
+        tiff_copy.write_bytes(tiff.read_bytes())
+    paths += tiffs
     proba, errors = predict.probabilities(model, paths, batch_size=2)
     assert sorted(errors) == [1, 4] and errors[4] == "no such file"
     assert np.isnan(proba[[1, 4]]).all()
-    read = [0, 2, 3, 5, 6]
+    read = [0, 2, 3, 5, 6, 7, 8, 9]
     in_memory = np.stack([predict.read_image(Path(paths[i]), model.input_shape[1:3]) for i in read])
     np.testing.assert_allclose(proba[read], evaluate.as_probabilities(model.predict(in_memory, verbose=0)), rtol=1e-5, atol=1e-7)
 

@@ -119,14 +119,22 @@ def probabilities(model: keras.Model, paths: Sequence[str | Path], *, batch_size
         for indices, batch in decoded_batches(paths, image_size, batch_size):
             result[indices.numpy()] = evaluate.as_probabilities(model.predict_on_batch(batch))
             read[indices.numpy()] = True
-    errors, late = {}, {}
+    errors: dict[int, str] = {}
+    late: dict[int, np.ndarray] = {}  # a batch at a time, however many TIFFs a folder holds
+
+    def predict_late() -> None:
+        result[list(late)] = evaluate.as_probabilities(model.predict_on_batch(np.stack(list(late.values()))))
+        late.clear()
+
     for i in np.flatnonzero(~read):
         try:
-            late[i] = read_image(Path(paths[i]), image_size)
+            late[int(i)] = read_image(Path(paths[i]), image_size)
         except ValueError as error:
             errors[int(i)] = str(error)
+        if len(late) == batch_size:
+            predict_late()
     if late:
-        result[list(late)] = evaluate.as_probabilities(model.predict(np.stack(list(late.values())), batch_size=batch_size, verbose=0))
+        predict_late()
     return result, errors
 
 

@@ -177,7 +177,7 @@ def table(works: list[Work], *, steps: int = 2, stored: list[dict[str, Any]] | N
             "precision": cost["precision"],
             "s/step here": round(cost["step"], 3),
             "min here": round(work.seconds(cost) / 60, 1),
-            "min on a GPU": None if gpu is None else round(gpu / 60, 1),
+            "min on a GPU": float("nan") if gpu is None else round(gpu / 60, 1),
             "GPU figure from": source,
         })
     return pd.DataFrame(rows)

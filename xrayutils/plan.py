@@ -90,7 +90,7 @@ def shortcut_work(parameters: dict[str, Any], trained: list[Work]) -> list[Work]
     """Chapter 04's retraining: each of its ``shortcut_chapters``, once per variant with the first seed.
 
     Which model a chapter retrains (its best) is known only after it ran, so
-    its costliest is counted.
+    its last-listed model stands in for it.
     """
     return [Work(results.TRUST_CHECKS, work.model, work.protocol, work.images, SHORTCUT_RUNS, f"masks ({chapter[:2]}'s)")
             for chapter in parameters.get("shortcut_chapters", [])

@@ -11,8 +11,6 @@ backbone accepts, and with XLA for VGG16, whose compilation is cheap on 2 cores
 
 from __future__ import annotations
 
-import ast
-
 import keras
 import numpy as np
 import pytest
@@ -39,8 +37,7 @@ def paper_protocol(name: str) -> TrainingProtocol:
     Two epochs: the second times a training step without the first's tracing (``pytest -rP`` prints it).
     """
     notebook = cli.ROOT / "notebooks" / "03_coronahack_models.ipynb"
-    defaults = {key: ast.literal_eval(value) for key, value in cli.notebook_parameters(notebook).items()}
-    parameters = {**defaults, **cli.load_profiles()["paper"]["notebooks"]["03_coronahack_models"]}
+    parameters = cli.with_defaults(notebook, cli.resolve_parameters(notebook, "paper", {}))
     shrunk = {"image_size": 75, "num_epochs": 2, "seeds": [1], "weights": "none", "mixed_precision": "mixed_float16",
               "jit_compile": name in XLA}
     return TrainingProtocol.from_parameters({**parameters, **shrunk}, study="coronahack")

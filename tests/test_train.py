@@ -253,13 +253,10 @@ def test_class_weights_become_sample_weights_for_one_hot_and_binary_labels():
 
 def test_the_cpu_profile_chapter03_protocol_trains_each_of_its_models(data_dir, tmp_path):
     """Chapter 03 as the cpu profile sets it, on generated images, shrunk only in image size, epochs and seeds."""
-    import ast
-
     from xrayutils import cli
 
     notebook = cli.ROOT / "notebooks" / "03_coronahack_models.ipynb"
-    defaults = {name: ast.literal_eval(value) for name, value in cli.notebook_parameters(notebook).items()}
-    parameters = {**defaults, **cli.load_profiles()["cpu"]["notebooks"]["03_coronahack_models"]}
+    parameters = cli.with_defaults(notebook, cli.resolve_parameters(notebook, "cpu", {}))
     protocol = TrainingProtocol.from_parameters({**parameters, "image_size": 75, "num_epochs": 1, "seeds": [1]}, study="coronahack")
     data, frames = train.load_split("coronahack", "two", protocol, data_dir)
     names = parameters["model_names"]

@@ -81,7 +81,7 @@ def test_seed_comparison_takes_differences_seed_by_seed():
     # the seeds differ by 0.3, but the cached style is 0.1 better on every seed: a paired interval of zero width
     assert rows[benchmark.STYLES[0]]["accuracy minus original [95% CI]"] == "+0.100 [+0.100, +0.100]"
     assert rows[benchmark.STYLES[1]]["accuracy minus original [95% CI]"] == "+0.000 [+0.000, +0.000]"
-    assert rows[benchmark.STYLES[2]]["accuracy"] == "0.750 ± 0.150 (3 seeds)"
+    assert rows[benchmark.STYLES[2]]["accuracy"] == "0.750 ± 0.150 (mean ± sd of 3 seeds)"
 
 
 def test_chapter01_is_set_beside_the_original_style_only_when_it_ran_the_published_protocol(tmp_path):

@@ -92,23 +92,41 @@ def test_bootstrap_interval_brackets_the_value_and_shrinks_with_n():
 def test_bootstrap_agrees_with_a_slow_reference():
     y = np.array([0, 1] * 10)
     p = np.linspace(0.2, 0.8, 20)
-    got = evaluate.bootstrap_metrics(y, p, classes=["a", "b"], n_resamples=200, seed=3)["accuracy"]
+    got = evaluate.bootstrap_metrics(y, p, classes=["a", "b"], n_resamples=200, seed=3)["balanced_accuracy"]
     rng = np.random.default_rng(3)
-    accs = []
+    values = []
     for _ in range(200):
         idx = rng.integers(0, 20, 20)
-        accs.append(np.mean((p[idx] >= 0.5).astype(int) == y[idx]))
-    assert got["low"] == pytest.approx(np.percentile(accs, 2.5))
-    assert got["high"] == pytest.approx(np.percentile(accs, 97.5))
+        truth, guess = y[idx], (p[idx] >= 0.5).astype(int)
+        if len(np.unique(truth)) == 2:  # undefined on a resample of one class, and left out
+            values.append(np.mean([np.mean(guess[truth == k] == k) for k in (0, 1)]))
+    assert got["low"] == pytest.approx(np.percentile(values, 2.5))
+    assert got["high"] == pytest.approx(np.percentile(values, 97.5))
+
+
+def test_proportions_get_wilson_intervals_never_a_zero_width_one():
+    y = np.array([0] * 31 + [1] * 31)
+    p = np.r_[np.full(31, 0.1), np.full(28, 0.9), np.full(3, 0.2)]  # class a all right; 3 of b called a
+    metrics = evaluate.bootstrap_metrics(y, p, classes=["a", "b"], n_resamples=50, seed=0)
+    assert metrics["accuracy"] == evaluate.proportion(59, 62)
+    assert metrics["recall_a"] == evaluate.proportion(31, 31)
+    assert metrics["recall_a"]["value"] == 1.0 and metrics["recall_a"]["low"] < 0.9  # not "1.000 [1.000, 1.000]"
+    assert metrics["precision_a"] == evaluate.proportion(31, 34)
+    assert metrics["recall_b"] == evaluate.proportion(28, 31)
 
 
 def test_bootstrap_statistic_draws_the_same_resamples_as_bootstrap_metrics():
+    from sklearn.metrics import f1_score
+
     rng = np.random.default_rng(5)
     y = rng.integers(0, 4, 40)
     p = rng.dirichlet(np.ones(4), size=40)
     metrics = evaluate.bootstrap_metrics(y, p, classes=list("abcd"), n_resamples=100, seed=9)
-    accuracy = evaluate.bootstrap_statistic(lambda t, q: float(np.mean(q.argmax(axis=1) == t)), y, p, n_resamples=100, seed=9)
-    assert accuracy == metrics["accuracy"]
+    f1 = evaluate.bootstrap_statistic(
+        lambda t, q: float(f1_score(t, q.argmax(axis=1), labels=range(4), average="macro", zero_division=0)),
+        y, p, n_resamples=100, seed=9,
+    )
+    assert f1["low"] == pytest.approx(metrics["f1_macro"]["low"]) and f1["high"] == pytest.approx(metrics["f1_macro"]["high"])
 
 
 def test_bootstrap_skips_an_undefined_auc_but_a_nan_statistic_voids_its_interval():
@@ -170,6 +188,19 @@ def test_tables_show_intervals_and_published_values():
     both = evaluate.compare_with_published({"A": cis}, published, ["accuracy", "roc_auc"], n_test=124, source="here")
     assert both["source"].tolist() == ["here", "published (s)"]
     assert both.iloc[1][["accuracy", "roc_auc", "n"]].tolist() == ["0.750", "-", 36]
+    assert both.iloc[1]["like for like"] == "yes"
+
+
+def test_a_published_row_says_in_the_table_when_it_is_not_like_for_like():
+    import pandas as pd
+
+    cis = {"accuracy": {"value": 0.8, "low": 0.7, "high": 0.9}}
+    published = pd.DataFrame([{"study": "s", "model": "VGG16 frozen", "split": "validation (last epoch)", "n_test": 20,
+                               "accuracy": 0.9, "pretrained": "imagenet"}])
+    both = evaluate.compare_with_published({"VGG16": cis}, published, ["accuracy"], n_test=62, source="here",
+                                           pretrained={"VGG16": False}, sample=True)
+    assert both.iloc[1]["like for like"] == ("no: a validation (last epoch) score; ImageNet weights there, random here; "
+                                             "the full dataset there, a sample here")
 
 
 def test_predictions_frame_marks_mistakes():
@@ -193,7 +224,7 @@ def test_leaderboard_sorts_by_the_metric_and_tests_each_model_against_the_best()
     bad = 1 - y
     bad[:2] = y[:2]
     ci = lambda v: {"accuracy": {"value": v, "low": v - 0.1, "high": v + 0.1}}  # noqa: E731
-    board = evaluate.leaderboard({"bad": ci(0.1), "good": ci(1.0)}, {"bad": bad, "good": good}, y, metric="accuracy", columns=["accuracy"])
+    board = evaluate.leaderboard({"bad": ci(0.45), "good": ci(1.0)}, {"bad": bad, "good": good}, y, metric="accuracy", columns=["accuracy"])
     assert board["model"].tolist() == ["good", "bad"]
     assert np.isnan(board.loc[1, "mcnemar_p_vs_best"])
     assert board.loc[2, "mcnemar_p_vs_best"] < 0.001  # 18 images only the best gets right
@@ -252,7 +283,7 @@ def test_seed_metrics_and_their_spread():
     assert spread == {"n": 2, "mean": 0.75, "sd": pytest.approx(np.std([1.0, 0.5], ddof=1)), "min": 0.5, "max": 1.0}
     one = evaluate.seed_spread(table.iloc[:1])["accuracy"]
     assert one["sd"] is None and evaluate.spread_text(one) == "1.000 (1 seed)"
-    assert evaluate.spread_table({"m": table}, ["accuracy"]).loc["m", "accuracy"] == "0.750 ± 0.354 (2 seeds)"
+    assert evaluate.spread_table({"m": table}, ["accuracy"]).loc["m", "accuracy"] == "0.500 and 1.000 (2 seeds)"
 
 
 def test_leaderboard_over_seeds_ranks_by_the_seed_mean_and_leaves_one_class_models_unranked():
@@ -266,5 +297,18 @@ def test_leaderboard_over_seeds_ranks_by_the_seed_mean_and_leaves_one_class_mode
                                  columns=["accuracy"], per_seed=per_seed)
     assert board["model"].tolist() == ["steady", "lucky", "constant"]  # by the mean over seeds: 0.8 > 0.725
     assert board.index.tolist() == [1, 2, "-"] and board["decides"].tolist() == ["yes", "yes", "one class for all"]
-    assert board.loc[1, "accuracy over seeds"] == "0.800 ± 0.000 (2 seeds)" and board.loc[1, "seeds"] == 2
+    assert board.loc[1, "accuracy over seeds"] == "0.800 and 0.800 (2 seeds)" and board.loc[1, "seeds"] == 2
     assert evaluate.predicts_one_class(constant) and not evaluate.predicts_one_class(steady)
+
+
+def test_a_model_below_the_constant_answer_is_flagged_and_not_ranked():
+    y = np.array([1] * 15 + [0] * 9)  # always answering class 1 gets 0.625
+    ci = lambda v, auc: {"accuracy": {"value": v, "low": v - 0.08, "high": v + 0.08},  # noqa: E731
+                         "roc_auc": {"value": auc, "low": auc - 0.1, "high": auc + 0.1}}
+    mixed = np.r_[np.full(12, 0.8), np.full(3, 0.2), np.full(6, 0.2), np.full(3, 0.8)]
+    worse = np.r_[np.full(7, 0.8), np.full(8, 0.3), np.full(4, 0.3), np.full(5, 0.7)]
+    board = evaluate.leaderboard({"good": ci(0.75, 0.7), "bad": ci(0.473, 0.9)}, {"good": mixed, "bad": worse}, y,
+                                 metric="roc_auc", columns=["roc_auc", "accuracy"])
+    assert board["model"].tolist() == ["good", "bad"]  # ranked below although its ROC AUC is higher
+    assert board.index.tolist() == [1, "-"]
+    assert board["decides"].tolist() == ["yes", "no: accuracy below the constant answer's 0.625"]

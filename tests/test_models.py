@@ -24,14 +24,20 @@ def test_auto_weights_fall_back_visibly_when_imagenet_is_unavailable(tmp_path, m
 
     def offline(*args, **kwargs):
         print("Downloading data from https://storage.googleapis.com/vgg16.h5")
-        raise Exception("URL fetch failure on https://storage.googleapis.com/vgg16.h5: None -- no network")
+        raise Exception("URL fetch failure on https://storage.googleapis.com/vgg16.h5: None -- "
+                        "[Errno -3] Temporary failure in name resolution")
 
     monkeypatch.setattr(models.keras.applications, "VGG16", offline)
     with pytest.warns(UserWarning, match="falling back to random initialisation"):
         weights = models.resolve_weights("auto")
     assert not weights.pretrained
-    assert weights.description == "random initialisation (auto: ImageNet weights unavailable: URL fetch failure: None -- no network)"
+    assert weights.description == "random initialisation (auto: ImageNet weights could not be downloaded: no network)"
     assert "https://" not in capsys.readouterr().out  # the page does not show the URL Keras tried
+
+
+def test_a_download_failure_other_than_no_network_keeps_its_first_line_without_the_url():
+    error = OSError("URL fetch failure on https://example.org/w.h5: 403 -- Forbidden\nmore detail")
+    assert models.download_failure(error) == "ImageNet weights could not be downloaded (URL fetch failure: 403 -- Forbidden)"
 
 
 def test_auto_weights_use_the_keras_cache(tmp_path, monkeypatch):

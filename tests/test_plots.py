@@ -53,7 +53,12 @@ def test_prediction_grid_shows_mistakes_first_in_red(tmp_path):
     fig = plots.plot_predictions(paths, Y, {"A": p}, CLASSES, n_images=2, ncols=2)
     titles = [(ax.get_title(), ax.title.get_color()) for ax in fig.axes if ax.get_title()]
     assert len(titles) == 2
-    assert ("true pneumonia_vir\npred covid (1.00)", plots.MISTAKE) in titles
+    assert titles[0] == ("true pneumonia_vir\npred covid (1.00)", plots.MISTAKE)  # the mistake comes first
+    several = np.eye(4)[Y]
+    several[[0, 5]] = several[[0, 5]][:, ::-1]  # two mistakes, far apart in the file order
+    fig = plots.plot_predictions(paths, Y, {"A": several}, CLASSES, n_images=6, ncols=3)
+    colors = [ax.title.get_color() for ax in fig.axes if ax.get_title()]
+    assert colors[:2] == [plots.MISTAKE] * 2 and plots.MISTAKE not in colors[2:]
 
 
 def test_image_grid_shrinks_thumbnails_and_shows_16_bit_like_8_bit(tmp_path):

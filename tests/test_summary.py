@@ -53,14 +53,16 @@ def test_summary_table_from_two_results_files(outputs):
     assert table["model"].tolist() == ["VGG16", "Xception", "ResNet34", "VGG19"]
     vgg16 = table.iloc[0]
     assert vgg16["accuracy"] == "0.800 [0.700, 0.900]" and vgg16["ROC AUC"] == "0.850 [0.750, 0.950]"
-    assert vgg16["weights"] == "ImageNet" and vgg16["test n"] == 62 and vgg16["data"] == "covid-xray/two"
-    assert vgg16["published accuracy"] == "0.900" and vgg16["published test n"] == 20
-    assert vgg16["published balanced accuracy"] == "–"  # the class-challenge study reported no AUC
+    assert vgg16["weights"] == "ImageNet" and vgg16["test images"] == 62 and vgg16["chapter"] == "01"
+    assert vgg16["published"] == "accuracy 0.900 (20 validation (last epoch) images)"
+    assert vgg16["like for like"] == "no: published on validation images; full data there, a sample here"  # 12 of 160
     resnet = table.iloc[2]
-    # CoronaHack's "ROC AUC" came from hard labels: it stands beside balanced accuracy, not ROC AUC
-    assert resnet["published accuracy"] == "0.934" and resnet["published balanced accuracy"] == "0.924"
-    assert "published ROC AUC" not in table and resnet["weights"] == "random"
-    assert table.iloc[3]["accuracy"] == "FAILED: ResourceExhaustedError: out of memory"
+    # CoronaHack's "ROC AUC" came from hard labels: it stands as a balanced accuracy, not beside ROC AUC
+    assert resnet["published"] == "balanced accuracy 0.924 (624 TEST images)"
+    assert resnet["like for like"] == "no: full data there, a sample here"  # 12 of 5,286 training images
+    assert resnet["weights"] == "random"
+    assert table.iloc[3]["accuracy"] == "failed: ResourceExhaustedError: out of memory"
+    assert not any("…" in str(v) for v in table.to_numpy().ravel())
 
 
 def test_best_model_skips_failed_ones_and_published_position(outputs):

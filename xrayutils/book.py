@@ -210,6 +210,20 @@ class Chapter:
         self.weights.update({name: w.description for name, w in weights.items()})
         display(HTML(weights_notice(weights)))
 
+    def show_setup(self, protocol: Any, weights: dict[str, Any], dataset: Any, frames: dict[str, Any]) -> None:
+        """Record each model's starting weights and glue the box of what this run is, for the chapter's top (``setup_box``).
+
+        The box (:func:`xrayutils.findings.setup_box`) gives the profile, the weights
+        per model, the data against the full dataset and every way this run differs
+        from the published protocol.  The chapter's first cell pastes it under its
+        title (```{glue} setup_box```); outside a book build it is shown here.
+        """
+        from xrayutils import findings
+
+        self.weights.update({name: w.description for name, w in weights.items()})
+        glue_html("setup_box", findings.setup_box(self.profile, self.name, protocol, weights, f"{dataset.name}/{dataset.task}",
+                                                  {split: len(frame) for split, frame in frames.items()}))
+
     def stamp(self) -> None:
         """Display the reproducibility stamp as a table and write it to ``run_info.json``."""
         from IPython.display import Markdown, display
@@ -255,6 +269,18 @@ def glue(name: str, value: Any, display: bool = False) -> None:
         print(f"{name} = {value}")
         return
     _glue(name, value, display=display)
+
+
+def glue_html(name: str, text: str) -> None:
+    """Glue HTML (a box) for a page to paste where its prose says (```{glue} name```); shown in place outside a book build."""
+    from IPython.display import HTML, display
+
+    try:
+        from myst_nb import glue as _glue
+    except ImportError:  # Colab or plain Jupyter: no page to paste into
+        display(HTML(text))
+        return
+    _glue(name, HTML(text), display=False)
 
 
 def weights_notice(weights: dict[str, Any]) -> str:

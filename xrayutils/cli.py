@@ -71,8 +71,13 @@ def notebook_parameters(notebook: Path) -> dict[str, Any]:
 
 
 def chapter_notebooks(toc: Path = ROOT / "_toc.yml") -> list[Path]:
-    """The chapter notebooks in book order, as ``_toc.yml`` lists them."""
-    files = re.findall(r"file:\s*(notebooks/\S+)", toc.read_text())
+    """The notebooks the runner executes, in the order it runs them: the chapters as ``_toc.yml`` lists them, then the start page.
+
+    The start page (``root:``, :data:`xrayutils.results.START`) states what the
+    chapters found, so it runs after them although the book shows it first.
+    """
+    text = toc.read_text()
+    files = re.findall(r"file:\s*(notebooks/\S+)", text) + re.findall(r"root:\s*(notebooks/\S+)", text)
     return [ROOT / (f if f.endswith(".ipynb") else f + ".ipynb") for f in files]
 
 

@@ -1,13 +1,15 @@
 """Test-set metrics with honest uncertainty: plain arrays in, plain numbers and dicts out.
 
 The test sets here are small (62 and 124 images in the covid-xray sample, 18 and
-36 in the published study), so every metric comes with a percentile bootstrap
-95% interval, and ROC AUC is computed from probabilities, never from hard labels.
+36 in the published study), so every metric comes with a 95% interval (Wilson's
+for proportions, the percentile bootstrap's for the rest), and ROC AUC is computed
+from probabilities, never from hard labels.
 For the modelling chapters (01-04).
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 
@@ -111,11 +113,15 @@ def bootstrap_metrics(
     confidence: float = 0.95,
     seed: int = 0,
 ) -> dict[str, dict[str, float]]:
-    """Every metric of :func:`point_metrics` with a percentile bootstrap interval.
+    """Every metric of :func:`point_metrics` with a 95% interval: Wilson's for proportions, the percentile bootstrap's for the rest.
 
-    Test images are resampled with replacement ``n_resamples`` times; a resample
-    that lacks a class still counts for the metrics defined without it (its AUC is
-    skipped).
+    Accuracy and each class's precision and recall are proportions of counted
+    images (:data:`PROPORTIONS`): they get Wilson score intervals (:func:`proportion`),
+    which never shrink to zero width at 0 or 1 as a bootstrap does (``1.000 [1.000,
+    1.000]`` on 31 images would read as certainty).  For the others (balanced
+    accuracy, F1, macro and weighted averages, ROC AUC) test images are resampled
+    with replacement ``n_resamples`` times; a resample that lacks a class still
+    counts for the metrics defined without it (its AUC is skipped).
 
     Returns
     -------
@@ -126,7 +132,7 @@ def bootstrap_metrics(
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     y_true = np.asarray(y_true)
     proba = as_probabilities(y_prob)
-    return _bootstrap(
+    cis = _bootstrap(
         lambda idx: point_metrics(y_true[idx], proba[idx], classes=classes),
         point_metrics(y_true, proba, classes=classes),
         len(y_true),
@@ -135,6 +141,30 @@ def bootstrap_metrics(
         seed=seed,
         skip_nan=True,
     )
+    return cis | proportions(y_true, proba, classes=classes, confidence=confidence)
+
+
+#: The metrics of :func:`point_metrics` that are proportions of images, and so get Wilson intervals.
+PROPORTIONS = ("accuracy", "precision_<class>", "recall_<class>")
+
+
+def proportions(y_true: np.ndarray, y_prob: np.ndarray, *, classes: list[str], confidence: float = 0.95) -> dict[str, dict[str, float]]:
+    """Accuracy and each class's precision and recall as counts over images, with Wilson intervals (:func:`proportion`).
+
+    A class never predicted has no precision: its value is 0 (scikit-learn's
+    ``zero_division=0``, as :func:`point_metrics` has it) and its interval undefined.
+    """
+    counts = confusion(np.asarray(y_true), as_probabilities(y_prob).argmax(axis=1), len(classes))
+    hits, support, predicted = np.diag(counts), counts.sum(axis=1), counts.sum(axis=0)
+    out = {"accuracy": proportion(int(hits.sum()), int(counts.sum()), confidence)}
+    for i, name in enumerate(classes):
+        out[f"recall_{name}"] = proportion(int(hits[i]), int(support[i]), confidence)
+        out[f"precision_{name}"] = proportion(int(hits[i]), int(predicted[i]), confidence)
+        if predicted[i] == 0:
+            out[f"precision_{name}"]["value"] = 0.0
+        if support[i] == 0:
+            out[f"recall_{name}"]["value"] = 0.0
+    return out
 
 
 def bootstrap_each(
@@ -276,20 +306,34 @@ def compare_with_published(
     *,
     n_test: int,
     source: str,
+    pretrained: dict[str, bool] | None = None,
+    sample: bool = False,
 ) -> pd.DataFrame:
-    """Our models (``value [low, high]``) and the published rows (value only) in one table.
+    """Our models (``value [low, high]``) and the published rows (value only) in one table, saying when the two are not like for like.
 
-    ``published`` holds rows of ``published_results.csv``; a metric it did not report shows as ``-``.
+    ``published`` holds rows of ``published_results.csv``; a metric it did not
+    report shows as ``-``.  Each published row's ``like for like`` says why it
+    cannot stand beside ours as an equal: a validation score, ImageNet weights
+    where ours were random (``pretrained`` by model name), or the full data where
+    ours are a ``sample``.
     """
+    pretrained = pretrained or {}
     rows = [
         {"source": source, "model": name, "split": "test", "n": n_test,
-         **{m: interval(cis[m]) for m in metric_names}}
+         **{m: interval(cis[m]) for m in metric_names}, "like for like": ""}
         for name, cis in results.items()
     ]
     for row in published.itertuples():
+        named = [name for name in results if re.search(rf"\b{re.escape(name)}\b", row.model)]
+        reasons = [f"a {row.split} score"] if not str(row.split).lower().startswith("test") else []
+        if getattr(row, "pretrained", "") == "imagenet" and named and not pretrained.get(named[0], True):
+            reasons.append("ImageNet weights there, random here")
+        if sample:
+            reasons.append("the full dataset there, a sample here")
         rows.append(
             {"source": f"published ({row.study})", "model": row.model, "split": row.split, "n": row.n_test,
-             **{m: "-" if pd.isna(getattr(row, m, np.nan)) else f"{getattr(row, m):.3f}" for m in metric_names}}
+             **{m: "-" if pd.isna(getattr(row, m, np.nan)) else f"{getattr(row, m):.3f}" for m in metric_names},
+             "like for like": "no: " + "; ".join(reasons) if reasons else "yes"}
         )
     return pd.DataFrame(rows)
 
@@ -364,20 +408,27 @@ def seed_spread(table: pd.DataFrame) -> dict[str, dict[str, float | None]]:
 
 
 def spread_text(spread: dict[str, float | None], digits: int = 3) -> str:
-    """``"0.712 ± 0.034 (3 seeds)"``, or ``"0.712 (1 seed)"`` where a spread cannot be estimated.
+    """What single seeds reached: ``"0.712 ± 0.034 (mean ± sd of 3 seeds)"``, or each value where there are too few for a spread.
+
+    A standard deviation of two values says little: below three seeds the values
+    themselves are given.
 
     >>> spread_text({"n": 3, "mean": 0.7, "sd": 0.05, "min": 0.65, "max": 0.75}, digits=2)
-    '0.70 ± 0.05 (3 seeds)'
+    '0.70 ± 0.05 (mean ± sd of 3 seeds)'
+    >>> spread_text({"n": 2, "mean": 0.7, "sd": 0.07, "min": 0.65, "max": 0.75}, digits=2)
+    '0.65 and 0.75 (2 seeds)'
     """
     if spread["mean"] is None:
         return "-"
-    if spread["sd"] is None:
+    if spread["sd"] is None or spread["n"] == 1:
         return f"{spread['mean']:.{digits}f} (1 seed)"
-    return f"{spread['mean']:.{digits}f} ± {spread['sd']:.{digits}f} ({spread['n']} seeds)"
+    if spread["n"] == 2:
+        return f"{spread['min']:.{digits}f} and {spread['max']:.{digits}f} (2 seeds)"
+    return f"{spread['mean']:.{digits}f} ± {spread['sd']:.{digits}f} (mean ± sd of {spread['n']} seeds)"
 
 
 def spread_table(per_seed: dict[str, pd.DataFrame], metric_names: list[str]) -> pd.DataFrame:
-    """One row per model, one column per metric, each cell the mean ± sd over its seeds (:func:`spread_text`)."""
+    """One row per model, one column per metric, each cell what its single seeds reached (:func:`spread_text`)."""
     spreads = {name: seed_spread(table) for name, table in per_seed.items()}
     return pd.DataFrame({name: {m: spread_text(s[m]) for m in metric_names} for name, s in spreads.items()}).T.rename_axis("model")
 
@@ -412,19 +463,24 @@ def leaderboard(
     the mean over seeds, and every column gets a ``"<column> over seeds"`` twin
     (mean ± sd).  A model whose every prediction is one class is not ranked
     (rank ``-``, listed last, ``decides`` says so): its accuracy is the class
-    share, not a skill.
+    share, not a skill.  Nor is a model whose accuracy interval lies wholly below
+    that share (always answering the largest test class): it has not learned the
+    task, however its ROC AUC ranks.
     """
     if metric not in columns:
         raise ValueError(f"metric {metric!r} must be one of the columns {columns}")
     spreads = {name: seed_spread(table) for name, table in (per_seed or {}).items()}
+    constant = float(np.bincount(np.asarray(y_true)).max() / len(y_true))
     one_class = {name for name, proba in probabilities.items() if predicts_one_class(proba)}
-    order = sorted(results, key=lambda name: (name in one_class, -ranking_score(results, per_seed, name, metric)))
+    below = {name for name in results if name not in one_class and results[name]["accuracy"]["high"] < constant}
+    unranked = one_class | below
+    order = sorted(results, key=lambda name: (name in unranked, -ranking_score(results, per_seed, name, metric)))
     best = order[0]
     predictions = {name: predicted_classes(proba) for name, proba in probabilities.items()}
     rows = []
     for rank, name in enumerate(order, start=1):
         test = None if name == best else mcnemar_test(y_true, predictions[best], predictions[name])
-        row = {"rank": "-" if name in one_class else rank, "model": name}
+        row = {"rank": "-" if name in unranked else rank, "model": name}
         if name in spreads:
             row["seeds"] = len(per_seed[name])
         for c in columns:
@@ -432,7 +488,8 @@ def leaderboard(
             if name in spreads:
                 row[f"{c} over seeds"] = spread_text(spreads[name][c])
         row["mcnemar_p_vs_best"] = np.nan if test is None else test["p_value"]
-        row["decides"] = "one class for all" if name in one_class else "yes"
+        row["decides"] = ("one class for all" if name in one_class
+                          else f"no: accuracy below the constant answer's {constant:.3f}" if name in below else "yes")
         rows.append(row)
     return pd.DataFrame(rows).set_index("rank")
 

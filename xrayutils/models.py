@@ -71,10 +71,9 @@ def resolve_weights(choice: str, *, architecture: str = "VGG16") -> Weights:
             with contextlib.redirect_stdout(io.StringIO()):  # Keras prints the URL it tries; the page need not show it
                 getattr(keras.applications, constructor)(include_top=False, weights="imagenet", input_shape=(96, 96, 3))
         except Exception as error:  # offline: URL fetch failure, as Keras reports it
-            reason = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
-            reason = re.sub(r"\s+on https?://\S+?(:?)(?=\s|$)", r"\1", reason)  # "URL fetch failure: None -- [Errno -3] ..."
+            reason = download_failure(error)
             warnings.warn(f"ImageNet weights unavailable ({reason}); falling back to random initialisation", stacklevel=2)
-            return Weights(None, f"random initialisation (auto: ImageNet weights unavailable: {reason})")
+            return Weights(None, f"random initialisation (auto: {reason})")
         return Weights("imagenet", "ImageNet (auto: downloaded by Keras)")
     path = Path(choice).expanduser()
     if path.is_dir():
@@ -83,6 +82,24 @@ def resolve_weights(choice: str, *, architecture: str = "VGG16") -> Weights:
         raise ValueError(f"weights must be 'imagenet', 'none', 'auto', an existing file or a folder of weights files; "
                          f"{choice!r} is none of these")
     return Weights(str(path.resolve()), f"file {path.resolve()}")
+
+
+def download_failure(error: BaseException) -> str:
+    """Why Keras could not fetch ImageNet weights, in a sentence for the page: no network, or the error's first line.
+
+    Keras reports an offline machine as ``URL fetch failure on https://...: None --
+    [Errno -3] Temporary failure in name resolution``; a reader needs "no network",
+    not the socket error, and never the build machine's details.
+
+    >>> download_failure(OSError("URL fetch failure on https://x/y.h5: None -- [Errno -2] Name or service not known"))
+    'ImageNet weights could not be downloaded: no network'
+    """
+    text = str(error).strip()
+    if re.search(r"Errno -[23]|Name or service not known|name resolution|Network is unreachable|timed out", text):
+        return "ImageNet weights could not be downloaded: no network"
+    first = text.splitlines()[0][:200] if text else type(error).__name__
+    first = re.sub(r"\s+on https?://\S+?(:?)(?=\s|$)", r"\1", first)
+    return f"ImageNet weights could not be downloaded ({first})"
 
 
 def weights_in_folder(folder: Path, architecture: str) -> Weights:

@@ -8,6 +8,7 @@ suffices.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -224,7 +225,8 @@ def plot_predictions(
         wrong |= proba.argmax(axis=1) != y_true
     rng = np.random.default_rng(seed)
     order = np.concatenate([rng.permutation(np.flatnonzero(wrong)), rng.permutation(np.flatnonzero(~wrong))])
-    chosen = np.sort(order[: min(n_images, len(order))])
+    picked = order[: min(n_images, len(order))]
+    chosen = np.concatenate([np.sort(picked[wrong[picked]]), np.sort(picked[~wrong[picked]])])  # mistakes first
     titles, colors, shown = [], [], []
     for name, proba in probabilities.items():
         for i in chosen:
@@ -304,8 +306,8 @@ def plot_metric_comparison(
         ax.axhline(chance, color="black", linestyle="--", linewidth=1, label="chance")
     ax.set_xticks(x, metrics)
     ax.set_ylim(0, 1.05)
-    ax.set_ylabel("test score (95% bootstrap interval)")
-    ax.legend(fontsize="small", loc="lower right")
+    ax.set_ylabel("test score (95% interval)")
+    _legend_below(ax)
     return fig
 
 
@@ -315,9 +317,12 @@ def plot_leaderboard(
     *,
     published: dict[str, float] | None = None,
     per_seed: dict[str, pd.DataFrame] | None = None,
+    chance: float | None = None,
     ax: plt.Axes | None = None,
 ) -> plt.Figure:
     """One horizontal bar per model, best on top, with its 95% interval; published values as black marks.
+
+    ``chance`` draws the constant answer's score (the largest test class's share) as a dashed line.
 
     With ``per_seed`` (each model's :func:`~xrayutils.evaluate.seed_metrics`) the
     bars are the seed ensembles', each seed's own score is a dot on its bar, and
@@ -335,10 +340,37 @@ def plot_leaderboard(
                        label="single seeds" if i == 0 else None)
     reported = published or {}
     marked = _mark_published(ax, [(reported[n], i) for i, n in enumerate(order) if reported.get(n) is not None], "|")
+    if chance is not None:
+        ax.axvline(chance, color="black", linestyle="--", linewidth=1, label=f"constant answer ({chance:.2f})")
     ax.set_xlim(0, 1.02)
-    ax.set_xlabel(f"test {metric} (95% bootstrap interval)")
-    if marked or per_seed:
-        ax.legend(fontsize="small", loc="lower right")
+    ax.set_xlabel(f"test {metric.replace('_', ' ')} (95% interval)")
+    if marked or per_seed or chance is not None:
+        _legend_below(ax)
+    return fig
+
+
+def _legend_below(ax: plt.Axes) -> None:
+    """The axes' legend under it, never on the data (the figure's constrained layout makes room)."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=min(4, len(handles)),
+                  fontsize="small", frameon=False)
+
+
+def plot_accuracy_by_task(panels: dict[str, dict[str, Any]]) -> plt.Figure:
+    """One panel per task: each model's test accuracy with its 95% interval, the published value and the task's chance level.
+
+    Tasks differ in chance (0.5 for two balanced classes, 0.25 for four, the
+    largest class's share on an unbalanced test set), so they never share an axis.
+    ``panels`` maps a task's title to ``{"scored", "published", "chance"}``
+    (:func:`xrayutils.summary.accuracy_panels`).
+    """
+    heights = [0.9 + 0.45 * len(p["scored"]) for p in panels.values()]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(7, sum(heights) + 1.2 * len(panels)), layout="constrained",
+                             gridspec_kw={"height_ratios": heights}, squeeze=False)
+    for ax, (title, panel) in zip(axes[:, 0], panels.items()):
+        plot_leaderboard(panel["scored"], "accuracy", published=panel["published"], chance=panel["chance"], ax=ax)
+        ax.set_title(title, loc="left")
     return fig
 
 

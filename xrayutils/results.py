@@ -29,6 +29,8 @@ CORONAHACK = "03_coronahack_models"
 TRUST_CHECKS = "04_trust_checks"
 SUMMARY = "05_summary"
 PERFORMANCE = "performance"
+#: The start page: what the book found and what this build is, from every chapter's results.
+START = "index"
 #: The chapters that train models, in book order.
 MODELLING = (TASK1, TASK2, CORONAHACK)
 
@@ -37,6 +39,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
     TRUST_CHECKS: (DATA_EXPLORATION, *MODELLING),
     SUMMARY: (DATA_EXPLORATION, *MODELLING, TRUST_CHECKS),
     PERFORMANCE: (TASK1,),
+    START: (DATA_EXPLORATION, *MODELLING, TRUST_CHECKS),
 }
 #: Chapters that time themselves: the runner gives them the machine alone.
 RUNS_ALONE = frozenset({PERFORMANCE})

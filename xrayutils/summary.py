@@ -15,24 +15,24 @@ from xrayutils.protocol import TrainingProtocol
 
 
 def summary_table(records: list[dict[str, Any]], reported: pd.DataFrame) -> pd.DataFrame:
-    """Every model of every chapter: test metrics with 95% intervals, and the published numbers beside them.
+    """Every model of every chapter: its key test metrics with 95% intervals, and the published numbers beside them.
 
-    The metrics are those of each model's seed ensemble; ``ROC AUC over seeds`` is
-    the mean ± sd of its single seeds.
-
+    The metrics are those of each model's seed ensemble; ``ROC AUC, single seeds``
+    is what its single seeds reached (their values below three seeds, else mean ± sd).
     The CoronaHack study's "ROC AUC" came from hard labels, so it stands beside our
     balanced accuracy, not beside our ROC AUC from probabilities (neither study
-    reported one from probabilities).
+    reported one from probabilities).  ``like for like`` says why a published
+    number does not measure what ours does (weights, data, a validation score).
+    Per-class metrics and F1 are in the chapters and their results files.
     """
     rows = []
     for r in records:
         paper = published.row(reported, r["chapter"], r["model"])
         row = {
-            "chapter": r["chapter"],
+            "chapter": r["chapter"][:2],
             "model": r["model"],
-            "data": r["dataset"],
             "weights": "ImageNet" if r.get("pretrained") else "random",
-            "test n": r.get("n", {}).get("test", ""),
+            "test images": r.get("n", {}).get("test", "–"),
         }
         if "metrics" in r:
             m = r["metrics"]
@@ -40,19 +40,30 @@ def summary_table(records: list[dict[str, Any]], reported: pd.DataFrame) -> pd.D
                 "accuracy": evaluate.interval(m["accuracy"]),
                 "balanced accuracy": evaluate.interval(m["balanced_accuracy"]),
                 "ROC AUC": evaluate.interval(m["roc_auc"]),
-                "macro F1": evaluate.interval(m["f1_macro"]),
-                "ROC AUC over seeds": evaluate.spread_text(r["seed_spread"]["roc_auc"]) if "seed_spread" in r else "–",
+                "ROC AUC, single seeds": evaluate.spread_text(r["seed_spread"]["roc_auc"]) if "seed_spread" in r else "–",
             })
         else:
-            row.update({"accuracy": f"FAILED: {r.get('error', 'unknown error')}"})
+            row.update({"accuracy": f"failed: {r.get('error', 'unknown error')}"})
         hard_auc = paper is not None and "hard labels" in str(paper["note"])
-        row.update({
-            "published accuracy": evaluate.number(None if paper is None else paper["accuracy"], missing="–"),
-            "published balanced accuracy": evaluate.number(paper["roc_auc"] if hard_auc else None, missing="–"),
-            "published test n": "–" if paper is None else int(paper["n_test"]),
-        })
+        published_value = None if paper is None else paper["roc_auc"] if hard_auc else paper["accuracy"]
+        row["published"] = "–" if published_value is None else (
+            f"{'balanced accuracy' if hard_auc else 'accuracy'} {published_value:.3f} ({int(paper['n_test'])} {paper['split']} images)")
+        row["like for like"] = "–" if paper is None else _like_for_like(r, paper)
         rows.append(row)
     return pd.DataFrame(rows).fillna("–")
+
+
+def _like_for_like(record: dict[str, Any], paper: pd.Series) -> str:
+    """``"yes"``, or why a published row does not measure what this model's numbers do."""
+    reasons = [] if str(paper["split"]).lower().startswith("test") else ["published on validation images"]
+    if paper["pretrained"] == "imagenet" and not record.get("pretrained"):
+        reasons.append("ImageNet weights there, random here")
+    dataset = record["dataset"]
+    from xrayutils import findings
+
+    if "sample" in findings.data_line(dataset, record.get("n", {})):
+        reasons.append("full data there, a sample here")
+    return "no: " + "; ".join(reasons) if reasons else "yes"
 
 
 def model_card(record: dict[str, Any], findings: dict[str, str] | None = None) -> str:
@@ -151,6 +162,23 @@ def accuracies_beside_published(records: list[dict[str, Any]], reported: pd.Data
         {label: r["metrics"] for label, r in ran.items()},
         {label: paper["accuracy"] for label, paper in papers.items() if paper is not None},
     )
+
+
+def accuracy_panels(records: list[dict[str, Any]], reported: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Per modelling chapter (by its task's title): its models' test accuracies, the published ones and the constant answer's.
+
+    The panels of :func:`xrayutils.plots.plot_accuracy_by_task`: tasks with
+    different chance levels never share one axis.
+    """
+    from xrayutils import findings
+
+    panels = {}
+    for chapter in dict.fromkeys(r["chapter"] for r in records if "metrics" in r):
+        ran = [r for r in records if r["chapter"] == chapter and "metrics" in r]
+        scored, paper = accuracies_beside_published(ran, reported)
+        panels[findings.TASKS.get(chapter, chapter)] = {"scored": scored, "published": paper,
+                                                        "chance": findings.constant_answer(ran[0])[1]}
+    return panels
 
 
 def model_cards(records: list[dict[str, Any]], findings: dict[str, dict[str, str]]) -> str:

@@ -54,3 +54,21 @@ def test_a_chapter_shows_warnings_without_the_build_machines_paths(tmp_path):
     book.Chapter("00_data_exploration", profile="smoke", parameters={}, output_root=tmp_path)
     shown = warnings.formatwarning("cannot decode x.png", UserWarning, "/home/someone/xrayutils/datasets.py", 80)
     assert shown == "UserWarning: cannot decode x.png\n"
+
+
+def test_a_table_for_the_page_rounds_says_dashes_and_words_and_cuts_nothing():
+    import numpy as np
+    import pandas as pd
+
+    long = "own test set, not COVID-19 2/31 = 0.06 [0.02, 0.21]; adults, all 87/100 = 0.87 [0.79, 0.92]"
+    frame = pd.DataFrame({"model": ["A", "B"], "accuracy": [0.951613, np.nan], "decides": [True, False],
+                          "p_value": [1.936125e-46, 0.2], "test images": [30.0, 31.0], "result": [long, None]})
+    page = book.page_table(frame)
+    assert "0.952" in page and "0.951613" not in page
+    assert "&lt; 0.001" in page and "e-46" not in page
+    assert ">yes<" in page and ">no<" in page and "True" not in page
+    assert ">30<" in page and "30.0" not in page
+    assert long in page and "..." not in page and "NaN" not in page and "nan" not in page
+    assert "row_heading" not in page  # no 0, 1, 2 index column
+    named = book.page_table(frame.set_index("model"))
+    assert "row_heading" in named  # a meaningful index stays

@@ -334,6 +334,22 @@ def test_pages_name_this_machines_folders_by_placeholders(tmp_path):
                                 '"other": "/mdata"}')
 
 
+def test_a_downloaded_page_runs_elsewhere_its_injected_folders_are_empty(tmp_path):
+    page = tmp_path / "page.ipynb"
+    executed = nbformat.v4.new_notebook()
+    injected = nbformat.v4.new_code_cell('# Parameters\nprofile = "cpu"\ndata_dir = "/m/data"\noutput_dir = "/m/build/outputs"\nseed = 3\n')
+    injected.metadata["tags"] = ["injected-parameters"]
+    executed.cells = [nbformat.v4.new_code_cell('data_dir = "/keep/me"'), injected]
+    nbformat.write(executed, page)
+    cli.downloadable(page)
+    cli.without_folders(page, {"/m/data": "<data>", "/m/build": "<build>"})
+    cells = nbformat.read(page, as_version=4).cells
+    assert cells[0].source == 'data_dir = "/keep/me"'  # only the cell papermill injected
+    source = cells[1].source
+    assert 'data_dir = ""' in source and 'output_dir = ""' in source and 'profile = "cpu"' in source and "seed = 3" in source
+    assert "<data>" not in source and "<build>" not in source
+
+
 def test_a_failure_line_names_the_missing_folder_not_just_that_one_is_missing():
     reason = ("DataNotFoundError: Dataset 'covid-xray' at /d does not have the expected layout:\n"
               "  - missing folder /d/two/test/covid\nExpected: ...")
@@ -464,3 +480,11 @@ def test_interrupt_kernels_reaches_a_child_in_its_own_session():
         assert child.wait(timeout=20) != 0  # KeyboardInterrupt ended it
     finally:
         child.kill()
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_a_notebooks_defaults_are_the_profile_its_parameters_cell_names(notebook):
+    """Opened and run as it is (Colab, JupyterLab), a notebook runs what its stamp will call it."""
+    defaults = cli.with_defaults(notebook, {})
+    named = cli.load_profiles()[defaults["profile"]]["notebooks"].get(notebook.stem, {})
+    assert {name: defaults[name] for name in named} == named

@@ -34,7 +34,8 @@ def _chapter(root, chapter, dataset, protocol, entries, n, truths, **extra):
             folder / results.predictions_filename(name), index=False)
     provenance = {"chapter": chapter, "profile": "cpu", "device": "CPU (2 cores: AMD EPYC, AVX2, no AVX-512), no GPU",
                   "datasets": {dataset: {"root": "/data", "images": 1, "fingerprint": "f"}}}
-    payload = {"provenance": provenance, "results": {"protocol": protocol.to_dict(), "models": entries, "n": n, "classes": ["a", "b"], **extra}}
+    payload = {"provenance": provenance,
+               "results": {"protocol": protocol.to_dict(), "models": entries, "n": n, "classes": ["a", "b"], **extra}}
     (folder / results.RESULTS_FILE).write_text(json.dumps(payload))
     (folder / "run_info.json").write_text(json.dumps({**provenance, "wall_time_s": 600.0}))
 
@@ -49,7 +50,8 @@ def outputs(tmp_path):
     """Chapters 01-03 of a cpu-like build (random weights, the CoronaHack sample) and chapter 04's checks."""
     _chapter(tmp_path, results.TASK1, "covid-xray/two", _protocol("class-challenge", image_size=224),
              {"VGG16": _model((0.90, 0.80, 0.95))}, {"train": 124, "validation": 32, "test": 62}, ["covid"] * 31 + ["normal"] * 31)
-    _chapter(tmp_path, results.TASK2, "covid-xray/all", _protocol("class-challenge", num_epochs=100, model_settings={"AlexNet": {"num_epochs": 10}}),
+    task2 = _protocol("class-challenge", num_epochs=100, model_settings={"AlexNet": {"num_epochs": 10}})
+    _chapter(tmp_path, results.TASK2, "covid-xray/all", task2,
              {"VGG16": _model((0.61, 0.52, 0.69)), "AlexNet": _model((0.71, 0.62, 0.78))},
              {"train": 252, "validation": 64, "test": 124}, ["covid", "normal", "pneumonia_bac", "pneumonia_vir"] * 31,
              mcnemar_vgg16_vs_alexnet={"p_value": 0.004, "only_a_correct": 3, "only_b_correct": 16})
@@ -58,15 +60,16 @@ def outputs(tmp_path):
              {"train": 349, "validation": 39, "test": 624}, ["pneumonia"] * 390 + ["normal"] * 234)
     trust = {
         "adults": {"models": {
-            "01_vgg16_binary/VGG16": {"shares": {"own test set, not COVID-19": share(2, 31, 0.02, 0.21), "adults, all": share(87, 100, 0.79, 0.92)}},
+            "01_vgg16_binary/VGG16": {"shares": {"own test set, not COVID-19": share(2, 31, 0.02, 0.21),
+                                                 "adults, all": share(87, 100, 0.79, 0.92)}},
             "02_vgg16_vs_alexnet/AlexNet": {"shares": {"own test set, not COVID-19": share(20, 93, 0.14, 0.31),
                                                        "adults, all": share(89, 100, 0.81, 0.94)}}},
             "source": {"thumbnail": 32, "metrics": {"roc_auc": ci(0.99, 0.98, 1.0), "balanced_accuracy": ci(0.95, 0.9, 0.98)}}},
         "external": {"images": 120, "rates": {
             "01_vgg16_binary/VGG16": [{"class": "normal", "measure": "recall", "value_test": 1.0, "low_test": 0.89, "high_test": 1.0,
                                        "value_external": 0.93, "low_external": 0.84, "high_external": 0.97}],
-            "02_vgg16_vs_alexnet/AlexNet": [{"class": "normal", "measure": "recall", "value_test": 0.61, "low_test": 0.44, "high_test": 0.76,
-                                             "value_external": 0.33, "low_external": 0.23, "high_external": 0.46}]}},
+            "02_vgg16_vs_alexnet/AlexNet": [{"class": "normal", "measure": "recall", "value_test": 0.61, "low_test": 0.44,
+                                             "high_test": 0.76, "value_external": 0.33, "low_external": 0.23, "high_external": 0.46}]}},
     }
     (tmp_path / results.TRUST_CHECKS).mkdir()
     (tmp_path / results.TRUST_CHECKS / results.RESULTS_FILE).write_text(json.dumps({"provenance": {}, "results": trust}))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import datetime as _dt
 import html
+import logging
 import os
 import platform
 import subprocess
@@ -22,6 +23,8 @@ from dataclasses import dataclass, field
 from importlib import metadata as _metadata
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from xrayutils import progress, results
 
@@ -144,6 +147,76 @@ def _notebook_parameters() -> dict[str, Any]:
     return executed_parameters(shell.user_ns.get("In", []), shell.user_ns)
 
 
+def quiet_logs() -> None:
+    """Keep TensorFlow's own log lines (tf.function retracing, its C++ messages) off the page; warnings about the data stay.
+
+    A reader needs "image X could not be decoded", not "5 out of the last 15 calls
+    to <function ...> triggered tf.function retracing" or a C++ ``node_def_util``
+    line: those are about the framework, and the runner keeps its kernels' raw
+    messages in the build's ``kernels.log``.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow loads: C++ errors that are not ours too
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+
+
+def tables_for_the_page() -> None:
+    """Show every table a chapter's cell returns as :func:`page_table` does: one convention for the whole book."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None:
+        shell.display_formatter.formatters["text/html"].for_type(pd.DataFrame, page_table)
+    pd.set_option("display.max_colwidth", None)  # the plain-text view too: a cell is never cut to "..."
+    pd.set_option("display.max_columns", None)
+
+
+#: Columns whose numbers are p-values, shown as ``< 0.001`` below that.
+P_VALUE_COLUMNS = ("p_value", "mcnemar_p_vs_best", "p-value", "McNemar p")
+
+
+def page_table(frame: pd.DataFrame) -> str:
+    """A table as a page shows it: no cell cut short, numbers rounded for reading, no NaN, no index of row numbers.
+
+    Rates and metrics get three decimals, p-values ``< 0.001`` below it, True and
+    False read "yes" and "no", a missing value "–"; a default 0, 1, 2 ... index is
+    left out (a meaningful index, such as a model's name, stays).  The results
+    files keep full precision: this is only how the page shows it.
+    """
+    shown = frame.copy()
+    for column in shown.columns:
+        values = shown[column]
+        if str(column) in P_VALUE_COLUMNS:
+            shown[column] = [("–" if pd.isna(v) else "< 0.001" if v < 0.001 else f"{v:.3f}") if isinstance(v, (int, float)) else v
+                             for v in values]
+        elif values.dtype == bool:
+            shown[column] = values.map({True: "yes", False: "no"})
+        elif pd.api.types.is_float_dtype(values):
+            whole = values.dropna().apply(float.is_integer).all() and len(values.dropna())
+            shown[column] = [("–" if pd.isna(v) else f"{int(v):,}" if whole else f"{v:.3f}") for v in values]
+        elif values.dtype == object:
+            shown[column] = [_cell(v) for v in values]
+    plain = isinstance(shown.index, pd.RangeIndex) and shown.index.name is None
+    styler = shown.style.format(na_rep="–", escape="html")
+    if plain:
+        styler = styler.hide(axis="index")
+    return styler.set_table_attributes('class="dataframe xray-table"').to_html()
+
+
+def _cell(value: Any) -> Any:
+    """One cell of a mixed column as :func:`page_table` shows it: no NaN, no True/False, no repr of a path."""
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{int(value):,}" if value.is_integer() else f"{value:.3f}"
+    if isinstance(value, Path):
+        return value.name
+    return value
+
+
 def _plain_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None) -> str:
     """A warning as its kind and message: the default adds the file and line that raised it, a path of the build machine."""
     return f"{category.__name__}: {message}\n"
@@ -164,6 +237,8 @@ class Chapter:
     def __post_init__(self) -> None:
         os.environ[progress.ENV_CHAPTER] = self.name  # the runner's terminal tells chapters apart by it
         warnings.formatwarning = _plain_warning
+        quiet_logs()
+        tables_for_the_page()
         self.output_root = Path(self.output_root) if self.output_root else default_output_root()
         self.output_dir = self.output_root / self.name
         self.output_dir.mkdir(parents=True, exist_ok=True)

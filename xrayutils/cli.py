@@ -37,7 +37,7 @@ import yaml
 from xrayutils import book, datasets, progress, rerun, results
 
 ROOT = book.REPO_ROOT
-BOOK_FILES = ["_config.yml", "_toc.yml", "book"]
+BOOK_FILES = ["_config.yml", "_toc.yml", "book", "_static"]
 # Injected by the runner into every notebook, on top of the profile.
 RUNNER_PARAMETERS = book.RUNNER_PARAMETERS
 
@@ -410,6 +410,7 @@ def stage_book(site: Path, timings: list[dict[str, Any]], folders: dict[str, str
             why = ("it needs a chapter that failed in this build" if nb.stem in skipped
                    else f"it has not run in this build folder: `xray-book build --only {nb.stem[:2]}` runs it")
             placeholder(nb, page, f"**Not run.** This chapter has no results here: {why}.")
+        downloadable(page)
         without_folders(page, folders)
 
 
@@ -422,6 +423,33 @@ def machine_folders(build_dir: Path, data_dir: str) -> dict[str, str]:
     """
     folders = {str(root.parent): "<data>" for root in _data_roots(data_dir)}
     return folders | {str(build_dir): "<build>", str(ROOT): "<repository>"}
+
+
+def downloadable(page: Path) -> None:
+    """Make the executed notebook behind ``page`` run on another machine: its injected folders back to empty.
+
+    papermill writes this machine's ``data_dir`` and ``output_dir`` into the
+    cell it injects; a reader who downloads the page gets that cell, and a
+    placeholder there (``<data>``) would stop the notebook at its first data
+    access.  Empty, they mean what the notebook's own parameters cell says:
+    ``XRAY_DATA_DIR``, the cache or a download, and ``XRAY_OUTPUT_DIR`` or
+    ``outputs/``.  The page's stamp still records the profile and parameters.
+    """
+    executed = nbformat.read(page, as_version=4)
+    changed = False
+    for cell in executed.cells:
+        if "injected-parameters" not in cell.metadata.get("tags", []):
+            continue
+        lines = []
+        for line in cell.source.splitlines():
+            name = line.split("=", 1)[0].strip()
+            if name in ("data_dir", "output_dir"):
+                line = f'{name} = ""  # set by the runner on the machine that built this page; empty: found as the parameters cell says'
+                changed = True
+            lines.append(line)
+        cell.source = "\n".join(lines)
+    if changed:
+        nbformat.write(executed, page)
 
 
 def without_folders(page: Path, folders: dict[str, str]) -> None:
@@ -741,7 +769,7 @@ def main(argv: list[str] | None = None) -> int:
                            help="run every chapter, also those unchanged since their last run here (--only always runs its chapters)")
             p.add_argument("--jobs", type=int, default=1, help="chapters run at once (those that need others' results wait)")
     args = parser.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # kernels inherit it: TensorFlow's C++ messages stay off the pages
     # Kernels inherit this: an MPLBACKEND such as Agg would stop figures reaching the notebook.
     os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     try:

@@ -203,3 +203,12 @@ def test_a_source_classifier_reads_an_obvious_source_and_keeps_patients_together
     weaker = {**source, "metrics": {**source["metrics"], "roc_auc": _ci(0.7, 0.6, 0.8)}}
     assert "below 0.95" in checks.source_verdict(weaker)
     assert checks.source_table(source).iloc[0]["folds"] == 4
+
+
+def test_gradcam_text_says_when_maps_are_flat():
+    assert checks.gradcam_text({"images": 30, "flat_maps": 0, "border_share": 0.8}, 0.51) == (
+        "Grad-CAM puts 80% of its heat in the image border (an even map: 51%).")
+    assert "of its 26 maps that are not flat (4 flat)" in checks.gradcam_text(
+        {"images": 30, "flat_maps": 4, "border_share": 0.8}, 0.51)
+    assert checks.gradcam_text({"images": 30, "flat_maps": 30, "border_share": None}, 0.51) == (
+        "Grad-CAM gives no explanation: all 30 of its maps are flat.")

@@ -44,9 +44,16 @@ def test_gradcam_reaches_each_chapters_last_feature_map(build, layer):
 
 
 def test_border_share():
-    even = np.ones((1, 20, 20))
-    assert explain.border_share(even, 0.25)[0] == pytest.approx(1 - 0.5 ** 2)
+    checkered = np.indices((20, 20)).sum(axis=0)[None] % 2  # heat everywhere, evenly spread: the border's area
+    assert explain.border_share(checkered, 0.25)[0] == pytest.approx(1 - 0.5 ** 2)
     center = np.zeros((1, 20, 20))
     center[0, 8:12, 8:12] = 1
     assert explain.border_share(center, 0.25)[0] == 0.0
-    assert np.isnan(explain.border_share(np.zeros((1, 20, 20)), 0.25)[0])
+    border = 1 - np.pad(np.ones((1, 10, 10)), ((0, 0), (5, 5), (5, 5)))
+    assert explain.border_share(border, 0.25)[0] == 1.0
+
+
+def test_a_flat_map_explains_nothing_and_has_no_border_share():
+    maps = np.stack([np.zeros((20, 20)), np.ones((20, 20)), np.full((20, 20), 0.5), np.eye(20)])
+    assert explain.flat_maps(maps).tolist() == [True, True, True, False]
+    assert np.isnan(explain.border_share(maps, 0.25)[:3]).all()

@@ -105,8 +105,8 @@ def encode(
 
     Returns
     -------
-    features : ndarray, shape (views, n, *encoder output shape)
-    labels : ndarray, shape (views, n, *label shape)
+    features : ndarray, shape ``(views, n, *encoder output shape)``
+    labels : ndarray, shape ``(views, n, *label shape)``
         Labels are kept per view, so a shuffled ``images`` still pairs them right.
     """
     if views < 1:

@@ -67,7 +67,8 @@ def gradcam(
     """Grad-CAM of each chapter's best model: examples to show (by :func:`label`) and heat in the border (by :func:`key`).
 
     The border share is averaged over ``heatmap_images`` test images drawn with
-    ``seed`` (0: all of them).
+    ``seed`` (0: all of them), less their flat maps (:func:`xrayutils.explain.flat_maps`),
+    which are counted instead: ``border_share`` is ``None`` when every map is flat.
     """
     shown, heat = {}, {}
     for record in best.values():
@@ -76,16 +77,28 @@ def gradcam(
         root = datasets.locate(record["dataset"].split("/")[0], data_dir)
         shown[label(record)] = explain.examples(model, explain.pick_examples(table, classes, seed=seed), root, classes)
         sample = table.sample(min(heatmap_images or len(table), len(table)), random_state=seed)
-        shares = explain.border_share(explain.examples(model, sample, root, classes)["heatmaps"], border_fraction)
-        heat[key(record)] = {"images": len(sample), "border_share": float(pd.Series(shares).mean())}
+        maps = explain.examples(model, sample, root, classes)["heatmaps"]
+        share = pd.Series(explain.border_share(maps, border_fraction)).mean()
+        heat[key(record)] = {"images": len(sample), "flat_maps": int(explain.flat_maps(maps).sum()),
+                             "border_share": None if pd.isna(share) else float(share)}
     return shown, heat
 
 
 def gradcam_table(heat: dict[str, dict[str, Any]], border_fraction: float) -> pd.DataFrame:
-    """The measured border shares beside an even map's."""
+    """The measured border shares (of the maps that are not flat) beside an even map's."""
     return pd.DataFrame(heat).T.assign(even_map=even_border_share(border_fraction)).rename(
-        columns={"border_share": "share of heat in the border", "images": "test images", "even_map": "an even map"}
+        columns={"border_share": "share of heat in the border (maps not flat)", "images": "test images",
+                 "flat_maps": "flat maps (no explanation)", "even_map": "an even map"}
     )
+
+
+def gradcam_text(h: dict[str, Any], even: float) -> str:
+    """What one model's Grad-CAM maps show, in a sentence: the border share, or that its maps are flat."""
+    flat = h.get("flat_maps", 0)
+    if h["border_share"] is None:
+        return f"Grad-CAM gives no explanation: all {h['images']} of its maps are flat."
+    of = f" of its {h['images'] - flat} maps that are not flat ({flat} flat)" if flat else ""
+    return f"Grad-CAM puts {h['border_share']:.0%} of its heat in the image border{of} (an even map: {even:.0%})."
 
 
 # 2. The shortcut test
@@ -518,7 +531,7 @@ def findings(checks: dict[str, Any]) -> dict[str, dict[str, str]]:
 
     even = checks.get("gradcam", {}).get("even_map_share")
     for name, h in checks.get("gradcam", {}).get("models", {}).items():
-        say(name, "gradcam", f"Grad-CAM puts {h['border_share']:.0%} of its heat in the image border (an even map: {even:.0%}).")
+        say(name, "gradcam", gradcam_text(h, even))
     for chapter, s in checks.get("shortcut", {}).items():
         say(f"{chapter}/{s['model']}", "shortcut", f"Shortcut test: {s['verdict']}.")
     for name, r in checks.get("leakage", {}).items():

@@ -34,7 +34,7 @@ from typing import Any
 import nbformat
 import yaml
 
-from xrayutils import book, datasets, progress, rerun, results
+from xrayutils import book, datasets, pagecheck, progress, rerun, results
 
 ROOT = book.REPO_ROOT
 BOOK_FILES = ["_config.yml", "_toc.yml", "book", "_static"]
@@ -584,6 +584,7 @@ def cmd_build(args: argparse.Namespace) -> int:
             html = build_html(build_dir / "site")
             extra["jupyter-book build"] = time.perf_counter() - t0
             problems = check_html(html, [nb for nb in notebooks if nb.stem not in failed])
+            problems += [str(problem) for problem in pagecheck.check_book(html, tuple(failed))]
             for problem in problems:
                 print(f"HTML check: {problem}")
             failed += ["html check"] if problems else []

@@ -54,11 +54,25 @@ def gradcam(model: keras.Model, images: np.ndarray, class_index: int | np.ndarra
     return tf.math.divide_no_nan(cams, peak).numpy()
 
 
+#: A heat map whose values span less than this (of its peak) is flat: one colour, no region singled out.
+FLAT_SPAN = 1e-3
+
+
+def flat_maps(heatmaps: np.ndarray) -> np.ndarray:
+    """Which heat maps are flat: no heat at all, or the same everywhere (a gradient of zero, a saturated unit).
+
+    A flat map explains nothing, and its border share is only the border's area,
+    which would read as "an even map" if it were averaged in.
+    """
+    heatmaps = np.asarray(heatmaps, dtype=float)
+    return (heatmaps.max(axis=(1, 2)) - heatmaps.min(axis=(1, 2))) < FLAT_SPAN
+
+
 def border_share(heatmaps: np.ndarray, border_fraction: float) -> np.ndarray:
     """Share of each heat map's total heat that falls in the outer border (the region chapter 04's shortcut test keeps).
 
     A map spread evenly would put ``1 - (1 - 2 * border_fraction) ** 2`` of its heat there.
-    Maps with no heat at all give ``nan``.
+    Flat maps (:func:`flat_maps`) give ``nan``: they have no region to share out.
     """
     heatmaps = np.asarray(heatmaps, dtype=float)
     _, height, width = heatmaps.shape
@@ -66,7 +80,7 @@ def border_share(heatmaps: np.ndarray, border_fraction: float) -> np.ndarray:
     center = heatmaps[:, dy:height - dy, dx:width - dx].sum(axis=(1, 2))
     total = heatmaps.sum(axis=(1, 2))
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(total > 0, 1.0 - center / total, np.nan)
+        return np.where((total > 0) & ~flat_maps(heatmaps), 1.0 - center / total, np.nan)
 
 
 def pick_examples(table: pd.DataFrame, classes: list[str], *, seed: int) -> pd.DataFrame:

@@ -19,6 +19,20 @@ from xrayutils import evaluate, images
 
 sns.set_theme(style="whitegrid", context="notebook")
 
+#: The widest a figure is drawn, in inches (at 100 dpi): the page's text column is about 8 in wide, so wider
+#: figures shrink their labels below reading size.  Panels wrap into rows instead (:func:`_panels`).
+PAGE_WIDTH = 9.0
+
+
+def _panels(n: int, width: float, height: float, *, max_cols: int | None = None) -> tuple[plt.Figure, list[plt.Axes]]:
+    """``n`` panels of ``width`` x ``height`` inches in regular rows no wider than :data:`PAGE_WIDTH`; spare cells hidden."""
+    ncols = max(1, min(n, max_cols or n, int(PAGE_WIDTH // width)))
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False, layout="constrained")
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    return fig, list(axes.flat[:n])
+
 
 def _axes(ax: plt.Axes | None, figsize: tuple[float, float]) -> tuple[plt.Figure, plt.Axes]:
     if ax is None:
@@ -55,10 +69,14 @@ def plot_image_grid(
     titles: Sequence[str],
     *,
     ncols: int = 6,
-    size: float = 1.8,
+    size: float | None = None,
     colors: Sequence[str] | None = None,
 ) -> plt.Figure:
-    """Thumbnails in a grid, each with a title (coloured when ``colors`` is given); ``None`` leaves a cell empty."""
+    """Thumbnails in a grid, each with a title (coloured when ``colors`` is given); ``None`` leaves a cell empty.
+
+    ``size`` is a thumbnail's side in inches (default: 1.8, less when ``ncols`` would pass :data:`PAGE_WIDTH`).
+    """
+    size = size or min(1.8, PAGE_WIDTH / ncols)
     nrows = max(1, int(np.ceil(len(paths) / ncols)))
     fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows * 1.1), squeeze=False)
     for i, ax in enumerate(axes.flat):
@@ -161,16 +179,12 @@ def plot_histories(histories: dict[str, dict]) -> plt.Figure:
 
 
 def plot_confusion_matrices(y_true: np.ndarray, probabilities: dict[str, np.ndarray], classes: list[str]) -> plt.Figure:
-    """Test-set confusion matrix (counts) of each model, side by side (four to a row)."""
+    """Test-set confusion matrix (counts) of each model, side by side as the page's width allows."""
     from sklearn.metrics import ConfusionMatrixDisplay
 
-    ncols = min(len(probabilities), 4)
-    nrows = int(np.ceil(len(probabilities) / ncols))
-    side = 2.2 + 0.9 * len(classes)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(side * ncols, side * nrows), squeeze=False, layout="constrained")
-    for ax in axes.flat[len(probabilities):]:
-        ax.axis("off")
-    for ax, (name, proba) in zip(axes.flat, probabilities.items()):
+    side = 2.0 + 0.6 * len(classes)
+    fig, axes = _panels(len(probabilities), side, side)
+    for ax, (name, proba) in zip(axes, probabilities.items()):
         ConfusionMatrixDisplay.from_predictions(
             y_true, np.argmax(proba, axis=1), labels=np.arange(len(classes)), display_labels=classes,
             ax=ax, colorbar=False, cmap="Blues",
@@ -188,9 +202,9 @@ def plot_roc_curves(y_true: np.ndarray, probabilities: dict[str, np.ndarray], cl
     y_true = np.asarray(y_true)
     binary = len(classes) == 2
     panels = 1 if binary else len(probabilities)
-    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 4.6), squeeze=False, layout="constrained")
+    fig, axes = _panels(panels, 4.4, 4.2)
     for i, (name, proba) in enumerate(probabilities.items()):
-        ax = axes[0, 0 if binary else i]
+        ax = axes[0 if binary else i]
         curves = [(name, 1)] if binary else [(c, k) for k, c in enumerate(classes)]
         for label, k in curves:
             if len(np.unique(y_true == k)) < 2:
@@ -238,14 +252,13 @@ def plot_predictions(
         shown += [None] * (-len(shown) % ncols)  # each model's block starts on a new row
         titles += [""] * (len(shown) - len(titles))
         colors += ["black"] * (len(shown) - len(colors))
-    return plot_image_grid(shown, titles, ncols=ncols, colors=colors, size=2.0)
+    return plot_image_grid(shown, titles, ncols=ncols, colors=colors, size=PAGE_WIDTH / ncols)
 
 
 def plot_embeddings(embeddings: dict[str, np.ndarray], frame: pd.DataFrame, classes: list[str]) -> plt.Figure:
     """2-D t-SNE of each model's features; colour = class, marker = split (``frame`` rows match the points)."""
-    n = len(embeddings)
-    fig, axes = plt.subplots(1, n, figsize=(6 * n, 5), squeeze=False, layout="constrained")
-    for ax, (name, xy) in zip(axes[0], embeddings.items()):
+    fig, axes = _panels(len(embeddings), 4.5, 4.2)
+    for ax, (name, xy) in zip(axes, embeddings.items()):
         sns.scatterplot(
             x=xy[:, 0], y=xy[:, 1], hue=pd.Categorical(frame["class_name"], categories=classes),
             style=frame["split"].to_numpy(), alpha=0.75, ax=ax,
@@ -374,36 +387,48 @@ def plot_accuracy_by_task(panels: dict[str, dict[str, Any]]) -> plt.Figure:
     return fig
 
 
-def plot_gradcam(examples: dict[str, dict], *, border_fraction: float | None = None, size: float = 2.1) -> plt.Figure:
-    """One row per model: its test images with the Grad-CAM heat map over them; mistakes titled in red.
+def plot_gradcam(examples: dict[str, dict], *, border_fraction: float | None = None, ncols: int = 4) -> plt.Figure:
+    """Each model's test images with the Grad-CAM heat map over them, ``ncols`` to a row; mistakes titled in red.
 
     ``examples[name]`` holds ``images`` ``(n, h, w, 3)``, ``heatmaps`` ``(n, h, w)``
     and ``titles``/``correct`` per image (:func:`xrayutils.explain.examples`).
     ``border_fraction`` outlines the central region the shortcut test hides or keeps.
+    A flat map (:func:`xrayutils.explain.flat_maps`) is drawn without colour and
+    titled so: it explains nothing.
     """
-    ncols = max(len(e["images"]) for e in examples.values())
-    fig, axes = plt.subplots(len(examples), ncols, figsize=(size * ncols, (size + 0.55) * len(examples)),
-                             squeeze=False, layout="constrained")
-    for row, (name, e) in zip(axes, examples.items()):
+    from xrayutils import explain
+
+    rows = [(name, e, list(range(i, min(i + ncols, len(e["images"])))))
+            for name, e in examples.items() for i in range(0, len(e["images"]), ncols)]
+    size = PAGE_WIDTH / ncols
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(PAGE_WIDTH, (size + 0.5) * len(rows) + 0.6), squeeze=False,
+                             layout="constrained")
+    heat = plt.cm.ScalarMappable(norm=plt.Normalize(0, 1), cmap="jet")
+    for row, (name, e, shown) in zip(axes, rows):
+        flat = explain.flat_maps(e["heatmaps"])
         for ax in row:
             ax.axis("off")
-        for k, ax in enumerate(row[: len(e["images"])]):
+        for ax, k in zip(row, shown):
             image = e["images"][k]
             ax.imshow(image.mean(axis=-1), cmap="gray", vmin=0, vmax=255)
-            ax.imshow(e["heatmaps"][k], cmap="jet", alpha=0.4, vmin=0, vmax=1)
+            if not flat[k]:
+                ax.imshow(e["heatmaps"][k], cmap=heat.cmap, alpha=0.4, norm=heat.norm)
             if border_fraction:
                 h, w = image.shape[:2]
                 dy, dx = round(h * border_fraction), round(w * border_fraction)
                 ax.add_patch(plt.Rectangle((dx - 0.5, dy - 0.5), w - 2 * dx, h - 2 * dy, fill=False, color="white", linestyle=":"))
-            ax.set_title(f"{name}\n{e['titles'][k]}" if k == 0 else e["titles"][k], fontsize=8,
+            title = e["titles"][k] + ("\nflat map: no explanation" if flat[k] else "")
+            ax.set_title(f"{name}\n{title}" if k == shown[0] else title, fontsize=9,
                          color="black" if e["correct"][k] else MISTAKE)
+    fig.colorbar(heat, ax=axes, location="bottom", shrink=0.5, aspect=40,
+                 label="Grad-CAM heat (share of the map's peak)")
     return fig
 
 
 def plot_reliability(bins: dict[str, pd.DataFrame], ece: dict[str, dict[str, float]]) -> plt.Figure:
     """Reliability diagram per model: accuracy against confidence per bin (marker area ~ images), the diagonal is perfect."""
-    fig, axes = plt.subplots(1, len(bins), figsize=(4.2 * len(bins), 4.2), squeeze=False, layout="constrained")
-    for ax, (name, table) in zip(axes[0], bins.items()):
+    fig, axes = _panels(len(bins), 4.2, 4.2)
+    for ax, (name, table) in zip(axes, bins.items()):
         ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfectly calibrated")
         ax.plot(table["confidence"], table["accuracy"], color=sns.color_palette()[0], linewidth=1)
         ax.scatter(table["confidence"], table["accuracy"], s=20 + 300 * table["count"] / table["count"].sum(),
@@ -419,9 +444,8 @@ def plot_class_rates(rates: dict[str, pd.DataFrame]) -> plt.Figure:
 
     ``rates[name]`` is :func:`xrayutils.checks.rates_beside`'s table.
     """
-    fig, axes = plt.subplots(1, len(rates), figsize=(5.5 * len(rates), 0.8 + 0.42 * max(len(t) for t in rates.values())),
-                             squeeze=False, layout="constrained")
-    for ax, (name, table) in zip(axes[0], rates.items()):
+    fig, axes = _panels(len(rates), 4.5, 0.8 + 0.36 * max(len(t) for t in rates.values()))
+    for ax, (name, table) in zip(axes, rates.items()):
         labels = [f"{c} {m}" for c, m in zip(table["class"], table["measure"])]
         y = np.arange(len(table))
         for offset, where, color in ((-0.15, "test", sns.color_palette()[0]), (0.15, "external", sns.color_palette()[3])):
@@ -433,7 +457,7 @@ def plot_class_rates(rates: dict[str, pd.DataFrame]) -> plt.Figure:
         ax.set_yticks(y, labels)
         ax.invert_yaxis()
         ax.set(xlim=(-0.02, 1.02), xlabel="share (95% Wilson interval)", title=name)
-    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside lower center", ncol=2, fontsize="small")
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=2, fontsize="small")
     return fig
 
 

@@ -109,8 +109,7 @@ def trust_table(trust: dict[str, Any]) -> pd.DataFrame:
     rows = []
     for key, h in trust.get("gradcam", {}).get("models", {}).items():
         rows.append({"check": "explanations (Grad-CAM)", "model": key,
-                     "result": f"{evaluate.number(h['border_share'], '.2f')} of the heat in the border "
-                               f"(an even map: {trust['gradcam']['even_map_share']:.2f})"})
+                     "result": checks.gradcam_text(h, trust["gradcam"]["even_map_share"])})
     for chapter, s in trust.get("shortcut", {}).items():
         for variant, m in s["metrics"].items():
             rows.append({"check": f"shortcut test: {variant}", "model": f"{chapter}/{s['model']}",

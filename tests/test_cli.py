@@ -350,6 +350,19 @@ def test_a_downloaded_page_runs_elsewhere_its_injected_folders_are_empty(tmp_pat
     assert "<data>" not in source and "<build>" not in source
 
 
+def test_a_page_that_hides_its_parameters_hides_the_injected_ones_too(tmp_path):
+    page = tmp_path / "index.ipynb"
+    own = nbformat.v4.new_code_cell('profile = "paper"')
+    own.metadata["tags"] = ["parameters", "remove-cell"]
+    injected = nbformat.v4.new_code_cell('# Parameters\nprofile = "cpu"\n')
+    injected.metadata["tags"] = ["injected-parameters"]
+    executed = nbformat.v4.new_notebook()
+    executed.cells = [own, injected]
+    nbformat.write(executed, page)
+    cli.downloadable(page)
+    assert nbformat.read(page, as_version=4).cells[1].metadata["tags"] == ["injected-parameters", "remove-cell"]
+
+
 def test_a_failure_line_names_the_missing_folder_not_just_that_one_is_missing():
     reason = ("DataNotFoundError: Dataset 'covid-xray' at /d does not have the expected layout:\n"
               "  - missing folder /d/two/test/covid\nExpected: ...")

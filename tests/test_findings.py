@@ -115,6 +115,16 @@ def test_the_build_box_says_profile_machine_time_weights_data_and_what_was_shrun
     assert "AlexNet 10 epochs (published 100)" in box
 
 
+def test_the_caveat_above_the_findings_names_random_weights_and_the_sample(outputs):
+    records = results.model_records(outputs)
+    assert findings.build_caveat(outputs, records) == (
+        "**These are this build's numbers, not the published protocols'** (cpu profile: every model from random weights "
+        "and a sample of the data; the box below the findings says what was shrunk).")
+    pretrained = [{**r, "pretrained": r["model"] != "ResNet34"} for r in records]
+    assert f"1 model of {len(records)} from random weights" in findings.build_caveat(outputs, pretrained)
+    assert findings.build_caveat(outputs, []) == ""
+
+
 def test_a_chapters_setup_box_for_the_published_protocol_is_a_note():
     protocol = _protocol("class-challenge", image_size=224, seeds=(1, 2, 3))
     weights = {"VGG16": models.Weights("imagenet", "ImageNet (weights=imagenet)")}

@@ -30,7 +30,7 @@ DEFECTS = {
 
 
 def _book(tmp_path, html, width=800):
-    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "notebooks").mkdir(parents=True)
     (tmp_path / "_images").mkdir()
     (tmp_path / "notebooks" / "01_vgg16_binary.html").write_text(html)
     Image.new("RGB", (width, 300), "white").save(tmp_path / "_images" / "fig.png")
@@ -46,13 +46,27 @@ def test_each_defect_fails_the_page_naming_it(tmp_path, what):
     clean, defective = DEFECTS[what]
     assert clean in CLEAN
     problems = pagecheck.check_book(_book(tmp_path, CLEAN.replace(clean, defective, 1)))
-    assert [(p.page, p.what) for p in problems] == [("notebooks/01_vgg16_binary.html", what)]
+    assert {(p.page, p.what) for p in problems} == {("notebooks/01_vgg16_binary.html", what)}
 
 
 def test_a_figure_much_wider_than_the_column_fails(tmp_path):
     problems = pagecheck.check_book(_book(tmp_path, CLEAN, width=1800))
     assert [p.what for p in problems] == ["a figure much wider than the page shows it"]
     assert "1800 px" in problems[0].text
+
+
+LINKED = ('<div class="cell_input"><pre>from xrayutils import plots\n<a class="sphinx-codeautolink-a" '
+          'title="xrayutils.plots.plot_gradcam">plots.plot_gradcam</a>(explained)</pre></div>')
+
+
+def test_every_xrayutils_call_in_a_code_cell_links_to_its_reference(tmp_path):
+    linked = CLEAN.replace("<main>", "<main>" + LINKED)
+    assert pagecheck.check_book(_book(tmp_path, linked)) == []
+    plain = linked.replace('<a class="sphinx-codeautolink-a" title="xrayutils.plots.plot_gradcam">plots.plot_gradcam</a>',
+                           "plots.plot_gradcam")
+    problems = pagecheck.check_book(_book(tmp_path / "plain", plain))
+    assert [(p.what, p.text) for p in problems] == [("an xrayutils name not linked to its reference",
+                                                     "xrayutils.plots.plot_gradcam (1 of 1)")]
 
 
 def test_a_failed_chapters_page_may_show_its_traceback(tmp_path):

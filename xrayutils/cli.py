@@ -434,12 +434,18 @@ def downloadable(page: Path) -> None:
     access.  Empty, they mean what the notebook's own parameters cell says:
     ``XRAY_DATA_DIR``, the cache or a download, and ``XRAY_OUTPUT_DIR`` or
     ``outputs/``.  The page's stamp still records the profile and parameters.
+    A page whose own parameters cell is hidden (the start page) hides the injected one too.
     """
     executed = nbformat.read(page, as_version=4)
     changed = False
+    own = next((c for c in executed.cells if "parameters" in c.metadata.get("tags", [])), None)
     for cell in executed.cells:
         if "injected-parameters" not in cell.metadata.get("tags", []):
             continue
+        hidden = [t for t in (own.metadata.get("tags", []) if own else []) if t.startswith("remove-") or t.startswith("hide-")]
+        if hidden and not set(hidden) <= set(cell.metadata["tags"]):
+            cell.metadata["tags"] = [*cell.metadata["tags"], *hidden]  # a page that hides its parameters hides them all
+            changed = True
         lines = []
         for line in cell.source.splitlines():
             name = line.split("=", 1)[0].strip()

@@ -181,11 +181,7 @@ def build_box(output_root: str | Path, records: list[dict[str, Any]]) -> str:
         f"{_minutes(sum(times.values()))} in all" if times else f"<b>Machine</b>: {html.escape(str(first.get('device')))}",
         f"<b>Weights</b>: {html.escape(weights_line({checks.label(r): bool(r.get('pretrained')) for r in records}))}",
     ]
-    data = {}
-    for s in saved.values():
-        dataset = next(iter(s["provenance"].get("datasets", {})), None)
-        if dataset:
-            data[dataset] = data_line(dataset, s["results"].get("n", {}))
+    data = _data_lines(saved)
     items.append("<b>Data</b>: " + "; ".join(html.escape(line) for line in data.values()))
     for chapter, s in saved.items():
         protocol = TrainingProtocol(**s["results"]["protocol"])
@@ -196,6 +192,39 @@ def build_box(output_root: str | Path, records: list[dict[str, Any]]) -> str:
     warn = not all(r.get("pretrained") for r in records) or any("sample" in line for line in data.values())
     title = f"This build: the {first.get('profile', '?')} profile" + (", not the published protocols" if warn else "")
     return _box(title, items, "warning" if warn else "note")
+
+
+def _data_lines(saved: Mapping[str, dict[str, Any]]) -> dict[str, str]:
+    """Each dataset the modelling chapters (their ``saved`` results) trained on, with its :func:`data_line`."""
+    data = {}
+    for s in saved.values():
+        dataset = next(iter(s["provenance"].get("datasets", {})), None)
+        if dataset:
+            data[dataset] = data_line(dataset, s["results"].get("n", {}))
+    return data
+
+
+def build_caveat(output_root: str | Path, records: list[dict[str, Any]]) -> str:
+    """The sentence above the start page's findings when the build is not the published protocols, saying why ("" if it is).
+
+    A reader meets the findings before the box that says what the build was; a
+    number from random weights on a sample must not read as the studies' own.
+    """
+    if not records:
+        return ""
+    saved = {chapter: results.load(output_root, chapter) for chapter in dict.fromkeys(r["chapter"] for r in records)}
+    profile = next(iter(saved.values()))["provenance"].get("profile", "?")
+    scratch = sum(not r.get("pretrained") for r in records)
+    reasons = []
+    if scratch:
+        reasons.append("every model from random weights" if scratch == len(records)
+                       else f"{prose.count(scratch, 'model')} of {len(records)} from random weights")
+    if any("sample" in line for line in _data_lines(saved).values()):
+        reasons.append("a sample of the data")
+    if not reasons:
+        return ""
+    return (f"**These are this build's numbers, not the published protocols'** ({profile} profile: "
+            f"{prose.join(reasons)}; the box below the findings says what was shrunk).")
 
 
 def _minutes(seconds: float) -> str:

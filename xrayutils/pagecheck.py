@@ -91,6 +91,30 @@ def too_wide(page: str, soup: BeautifulSoup, folder: Path) -> list[Problem]:
     return found
 
 
+def unlinked_names(page: str, soup: BeautifulSoup) -> list[Problem]:
+    """``module.name`` calls into ``xrayutils`` in the page's code cells that do not link to their reference entry.
+
+    sphinx-codeautolink turns each into a link whose ``title`` is the full name;
+    a call it could not resolve (a name missing from the reference, a cell it
+    could not parse) stays plain text, and the reader loses the one click to the code.
+    """
+    cells = soup.select("div.cell_input")
+    code = "\n".join(cell.get_text() for cell in cells)
+    modules = {name.strip() for group in re.findall(r"from xrayutils import ([\w, ]+)", code) for name in group.split(",")}
+    if not modules:
+        return []
+    linked: dict[str, int] = {}
+    for link in soup.select("div.cell_input a.sphinx-codeautolink-a"):
+        title = link.get("title", "")
+        linked[title] = linked.get(title, 0) + 1
+    called: dict[str, int] = {}
+    for module, name in re.findall(rf"\b({'|'.join(sorted(modules))})\.(\w+)", code):
+        full = f"xrayutils.{module}.{name}"
+        called[full] = called.get(full, 0) + 1
+    return [Problem(page, "an xrayutils name not linked to its reference", f"{full} ({count - linked.get(full, 0)} of {count})")
+            for full, count in called.items() if linked.get(full, 0) < count]
+
+
 def shown_text(soup: BeautifulSoup) -> str:
     """What the page's reader sees as text, less its code cells' source and the navigation."""
     main = soup.find("main") or soup
@@ -103,8 +127,8 @@ def check_page(page: Path, html_dir: Path) -> list[Problem]:
     """Every problem on the built ``page`` (an HTML file under ``html_dir``)."""
     name = page.relative_to(html_dir).as_posix()
     soup = BeautifulSoup(page.read_text(encoding="utf-8"), "html.parser")
-    found = truncated_cells(name, soup) + too_wide(name, soup, page.parent)
-    return found + check_text(name, shown_text(soup))
+    found = truncated_cells(name, soup) + too_wide(name, soup, page.parent) + unlinked_names(name, soup)
+    return found + check_text(name, shown_text(soup))  # shown_text drops the code cells: last
 
 
 #: What a failed chapter's page shows on purpose: its error.

@@ -22,12 +22,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+#: Chapter 00: the data, its duplicates and its sizes.
 DATA_EXPLORATION = "00_data_exploration"
+#: Chapter 01: task 1, VGG16, COVID-19 against normal.
 TASK1 = "01_vgg16_binary"
+#: Chapter 02: task 2, VGG16 against AlexNet on four classes.
 TASK2 = "02_vgg16_vs_alexnet"
+#: Chapter 03: the CoronaHack CNNs, normal against pneumonia.
 CORONAHACK = "03_coronahack_models"
+#: Chapter 04: the trust checks on the models 01-03 saved.
 TRUST_CHECKS = "04_trust_checks"
+#: Chapter 05: every results file on one page, and the model cards.
 SUMMARY = "05_summary"
+#: The Performance page: training speed, measured.
 PERFORMANCE = "performance"
 #: The start page: what the book found and what this build is, from every chapter's results.
 START = "index"
@@ -44,7 +51,9 @@ NEEDS: dict[str, tuple[str, ...]] = {
 #: Chapters that time themselves: the runner gives them the machine alone.
 RUNS_ALONE = frozenset({PERFORMANCE})
 
+#: The file each chapter writes its results to, in its output folder.
 RESULTS_FILE = "results.json"
+#: Chapter 00's near-duplicate pairs, read by chapters 04 and 05.
 NEAR_DUPLICATES_FILE = "near_duplicates.csv"
 
 

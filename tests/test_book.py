@@ -70,5 +70,25 @@ def test_a_table_for_the_page_rounds_says_dashes_and_words_and_cuts_nothing():
     assert ">30<" in page and "30.0" not in page
     assert long in page and "..." not in page and "NaN" not in page and "nan" not in page
     assert "row_heading" not in page  # no 0, 1, 2 index column
+    assert page.count("xray-text") == 2 and f'class="data row0 col5 xray-text" >{long}' in page  # a sentence may wrap
     named = book.page_table(frame.set_index("model"))
     assert "row_heading" in named  # a meaningful index stays
+
+
+def test_the_rerun_box_says_what_a_chapter_needs_took_and_how_to_run_it_again():
+    box = book.rerun_box("04_trust_checks", ["coronahack/two", "covid-chestxray-dataset/adults", "coronahack/two"], 750.0, "cpu")
+    assert box.count("coronahack (Kaggle") == 1 and "Kaggle credentials" in box and "covid-chestxray-dataset (GitHub" in box
+    assert "the results of 00_data_exploration, 01_vgg16_binary, 02_vgg16_vs_alexnet, 03_coronahack_models" in box
+    assert "12.5 minutes under the <code>cpu</code> profile" in box and "a GPU for the <code>paper</code> profile" in box
+    assert "xray-book run notebooks/04_trust_checks.ipynb" in box and "papermill notebooks/04_trust_checks.ipynb" in box
+    assert 'class="admonition tip dropdown"' in box  # folded: the findings stay at the top
+    summary = book.rerun_box("05_summary", [], 12.0, "smoke")
+    assert "no GPU: it trains nothing" in summary and "Kaggle" not in summary
+
+
+def test_every_chapter_pastes_its_rerun_box_under_its_title():
+    import json
+
+    for notebook in sorted((book.REPO_ROOT / "notebooks").glob("[0-9p]*.ipynb")):
+        first = "".join(json.loads(notebook.read_text())["cells"][0]["source"])
+        assert "```{glue} rerun_box" in first, notebook.name

@@ -185,6 +185,9 @@ def test_chapter_04s_summary_reports_every_models_external_change(outputs):
     lines = findings.trust_summary(trust)
     external = next(line for line in lines if line.startswith("external data"))
     assert "task-1 VGG16" in external and "task-2 AlexNet's normal recall falls" in external
+    after_findings = findings.trust_summary(trust, besides_findings=True)
+    assert not any(line.startswith(("external", "adults", "the source")) for line in after_findings)  # said once, above
+    assert [line for line in lines if line.startswith(("shortcut", "leakage", "calibration"))] == after_findings
     adults = next(line for line in lines if line.startswith("adults"))
     assert adults == ("adults without COVID-19: every model with a COVID-19 class calls adults without COVID-19 'COVID-19' more "
                       "often than its own test images without it (the task-1 VGG16 87 of 100 and the task-2 AlexNet 89 of 100)")

@@ -172,6 +172,8 @@ def tables_for_the_page() -> None:
     pd.set_option("display.max_columns", None)
 
 
+#: A text cell longer than this is a sentence: its column may wrap.
+LONG_CELL = 40
 #: Columns whose numbers are p-values, shown as ``< 0.001`` below that.
 P_VALUE_COLUMNS = ("p_value", "mcnemar_p_vs_best", "p-value", "McNemar p")
 
@@ -199,6 +201,11 @@ def page_table(frame: pd.DataFrame) -> str:
             shown[column] = [_cell(v) for v in values]
     plain = isinstance(shown.index, pd.RangeIndex) and shown.index.name is None
     styler = shown.style.format(na_rep="–", escape="html")
+    prose_columns = [c for c in shown.columns if shown[c].map(lambda v: isinstance(v, str) and len(v) > LONG_CELL).any()]
+    if prose_columns:  # a sentence wraps in its cell; a number or interval stays on one line (_static/xray.css)
+        classes = pd.DataFrame("", index=shown.index, columns=shown.columns)
+        classes[prose_columns] = "xray-text"
+        styler = styler.set_td_classes(classes)
     if plain:
         styler = styler.hide(axis="index")
     return styler.set_table_attributes('class="dataframe xray-table"').to_html()
@@ -306,6 +313,44 @@ class Chapter:
         info = self.provenance()
         results.write_json_atomic(self.output_dir / "run_info.json", info)
         display(Markdown(stamp_markdown(info)))
+        glue_html("rerun_box", rerun_box(self.name, list(self.datasets), info["wall_time_s"], self.profile))
+
+
+#: Datasets a chapter may need, with what fetching them takes beyond ``XRAY_DATA_DIR``, the cache or a download.
+DATASET_NEEDS = {
+    "covid-xray": "covid-xray (GitHub, downloaded by pooch)",
+    "coronahack": "coronahack (Kaggle: downloading it needs Kaggle credentials, ~/.kaggle/kaggle.json)",
+    "covid-chestxray-dataset": "covid-chestxray-dataset (GitHub, downloaded by pooch)",
+}
+#: Chapters that train models: a GPU is expected for their ``paper`` profile.
+TRAINS = (results.TASK1, results.TASK2, results.CORONAHACK, results.TRUST_CHECKS, results.PERFORMANCE)
+
+
+def rerun_box(chapter: str, datasets: list[str], wall_time_s: float, profile: str) -> str:
+    """The folded box under a chapter's title: what it needs, what it took in this build, and how to run it again.
+
+    ``datasets`` are the keys the chapter recorded (``"covid-xray/two"``);
+    the chapters it reads results from come from :data:`xrayutils.results.NEEDS`.
+    """
+    names = dict.fromkeys(key.split("/")[0] for key in datasets)
+    needs = [DATASET_NEEDS.get(name, name) for name in names]
+    earlier = results.NEEDS.get(chapter, ())
+    if earlier:
+        needs.append(f"the results of {', '.join(earlier)} in the same output folder (`xray-book build` runs them first)")
+    gpu = ("a GPU for the <code>paper</code> profile (<code>xray-book plan --profile paper</code> estimates its time on "
+           "your machine); the <code>cpu</code> profile runs on a laptop") if chapter in TRAINS else "no GPU: it trains nothing"
+    items = [
+        f"<b>Needs</b>: {html.escape('; '.join(needs) or 'nothing beyond the package')}",
+        f"<b>This build</b>: {wall_time_s / 60:.1f} minutes under the <code>{html.escape(profile)}</code> profile",
+        f"<b>Hardware</b>: {gpu}",
+        f"<b>Rerun</b>: <code>xray-book run notebooks/{chapter}.ipynb --profile cpu -p NAME VALUE</code> from a clone "
+        f"(after <code>make setup</code>), or <code>papermill notebooks/{chapter}.ipynb out.ipynb -p NAME VALUE</code>; "
+        "<code>make lab</code> opens it in JupyterLab, the launch button on Colab; the download button gives this page's "
+        "notebook, which finds the data through <code>XRAY_DATA_DIR</code>",
+    ]
+    body = "".join(f"<li>{item}</li>" for item in items)
+    return (f'<div class="admonition tip dropdown"><p class="admonition-title">Running this chapter</p>'
+            f"<ul>{body}</ul></div>")
 
 
 def stamp_markdown(info: dict[str, Any]) -> str:

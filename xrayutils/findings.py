@@ -329,8 +329,13 @@ def adults_short(models: Mapping[str, Any]) -> str:
     return f"{said} ({shares})"
 
 
-def trust_summary(trust: Mapping[str, Any]) -> list[str]:
-    """Chapter 04's findings as a summary list, every model's included: shortcut, leakage, external data, adults, calibration."""
+def trust_summary(trust: Mapping[str, Any], *, besides_findings: bool = False) -> list[str]:
+    """Chapter 04's findings as a summary list, every model's included: shortcut, leakage, external data, adults, calibration.
+
+    ``besides_findings`` leaves out what :func:`headline_findings` says (external
+    data, the adults and the source classifier), for a list that follows them:
+    a verdict is said once.
+    """
     lines = [f"shortcut test: {s['verdict']}" for s in trust.get("shortcut", {}).values()]
     leakage = trust.get("leakage", {})
     if leakage:
@@ -339,6 +344,8 @@ def trust_summary(trust: Mapping[str, Any]) -> list[str]:
         removed = max(r["n_removed"] for r in leakage.values())
         lines.append(f"leakage: at most {prose.count(removed, 'near-duplicated test image')} of a chapter removed; "
                      f"no accuracy moved by more than {evaluate.number(moved)}")
+    if besides_findings:
+        return lines + _calibration(trust)
     clauses, _ = external_clauses(trust.get("external", {}).get("rates", {}))
     if clauses:
         lines.append("external data (normal recall): " + "; ".join(clauses))
@@ -347,11 +354,15 @@ def trust_summary(trust: Mapping[str, Any]) -> list[str]:
         lines.append("adults without COVID-19: " + adults_short(adults["models"]))
     if source := adults.get("source"):
         lines.append(f"the source classifier tells adults from children with ROC AUC {evaluate.interval(source['metrics']['roc_auc'], 2)}")
+    return lines + _calibration(trust)
+
+
+def _calibration(trust: Mapping[str, Any]) -> list[str]:
     ece = trust.get("calibration", {}).get("ece", {})
-    if ece:
-        worst = max(ece, key=lambda k: ece[k]["value"])
-        lines.append(f"calibration: the least calibrated best model is {worst}, ECE {evaluate.interval(ece[worst])}")
-    return lines
+    if not ece:
+        return []
+    worst = max(ece, key=lambda k: ece[k]["value"])
+    return [f"calibration: the least calibrated best model is {worst}, ECE {evaluate.interval(ece[worst])}"]
 
 
 def reproduction_finding(records: list[dict[str, Any]], reported: pd.DataFrame, mcnemar: Mapping[str, Any] | None = None) -> Finding | None:

@@ -358,8 +358,15 @@ def plot_leaderboard(
     ax.set_xlim(0, 1.02)
     ax.set_xlabel(f"test {metric.replace('_', ' ')} (95% interval)")
     if marked or per_seed or chance is not None:
-        _legend_below(ax)
+        _legend_beside(ax)
     return fig
+
+
+def _legend_beside(ax: plt.Axes) -> None:
+    """The axes' legend to its right, never on the data: below, it would meet the axis label of a short panel."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(handles, labels, loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small", frameon=False)
 
 
 def _legend_below(ax: plt.Axes) -> None:

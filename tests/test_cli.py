@@ -228,6 +228,25 @@ def test_summary_chapter_shows_every_model_and_card(tiny_book):
     assert _figures_drawn(executed) == (1, True)
 
 
+def test_the_start_page_states_the_findings_and_what_the_build_was(tiny_book):
+    import html
+
+    from xrayutils import findings
+
+    _, build = tiny_book
+    executed = _executed(build, "index")
+    text = "\n".join(str(o.get("data", o.get("text", ""))) for c in executed.cells for o in c.get("outputs", []))
+    assert "These are this build's numbers, not the published protocols'** (smoke profile: every model from random weights" in text
+    assert "1. **Adults without COVID-19" in text and "\n\n2. **" in text  # the findings, most important first
+    assert "This build: the smoke profile, not the published protocols" in text
+    assert "every model from random weights: not transfer learning" in text
+    for stem in ("01_vgg16_binary", "02_vgg16_vs_alexnet", "03_coronahack_models"):
+        saved = json.loads((build / "outputs" / stem / "results.json").read_text())
+        dataset = next(iter(saved["provenance"]["datasets"]))
+        assert html.escape(findings.data_line(dataset, saved["results"]["n"])) in text  # its counts against the full dataset's
+    assert _figures_drawn(executed) == (1, True)
+
+
 def test_chapters_that_read_others_results_run_after_them():
     groups = [[nb.stem for nb in wave] for wave in cli.waves(NOTEBOOKS)]
     assert groups == [

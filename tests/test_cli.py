@@ -235,7 +235,8 @@ def test_the_start_page_states_the_findings_and_what_the_build_was(tiny_book):
 
     _, build = tiny_book
     executed = _executed(build, "index")
-    text = "\n".join(str(o.get("data", o.get("text", ""))) for c in executed.cells for o in c.get("outputs", []))
+    text = "\n".join(o.get("data", {}).get(kind, "") for c in executed.cells for o in c.get("outputs", [])
+                     for kind in ("text/markdown", "text/html"))
     assert "These are this build's numbers, not the published protocols'** (smoke profile: every model from random weights" in text
     assert "1. **Adults without COVID-19" in text and "\n\n2. **" in text  # the findings, most important first
     assert "This build: the smoke profile, not the published protocols" in text

@@ -178,6 +178,13 @@ def test_chapter_03s_summary_flags_the_model_below_the_constant_answer_and_one_s
     assert "ResNet34 is not ranked: its accuracy, 0.473 [0.43, 0.51], is below always answering" in text
     assert "with 1 training seed per model the ranking shows no luck of training" in text
     assert "McNemar" not in text  # one ranked model: nothing to separate it from
+    ranked = board.rename(index={"-": 2})
+    text = " ".join(findings.coronahack_summary(ranked, "roc_auc", 624, [], 1, weights))
+    assert "by ROC AUC, InceptionV3 leads" in text
+    assert "McNemar's test on the same test images separates it from ResNet34 (0.61 [..]; p = 0.001)" in text
+    ranked.loc[2, "mcnemar_p_vs_best"] = 0.2
+    assert "does not separate it from ResNet34 (0.61 [..]; p = 0.200)" in " ".join(
+        findings.coronahack_summary(ranked, "roc_auc", 624, [], 1, weights))
 
 
 def test_chapter_04s_summary_reports_every_models_external_change(outputs):

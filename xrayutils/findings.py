@@ -498,6 +498,10 @@ def p_value(p: float) -> str:
     return "< 0.001" if p < 0.001 else f"= {p:.3f}"
 
 
+#: How a sentence names a leaderboard's metric.
+METRIC_NAMES = {"roc_auc": "ROC AUC", "accuracy": "accuracy", "balanced_accuracy": "balanced accuracy"}
+
+
 def coronahack_summary(board: pd.DataFrame, metric: str, n_test: int, left_out: list[str], n_seeds: int,
                        weights: Mapping[str, Any]) -> list[str]:
     """Chapter 03's summary list: the leader with its interval, who is below the constant answer, what one seed cannot show."""
@@ -508,14 +512,16 @@ def coronahack_summary(board: pd.DataFrame, metric: str, n_test: int, left_out: 
         lines.append("every model started from random weights: none of these numbers is the published fine-tuning of ImageNet models")
     if len(ranked):
         leader = ranked.iloc[0]
-        lines.append(f"by {metric.replace('_', ' ')}, {leader['model']} leads with {leader[metric]} on {n_test} test images")
+        lines.append(f"by {METRIC_NAMES.get(metric, metric)}, {leader['model']} leads with {leader[metric]} on {n_test} test images")
         others = ranked.iloc[1:]
-        if len(others):
+        if len(others) > 1:
             clear = int((others["mcnemar_p_vs_best"] < 0.05).sum())
-            lines.append(f"McNemar's test separates the leader from {clear} of the other {prose.count(len(others), 'ranked model')}"
-                         if len(others) > 1 else
-                         "McNemar's test " + ("separates the leader from the other ranked model" if clear
-                                              else "does not separate the leader from the other ranked model"))
+            lines.append(f"McNemar's test separates the leader from {clear} of the other {prose.count(len(others), 'ranked model')}")
+        elif len(others):
+            other = others.iloc[0]
+            verb = "separates" if other["mcnemar_p_vs_best"] < 0.05 else "does not separate"
+            lines.append(f"McNemar's test on the same test images {verb} it from {other['model']} ({other[metric]}; "
+                         f"p {p_value(other['mcnemar_p_vs_best'])})")
     for row in board[board.index == "-"].itertuples():
         lines.append(f"{row.model} is not ranked: " + ("it gives every test image the same class" if row.decides == "one class for all"
                                                        else f"its accuracy, {row.accuracy}, is below always answering the "

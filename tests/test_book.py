@@ -12,6 +12,13 @@ def test_stamp_states_every_fact(tmp_path):
     assert info["versions"]["python"].count(".") == 2
 
 
+def test_saving_results_says_so_in_a_sentence_and_shows_no_path(tmp_path, capsys):
+    run = book.Chapter("00_test", profile="smoke", parameters={}, output_root=tmp_path)
+    assert run.save_results({"value": 1}) is None  # a cell ending with it shows no PosixPath(...)
+    assert capsys.readouterr().out == "Saved results.json in 00_test's output folder.\n"
+    assert (tmp_path / "00_test" / "results.json").exists()
+
+
 def test_weights_notice_warns_when_a_model_is_not_pretrained():
     from xrayutils import models
 

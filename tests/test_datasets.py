@@ -14,6 +14,7 @@ def test_covid_xray_all_has_four_classes_in_fixed_order(data_dir):
     assert ds.totals().loc["test"].tolist() == [2, 2, 2, 2]
     assert (ds.metadata["label"] == ds.metadata["class_name"].map(ds.classes.index)).all()
     assert "covid-xray" in repr(ds) and "train: 12" in repr(ds)
+    assert str(ds).startswith("covid-xray/all: 20 images (") and "12 train" in str(ds) and "XrayDataset(" not in str(ds)
 
 
 def test_coronahack_labels_come_from_the_csv(data_dir):

@@ -37,6 +37,13 @@ def _book(tmp_path, html, width=800):
     return tmp_path
 
 
+def test_what_a_cell_printed_is_read_though_it_is_laid_out_as_code(tmp_path):
+    printed = ('<div class="cell_output"><div class="output stream highlight-myst-ansi"><div class="highlight"><pre>'
+               "PosixPath('&lt;build&gt;/outputs/00/results.json')</pre></div></div></div>")
+    problems = pagecheck.check_book(_book(tmp_path, CLEAN.replace("</main>", printed + "</main>")))
+    assert [p.what for p in problems] == ["a Python repr"]
+
+
 def test_a_clean_page_passes(tmp_path):
     assert pagecheck.check_book(_book(tmp_path, CLEAN)) == []
 

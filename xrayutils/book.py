@@ -273,13 +273,16 @@ class Chapter:
             "device": device(),
         }
 
-    def save_results(self, payload: dict, filename: str = results.RESULTS_FILE) -> Path:
-        """Save ``payload`` with this chapter's provenance in the output folder; say if an older run was kept."""
+    def save_results(self, payload: dict, filename: str = results.RESULTS_FILE) -> None:
+        """Save ``payload`` with this chapter's provenance in the output folder, and say so (and if an older run was kept).
+
+        It says it in a sentence and returns nothing: a chapter's cell ends with
+        this call, and a returned path would show on the page as its repr.
+        """
         path = self.output_dir / filename
         kept = results.save(path, payload, self.provenance())
-        if kept:
-            print(f"Note: {path.name} held results of a different run; they were kept as {kept.name}.")
-        return path
+        print(f"Saved {path.name} in {self.name}'s output folder" + (
+            f"; it held results of a different run, kept as {kept.name}." if kept else "."))
 
     def use_weights(self, weights: dict[str, Any]) -> None:
         """Record which weights each model starts from and show it in an admonition at the chapter's top.

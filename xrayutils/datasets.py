@@ -143,6 +143,12 @@ class XrayDataset:
     def __len__(self) -> int:
         return len(self.metadata)
 
+    def __str__(self) -> str:
+        """What ``print`` shows (a chapter's page): the dataset in a sentence, its root by folder name."""
+        counts = ", ".join(f"{len(part)} {split}" for split, part in self.metadata.groupby("split", sort=False))
+        return (f"{self.name}/{self.task}: {len(self)} images ({counts}) in {len(self.classes)} classes "
+                f"({', '.join(self.classes)}), {len(self.skipped)} skipped, read from {self.root}")
+
     def __repr__(self) -> str:
         counts = ", ".join(
             f"{split}: {len(part)}" for split, part in self.metadata.groupby("split", sort=False)

@@ -118,8 +118,11 @@ def unlinked_names(page: str, soup: BeautifulSoup) -> list[Problem]:
 def shown_text(soup: BeautifulSoup) -> str:
     """What the page's reader sees as text, less its code cells' source and the navigation."""
     main = soup.find("main") or soup
-    for hidden in main.select("div.cell_input, div.highlight, nav, script, style, .headerlink, .toggle-hidden"):
+    for hidden in main.select("div.cell_input, nav, script, style, .headerlink, .toggle-hidden"):
         hidden.decompose()
+    for block in main.select("div.highlight"):  # a code block in the prose; what a cell printed is read
+        if not block.find_parent("div", class_="cell_output"):
+            block.decompose()
     return main.get_text("\n")
 
 

@@ -351,9 +351,13 @@ def rerun_box(chapter: str, datasets: list[str], wall_time_s: float, profile: st
         "<code>make lab</code> opens it in JupyterLab, the launch button on Colab; the download button gives this page's "
         "notebook, which finds the data through <code>XRAY_DATA_DIR</code>",
     ]
+    return admonition("Running this chapter", items, "tip dropdown")
+
+
+def admonition(title: str, items: list[str], kind: str) -> str:
+    """A box of HTML ``items`` under ``title``, with the Sphinx classes the book styles (``kind``: note, warning, tip dropdown)."""
     body = "".join(f"<li>{item}</li>" for item in items)
-    return (f'<div class="admonition tip dropdown"><p class="admonition-title">Running this chapter</p>'
-            f"<ul>{body}</ul></div>")
+    return f'<div class="admonition {kind}"><p class="admonition-title">{html.escape(title)}</p><ul>{body}</ul></div>'
 
 
 def stamp_markdown(info: dict[str, Any]) -> str:

@@ -439,10 +439,10 @@ def downloadable(page: Path) -> None:
     executed = nbformat.read(page, as_version=4)
     changed = False
     own = next((c for c in executed.cells if "parameters" in c.metadata.get("tags", [])), None)
+    hidden = [t for t in (own.metadata.get("tags", []) if own else []) if t.startswith(("remove-", "hide-"))]
     for cell in executed.cells:
         if "injected-parameters" not in cell.metadata.get("tags", []):
             continue
-        hidden = [t for t in (own.metadata.get("tags", []) if own else []) if t.startswith("remove-") or t.startswith("hide-")]
         if hidden and not set(hidden) <= set(cell.metadata["tags"]):
             cell.metadata["tags"] = [*cell.metadata["tags"], *hidden]  # a page that hides its parameters hides them all
             changed = True

@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from xrayutils import checks, evaluate, prose, published, results
+from xrayutils import book, checks, evaluate, prose, published, results
 from xrayutils.protocol import TrainingProtocol
 
 #: Images per split in the full upstream datasets (the sample data is laid out like them): (dataset, task) -> split -> n.
@@ -74,6 +74,11 @@ def data_line(dataset: str, n: Mapping[str, int]) -> str:
 def is_sample(dataset: Any, frames: Mapping[str, pd.DataFrame]) -> bool:
     """Whether a chapter's images (an :class:`~xrayutils.datasets.XrayDataset` and its split) are a sample of the full dataset."""
     return "sample" in data_line(f"{dataset.name}/{dataset.task}", {split: len(frame) for split, frame in frames.items()})
+
+
+def records_weights_line(records: list[dict[str, Any]]) -> str:
+    """:func:`weights_line` of every model a build's chapters saved (:func:`xrayutils.results.model_records`)."""
+    return weights_line({checks.label(r): bool(r.get("pretrained")) for r in records})
 
 
 def weights_line(weights: Mapping[str, bool]) -> str:
@@ -149,12 +154,7 @@ def setup_box(profile: str, chapter: str, protocol: TrainingProtocol, weights: M
         f"<b>Against the published protocol</b>: {html.escape(prose.join(differences, empty='no difference'))}",
     ]
     title = f"This run ({profile} profile): " + ("not the published protocol" if warn else "the published protocol")
-    return _box(title, items, "warning" if warn else "note")
-
-
-def _box(title: str, items: list[str], kind: str) -> str:
-    body = "".join(f"<li>{item}</li>" for item in items)
-    return f'<div class="admonition {kind}"><p class="admonition-title">{html.escape(title)}</p><ul>{body}</ul></div>'
+    return book.admonition(title, items, "warning" if warn else "note")
 
 
 def chapter_times(output_root: str | Path) -> dict[str, float]:
@@ -171,7 +171,7 @@ def chapter_times(output_root: str | Path) -> dict[str, float]:
 def build_box(output_root: str | Path, records: list[dict[str, Any]]) -> str:
     """The start page's box: what this build is (profile, machine, time, weights, data, what was shrunk), from its results files."""
     if not records:
-        return _box("This build", ["No modelling chapter has left results here: run the book first (make book)."], "warning")
+        return book.admonition("This build", ["No modelling chapter has left results here: run the book first (make book)."], "warning")
     saved = {chapter: results.load(output_root, chapter) for chapter in dict.fromkeys(r["chapter"] for r in records)}
     first = next(iter(saved.values()))["provenance"]
     times = chapter_times(output_root)
@@ -179,7 +179,7 @@ def build_box(output_root: str | Path, records: list[dict[str, Any]]) -> str:
         f"<b>Profile</b>: <code>{html.escape(first.get('profile', '?'))}</code>",
         f"<b>Machine</b>: {html.escape(str(first.get('device', 'unknown')))}; the chapters ran "
         f"{_minutes(sum(times.values()))} in all" if times else f"<b>Machine</b>: {html.escape(str(first.get('device')))}",
-        f"<b>Weights</b>: {html.escape(weights_line({checks.label(r): bool(r.get('pretrained')) for r in records}))}",
+        f"<b>Weights</b>: {html.escape(records_weights_line(records))}",
     ]
     data = _data_lines(saved)
     items.append("<b>Data</b>: " + "; ".join(html.escape(line) for line in data.values()))
@@ -191,7 +191,7 @@ def build_box(output_root: str | Path, records: list[dict[str, Any]]) -> str:
                      + html.escape(prose.join(shrunk(chapter, protocol, ran, pretrained), empty="the published protocol")))
     warn = not all(r.get("pretrained") for r in records) or any("sample" in line for line in data.values())
     title = f"This build: the {first.get('profile', '?')} profile" + (", not the published protocols" if warn else "")
-    return _box(title, items, "warning" if warn else "note")
+    return book.admonition(title, items, "warning" if warn else "note")
 
 
 def _data_lines(saved: Mapping[str, dict[str, Any]]) -> dict[str, str]:

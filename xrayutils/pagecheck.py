@@ -13,6 +13,7 @@ may well hold ``Path(...)`` or ``float("nan")``.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,16 +104,10 @@ def unlinked_names(page: str, soup: BeautifulSoup) -> list[Problem]:
     modules = {name.strip() for group in re.findall(r"from xrayutils import ([\w, ]+)", code) for name in group.split(",")}
     if not modules:
         return []
-    linked: dict[str, int] = {}
-    for link in soup.select("div.cell_input a.sphinx-codeautolink-a"):
-        title = link.get("title", "")
-        linked[title] = linked.get(title, 0) + 1
-    called: dict[str, int] = {}
-    for module, name in re.findall(rf"\b({'|'.join(sorted(modules))})\.(\w+)", code):
-        full = f"xrayutils.{module}.{name}"
-        called[full] = called.get(full, 0) + 1
-    return [Problem(page, "an xrayutils name not linked to its reference", f"{full} ({count - linked.get(full, 0)} of {count})")
-            for full, count in called.items() if linked.get(full, 0) < count]
+    linked = Counter(link.get("title", "") for link in soup.select("div.cell_input a.sphinx-codeautolink-a"))
+    called = Counter(f"xrayutils.{module}.{name}" for module, name in re.findall(rf"\b({'|'.join(sorted(modules))})\.(\w+)", code))
+    return [Problem(page, "an xrayutils name not linked to its reference", f"{full} ({count - linked[full]} of {count})")
+            for full, count in called.items() if linked[full] < count]
 
 
 def shown_text(soup: BeautifulSoup) -> str:

@@ -24,9 +24,9 @@ sns.set_theme(style="whitegrid", context="notebook")
 PAGE_WIDTH = 9.0
 
 
-def _panels(n: int, width: float, height: float, *, max_cols: int | None = None) -> tuple[plt.Figure, list[plt.Axes]]:
+def _panels(n: int, width: float, height: float) -> tuple[plt.Figure, list[plt.Axes]]:
     """``n`` panels of ``width`` x ``height`` inches in regular rows no wider than :data:`PAGE_WIDTH`; spare cells hidden."""
-    ncols = max(1, min(n, max_cols or n, int(PAGE_WIDTH // width)))
+    ncols = max(1, min(n, int(PAGE_WIDTH // width)))
     nrows = int(np.ceil(n / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False, layout="constrained")
     for ax in axes.flat[n:]:
@@ -320,7 +320,7 @@ def plot_metric_comparison(
     ax.set_xticks(x, metrics)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("test score (95% interval)")
-    _legend_below(ax)
+    _legend_off_the_data(ax)
     return fig
 
 
@@ -358,23 +358,21 @@ def plot_leaderboard(
     ax.set_xlim(0, 1.02)
     ax.set_xlabel(f"test {metric.replace('_', ' ')} (95% interval)")
     if marked or per_seed or chance is not None:
-        _legend_beside(ax)
+        _legend_off_the_data(ax, beside=True)
     return fig
 
 
-def _legend_beside(ax: plt.Axes) -> None:
-    """The axes' legend to its right, never on the data: below, it would meet the axis label of a short panel."""
-    handles, labels = ax.get_legend_handles_labels()
-    if handles:
-        ax.legend(handles, labels, loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small", frameon=False)
+def _legend_off_the_data(ax: plt.Axes, *, beside: bool = False) -> None:
+    """The axes' legend under it, or to its right (``beside``: below, it would meet a short panel's axis label).
 
-
-def _legend_below(ax: plt.Axes) -> None:
-    """The axes' legend under it, never on the data (the figure's constrained layout makes room)."""
+    Never on the data; the figure's constrained layout makes room.
+    """
     handles, labels = ax.get_legend_handles_labels()
-    if handles:
-        ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=min(4, len(handles)),
-                  fontsize="small", frameon=False)
+    if not handles:
+        return
+    place = (dict(loc="center left", bbox_to_anchor=(1.01, 0.5)) if beside else
+             dict(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=min(4, len(handles))))
+    ax.legend(handles, labels, fontsize="small", frameon=False, **place)
 
 
 def plot_accuracy_by_task(panels: dict[str, dict[str, Any]]) -> plt.Figure:

@@ -105,3 +105,30 @@ def test_near_duplicate_files_by_dataset_split_and_partner():
     # pairs in either order count; a duplicate in another dataset's training split does not
     assert audit.near_duplicate_files(pairs, dataset="covid-xray", split="test", partners=own) == {"a.jpeg", "d.jpeg"}
     assert audit.near_duplicate_files(pairs, dataset="coronahack", split="test", partners={("covid-xray", "train")}) == {"g.jpeg"}
+
+
+def test_two_datasets_naming_one_image_by_its_stem_is_the_same_image_not_a_leak():
+    metadata = pd.DataFrame({"dataset": ["covid-xray", "covid-chestxray-dataset", "covid-xray"],
+                             "file": ["all/train/covid/nejm-f1.jpeg", "images/nejm-f1.png", "all/test/covid/other.jpeg"],
+                             "path": ["a", "b", "c"], "split": ["train", "test", "test"], "class_name": ["covid", "covid", "covid"]})
+    hashes = np.zeros((3, 4), dtype=bool)
+    report = audit.duplicate_report(metadata, hashes, max_distance=0)
+    scopes = dict(zip(zip(report["file_a"], report["file_b"]), report["scope"]))
+    assert scopes[("all/train/covid/nejm-f1.jpeg", "images/nejm-f1.png")] == audit.SAME_IMAGE
+    assert scopes[("all/train/covid/nejm-f1.jpeg", "all/test/covid/other.jpeg")] == "train-test"
+    assert scopes[("images/nejm-f1.png", "all/test/covid/other.jpeg")] == "cross-dataset test"
+
+
+def test_patients_in_both_splits_and_who_they_are():
+    metadata = pd.DataFrame({
+        "dataset": ["d"] * 5, "split": ["train", "train", "test", "test", "test"],
+        "class_name": ["covid", "normal", "covid", "covid", "normal"],
+        "patient_id": ["p1", "k1", "p1", "p2", "k2"], "age": [50.0, np.nan, 50.0, np.nan, np.nan], "sex": ["F", None, "F", "M", None]})
+    both = audit.patients_in_both_splits(metadata)
+    assert both.to_dict("records") == [{"dataset": "d", "class": "covid", "test images": 2, "of a patient seen in training": 1},
+                                       {"dataset": "d", "class": "normal", "test images": 1, "of a patient seen in training": 0}]
+    groups = {"covid": metadata[metadata["class_name"] == "covid"], "children": metadata[metadata["class_name"] == "normal"]}
+    who = audit.who_they_are(groups, {"Kermany et al.": (1.0, 5.0)})
+    columns = ["images", "patients", "age, years", "no age", "female", "male"]
+    assert who.loc["covid", columns].tolist() == [3, 2, "50-50, median 50", 1, 2, 1]
+    assert who.loc["children", "age, years"] == "1-5 (Kermany et al.)" and who.loc["children", "sex unknown"] == 2

@@ -212,3 +212,52 @@ def test_gradcam_text_says_when_maps_are_flat():
         {"images": 30, "flat_maps": 4, "border_share": 0.8}, 0.51)
     assert checks.gradcam_text({"images": 30, "flat_maps": 30, "border_share": None}, 0.51) == (
         "Grad-CAM gives no explanation: all 30 of its maps are flat.")
+
+
+def test_leakage_by_patient_and_view_leaves_out_seen_patients_and_laterals(data_dir, tmp_path):
+    path = data_dir / datasets.ADULTS / "metadata.csv"
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    extra = pd.DataFrame([("9", "60", "F", "COVID-19", "PA", "covid-train-1.jpg"), ("9", "60", "F", "COVID-19", "PA", "covid-test-0.jpg"),
+                          ("8", "50", "M", "COVID-19", "L", "covid-test-1.jpg")],
+                         columns=["patientid", "age", "sex", "finding", "view", "filename"]).assign(modality="X-ray")
+    pd.concat([table, extra], ignore_index=True).to_csv(path, index=False)
+    task1 = datasets.load("covid-xray", task="two", data_dir=data_dir)
+    test = task1.subset("test")
+    proba = np.where(test["class_name"].to_numpy()[:, None] == "covid", [0.9, 0.1], [0.2, 0.8])
+    proba[test["file"].str.contains("covid-test-0")] = [0.1, 0.9]  # the seen patient's image is the one mistake
+    evaluate.predictions_frame(test, proba, task1.classes).to_csv(tmp_path / "predictions.csv", index=False)
+    record = {"chapter": results.TASK1, "model": "VGG16", "dataset": "covid-xray/two", "data_root": str(task1.root),
+              "classes": task1.classes, "folder": str(tmp_path), "predictions_file": "predictions.csv", "metrics": {}}
+    rescored = checks.patient_view_leakage([record], n_resamples=20, seed=0)["01_vgg16_binary/VGG16"]
+    seen, lateral = (rescored[s] for s in checks.PATIENT_VIEW_SUBSETS)
+    assert rescored["metadata"] and seen["n_removed"] == 1 and lateral["n_removed"] == 1
+    assert seen["all"]["accuracy"]["value"] == 0.75 and seen["without"]["accuracy"]["value"] == 1.0
+    assert lateral["without"]["accuracy"]["value"] == pytest.approx(2 / 3)
+    text = checks.patient_view_text(rescored)
+    assert text.startswith("without the 1 test image of patients seen in training accuracy is 1.000")
+    assert "without the 1 test image of lateral views" in text
+    table = checks.patient_view_table({"m": rescored})
+    assert table["test images"].tolist() == ["all", "without patients seen in training", "without lateral views"]
+    assert table["images"].tolist() == [4, 3, 3]
+
+
+@pytest.mark.parametrize("answer, called", [(1, True), (0, False)])
+def test_pneumonia_detectors_are_counted_on_adults_with_no_finding_against_their_own_normals(data_dir, tmp_path, answer, called):
+    hack = datasets.load("coronahack", task="two", data_dir=data_dir)
+    test = hack.subset("test")
+    evaluate.predictions_frame(test, np.full((len(test), 2), 0.5), hack.classes).to_csv(tmp_path / "predictions.csv", index=False)
+    train.save_model(_always(answer), tmp_path / "model.keras", classes=hack.classes, history={}, provenance={})
+    record = {"folder": str(tmp_path), "model_file": "model.keras", "predictions_file": "predictions.csv", "chapter": results.CORONAHACK,
+              "model": "ResNet34", "data_root": str(hack.root), "classes": hack.classes, "metrics": {},
+              "protocol": _saved(hack, chapter=results.CORONAHACK, study="coronahack")["results"]["protocol"]}
+    adults = datasets.load(datasets.ADULTS, data_dir=data_dir).subset("test")
+    checked, _ = checks.adult_checks([record], adults, checks.CALLS["pneumonia"])
+    shares = checked["03_coronahack_models/ResNet34"]["shares"]
+    assert list(shares) == [checks.OWN_NORMAL, "adults, no finding", "adults, other finding", "adults, all"]
+    assert shares[checks.OWN_NORMAL]["n"] == 2  # the two normal TEST images
+    assert all(s["called"] == (s["n"] if called else 0) for s in shares.values())
+    verdict = checks.adult_verdict({"adults, no finding": _share(15, 19), checks.OWN_NORMAL: _share(20, 234)}, checks.CALLS["pneumonia"])
+    assert verdict.startswith("says pneumonia for 15/19 = 0.79 [0.57, 0.91] of the no finding adults, against 20/234")
+    assert "of its normal test images" in verdict and "not to pneumonia alone" in verdict
+    assert "no clear difference" in checks.adult_verdict({"adults, no finding": _share(2, 19), checks.OWN_NORMAL: _share(20, 234)},
+                                                         checks.CALLS["pneumonia"])

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from xrayutils import datasets
@@ -85,11 +88,14 @@ def test_the_adults_download_keeps_the_metadata_and_only_the_images_it_uses(data
         return [str(p) for p in archive.rglob("*") if p.is_file()]
 
     monkeypatch.setattr(pooch, "retrieve", retrieve)
+    (archive / "images" / "ct-9.jpg").write_bytes(b"")  # an image no X-ray row names is not copied
     path = datasets.locate(datasets.ADULTS)
     assert asked == [datasets.COHEN_ARCHIVE] and datasets.COHEN_COMMIT in asked[0]
     assert path == tmp_path / "cache" / datasets.ADULTS
-    assert sorted(p.name for p in (path / "images").iterdir()) == ["nofinding-1.jpg", "nofinding-2.png", "sars-3.jpeg", "strep-4.jpg"]
+    assert sorted(p.name for p in (path / "images").iterdir()) == [
+        "covid-5.jpg", "nofinding-1.jpg", "nofinding-2.png", "sars-3.jpeg", "strep-4-L.jpg", "strep-4.jpg"]  # every task's
     assert len(datasets.load(datasets.ADULTS, root=path)) == 4
+    assert len(datasets.load(datasets.ADULTS, task="covid", root=path)) == 6
 
 
 def test_lateral_views_are_flagged_and_can_be_filtered(data_dir):
@@ -240,3 +246,63 @@ def test_an_extra_class_folder_is_named_not_silently_ignored(data_dir):
     with pytest.warns(UserWarning, match=r"folder\(s\) \['pneumonia'\] that are no class of task 'two'"):
         ds = datasets.load("covid-xray", task="two", data_dir=data_dir, check_images=False)
     assert "pneumonia" not in set(ds.metadata["class_name"])
+
+
+def _add_collection_rows(data_dir, rows):
+    """Rows for covid-xray's COVID-19 images in the collection's metadata.csv (as upstream: COVID-19 X-rays, lateral ones too)."""
+    path = data_dir / datasets.ADULTS / "metadata.csv"
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    extra = pd.DataFrame(rows, columns=["patientid", "age", "sex", "finding", "view", "filename"]).assign(modality="X-ray")
+    pd.concat([table, extra], ignore_index=True).to_csv(path, index=False)
+
+
+def test_covid_images_take_patient_view_age_and_sex_from_the_collection_by_file_stem(data_dir):
+    _add_collection_rows(data_dir, [
+        ("77", "52", "F", "COVID-19", "PA", "covid-train-1.png"),  # upstream .png, covid-xray's .jpeg: the stem matches
+        ("77", "52", "F", "COVID-19", "L", "covid-test-0.jpg"),  # the same patient, in test, a lateral view
+        ("78", "", "M", "COVID-19", "AP", "covid-train-0-L.jpg"),  # named -L, but the metadata says AP
+    ])
+    ds = datasets.load("covid-xray", task="two", data_dir=data_dir, check_images=False)
+    rows = ds.metadata.set_index(ds.metadata["file"].map(lambda f: Path(f).stem))
+    assert rows.loc["covid-train-1", ["patient_id", "view", "projection", "age", "sex"]].tolist() == [
+        f"{datasets.ADULTS}/77", "frontal", "PA", 52.0, "F"]
+    assert rows.loc["covid-test-0", "view"] == "lateral" and rows.loc["covid-test-0", "patient_id"] == f"{datasets.ADULTS}/77"
+    assert rows.loc["covid-train-0-L", "view"] == "frontal" and np.isnan(rows.loc["covid-train-0-L", "age"])
+    # an image without a row keeps what its file name tells, and no metadata
+    assert rows.loc["covid-test-1", "patient_id"] == "covid-test-1" and not rows.loc["covid-test-1", "in_collection"]
+    assert rows["in_collection"].sum() == 3 and rows.loc[rows["class_name"] == "normal", "age"].isna().all()
+
+
+def test_without_the_collection_file_names_tell_patient_and_view_as_before(data_dir):
+    shutil.rmtree(data_dir / datasets.ADULTS)
+    ds = datasets.load("covid-xray", task="two", data_dir=data_dir, check_images=False)
+    assert not ds.metadata["in_collection"].any() and ds.metadata["age"].isna().all()
+    lateral = ds.metadata.loc[ds.metadata["view"] == "lateral", "file"].map(lambda f: Path(f).stem).tolist()
+    assert lateral == ["covid-train-0-L"]
+
+
+def test_the_collection_loads_its_covid_images_for_the_within_test_and_its_others_for_the_confound_check(data_dir):
+    covid = datasets.load(datasets.ADULTS, task="covid", data_dir=data_dir)
+    assert covid.classes == ["covid", "other"]
+    assert covid.metadata.groupby("class_name").size().to_dict() == {"covid": 1, "other": 5}  # the lateral strep-4-L is in
+    assert covid.metadata.loc[covid.metadata["file"] == "images/strep-4-L.jpg", "view"].item() == "lateral"
+    frontal = datasets.load(datasets.ADULTS, task="covid", data_dir=data_dir, views=("frontal",))
+    assert len(frontal) == 5
+    without = datasets.load(datasets.ADULTS, data_dir=data_dir)
+    assert len(without) == 4 and "COVID-19" not in set(without.metadata["finding"])
+    with pytest.raises(ValueError, match="task must be one of"):
+        datasets.load("covid-xray", task="covid", data_dir=data_dir)
+
+
+def test_coronahack_keeps_its_finding_and_counts_its_covid_images(data_dir):
+    from xrayutils import audit
+
+    path = data_dir / "coronahack" / "Chest_xray_Corona_Metadata.csv"
+    table = pd.read_csv(path, index_col=0, keep_default_na=False)
+    table.loc[table.index[3], "Label_2_Virus_category"] = "COVID-19"  # a TRAIN pneumonia (bacteria) row
+    table.to_csv(path)
+    ds = datasets.load("coronahack", task="two", data_dir=data_dir, check_images=False)
+    assert set(ds.metadata["finding"]) == {"Normal", "bacteria", "Virus", "COVID-19"}
+    counted = audit.covid_images(ds.metadata)
+    assert counted["train"]["covid"] == 1 and counted["train"]["filed as"] == {"pneumonia": {"covid": 1, "of": 6}}
+    assert counted["test"]["covid"] == 0

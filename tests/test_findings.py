@@ -207,3 +207,20 @@ def test_p_values_as_a_page_shows_them():
 def test_every_modelling_chapter_has_a_task_title_and_published_rows():
     for chapter in results.MODELLING:
         assert chapter in findings.TASKS and len(published.chapter_rows(chapter))
+
+
+def test_the_within_collection_finding_leads_with_what_is_left_without_the_children():
+    def trust(low, high):
+        inside = ci((low + high) / 2, low, high)
+        return {"within": {"counts": {"covid": 95, "other": 100, "patients": 120},
+                           "headline": {"roc_auc": ci(0.99, 0.97, 1.0)},
+                           "methods": {"VGG16, task-1 recipe": {"metrics": {"roc_auc": inside}}},
+                           "verdicts": {"VGG16": "VGG16 tells COVID-19 from other adult findings with ROC AUC ..."}}}
+
+    lower = findings.within_finding(trust(0.70, 0.84))
+    assert lower.lead == "Without the children, less is left, though more than chance."
+    assert lower.text.startswith("On 95 COVID-19 and 100 other frontal images of 120 adults")
+    assert findings.within_finding(trust(0.94, 0.99)).lead == "Without the children, COVID-19 is still told from other adult findings."
+    assert findings.within_finding(trust(0.42, 0.61)).lead == "Without the children, COVID-19 is not told from other adult findings."
+    assert findings.within_finding({}) is None
+    assert any(line.startswith("within one collection, without the children: VGG16") for line in findings.trust_summary(trust(0.7, 0.8)))

@@ -102,13 +102,13 @@ def test_with_seeds_the_leaderboard_plot_orders_by_the_seed_mean_and_shows_each_
     assert [len(c.get_offsets()) for c in fig.axes[0].collections if isinstance(c, PathCollection)] == [3]
 
 
-def test_ages_count_known_ages_in_bars_and_unknown_ones_in_the_title():
-    ages = pd.Series([23.0, 41.0, 44.0, np.nan, 80.0], name="adults")
+def test_ages_draw_each_group_and_count_its_known_and_unknown_ages():
+    ages = {"adults": pd.Series([23.0, 41.0, 44.0, np.nan, 80.0]), "COVID-19": pd.Series([50.0, np.nan, np.nan])}
     fig = plots.plot_ages(ages, {"children": (1.0, 5.0)})
     ax = fig.axes[0]
-    assert sum(bar.get_height() for bar in ax.patches[:-1]) == 4  # the last patch is the children's band
-    assert ax.get_title() == "4 images with an age, 1 without"
-    assert "children: 1-5 years" in [t.get_text() for t in ax.get_legend().get_texts()]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["adults: 4 images with an age, 1 without", "COVID-19: 1 image with an age, 2 without", "children: 1-5 years"]
+    assert len(ax.patches) == 3  # one outline per group, one band
 
 
 def test_shares_get_a_point_per_model_and_group_and_leave_out_empty_groups():

@@ -11,6 +11,7 @@ import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import imagehash
 import numpy as np
@@ -95,6 +96,10 @@ def near_duplicate_pairs(hashes: np.ndarray, *, max_distance: int) -> np.ndarray
     return pairs[np.lexsort((pairs[:, 1], pairs[:, 0], pairs[:, 2]))] if len(pairs) else pairs.reshape(0, 3)
 
 
+#: The scope of a pair of two datasets' copies of one image (same file stem): one image, not a leak.
+SAME_IMAGE = "same image in two datasets"
+
+
 def duplicate_report(metadata: pd.DataFrame, hashes: np.ndarray, *, max_distance: int) -> pd.DataFrame:
     """Near-duplicate pairs with what makes each one matter.
 
@@ -111,7 +116,9 @@ def duplicate_report(metadata: pd.DataFrame, hashes: np.ndarray, *, max_distance
     DataFrame
         One row per pair: both sides' dataset, file, split and class, the
         ``distance``, ``identical`` (distance 0), ``scope`` (e.g. ``"train-test"``,
-        a leak when both sides are in one dataset) and ``label_conflict``.
+        a leak when both sides are in one dataset; :data:`SAME_IMAGE` when two
+        datasets name one image of the collection by the same file stem) and
+        ``label_conflict``.
     """
     if len(metadata) != len(hashes):
         raise ValueError(f"{len(metadata)} metadata rows but {len(hashes)} hashes")
@@ -124,8 +131,10 @@ def duplicate_report(metadata: pd.DataFrame, hashes: np.ndarray, *, max_distance
     report["distance"] = pairs[:, 2]
     report["identical"] = report["distance"] == 0
     report["scope"] = [
-        ("" if da == db else "cross-dataset ") + "-".join(sorted({sa, sb}, key=["train", "test"].index))
-        for da, db, sa, sb in zip(report["dataset_a"], report["dataset_b"], report["split_a"], report["split_b"])
+        SAME_IMAGE if da != db and Path(fa).stem == Path(fb).stem
+        else ("" if da == db else "cross-dataset ") + "-".join(sorted({sa, sb}, key=["train", "test"].index))
+        for da, db, sa, sb, fa, fb in zip(report["dataset_a"], report["dataset_b"], report["split_a"], report["split_b"],
+                                          report["file_a"], report["file_b"])
     ]
     report["label_conflict"] = report["class_name_a"] != report["class_name_b"]
     return report
@@ -187,6 +196,58 @@ def near_duplicate_files(pairs: pd.DataFrame, *, dataset: str, split: str, partn
         theirs = pd.Series(list(zip(pairs[f"dataset_{b}"], pairs[f"split_{b}"])), index=pairs.index).isin(partners)
         found.update(pairs.loc[mine & theirs, f"file_{a}"].map(lambda f: Path(f).name))
     return found
+
+
+def covid_images(metadata: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Per split: how many images, how many of them COVID-19 (``finding``), and under which class those are filed, beside its size.
+
+    CoronaHack files its COVID-19 images (adults', from the collection of Cohen
+    et al.) under "pneumonia", in TRAIN only: a model can learn "adult" as one of
+    the looks of pneumonia, and its TEST set (children only) never asks.
+    """
+    covid = metadata["finding"].astype(str).str.contains("COVID-19")
+    counted = {}
+    for split, rows in metadata.groupby("split"):
+        filed = rows.loc[covid[rows.index], "class_name"].value_counts()
+        counted[split] = {"images": len(rows), "covid": int(filed.sum()),
+                          "filed as": {cls: {"covid": int(n), "of": int((rows["class_name"] == cls).sum())} for cls, n in filed.items()}}
+    return counted
+
+
+def who_they_are(groups: dict[str, pd.DataFrame], known: dict[str, tuple[float, float]]) -> pd.DataFrame:
+    """One row per group of images: images, patients, ages (youngest, median, oldest; unknown) and sex, from the metadata.
+
+    A group without any age per image (the children) shows the ``known`` range
+    its source describes instead, named for what it is.
+    """
+    rows = {}
+    for name, frame in groups.items():
+        ages = frame["age"] if "age" in frame else pd.Series(np.nan, index=frame.index)
+        sex = frame["sex"].fillna("unknown") if "sex" in frame else pd.Series("unknown", index=frame.index)
+        known_range = next((f"{low:g}-{high:g} ({source})" for source, (low, high) in known.items() if ages.isna().all()), None)
+        rows[name] = {
+            "images": len(frame), "patients": frame["patient_id"].nunique(),
+            "age, years": known_range or f"{ages.min():.0f}-{ages.max():.0f}, median {ages.median():.0f}",
+            "no age": int(ages.isna().sum()),
+            **{label: int((sex == code).sum()) for code, label in (("F", "female"), ("M", "male"), ("unknown", "sex unknown"))},
+        }
+    return pd.DataFrame(rows).T
+
+
+def patients_in_both_splits(metadata: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset and class: test images, and how many are of a patient with an image in the training split.
+
+    Patients are :func:`xrayutils.datasets.load`'s ``patient_id``: the
+    collection's patient where its metadata names the image, else what the file
+    name tells.  A hash audit cannot see these: two different images of one
+    patient.
+    """
+    rows = []
+    for (dataset, cls), test in metadata[metadata["split"] == "test"].groupby(["dataset", "class_name"]):
+        seen = set(metadata.loc[(metadata["dataset"] == dataset) & (metadata["split"] == "train"), "patient_id"])
+        rows.append({"dataset": dataset, "class": cls, "test images": len(test),
+                     "of a patient seen in training": int(test["patient_id"].isin(seen).sum())})
+    return pd.DataFrame(rows, columns=["dataset", "class", "test images", "of a patient seen in training"])
 
 
 def age_summary(ages: pd.Series, known: dict[str, tuple[float, float]]) -> dict[str, float | int]:

@@ -20,7 +20,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from xrayutils import audit, datasets, evaluate, explain, models, predict, results, train
+from xrayutils import audit, datasets, evaluate, explain, models, predict, prose, results, train, within
 from xrayutils.protocol import TrainingProtocol
 
 #: The shortcut test's variants: what the retrained model sees, by the region it keeps.
@@ -282,6 +282,61 @@ def leakage_table(rescored: dict[str, dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def patient_view_leakage(records: list[dict[str, Any]], *, n_resamples: int, seed: int) -> dict[str, dict[str, Any]]:
+    """Every covid-xray model that ran, re-scored without the test images of patients seen in training, and without lateral views.
+
+    Patients and views are the collection's metadata where it names the image
+    (covid-xray's COVID-19 images: :func:`xrayutils.datasets.join_collection`),
+    else what the file name tells.  ``metadata`` says whether the metadata was
+    there; each of :data:`PATIENT_VIEW_SUBSETS` holds :func:`without_files`' result.
+    """
+    rescored = {}
+    for r in [r for r in records if "metrics" in r and r["dataset"].startswith("covid-xray/")]:
+        name, task = r["dataset"].split("/")
+        data = datasets.load(name, task=task, root=r["data_root"], check_images=False)
+        test, seen = data.subset("test"), set(data.subset("train")["patient_id"])
+        left_out = {PATIENT_VIEW_SUBSETS[0]: test[test["patient_id"].isin(seen)], PATIENT_VIEW_SUBSETS[1]: test[test["view"] == "lateral"]}
+        table = results.predictions(r)
+        rescored[key(r)] = {"metadata": bool(data.metadata["in_collection"].any())} | {
+            subset: without_files(table, set(rows["file"].map(lambda f: Path(f).name)), r["classes"], n_resamples=n_resamples, seed=seed)
+            for subset, rows in left_out.items()
+        }
+    return rescored
+
+
+#: What :func:`patient_view_leakage` leaves out, in turn.
+PATIENT_VIEW_SUBSETS = ("patients seen in training", "lateral views")
+
+
+def patient_view_table(rescored: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """Per model and test set (all, without patients seen in training, without lateral views): images, accuracy, ROC AUC."""
+    rows = []
+    for name, r in rescored.items():
+        first = r[PATIENT_VIEW_SUBSETS[0]]
+        rows.append({"model": name, "test images": "all", "images": first["n_all"],
+                     **{label: evaluate.interval(first["all"][m]) for m, label in (("accuracy", "accuracy"), ("roc_auc", "ROC AUC"))}})
+        for subset in PATIENT_VIEW_SUBSETS:
+            kept = r[subset]["without"]
+            rows.append({"model": name, "test images": f"without {subset}", "images": r[subset]["n_all"] - r[subset]["n_removed"],
+                         **{label: evaluate.interval(kept[m]) if kept else "no image left"
+                            for m, label in (("accuracy", "accuracy"), ("roc_auc", "ROC AUC"))}})
+    return pd.DataFrame(rows)
+
+
+def patient_view_text(r: dict[str, Any]) -> str:
+    """One clause per left-out subset of :func:`patient_view_leakage`: how many images, and the accuracy without them beside all."""
+    def clause(subset: str) -> str:
+        part = r[subset]
+        if not part["n_removed"]:
+            return f"no test image is of {subset}" if subset == PATIENT_VIEW_SUBSETS[0] else "no test image is a lateral view"
+        if part["without"] is None:
+            return f"every test image is of {subset}"
+        return (f"without the {prose.count(part['n_removed'], 'test image')} of {subset} accuracy is "
+                f"{evaluate.interval(part['without']['accuracy'])} (all {part['n_all']}: {part['all']['accuracy']['value']:.3f})")
+
+    return "; ".join(clause(s) for s in PATIENT_VIEW_SUBSETS)
+
+
 # 4. External data
 
 def unseen_external(external: datasets.XrayDataset, covid_train: pd.DataFrame, pairs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -357,58 +412,85 @@ def rate_text(rate: dict[str, float], where: str) -> str:
 ADULT_GROUPS = {"no_finding": "adults, no finding", "pneumonia": "adults, other finding"}
 #: Where a model's calls of its own test set's images without COVID-19 are reported.
 OWN_TEST = "own test set, not COVID-19"
+#: Where a CoronaHack model's calls of its own normal test images are reported.
+OWN_NORMAL = "own test set, normal"
 
 
-def called_covid(table: pd.DataFrame) -> dict[str, float]:
-    """How many images of a predictions table are called COVID-19: ``called``, ``n`` and the share with its Wilson interval."""
-    called = int((table["predicted"] == "covid").sum())
-    return {"called": called, "n": len(table), **evaluate.proportion(called, len(table))}
+@dataclass(frozen=True)
+class Call:
+    """What an adults' check counts: images called ``cls`` (said as ``said``), against the model's own test images of ``own``.
+
+    ``compared`` is the adults' group whose share decides the verdict: for a
+    COVID-19 detector every adult here is a false positive; for a pneumonia
+    detector only those with no finding are.
+    """
+
+    cls: str
+    said: str
+    own: str
+    compared: str
 
 
-def adult_calls(record: dict[str, Any], adults: pd.DataFrame) -> tuple[dict[str, dict[str, float]], pd.DataFrame]:
-    """The share of images a model with a COVID-19 class calls COVID-19: its own test images without COVID-19, the adults.
+#: The two checks: the COVID-19 detectors (chapters 01, 02) and the pneumonia detectors (chapter 03).
+CALLS = {"covid": Call("covid", "COVID-19", OWN_TEST, "adults, all"),
+         "pneumonia": Call("pneumonia", "pneumonia", OWN_NORMAL, ADULT_GROUPS["no_finding"])}
+
+
+def called(table: pd.DataFrame, cls: str = "covid") -> dict[str, float]:
+    """How many images of a predictions table are called ``cls``: ``called``, ``n`` and the share with its Wilson interval."""
+    n = int((table["predicted"] == cls).sum())
+    return {"called": n, "n": len(table), **evaluate.proportion(n, len(table))}
+
+
+def adult_calls(
+    record: dict[str, Any], adults: pd.DataFrame, call: Call = CALLS["covid"]
+) -> tuple[dict[str, dict[str, float]], pd.DataFrame]:
+    """The share of images a model calls ``call.cls``: its own test images of other classes, and the adults.
 
     The saved model (the chapter's first training seed) predicts both sets, so
     that the two shares come from one model; the chapter's own figures are its
-    seed ensemble's.  Returns the shares by group (:data:`OWN_TEST`, then
+    seed ensemble's.  Returns the shares by group (``call.own``, then
     :data:`ADULT_GROUPS` and ``"adults, all"``) and the adults' predictions.
     """
     model, classes = predict.load_model(results.model_path(record))
     batch_size = TrainingProtocol(**record["protocol"]).batch_size
     own = results.predictions(record)
-    own = own[own["true"] != "covid"].assign(class_name=lambda t: t["true"])
+    own = own[own["true"] != call.cls].assign(class_name=lambda t: t["true"])
     own["path"] = [str(Path(record["data_root"]) / f) for f in own["file"]]
-    shares = {OWN_TEST: called_covid(external_predictions(model, own, classes, batch_size))}
+    shares = {call.own: called(external_predictions(model, own, classes, batch_size), call.cls)}
     table = external_predictions(model, adults, classes, batch_size)
-    shares |= {group: called_covid(table[table["true"] == cls]) for cls, group in ADULT_GROUPS.items()}
-    shares["adults, all"] = called_covid(table)
+    shares |= {group: called(table[table["true"] == cls], call.cls) for cls, group in ADULT_GROUPS.items()}
+    shares["adults, all"] = called(table, call.cls)
     return shares, table.assign(finding=adults["finding"].to_numpy())
 
 
-def adult_verdict(shares: dict[str, dict[str, float]]) -> str:
-    """One sentence from :func:`adult_calls`' shares: are adults without COVID-19 called COVID-19 more often than own test images?
+def adult_verdict(shares: dict[str, dict[str, float]], call: Call = CALLS["covid"]) -> str:
+    """One sentence from :func:`adult_calls`' shares: are adults (``call.compared``) called ``call.cls`` more often than own test images?
 
     "More often" means the two Wilson intervals do not overlap; overlapping
     intervals do not show the model is free of the confound, only that this
     check could not tell.
     """
-    adults, own = shares["adults, all"], shares[OWN_TEST]
-    said = (f"says COVID-19 for {share_text(adults)} of the adults without it, "
-            f"against {share_text(own)} of its own test images without it")
+    adults, own = shares[call.compared], shares[call.own]
+    who = "the adults without it" if call.compared == "adults, all" else f"the {call.compared.removeprefix('adults, ')} adults"
+    mine = "its own test images without it" if call.own == OWN_TEST else f"its {call.own.removeprefix('own test set, ')} test images"
+    said = f"says {call.said} for {share_text(adults)} of {who}, against {share_text(own)} of {mine}"
     if adults["low"] > own["high"]:
-        return f"{said}: it answers to what the adults' images share (age, source), not to COVID-19 alone"
+        return f"{said}: it answers to what the adults' images share (age, source), not to {call.said} alone"
     if adults["high"] < own["low"]:
-        return f"{said}: fewer, so the adults' age and source do not by themselves make it say COVID-19"
+        return f"{said}: fewer, so the adults' age and source do not by themselves make it say {call.said}"
     return (f"{said}: no clear difference at this number of images, so this check finds no sign, "
             "and no proof against, that age or source drive it")
 
 
-def adult_checks(records: list[dict[str, Any]], adults: pd.DataFrame) -> tuple[dict[str, dict[str, Any]], dict[str, pd.DataFrame]]:
-    """Every model with a COVID-19 class that ran, by :func:`key`: its :func:`adult_calls` shares and verdict, and its predictions."""
+def adult_checks(
+    records: list[dict[str, Any]], adults: pd.DataFrame, call: Call = CALLS["covid"]
+) -> tuple[dict[str, dict[str, Any]], dict[str, pd.DataFrame]]:
+    """Every model with a ``call.cls`` class that ran, by :func:`key`: its :func:`adult_calls` shares and verdict, and its predictions."""
     checked, predictions = {}, {}
-    for record in [r for r in records if "covid" in r["classes"] and "metrics" in r]:
-        shares, predictions[key(record)] = adult_calls(record, adults)
-        checked[key(record)] = {"shares": shares, "verdict": adult_verdict(shares)}
+    for record in [r for r in records if call.cls in r["classes"] and "metrics" in r]:
+        shares, predictions[key(record)] = adult_calls(record, adults, call)
+        checked[key(record)] = {"shares": shares, "verdict": adult_verdict(shares, call), "called": call.cls}
     return checked, predictions
 
 
@@ -418,17 +500,17 @@ def adult_verdicts(checked: dict[str, dict[str, Any]]) -> str:
 
 
 def share_text(share: dict[str, float]) -> str:
-    """``"12/19 = 0.63 [0.41, 0.81]"``: a :func:`called_covid` share with its interval."""
+    """``"12/19 = 0.63 [0.41, 0.81]"``: a :func:`called` share with its interval."""
     return f"{share['called']}/{share['n']} = {evaluate.interval(share, 2)}"
 
 
-def calls_by_finding(predictions: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Per class and finding of the adults: how many images, and how many of them each model (by :func:`key`) calls COVID-19."""
-    def called(table: pd.DataFrame) -> pd.Series:
-        return table.assign(covid=table["predicted"] == "covid").groupby(["true", "finding"])["covid"].sum()
+def calls_by_finding(predictions: dict[str, pd.DataFrame], cls: str = "covid") -> pd.DataFrame:
+    """Per class and finding of the adults: how many images, and how many of them each model (by :func:`key`) calls ``cls``."""
+    def calls(table: pd.DataFrame) -> pd.Series:
+        return table.assign(hit=table["predicted"] == cls).groupby(["true", "finding"])["hit"].sum()
 
     images = next(iter(predictions.values())).groupby(["true", "finding"]).size().rename("images")
-    return pd.concat([images, *(called(t).rename(name) for name, t in predictions.items())], axis=1).sort_values("images", ascending=False)
+    return pd.concat([images, *(calls(t).rename(name) for name, t in predictions.items())], axis=1).sort_values("images", ascending=False)
 
 
 #: A source classifier at or above this ROC AUC tells adults from children almost without error.
@@ -452,19 +534,13 @@ def source_classifier(
         ``images`` per source, ``thumbnail``, ``folds``, and out-of-fold ``metrics``
         (accuracy, balanced accuracy, ROC AUC) with bootstrap intervals.
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     frame = pd.concat([children.assign(adult=0), adults.assign(adult=1)], ignore_index=True)
-    folds = min(folds, int(frame.groupby("adult")["patient_id"].nunique().min()))  # every fold needs both sources
-    if folds < 2:
-        raise ValueError("the source classifier needs at least two patients of each source")
-    pixels = np.stack([audit.gray_pixels(p, thumbnail).ravel() for p in frame["path"]])
-    classifier = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000))
-    cv = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-    proba = cross_val_predict(classifier, pixels, frame["adult"], groups=frame["patient_id"], cv=cv, method="predict_proba")
+    try:
+        fold = within.grouped_folds(frame, folds, seed, target="adult")  # every fold needs both sources
+    except ValueError:
+        raise ValueError("the source classifier needs at least two patients of each source") from None
+    proba = within.thumbnail_out_of_fold(frame, fold, thumbnail, target="adult")
+    folds = len(np.unique(fold))
     metrics = evaluate.bootstrap_metrics(frame["adult"].to_numpy(), proba, classes=["child", "adult"], n_resamples=n_resamples, seed=seed)
     return {"images": {"adults": len(adults), "children": len(children)}, "thumbnail": thumbnail, "folds": folds,
             "metrics": {m: metrics[m] for m in ("accuracy", "balanced_accuracy", "roc_auc")}}
@@ -490,7 +566,7 @@ def source_verdict(source: dict[str, Any]) -> str:
 
 
 def adults_table(checked: dict[str, dict[str, Any]]) -> pd.DataFrame:
-    """One row per model of :func:`adult_checks`, one column per group: images called COVID-19, with their share and 95% Wilson interval."""
+    """One row per model of :func:`adult_checks`, one column per group: images called its class, with share and 95% Wilson interval."""
     return pd.DataFrame({name: {group: share_text(share) for group, share in c["shares"].items()} for name, c in checked.items()}).T
 
 
@@ -541,7 +617,10 @@ def findings(checks: dict[str, Any]) -> dict[str, dict[str, str]]:
         n = class_rate(pd.DataFrame(rows), "normal")
         say(name, "external", f"On {images} external CoronaHack TEST images, normal recall is {rate_text(n, 'external')} "
                               f"against {n['value_test']:.2f} on its own test set.")
-    for name, a in checks.get("adults", {}).get("models", {}).items():
+    for name, r in checks.get("patients", {}).items():
+        say(name, "patients", f"Patients and views: {patient_view_text(r)}.")
+    adults = checks.get("adults", {})
+    for name, a in (adults.get("models", {}) | adults.get("pneumonia_models", {})).items():
         say(name, "adults", f"Adults without COVID-19: it {a['verdict']}.")
     for name, e in checks.get("calibration", {}).get("ece", {}).items():
         say(name, "calibration", f"Expected calibration error {evaluate.interval(e)}.")

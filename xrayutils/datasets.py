@@ -9,7 +9,12 @@ model trained on one can be scored on another (chapter 04):
 - ``covid-xray`` and ``coronahack``, the data of the two reproduced studies;
 - ``covid-chestxray-dataset``: adults *without* COVID-19 from the COVID-19
   images' own source (Cohen et al.), for the age and source confound.  It has no
-  training split: every image is a test image.
+  training split: every image is a test image.  Its ``covid`` task also has the
+  COVID-19 images covid-xray holds, for a test within one collection.
+
+When that collection's ``metadata.csv`` is present, the other datasets' images
+it names (matched by file stem) take their patient, view, age and sex from it
+(:func:`join_collection`): covid-xray's COVID-19 images are images of it.
 
 Where the files come from, in this order: an explicit ``root``; the folder named
 by ``XRAY_DATA_DIR`` (or ``data_dir``) holding ``covid-xray/``, ``coronahack/``
@@ -41,7 +46,10 @@ CLASSES = {
     ("coronahack", "all"): ["covid", "normal", "pneumonia_bac", "pneumonia_vir"],
     (ADULTS, "two"): ["no_finding", "pneumonia"],
     (ADULTS, "all"): ["no_finding", "pneumonia"],
+    (ADULTS, "covid"): ["covid", "other"],  # COVID-19 against every other finding of the collection
 }
+#: The tasks each dataset has.
+TASKS = {"covid-xray": ("two", "all"), "coronahack": ("two", "all"), ADULTS: ("two", "all", "covid")}
 SPLITS = ("train", "test")
 #: The columns of every dataset's ``metadata`` (a dataset may add its own after them).
 COLUMNS = ["path", "file", "split", "class_name", "label", "patient_id", "view"]
@@ -104,6 +112,8 @@ KAGGLE_HANDLE = "praveengovi/coronahack-chest-xraydataset"
 COHEN_COLUMNS = {"patientid", "age", "sex", "finding", "view", "filename"}
 #: The ``view`` values of frontal images in the collection's metadata (``L`` is lateral; CT rows have others).
 FRONTAL_VIEWS = ("PA", "AP", "AP Supine", "AP Erect")
+#: The ``view`` value of a lateral image in the collection's metadata.
+LATERAL = "L"
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -127,8 +137,11 @@ class XrayDataset:
     metadata : pandas.DataFrame
         Columns ``path`` (absolute), ``file`` (relative to ``root``), ``split``,
         ``class_name``, ``label``, ``patient_id``, ``view``; the adults' also
-        ``projection`` (``PA``, ``AP``, ``AP Supine``...), ``finding`` (the most
-        specific one), ``age`` (years, NaN when unknown) and ``sex``.
+        ``projection`` (``PA``, ``AP``, ``AP Supine``, ``L``...), ``finding`` (the most
+        specific one), ``age`` (years, NaN when unknown) and ``sex``.  The other
+        datasets have these columns too, filled for the images the collection's
+        metadata names (``in_collection``) and empty for the others; coronahack's
+        ``finding`` is its CSV's most specific label.
     skipped : pandas.DataFrame
         Files left out, with the reason (``file``, ``reason``).
     """
@@ -277,11 +290,7 @@ def _download(name: str, target: Path) -> Path:
 
 
 def _download_adults(staging: Path) -> None:
-    """The pinned upstream archive's ``metadata.csv``, and the images of the rows :func:`load` uses.
-
-    The archive holds several hundred MB of COVID-19 images the book already has
-    (in covid-xray); only the frontal X-rays without COVID-19 are kept.
-    """
+    """The pinned upstream archive's ``metadata.csv``, and the images of the X-ray rows :func:`load` uses (every task)."""
     import pooch
 
     files = pooch.retrieve(
@@ -295,7 +304,7 @@ def _download_adults(staging: Path) -> None:
     (staging / "images").mkdir(parents=True)
     shutil.copy2(extracted / "metadata.csv", staging / "metadata.csv")
     table = pd.read_csv(extracted / "metadata.csv", dtype=str, keep_default_na=False)
-    for filename in table.loc[_adult_selection(table), "filename"]:
+    for filename in table.loc[_adult_selection(table, covid=True), "filename"]:
         if (extracted / "images" / filename).is_file():
             shutil.copy2(extracted / "images" / filename, staging / "images" / filename)
 
@@ -372,18 +381,20 @@ def load(
     Parameters
     ----------
     name : {"covid-xray", "coronahack", "covid-chestxray-dataset"}
-    task : {"two", "all"}
+    task : {"two", "all", "covid"}
         ``"two"``: covid vs normal (covid-xray), normal vs pneumonia (coronahack).
         ``"all"``: covid, normal, bacterial and viral pneumonia.  The adults
-        have the same two classes in both: no finding and any other finding.
+        have the same two classes in both: no finding and any other finding,
+        frontal views without COVID-19.  ``"covid"`` (the adults' collection
+        only): COVID-19 against every other finding, every view.
     root : path, optional
         The dataset folder itself; found with :func:`locate` when omitted.
     data_dir : path, optional
         Passed to :func:`locate`.
     views : tuple of str
-        Keep only these views (``"frontal"``, ``"lateral"``; lateral is told
-        from file names ending in ``-L``, the only marker covid-xray has; the
-        adults are frontal views only).
+        Keep only these views (``"frontal"``, ``"lateral"``): from the
+        collection's metadata where it names the image, else from the file name
+        (ending in ``-L``, the only marker covid-xray has).
     unique_patients : bool
         Keep only the first image (by file name) of each patient, where file
         names tell the patient.
@@ -394,18 +405,20 @@ def load(
         Decode every image once and leave out, with a warning naming it, any
         file that cannot be decoded.
     """
-    if task not in ("two", "all"):
-        raise ValueError(f"task must be 'two' or 'all', got {task!r}")
+    _check_name(name)
+    if task not in TASKS[name]:
+        raise ValueError(f"task must be one of {TASKS[name]} for {name}, got {task!r}")
     root = Path(root) if root else locate(name, data_dir)
     check_layout(name, root, tasks=(task,))
     rows = {"covid-xray": _covid_xray_rows, "coronahack": _coronahack_rows, ADULTS: _adult_rows}[name]
     frame, absent = rows(root, task)
+    if name != ADULTS:
+        frame = join_collection(frame, collection_root(root, data_dir))
     classes = CLASSES[(name, task)]
     frame["label"] = frame["class_name"].map(classes.index).astype(int)
-    if "patient_id" not in frame:  # only the adults' metadata names patients and views
-        frame["patient_id"] = frame["file"].map(patient_id)
-    if "view" not in frame:
-        frame["view"] = frame["file"].map(view_of)
+    for column, from_name in (("patient_id", patient_id), ("view", view_of)):  # what no metadata names, the file name tells
+        guessed = frame["file"].map(from_name)
+        frame[column] = frame[column].fillna(guessed) if column in frame else guessed
     frame = frame[COLUMNS + [c for c in frame.columns if c not in COLUMNS]]  # the same first columns in every dataset
     frame = frame[frame["view"].isin(views)]
     if unique_patients:
@@ -475,8 +488,11 @@ def _coronahack_rows(root: Path, task: str) -> tuple[pd.DataFrame, pd.DataFrame]
     table["split"] = table["Dataset_type"].str.lower()
     table["file"] = [str(CORONAHACK_IMAGES / s / f) for s, f in zip(table["split"], table["X_ray_image_name"])]
     table["path"] = [str(root / f) for f in table["file"]]
+    # The most specific label: "COVID-19" (Label_2), else "bacteria" or "Virus" (Label_1), else "Normal".
+    virus, cause = table["Label_2_Virus_category"], table["Label_1_Virus_category"]
+    table["finding"] = virus.where(virus != "", cause.where(cause != "", table["Label"]))
     exists, absent = _existing(table, "coronahack", CORONAHACK_CSV)
-    return table.loc[exists, ["path", "file", "split", "class_name"]].reset_index(drop=True), absent
+    return table.loc[exists, ["path", "file", "split", "class_name", "finding"]].reset_index(drop=True), absent
 
 
 def _existing(table: pd.DataFrame, name: str, csv: str) -> tuple[np.ndarray, pd.DataFrame]:
@@ -494,39 +510,96 @@ def _listing(files: list[str]) -> str:
     return ", ".join(files[:10]) + (" ..." if len(files) > 10 else "")
 
 
-def _adult_selection(table: pd.DataFrame) -> pd.Series:
-    """The rows of the collection's ``metadata.csv`` this book uses: frontal X-rays without COVID-19.
+def _adult_selection(table: pd.DataFrame, *, covid: bool = False) -> pd.Series:
+    """The rows of the collection's ``metadata.csv`` this book uses: frontal X-rays without COVID-19, or (``covid``) every X-ray.
 
     Findings are flat (``SARS``) in early versions of the metadata and paths
-    (``Pneumonia/Viral/SARS``) in later ones; either way a row naming COVID-19, or
-    no finding yet (``todo``, ``Unknown``), is left out.
+    (``Pneumonia/Viral/SARS``) in later ones; either way a row with no finding
+    yet (``todo``, ``Unknown``) is left out, and so is, without ``covid``, a row
+    naming COVID-19 or a lateral view.
     """
     finding = table["finding"].astype(str)
-    chosen = table["view"].isin(FRONTAL_VIEWS) & ~finding.str.contains("COVID-19") & ~finding.isin(["todo", "Unknown", ""])
+    chosen = table["view"].isin((*FRONTAL_VIEWS, LATERAL) if covid else FRONTAL_VIEWS) & ~finding.isin(["todo", "Unknown", ""])
+    if not covid:
+        chosen &= ~finding.str.contains("COVID-19")
     if "modality" in table:
         chosen &= table["modality"] == "X-ray"
     return chosen
 
 
-def _adult_rows(root: Path, task: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """One row per image of a selected metadata row; absent images and images no row names are left out, named."""
+def _metadata_table(root: Path) -> pd.DataFrame:
     table = pd.read_csv(root / "metadata.csv", dtype=str, keep_default_na=False)
     if missing := COHEN_COLUMNS - set(table.columns):
         raise ValueError(f"{root / 'metadata.csv'} lacks the columns {sorted(missing)}")
-    named = set(table["filename"])
-    table = table[_adult_selection(table)].drop_duplicates("filename").reset_index(drop=True)
+    return table
+
+
+def _described(table: pd.DataFrame) -> pd.DataFrame:
+    """What the collection's metadata says of each selected row, in this book's columns."""
     finding = table["finding"].str.split("/").str[-1]
-    frame = pd.DataFrame({
-        "file": [str(Path("images", f)) for f in table["filename"]],
-        "split": "test",  # nothing of this dataset is for training
-        "class_name": np.where(finding == "No Finding", "no_finding", "pneumonia"),
-        "patient_id": ADULTS + "/" + table["patientid"],
-        "view": "frontal",
-        "projection": table["view"],
-        "finding": finding,
-        "age": pd.to_numeric(table["age"], errors="coerce"),
-        "sex": table["sex"].replace("", None),
+    return pd.DataFrame({
+        "patient_id": (ADULTS + "/" + table["patientid"]).to_numpy(),
+        "view": np.where(table["view"] == LATERAL, "lateral", "frontal"),
+        "projection": table["view"].to_numpy(),
+        "finding": finding.to_numpy(),
+        "age": pd.to_numeric(table["age"], errors="coerce").to_numpy(),
+        "sex": table["sex"].replace("", None).to_numpy(),
     })
+
+
+def collection_root(root: Path, data_dir: str | os.PathLike | None = None) -> Path | None:
+    """The adults' collection beside ``root``, or where :func:`locate` finds it without a download; ``None`` when absent."""
+    beside = Path(root).parent / ADULTS
+    if (beside / "metadata.csv").is_file():
+        return beside
+    try:
+        found = locate(ADULTS, data_dir, download=False)
+    except DataNotFoundError:
+        return None
+    return found if (found / "metadata.csv").is_file() else None
+
+
+def join_collection(frame: pd.DataFrame, root: Path | None) -> pd.DataFrame:
+    """``frame`` with the collection's patient, view, projection, finding, age and sex for each image its metadata names.
+
+    Images are matched by file stem: covid-xray and CoronaHack keep the
+    collection's file names for its images (as ``.jpeg`` where it had ``.png``).
+    Rows it does not name (the children's images), and every row when ``root``
+    is ``None``, keep empty values; ``in_collection`` says which were matched.
+    """
+    frame = frame.copy()
+    for column in ("patient_id", "view", "projection", "finding", "age", "sex"):
+        if column not in frame:
+            frame[column] = np.nan if column == "age" else None
+    frame["in_collection"] = False
+    if root is None:
+        return frame
+    table = _metadata_table(root)
+    table = table[_adult_selection(table, covid=True)].reset_index(drop=True)
+    described = _described(table).set_axis(table["filename"].map(lambda f: Path(f).stem)).groupby(level=0).head(1)
+    stems = frame["file"].map(lambda f: Path(f).stem)
+    hit = stems.isin(described.index).to_numpy()
+    for column in described.columns:
+        frame[column] = frame[column].astype(object) if column != "age" else frame[column].astype(float)
+        frame.loc[hit, column] = described.loc[stems[hit], column].to_numpy()
+    frame["in_collection"] = hit
+    return frame
+
+
+def _adult_rows(root: Path, task: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One row per image of a selected metadata row; absent images and images no row names are left out, named."""
+    table = _metadata_table(root)
+    named = set(table["filename"])
+    covid = task == "covid"
+    table = table[_adult_selection(table, covid=covid)].drop_duplicates("filename").reset_index(drop=True)
+    frame = _described(table)
+    if covid:
+        classes = np.where(frame["finding"].str.contains("COVID-19"), "covid", "other")
+    else:
+        classes = np.where(frame["finding"] == "No Finding", "no_finding", "pneumonia")
+    frame.insert(0, "class_name", classes)
+    frame.insert(0, "split", "test")  # nothing of this dataset is for training
+    frame.insert(0, "file", [str(Path("images", f)) for f in table["filename"]])
     frame.insert(0, "path", [str(root / f) for f in frame["file"]])
     exists, absent = _existing(frame, ADULTS, "metadata.csv")
     unnamed = sorted(str(Path("images", p.name)) for p in _image_files(root / "images") if p.name not in named)

@@ -277,6 +277,25 @@ def adults_finding(trust: Mapping[str, Any]) -> Finding | None:
     return Finding(lead, text)
 
 
+def within_finding(trust: Mapping[str, Any]) -> Finding | None:
+    """What is left without the children: the within-collection test's methods against task 1's ROC AUC on covid-xray."""
+    within = trust.get("within", {})
+    if not within.get("methods"):
+        return None
+    first = next(iter(within["methods"].values()))["metrics"]["roc_auc"]
+    headline = within.get("headline", {}).get("roc_auc")
+    lower = headline is not None and first["high"] < headline["low"]
+    if first["low"] > 0.5:
+        lead = "Without the children, less is left, though more than chance." if lower else \
+            "Without the children, COVID-19 is still told from other adult findings."
+    else:
+        lead = "Without the children, COVID-19 is not told from other adult findings."
+    counts = within.get("counts", {})
+    who = (f"{counts.get('covid', '?')} COVID-19 and {counts.get('other', '?')} other frontal images of "
+           f"{counts.get('patients', '?')} adults from the COVID-19 images' own collection, in folds split by patient")
+    return Finding(lead, f"On {who}: " + "; ".join(within.get("verdicts", {}).values()))
+
+
 def external_clauses(rates: Mapping[str, Any]) -> tuple[list[str], int]:
     """One clause per model on its normal recall, own test set against the external images, and how many fall.
 
@@ -333,7 +352,7 @@ def trust_summary(trust: Mapping[str, Any], *, besides_findings: bool = False) -
     """Chapter 04's findings as a summary list, every model's included: shortcut, leakage, external data, adults, calibration.
 
     ``besides_findings`` leaves out what :func:`headline_findings` says (external
-    data, the adults and the source classifier), for a list that follows them:
+    data, the adults and the source classifier, the within-collection test), for a list that follows them:
     a verdict is said once.
     """
     lines = [f"shortcut test: {s['verdict']}" for s in trust.get("shortcut", {}).values()]
@@ -344,6 +363,10 @@ def trust_summary(trust: Mapping[str, Any], *, besides_findings: bool = False) -
         removed = max(r["n_removed"] for r in leakage.values())
         lines.append(f"leakage: at most {prose.count(removed, 'near-duplicated test image')} of a chapter removed; "
                      f"no accuracy moved by more than {evaluate.number(moved)}")
+    for name, r in trust.get("patients", {}).items():
+        lines.append(f"patients and views ({name}): {checks.patient_view_text(r)}")
+    for name, a in trust.get("adults", {}).get("pneumonia_models", {}).items():
+        lines.append(f"adults without COVID-19 ({name}): it {a['verdict']}")
     if besides_findings:
         return lines + _calibration(trust)
     clauses, _ = external_clauses(trust.get("external", {}).get("rates", {}))
@@ -354,6 +377,8 @@ def trust_summary(trust: Mapping[str, Any], *, besides_findings: bool = False) -
         lines.append("adults without COVID-19: " + adults_short(adults["models"]))
     if source := adults.get("source"):
         lines.append(f"the source classifier tells adults from children with ROC AUC {evaluate.interval(source['metrics']['roc_auc'], 2)}")
+    for verdict in trust.get("within", {}).get("verdicts", {}).values():
+        lines.append(f"within one collection, without the children: {verdict}")
     return lines + _calibration(trust)
 
 
@@ -415,7 +440,8 @@ def headline_findings(output_root: str | Path) -> list[Finding]:
         mcnemar = results.load(output_root, results.TASK2)["results"].get("mcnemar_vgg16_vs_alexnet")
     except FileNotFoundError:
         mcnemar = None
-    found = [adults_finding(trust), external_finding(trust), reproduction_finding(records, published.table(), mcnemar)]
+    found = [adults_finding(trust), within_finding(trust), external_finding(trust),
+             reproduction_finding(records, published.table(), mcnemar)]
     return [f for f in found if f is not None]
 
 

@@ -7,7 +7,7 @@ suffices.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from xrayutils import evaluate, images
+from xrayutils import evaluate, images, prose
 
 sns.set_theme(style="whitegrid", context="notebook")
 
@@ -88,18 +88,20 @@ def plot_image_grid(
     return fig
 
 
-def plot_ages(ages: pd.Series, known: dict[str, tuple[float, float]], ax: plt.Axes | None = None) -> plt.Figure:
-    """A histogram of ``ages`` (years; unknown ones left out and counted in the title), and each ``known`` age range as a band."""
-    fig, ax = _axes(ax, (8, 3))
-    known_ages = ages.dropna()
-    ax.hist(known_ages, bins=np.arange(0, 101, 5), color="C0", label=f"{ages.name} (per image)")
-    for i, (name, (low, high)) in enumerate(known.items(), start=1):
+def plot_ages(ages: Mapping[str, pd.Series], known: dict[str, tuple[float, float]], ax: plt.Axes | None = None) -> plt.Figure:
+    """A histogram of each group's ``ages`` (years, per image; unknown ones counted in its label), each ``known`` age range a band."""
+    fig, ax = _axes(ax, (8, 3.2))
+    bins = np.arange(0, 101, 5)
+    for i, (name, values) in enumerate(ages.items()):
+        known_ages = values.dropna()
+        ax.hist(known_ages, bins=bins, histtype="step", linewidth=2, color=f"C{i}",
+                label=f"{name}: {prose.count(len(known_ages), 'image')} with an age, {len(values) - len(known_ages)} without")
+    for i, (name, (low, high)) in enumerate(known.items(), start=len(ages)):
         ax.axvspan(low, high, color=f"C{i}", alpha=0.35, label=f"{name}: {low:g}-{high:g} years")
     ax.set_xlim(0, 100)
     ax.set_xlabel("age (years)")
     ax.set_ylabel("images")
-    ax.set_title(f"{len(known_ages)} images with an age, {len(ages) - len(known_ages)} without", fontsize="medium")
-    ax.legend(fontsize="small")
+    _legend_off_the_data(ax)
     return fig
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from xrayutils import checks, datasets, evaluate, published, train
+from xrayutils import checks, datasets, evaluate, published, train, within
 from xrayutils.protocol import TrainingProtocol
 
 
@@ -119,19 +119,26 @@ def trust_table(trust: dict[str, Any]) -> pd.DataFrame:
         change = "no image left" if leak["without"] is None else f"{checks.metric_change(leak):+.3f}"
         rows.append({"check": "leakage: near-duplicates removed", "model": key,
                      "result": f"{leak['n_removed']} of {leak['n_all']} test images removed, accuracy change {change}"})
+    for key, r in trust.get("patients", {}).items():
+        rows.append({"check": "leakage: patients seen in training, lateral views", "model": key, "result": checks.patient_view_text(r)})
     for label, rates in trust.get("external", {}).get("rates", {}).items():
         for r in rates:
             if r["measure"] == "recall" and not pd.isna(r.get("value_external")):
                 own = evaluate.number(r["value_test"], ".2f")
                 rows.append({"check": f"external data: {r['class']} recall", "model": label,
                              "result": f"{own} own test set, {checks.rate_text(r, 'external')} external (n={int(r['n_external'])})"})
-    for key, a in trust.get("adults", {}).get("models", {}).items():
-        rows.append({"check": "adults without COVID-19: called COVID-19", "model": key,
+    adults = trust.get("adults", {})
+    for key, a in (adults.get("models", {}) | adults.get("pneumonia_models", {})).items():
+        said = checks.CALLS[a.get("called", "covid")].said
+        rows.append({"check": f"adults without COVID-19: called {said}", "model": key,
                      "result": "; ".join(f"{group} {checks.share_text(share)}" for group, share in a["shares"].items())})
     if source := trust.get("adults", {}).get("source"):
         rows.append({"check": "source classifier: adult or child", "model": "logistic regression on grey thumbnails",
                      "result": f"ROC AUC {evaluate.interval(source['metrics']['roc_auc'])}, "
                                f"balanced accuracy {evaluate.interval(source['metrics']['balanced_accuracy'])}"})
+    for method, w in trust.get("within", {}).get("methods", {}).items():
+        rows.append({"check": "within one collection: COVID-19 against other adult findings", "model": method,
+                     "result": within.metrics_text(w)})
     for label, e in trust.get("calibration", {}).get("ece", {}).items():
         rows.append({"check": "calibration (ECE)", "model": label, "result": evaluate.interval(e)})
     return pd.DataFrame(rows, columns=["check", "model", "result"])

@@ -77,8 +77,10 @@ def test_both_methods_score_every_image_out_of_fold(tmp_path):
     scored = within.scores(frame, by_seed, n_resamples=20, seed=0)
     assert set(scored["metrics"]) == set(within.METRICS) and scored["spread"]["roc_auc"]["n"] == 2
     assert "one seed alone: ROC AUC" in within.metrics_text(scored)
-    table = within.table({"VGG16": scored}, {"roc_auc": scored["metrics"]["roc_auc"]}, "task 1")
+    task1 = {"roc_auc": scored["metrics"]["roc_auc"], "recall_normal": {"value": 0.9, "low": 0.8, "high": 0.95}}
+    table = within.table({"VGG16": scored}, task1, "task 1")
     assert list(table.index) == ["VGG16", "task 1"] and table.loc["task 1", "sensitivity"] == "–"
+    assert table.loc["task 1", "specificity"] == "0.900 [0.800, 0.950]"
 
 
 def _ci(value, low, high):
@@ -99,3 +101,9 @@ def test_the_verdict_says_lower_than_task_1_or_no_clear_difference_and_where_cha
 def test_settings_refuse_what_cannot_be_run():
     with pytest.raises(ValueError, match="folds"):
         within.WithinSettings(folds=1)
+
+
+def test_the_counts_say_who_is_in_and_who_was_left_out():
+    counts = {"covid": 95, "other": 100, "patients": 120, "unknown age": 18, "lateral": 11, "younger": 1}
+    assert within.counts_text(counts, 5) == ("95 COVID-19 images and 100 other images of 120 patients (18 without an age); "
+                                             "left out: 11 lateral views and 1 image of younger patients; 5 folds")

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from xrayutils import audit, datasets, evaluate, prose
+from xrayutils import audit, datasets, evaluate, progress, prose
 from xrayutils.protocol import TrainingProtocol
 
 #: The task of the collection this test uses, and its classes (COVID-19 first).
@@ -127,7 +127,7 @@ def thumbnail_out_of_fold(frame: pd.DataFrame, fold: np.ndarray, thumbnail: int,
 
 
 def vgg16_out_of_fold(
-    frame: pd.DataFrame, fold: np.ndarray, protocol: TrainingProtocol, *, on_step: Callable[[str], None] | None = None
+    frame: pd.DataFrame, fold: np.ndarray, protocol: TrainingProtocol, *, on_step: Callable[[str], None] = progress.report
 ) -> tuple[dict[int, np.ndarray], dict[str, Any]]:
     """P(class 1) of each row, per training seed, from the task-1 recipe trained without the row's fold.
 
@@ -139,6 +139,7 @@ def vgg16_out_of_fold(
     :func:`xrayutils.train.fit` (validation: a tenth or so of those patients,
     ``validation_fraction``; the best epoch kept) and predicts the fold.
 
+    ``on_step`` hears where it is (by default the runner's progress line).
     Returns the probabilities by seed and what ran: weights, views, seconds.
     """
     import time
@@ -148,7 +149,6 @@ def vgg16_out_of_fold(
     from xrayutils import caching, models, pipeline, train
 
     started = time.perf_counter()
-    say = on_step or (lambda _: None)
     weights = models.resolve_weights(protocol.weights)
     train.set_seed(protocol.seed, protocol.jit_compile)
     precision = train.set_precision(protocol.mixed_precision)
@@ -156,7 +156,7 @@ def vgg16_out_of_fold(
     encoder, head = caching.split_frozen(model)
     images = pipeline.make_dataset(frame["path"], frame["label"], image_size=(protocol.image_size,) * 2,
                                    batch_size=protocol.batch_size, cache=False)
-    say(f"encoding {len(frame)} images")
+    on_step(f"within the collection: encoding {len(frame)} images")
     plain, labels = caching.encode(encoder, images)
     layer = train.augmentation_for(protocol)
     views = protocol.augmented_views if layer is not None else 1
@@ -167,7 +167,7 @@ def vgg16_out_of_fold(
         run = dataclasses.replace(protocol.for_seed(seed), cache_features=False, augment=False)
         proba = np.full(len(frame), np.nan)
         for k in np.unique(fold):
-            say(f"seed {seed}, fold {k + 1} of {len(np.unique(fold))}")
+            on_step(f"within the collection: seed {seed}, fold {k + 1} of {len(np.unique(fold))}")
             rest = np.flatnonzero(fold != k)
             held = grouped_validation(frame.iloc[rest], protocol.validation_fraction, seed + k)
             fit_on, validate_on = rest[~held], rest[held]
@@ -223,10 +223,15 @@ def verdict(method: str, inside: dict[str, float], headline: dict[str, float] | 
     return f"{said}, {chance}, with no clear difference from {beside} at this number of images"
 
 
-def table(methods: dict[str, dict[str, Any]], headline: dict[str, dict[str, float]], headline_label: str) -> pd.DataFrame:
-    """One row per method (:func:`scores`), and task 1's own test metrics (``headline``) below: each metric with its 95% interval."""
+def table(methods: dict[str, dict[str, Any]], headline: dict[str, dict[str, float]], headline_label: str,
+          headline_other: str = "normal") -> pd.DataFrame:
+    """One row per method (:func:`scores`), and task 1's own test metrics (``headline``) below: each metric with its 95% interval.
+
+    Task 1's specificity is the recall of its other class, ``headline_other``.
+    """
     rows = {name: {label: evaluate.interval(m["metrics"][k]) for k, label in METRICS.items()} for name, m in methods.items()}
-    rows[headline_label] = {label: evaluate.interval(headline[k]) if k in headline else "–" for k, label in METRICS.items()}
+    names = {k: k.replace("recall_other", f"recall_{headline_other}") for k in METRICS}
+    rows[headline_label] = {label: evaluate.interval(headline[names[k]]) if names[k] in headline else "–" for k, label in METRICS.items()}
     return pd.DataFrame(rows).T
 
 

@@ -82,7 +82,7 @@ def make_tiny_data(root: Path) -> Path:
     return root
 
 
-#: Rows of the tiny adults' metadata: the four frontal non-COVID-19 rows are used; the COVID-19 and the lateral row are not.
+#: Rows of the tiny adults' metadata: the confound check uses the four frontal non-COVID-19 rows, the within test the COVID-19 ones too.
 ADULT_ROWS = [
     # patientid, age, sex, finding, view, filename
     ("1", "45", "M", "No Finding", "PA", "nofinding-1.jpg"),
@@ -90,6 +90,8 @@ ADULT_ROWS = [
     ("3", "71", "F", "Pneumonia/Viral/SARS", "AP Supine", "sars-3.jpeg"),
     ("4", "38", "M", "Streptococcus", "PA", "strep-4.jpg"),
     ("5", "60", "M", "Pneumonia/Viral/COVID-19", "PA", "covid-5.jpg"),
+    ("6", "52", "F", "Pneumonia/Viral/COVID-19", "AP", "covid-6.jpg"),  # three COVID-19 patients: chapter 04's within test can split them
+    ("7", "", "M", "Pneumonia/Viral/COVID-19", "PA", "covid-7.jpg"),
     ("4", "38", "M", "Streptococcus", "L", "strep-4-L.jpg"),
 ]
 

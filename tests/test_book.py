@@ -99,3 +99,14 @@ def test_every_chapter_pastes_its_rerun_box_under_its_title():
     for notebook in sorted((book.REPO_ROOT / "notebooks").glob("[0-9p]*.ipynb")):
         first = "".join(json.loads(notebook.read_text())["cells"][0]["source"])
         assert "```{glue} rerun_box" in first, notebook.name
+
+
+def test_every_module_a_chapter_can_call_has_a_reference_page_listed_in_the_index():
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+    tooling = {"__init__", "browser", "sphinxext"}  # the build's own tools: no chapter calls them
+    modules = {p.stem for p in (root / "xrayutils").glob("*.py")} - tooling
+    assert modules == {p.stem for p in (root / "book" / "api").glob("*.md")}
+    index = (root / "book" / "api.md").read_text()
+    assert [m for m in sorted(modules) if f"   xrayutils.{m}\n" not in index] == []

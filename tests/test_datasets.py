@@ -92,10 +92,10 @@ def test_the_adults_download_keeps_the_metadata_and_only_the_images_it_uses(data
     path = datasets.locate(datasets.ADULTS)
     assert asked == [datasets.COHEN_ARCHIVE] and datasets.COHEN_COMMIT in asked[0]
     assert path == tmp_path / "cache" / datasets.ADULTS
-    assert sorted(p.name for p in (path / "images").iterdir()) == [
-        "covid-5.jpg", "nofinding-1.jpg", "nofinding-2.png", "sars-3.jpeg", "strep-4-L.jpg", "strep-4.jpg"]  # every task's
+    assert sorted(p.name for p in (path / "images").iterdir()) == [  # every task's
+        "covid-5.jpg", "covid-6.jpg", "covid-7.jpg", "nofinding-1.jpg", "nofinding-2.png", "sars-3.jpeg", "strep-4-L.jpg", "strep-4.jpg"]
     assert len(datasets.load(datasets.ADULTS, root=path)) == 4
-    assert len(datasets.load(datasets.ADULTS, task="covid", root=path)) == 6
+    assert len(datasets.load(datasets.ADULTS, task="covid", root=path)) == 8
 
 
 def test_lateral_views_are_flagged_and_can_be_filtered(data_dir):
@@ -284,10 +284,10 @@ def test_without_the_collection_file_names_tell_patient_and_view_as_before(data_
 def test_the_collection_loads_its_covid_images_for_the_within_test_and_its_others_for_the_confound_check(data_dir):
     covid = datasets.load(datasets.ADULTS, task="covid", data_dir=data_dir)
     assert covid.classes == ["covid", "other"]
-    assert covid.metadata.groupby("class_name").size().to_dict() == {"covid": 1, "other": 5}  # the lateral strep-4-L is in
+    assert covid.metadata.groupby("class_name").size().to_dict() == {"covid": 3, "other": 5}  # the lateral strep-4-L is in
     assert covid.metadata.loc[covid.metadata["file"] == "images/strep-4-L.jpg", "view"].item() == "lateral"
     frontal = datasets.load(datasets.ADULTS, task="covid", data_dir=data_dir, views=("frontal",))
-    assert len(frontal) == 5
+    assert len(frontal) == 7
     without = datasets.load(datasets.ADULTS, data_dir=data_dir)
     assert len(without) == 4 and "COVID-19" not in set(without.metadata["finding"])
     with pytest.raises(ValueError, match="task must be one of"):

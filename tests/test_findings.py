@@ -224,3 +224,10 @@ def test_the_within_collection_finding_leads_with_what_is_left_without_the_child
     assert findings.within_finding(trust(0.42, 0.61)).lead == "Without the children, COVID-19 is not told from other adult findings."
     assert findings.within_finding({}) is None
     assert any(line.startswith("within one collection, without the children: VGG16") for line in findings.trust_summary(trust(0.7, 0.8)))
+
+
+def test_a_within_collection_test_that_could_not_run_is_said_and_leads_nothing():
+    trust = {"within": {"skipped": "1 patient in class covid; the test needs at least 2 in each", "methods": {}, "verdicts": {}}}
+    assert findings.within_finding(trust) is None
+    assert "within one collection, without the children: not run (1 patient in class covid; the test needs at least 2 in each)" \
+        in findings.trust_summary(trust)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from xrayutils import datasets, within
+from xrayutils import datasets, models, within
 from xrayutils.protocol import TrainingProtocol
 
 from .conftest import save_image, synthetic_xray
@@ -62,6 +62,15 @@ def test_fewer_folds_when_a_class_has_few_patients(tmp_path):
         within.grouped_folds(frame[frame["patient_id"].isin(frame["patient_id"].iloc[[0, -1]])], folds=5, seed=0)
 
 
+def test_a_class_with_one_patient_is_named_instead_of_failing_the_chapter(tmp_path):
+    frame, _ = within.adult_images(_collection(tmp_path, patients=3), min_age=0)
+    assert within.untestable(frame) is None
+    first = frame.loc[frame["class_name"] == "covid", "patient_id"].iloc[0]
+    one_covid = frame[(frame["class_name"] == "other") | (frame["patient_id"] == first)]
+    assert within.untestable(one_covid) == "1 patient in class covid; the test needs at least 2 in each"
+    assert within.untestable(frame[frame["class_name"] == "other"]).startswith("no patient in class covid")
+
+
 def test_both_methods_score_every_image_out_of_fold(tmp_path):
     frame, _ = within.adult_images(_collection(tmp_path), min_age=18)
     fold = within.grouped_folds(frame, folds=3, seed=0)
@@ -70,7 +79,7 @@ def test_both_methods_score_every_image_out_of_fold(tmp_path):
     assert baseline["metrics"]["roc_auc"]["value"] > 0.9  # the brighter class is read from 8x8 grey pixels
     recipe = TrainingProtocol(study="class-challenge", image_size=32, batch_size=8, num_epochs=2, optimizer="adam", learning_rate=1e-3,
                               validation_fraction=0.2, seed=3, weights="none", cache_features=True, augmented_views=2, seeds=(1, 2))
-    by_seed, ran = within.vgg16_out_of_fold(frame, fold, recipe)
+    by_seed, ran = within.vgg16_out_of_fold(frame, fold, recipe, models.resolve_weights(recipe.weights))
     assert sorted(by_seed) == [1, 2] and all(np.isfinite(p).all() and p.shape == (len(frame),) for p in by_seed.values())
     assert not np.allclose(by_seed[1], by_seed[2])  # a seed changes the head's initial weights
     assert ran["views"] == 2 and not ran["pretrained"]

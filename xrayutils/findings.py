@@ -379,6 +379,8 @@ def trust_summary(trust: Mapping[str, Any], *, besides_findings: bool = False) -
         lines.append(f"the source classifier tells adults from children with ROC AUC {evaluate.interval(source['metrics']['roc_auc'], 2)}")
     for verdict in trust.get("within", {}).get("verdicts", {}).values():
         lines.append(f"within one collection, without the children: {verdict}")
+    if skipped := trust.get("within", {}).get("skipped"):
+        lines.append(f"within one collection, without the children: not run ({skipped})")
     return lines + _calibration(trust)
 
 

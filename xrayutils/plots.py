@@ -372,8 +372,9 @@ def _legend_off_the_data(ax: plt.Axes, *, beside: bool = False) -> None:
     handles, labels = ax.get_legend_handles_labels()
     if not handles:
         return
+    columns = max(1, min(4, len(handles), 90 // max(len(label) for label in labels)))  # long labels: fewer columns
     place = (dict(loc="center left", bbox_to_anchor=(1.01, 0.5)) if beside else
-             dict(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=min(4, len(handles))))
+             dict(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=columns))
     ax.legend(handles, labels, fontsize="small", frameon=False, **place)
 
 

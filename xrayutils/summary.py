@@ -139,6 +139,9 @@ def trust_table(trust: dict[str, Any]) -> pd.DataFrame:
     for method, w in trust.get("within", {}).get("methods", {}).items():
         rows.append({"check": "within one collection: COVID-19 against other adult findings", "model": method,
                      "result": within.metrics_text(w)})
+    if skipped := trust.get("within", {}).get("skipped"):
+        rows.append({"check": "within one collection: COVID-19 against other adult findings", "model": "none",
+                     "result": f"not run: {skipped}"})
     for label, e in trust.get("calibration", {}).get("ece", {}).items():
         rows.append({"check": "calibration (ECE)", "model": label, "result": evaluate.interval(e)})
     return pd.DataFrame(rows, columns=["check", "model", "result"])

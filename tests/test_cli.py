@@ -17,10 +17,12 @@ import pandas as pd
 import pytest
 
 from tests.conftest import make_tiny_data
-from xrayutils import cli
+from xrayutils import cli, rerun
 from xrayutils.protocol import TrainingProtocol
+from xrayutils.runner import build, execution, interrupts, pages, parameters
+from xrayutils.runner import html as runner_html
 
-NOTEBOOKS = cli.chapter_notebooks()
+NOTEBOOKS = parameters.chapter_notebooks()
 
 
 def test_toc_lists_existing_notebooks():
@@ -33,20 +35,20 @@ def test_notebook_is_committed_clean_with_one_parameters_cell(notebook):
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert not any(c.get("outputs") or c.get("execution_count") for c in code)
     assert sum("parameters" in c.metadata.get("tags", []) for c in code) == 1
-    assert set(cli.RUNNER_PARAMETERS) <= set(cli.notebook_parameters(notebook))
+    assert set(parameters.RUNNER_PARAMETERS) <= set(parameters.notebook_parameters(notebook))
 
 
 @pytest.mark.parametrize("profile", ["smoke", "cpu", "paper"])
 def test_every_profile_names_only_declared_parameters(profile):
     for notebook in NOTEBOOKS:
-        cli.resolve_parameters(notebook, profile, {})
+        parameters.resolve_parameters(notebook, profile, {})
 
 
 def test_unknown_parameter_is_an_error():
-    with pytest.raises(cli.ParameterError, match="num_epochz"):
-        cli.resolve_parameters(NOTEBOOKS[0], "cpu", {"num_epochz": 3})
-    with pytest.raises(cli.ParameterError, match="unknown profile"):
-        cli.resolve_parameters(NOTEBOOKS[0], "gpu-farm", {})
+    with pytest.raises(parameters.ParameterError, match="num_epochz"):
+        parameters.resolve_parameters(NOTEBOOKS[0], "cpu", {"num_epochz": 3})
+    with pytest.raises(parameters.ParameterError, match="unknown profile"):
+        parameters.resolve_parameters(NOTEBOOKS[0], "gpu-farm", {})
 
 
 def test_unknown_parameter_on_the_command_line_stops_before_running(tmp_path, capsys):
@@ -57,12 +59,12 @@ def test_unknown_parameter_on_the_command_line_stops_before_running(tmp_path, ca
 
 
 def test_override_values_are_read_as_yaml():
-    assert cli._parse_overrides([["epochs", "5"], ["name", "vgg16"], ["rate", "1e-4"]]) == {
+    assert parameters.parse_overrides([["epochs", "5"], ["name", "vgg16"], ["rate", "1e-4"]]) == {
         "epochs": 5, "name": "vgg16", "rate": 1e-4,
     }
 
 
-CHAPTER_01 = cli.ROOT / "notebooks" / "01_vgg16_binary.ipynb"
+CHAPTER_01 = parameters.ROOT / "notebooks" / "01_vgg16_binary.ipynb"
 
 
 @pytest.mark.parametrize(("name", "value", "expected"), [
@@ -78,19 +80,21 @@ CHAPTER_01 = cli.ROOT / "notebooks" / "01_vgg16_binary.ipynb"
     ("output_dir", "/elsewhere", "output_dir is set by the runner"),
 ])
 def test_a_value_of_the_wrong_kind_or_range_is_refused_before_anything_runs(name, value, expected):
-    with pytest.raises(cli.ParameterError, match=re.escape(expected)):
-        cli.resolve_parameters(CHAPTER_01, "cpu", {name: value})
+    with pytest.raises(parameters.ParameterError, match=re.escape(expected)):
+        parameters.resolve_parameters(CHAPTER_01, "cpu", {name: value})
 
 
-def test_values_of_the_right_kind_pass_including_zero_for_all_and_true_for_auto():
-    chosen = {"max_images_per_class": 0, "mixed_precision": True, "weights": "/models/vgg16.weights.h5", "learning_rate": 1,
+def test_values_of_the_right_kind_pass_including_zero_for_all_and_true_for_auto(tmp_path):
+    weights = tmp_path / "vgg16.weights.h5"
+    weights.write_bytes(b"\x89HDF\r\n\x1a\n")  # an HDF5 file's first bytes
+    chosen = {"max_images_per_class": 0, "mixed_precision": True, "weights": str(weights), "learning_rate": 1,
               "seeds": [4, 5], "image_size": 96}
-    assert cli.resolve_parameters(CHAPTER_01, "cpu", chosen).items() >= chosen.items()
+    assert parameters.resolve_parameters(CHAPTER_01, "cpu", chosen).items() >= chosen.items()
 
 
 def test_a_value_yaml_cannot_read_is_named_with_what_to_give(tmp_path, capsys):
-    with pytest.raises(cli.ParameterError, match=r"-p weights '\"unclosed'.*give a number, text"):
-        cli._parse_overrides([["weights", '"unclosed']])
+    with pytest.raises(parameters.ParameterError, match=r"-p weights '\"unclosed'.*give a number, text"):
+        parameters.parse_overrides([["weights", '"unclosed']])
     assert cli.main(["run", str(CHAPTER_01), "--build-dir", str(tmp_path), "-p", "num_epochs", "-3"]) == 2
     assert "num_epochs must be positive" in capsys.readouterr().err and not (tmp_path / "site").exists()
 
@@ -103,15 +107,16 @@ def _page(tmp_path, body):
 def test_html_check_finds_missing_figures_and_errors(tmp_path):
     notebook = NOTEBOOKS[0]
     figures = sum(1 for c in json.loads(notebook.read_text())["cells"] if c["metadata"].get("mystnb"))
-    assert cli.check_html(tmp_path, [notebook]) == [f"00_data_exploration: page {tmp_path}/notebooks/00_data_exploration.html is missing"]
+    missing = f"00_data_exploration: page {tmp_path}/notebooks/00_data_exploration.html is missing"
+    assert runner_html.check_html(tmp_path, [notebook]) == [missing]
     _page(tmp_path, '<img src="../_images/a.png">' * figures)
-    assert cli.check_html(tmp_path, [notebook]) == []
+    assert runner_html.check_html(tmp_path, [notebook]) == []
     _page(tmp_path, '<img src="../_images/a.png">' * (figures - 1))
-    assert "figures expected" in cli.check_html(tmp_path, [notebook])[0]
+    assert "figures expected" in runner_html.check_html(tmp_path, [notebook])[0]
     _page(tmp_path, '<img src="../_images/a.png">' * figures + "Traceback (most recent call last)")
-    assert "error output" in cli.check_html(tmp_path, [notebook])[0]
+    assert "error output" in runner_html.check_html(tmp_path, [notebook])[0]
     _page(tmp_path, '<img src="../_images/a.png">' * figures + "<p>| Chapter | 00 |</p>")
-    assert "raw Markdown" in cli.check_html(tmp_path, [notebook])[0]
+    assert "raw Markdown" in runner_html.check_html(tmp_path, [notebook])[0]
 
 
 def test_broken_notebook_fails_the_run(tmp_path, monkeypatch, capsys):
@@ -122,7 +127,7 @@ def test_broken_notebook_fails_the_run(tmp_path, monkeypatch, capsys):
     nb.cells.append(nbformat.v4.new_code_cell("raise RuntimeError('this chapter is broken')"))
     nb.cells = [c for c in nb.cells if c.cell_type == "markdown" or "parameters" in c.metadata.get("tags", []) or "raise" in c.source]
     nbformat.write(nb, broken)
-    monkeypatch.setattr(cli, "load_profiles", lambda: {"smoke": {"notebooks": {}}})
+    monkeypatch.setattr(parameters, "load_profiles", lambda: {"smoke": {"notebooks": {}}})
     code = cli.main(["run", str(broken), "--profile", "smoke", "--build-dir", str(tmp_path / "build")])
     assert code == 1
     out = capsys.readouterr().out
@@ -160,7 +165,7 @@ def test_every_chapter_runs_on_tiny_data(tiny_book):
 def test_every_chapter_records_every_parameter_of_its_parameters_cell(notebook, tiny_book):
     _, build = tiny_book
     recorded = json.loads((build / "outputs" / notebook.stem / "run_info.json").read_text())["parameters"]
-    assert set(recorded) == set(cli.notebook_parameters(notebook)) - set(cli.RUNNER_PARAMETERS)
+    assert set(recorded) == set(parameters.notebook_parameters(notebook)) - set(parameters.RUNNER_PARAMETERS)
     assert recorded.get("weights", "none") == "none"  # the -p override, not the cell's default
 
 
@@ -182,7 +187,7 @@ def test_modelling_chapter_trains_tests_saves_and_reports(stem, tiny_book):
     out = build / "outputs" / stem
     saved = json.loads((out / "results.json").read_text())
     protocol = TrainingProtocol.from_results(saved)  # recorded whole, and as the profile set it
-    assert protocol.num_epochs == 1 and protocol.image_size == cli.load_profiles()["smoke"]["notebooks"][stem]["image_size"]
+    assert protocol.num_epochs == 1 and protocol.image_size == parameters.load_profiles()["smoke"]["notebooks"][stem]["image_size"]
     assert all(w.startswith("random initialisation") for w in saved["provenance"]["weights"].values())
     for name, model in saved["results"]["models"].items():
         assert "error" not in model, name
@@ -249,7 +254,7 @@ def test_the_start_page_states_the_findings_and_what_the_build_was(tiny_book):
 
 
 def test_chapters_that_read_others_results_run_after_them():
-    groups = [[nb.stem for nb in wave] for wave in cli.waves(NOTEBOOKS)]
+    groups = [[nb.stem for nb in wave] for wave in execution.waves(NOTEBOOKS)]
     assert groups == [
         ["00_data_exploration", "01_vgg16_binary", "02_vgg16_vs_alexnet", "03_coronahack_models"],
         ["04_trust_checks"],
@@ -257,19 +262,19 @@ def test_chapters_that_read_others_results_run_after_them():
         ["05_summary", "index"],  # the start page states what the chapters found
     ]
     only_late = [nb for nb in NOTEBOOKS if nb.stem.startswith(("04", "05"))]
-    assert [[nb.stem for nb in w] for w in cli.waves(only_late)] == [["04_trust_checks"], ["05_summary"]]
+    assert [[nb.stem for nb in w] for w in execution.waves(only_late)] == [["04_trust_checks"], ["05_summary"]]
 
 
 def test_chapters_needing_each_other_in_a_circle_are_refused(tmp_path, monkeypatch):
     a, b = tmp_path / "a.ipynb", tmp_path / "b.ipynb"
-    monkeypatch.setattr(cli, "needs", lambda nb: {"a": ["b"], "b": ["a"]}[nb.stem])
-    with pytest.raises(cli.ParameterError, match="circle"):
-        cli.waves([a, b])
+    monkeypatch.setattr(execution, "needs", lambda nb: {"a": ["b"], "b": ["a"]}[nb.stem])
+    with pytest.raises(parameters.ParameterError, match="circle"):
+        execution.waves([a, b])
 
 
 @pytest.mark.parametrize("profile", ["smoke", "cpu", "paper"])
 def test_every_profiles_floors_are_well_formed(profile):
-    assert all(floor.metric in ("accuracy", "balanced_accuracy", "roc_auc", "f1_macro") for floor in cli.profile_floors(profile))
+    assert all(floor.metric in ("accuracy", "balanced_accuracy", "roc_auc", "f1_macro") for floor in parameters.profile_floors(profile))
 
 
 @pytest.mark.parametrize("jobs", [1, 2])
@@ -281,9 +286,9 @@ def test_a_failed_chapter_stops_those_that_read_its_results_in_the_same_build(tm
         if nb.stem.startswith("03"):
             raise RuntimeError("chapter 03 broke")
 
-    monkeypatch.setattr(cli, "execute", execute)
+    monkeypatch.setattr(execution, "execute", execute)
     chosen = [nb for nb in NOTEBOOKS if nb.stem.startswith(("02", "03", "04", "05"))]
-    timings = cli.run_notebooks(chosen, "smoke", {}, tmp_path, "", jobs=jobs)
+    timings = execution.run_notebooks(chosen, "smoke", {}, tmp_path, "", jobs=jobs)
     assert {t["notebook"]: t["status"] for t in timings} == {
         "02_vgg16_vs_alexnet": "ok", "03_coronahack_models": "failed", "04_trust_checks": "skipped", "05_summary": "skipped"}
     assert sorted(ran) == ["02_vgg16_vs_alexnet", "03_coronahack_models"]  # 04 and 05 never read 03's older results
@@ -295,7 +300,7 @@ def test_ctrl_c_stops_the_build_with_a_summary_of_what_ran(tmp_path, monkeypatch
         if nb.stem.startswith("01"):
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "execute", execute)
+    monkeypatch.setattr(execution, "execute", execute)
     code = cli.main(["build", "--profile", "smoke", "--build-dir", str(tmp_path), "--data-dir", str(data_dir), "--only", "00", "01", "02"])
     assert code == 130
     out, err = capsys.readouterr()
@@ -304,11 +309,11 @@ def test_ctrl_c_stops_the_build_with_a_summary_of_what_ran(tmp_path, monkeypatch
 
 
 def test_a_second_build_into_the_same_folder_is_refused_while_the_first_runs(tmp_path, capsys, data_dir):
-    with cli.build_lock(tmp_path):
+    with build.build_lock(tmp_path):
         code = cli.main(["build", "--profile", "smoke", "--build-dir", str(tmp_path), "--data-dir", str(data_dir), "--only", "00"])
     assert code == 2
     assert f"is writing to {tmp_path}" in capsys.readouterr().err and f"pid {os.getpid()}" in (tmp_path / ".lock").read_text()
-    with cli.build_lock(tmp_path):  # released when the first ends
+    with build.build_lock(tmp_path):  # released when the first ends
         pass
 
 
@@ -318,21 +323,23 @@ def test_every_chapter_gets_a_page_and_a_skipped_one_never_shows_an_older_build(
     shutil.copy(NOTEBOOKS[0], site / "notebooks" / NOTEBOOKS[0].name)  # ran in this build
     shutil.copy(NOTEBOOKS[4], site / "notebooks" / NOTEBOOKS[4].name)  # 04's page from an earlier build
     timings = [{"notebook": NOTEBOOKS[0].stem, "status": "ok"}, {"notebook": "04_trust_checks", "status": "skipped"}]
-    cli.stage_book(site, timings, {})
-    pages = {nb.stem: nbformat.read(site / "notebooks" / nb.name, as_version=4) for nb in cli.chapter_notebooks()}
-    assert len(pages[NOTEBOOKS[0].stem].cells) > 1  # the executed chapter is untouched
-    assert "needs a chapter that failed" in pages["04_trust_checks"].cells[0].source
-    assert pages["04_trust_checks"].cells[0].source.startswith("# ")  # the chapter's own title
+    pages.stage_book(site, timings, {})
+    staged = {nb.stem: nbformat.read(site / "notebooks" / nb.name, as_version=4) for nb in parameters.chapter_notebooks()}
+    assert len(staged[NOTEBOOKS[0].stem].cells) > 1  # the executed chapter is untouched
+    assert "needs a chapter that failed" in staged["04_trust_checks"].cells[0].source
+    assert staged["04_trust_checks"].cells[0].source.startswith("# ")  # the chapter's own title
     assert (site / "notebooks" / "04_trust_checks.previous.ipynb").exists()  # kept, outside the book
-    assert "xray-book build --only 02" in pages["02_vgg16_vs_alexnet"].cells[0].source
+    assert "xray-book build --only 02" in staged["02_vgg16_vs_alexnet"].cells[0].source
 
 
 def test_a_failed_chapter_page_says_so_under_its_title(tmp_path):
     page = tmp_path / "03.ipynb"
     shutil.copy(NOTEBOOKS[3], page)
-    cli.mark_page(page, "**This chapter failed in this build**")
+    pages.mark_page(page, "failed", "the build started 2026-12-03 11:00", "ValueError: bad")
     cells = nbformat.read(page, as_version=4).cells
-    assert cells[0].source.startswith("# ") and cells[1].source == "**This chapter failed in this build**"
+    assert cells[0].source.startswith("# ")
+    assert cells[1].source.startswith("**This chapter failed before its first code cell, in the build started 2026-12-03 11:00** "
+                                      "(`ValueError: bad`)")
 
 
 def test_only_one_chapter_in_a_fresh_build_folder_builds_its_book(tmp_path, data_dir):
@@ -342,14 +349,14 @@ def test_only_one_chapter_in_a_fresh_build_folder_builds_its_book(tmp_path, data
     assert (html / "notebooks" / "00_data_exploration.html").exists()
     assert "has not run in this build folder" in (html / "notebooks" / "03_coronahack_models.html").read_text()
     page = (html / "notebooks" / "00_data_exploration.html").read_text()
-    assert str(data_dir) not in page and str(tmp_path) not in page and str(cli.ROOT) not in page
+    assert str(data_dir) not in page and str(tmp_path) not in page and str(parameters.ROOT) not in page
     assert "&lt;data&gt;/covid-xray" in page  # the dataset's root, as a reader can follow it
 
 
 def test_pages_name_this_machines_folders_by_placeholders(tmp_path):
     page = tmp_path / "page.ipynb"
     page.write_text('{"data_dir": "/m/data", "output_dir": "/m/data/build/outputs", "file": "/repo/x.py", "other": "/mdata"}')
-    cli.without_folders(page, {"/m/data": "<data>", "/m/data/build": "<build>", "/repo": "<repository>"})
+    pages.without_folders(page, {"/m/data": "<data>", "/m/data/build": "<build>", "/repo": "<repository>"})
     assert page.read_text() == ('{"data_dir": "<data>", "output_dir": "<build>/outputs", "file": "<repository>/x.py", '
                                 '"other": "/mdata"}')
 
@@ -361,8 +368,8 @@ def test_a_downloaded_page_runs_elsewhere_its_injected_folders_are_empty(tmp_pat
     injected.metadata["tags"] = ["injected-parameters"]
     executed.cells = [nbformat.v4.new_code_cell('data_dir = "/keep/me"'), injected]
     nbformat.write(executed, page)
-    cli.downloadable(page)
-    cli.without_folders(page, {"/m/data": "<data>", "/m/build": "<build>"})
+    pages.downloadable(page)
+    pages.without_folders(page, {"/m/data": "<data>", "/m/build": "<build>"})
     cells = nbformat.read(page, as_version=4).cells
     assert cells[0].source == 'data_dir = "/keep/me"'  # only the cell papermill injected
     source = cells[1].source
@@ -379,15 +386,15 @@ def test_a_page_that_hides_its_parameters_hides_the_injected_ones_too(tmp_path):
     executed = nbformat.v4.new_notebook()
     executed.cells = [own, injected]
     nbformat.write(executed, page)
-    cli.downloadable(page)
+    pages.downloadable(page)
     assert nbformat.read(page, as_version=4).cells[1].metadata["tags"] == ["injected-parameters", "remove-cell"]
 
 
 def test_a_failure_line_names_the_missing_folder_not_just_that_one_is_missing():
     reason = ("DataNotFoundError: Dataset 'covid-xray' at /d does not have the expected layout:\n"
               "  - missing folder /d/two/test/covid\nExpected: ...")
-    assert cli.headline(reason).endswith("expected layout: missing folder /d/two/test/covid")
-    assert cli.headline("ValueError: plain\nmore") == "ValueError: plain"
+    assert execution.headline(reason).endswith("expected layout: missing folder /d/two/test/covid")
+    assert execution.headline("ValueError: plain\nmore") == "ValueError: plain"
 
 
 def test_a_chapter_reruns_only_when_something_it_depends_on_changed(tmp_path, monkeypatch, data_dir):
@@ -396,14 +403,14 @@ def test_a_chapter_reruns_only_when_something_it_depends_on_changed(tmp_path, mo
     def execute(nb, output, parameters):
         ran.append(nb.stem)
         output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text("{}")
+        shutil.copy(nb, output)
 
-    monkeypatch.setattr(cli, "execute", execute)
-    chapter01, performance = cli.ROOT / "notebooks" / "01_vgg16_binary.ipynb", cli.ROOT / "notebooks" / "performance.ipynb"
+    monkeypatch.setattr(execution, "execute", execute)
+    chapter01, performance = parameters.ROOT / "notebooks" / "01_vgg16_binary.ipynb", parameters.ROOT / "notebooks" / "performance.ipynb"
 
     def build(overrides=None, force=False):
         ran.clear()
-        timings = cli.run_notebooks([chapter01, performance], "smoke", overrides or {}, tmp_path, str(data_dir), force=force)
+        timings = execution.run_notebooks([chapter01, performance], "smoke", overrides or {}, tmp_path, str(data_dir), force=force)
         assert all(t["status"] == "ok" for t in timings)
         return list(ran)
 
@@ -415,6 +422,14 @@ def test_a_chapter_reruns_only_when_something_it_depends_on_changed(tmp_path, mo
     image = next((data_dir / "covid-xray" / "two" / "test" / "covid").iterdir())
     image.write_bytes(image.read_bytes() + b"\0")  # the data changed
     assert build({"num_epochs": 2}) == ["01_vgg16_binary", "performance"]
+    before, contents = image.stat(), bytearray(image.read_bytes())
+    contents[-1] ^= 0xFF
+    image.write_bytes(bytes(contents))  # the same size, its modification time set back
+    os.utime(image, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert build({"num_epochs": 2}) == ["01_vgg16_binary", "performance"]
+    other = next((data_dir / "coronahack").rglob("*.jpeg"))
+    other.write_bytes(other.read_bytes() + b"\0")  # a dataset neither chapter reads
+    assert build({"num_epochs": 2}) == []
     assert build({"num_epochs": 2, "repeats": 2}) == ["performance"]  # only its own parameter changed
 
 
@@ -427,12 +442,12 @@ def test_a_chapter_that_failed_or_was_stopped_runs_again_next_time(tmp_path, mon
         if nb.stem in outcome:
             raise outcome.pop(nb.stem)
 
-    monkeypatch.setattr(cli, "execute", execute)
-    chapter01 = [cli.ROOT / "notebooks" / "01_vgg16_binary.ipynb"]
-    assert cli.run_notebooks(chapter01, "smoke", {}, tmp_path, str(data_dir), force=False)[0]["status"] == "failed"
-    again = cli.run_notebooks(chapter01, "smoke", {}, tmp_path, str(data_dir), force=False)[0]
+    monkeypatch.setattr(execution, "execute", execute)
+    chapter01 = [parameters.ROOT / "notebooks" / "01_vgg16_binary.ipynb"]
+    assert execution.run_notebooks(chapter01, "smoke", {}, tmp_path, str(data_dir), force=False)[0]["status"] == "failed"
+    again = execution.run_notebooks(chapter01, "smoke", {}, tmp_path, str(data_dir), force=False)[0]
     assert again["status"] == "ok" and not again.get("unchanged")
-    assert cli.run_notebooks(chapter01, "smoke", {}, tmp_path, str(data_dir), force=False)[0].get("unchanged")
+    assert execution.run_notebooks(chapter01, "smoke", {}, tmp_path, str(data_dir), force=False)[0].get("unchanged")
 
 
 def test_training_shows_one_line_per_model_on_the_page_and_reports_epochs_to_the_runner(tiny_book):
@@ -460,7 +475,7 @@ def test_the_watcher_prints_each_running_chapters_latest_line(tmp_path, capsys):
 def test_the_colab_install_cell_installs_from_the_books_repository(notebook):
     import yaml
 
-    url = yaml.safe_load((cli.ROOT / "_config.yml").read_text())["repository"]["url"]  # the launch buttons' address
+    url = yaml.safe_load((parameters.ROOT / "_config.yml").read_text())["repository"]["url"]  # the launch buttons' address
     install = next(c for c in nbformat.read(notebook, as_version=4).cells if c.cell_type == "code")
     assert f'"xrayutils @ git+{url}"' in install.source
 
@@ -469,11 +484,11 @@ def test_what_kernels_print_to_stderr_goes_to_the_build_log_not_the_terminal(tmp
     def execute(nb, output, parameters):
         os.write(2, b"I0000 cudart_stub.cc:31] Could not find cuda drivers\n")
 
-    monkeypatch.setattr(cli, "execute", execute)
-    cli.run_notebooks([NOTEBOOKS[0]], "smoke", {}, tmp_path, str(data_dir))
+    monkeypatch.setattr(execution, "execute", execute)
+    execution.run_notebooks([NOTEBOOKS[0]], "smoke", {}, tmp_path, str(data_dir))
     out, err = capfd.readouterr()
     assert "cuda drivers" not in err + out and "kernels.log" in out
-    assert "cuda drivers" in (tmp_path / cli.KERNEL_LOG).read_text()
+    assert "cuda drivers" in (tmp_path / interrupts.KERNEL_LOG).read_text()
 
 
 def test_ctrl_c_with_two_jobs_stops_the_running_chapters_and_runs_no_more(tmp_path, monkeypatch, capsys, data_dir):
@@ -488,8 +503,8 @@ def test_ctrl_c_with_two_jobs_stops_the_running_chapters_and_runs_no_more(tmp_pa
             raise AssertionError("the kernels were never interrupted")
         raise KeyboardInterrupt  # what papermill reports from an interrupted kernel
 
-    monkeypatch.setattr(cli, "execute", execute)
-    monkeypatch.setattr(cli, "interrupt_kernels", passed_on.set)
+    monkeypatch.setattr(execution, "execute", execute)
+    monkeypatch.setattr(interrupts, "interrupt_kernels", passed_on.set)
     ignored = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, even when the tests run under nohup
     try:
         code = cli.main(["build", "--profile", "smoke", "--build-dir", str(tmp_path), "--data-dir", str(data_dir),
@@ -501,7 +516,7 @@ def test_ctrl_c_with_two_jobs_stops_the_running_chapters_and_runs_no_more(tmp_pa
     assert "Traceback" not in out + err
     assert "00_data_exploration (smoke) STOPPED" in out and "01_vgg16_binary (smoke) STOPPED" in out
     assert "not run: 04_trust_checks" in err
-    assert cli.rerun.recorded(tmp_path) == {}  # neither stopped chapter counts as done
+    assert rerun.recorded(tmp_path) == {}  # neither stopped chapter counts as done
 
 
 def test_interrupt_kernels_reaches_a_child_in_its_own_session():
@@ -509,7 +524,7 @@ def test_interrupt_kernels_reaches_a_child_in_its_own_session():
     child = subprocess.Popen([sys.executable, "-c", wait], start_new_session=True, stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout.readline() == "ready\n"  # its Ctrl-C handler is set, as a kernel's is
-        cli.interrupt_kernels()
+        interrupts.interrupt_kernels()
         assert child.wait(timeout=20) != 0  # KeyboardInterrupt ended it
     finally:
         child.kill()
@@ -518,6 +533,6 @@ def test_interrupt_kernels_reaches_a_child_in_its_own_session():
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
 def test_a_notebooks_defaults_are_the_profile_its_parameters_cell_names(notebook):
     """Opened and run as it is (Colab, JupyterLab), a notebook runs what its stamp will call it."""
-    defaults = cli.with_defaults(notebook, {})
-    named = cli.load_profiles()[defaults["profile"]]["notebooks"].get(notebook.stem, {})
+    defaults = parameters.with_defaults(notebook, {})
+    named = parameters.load_profiles()[defaults["profile"]]["notebooks"].get(notebook.stem, {})
     assert {name: defaults[name] for name in named} == named

@@ -15,8 +15,9 @@ import keras
 import numpy as np
 import pytest
 
-from xrayutils import cli, models, predict, train
+from xrayutils import models, predict, train
 from xrayutils.protocol import TrainingProtocol
+from xrayutils.runner import parameters
 
 #: Models also compiled with XLA here: VGG16's compilation costs seconds on 2 cores, ResNet34's about 40 s and
 #: EfficientNetV2M's about 3 minutes, more than CI's 30 minutes leave once the nine models have traced (2-4 minutes
@@ -36,11 +37,11 @@ def paper_protocol(name: str) -> TrainingProtocol:
 
     Two epochs: the second times a training step without the first's tracing (``pytest -rP`` prints it).
     """
-    notebook = cli.ROOT / "notebooks" / "03_coronahack_models.ipynb"
-    parameters = cli.with_defaults(notebook, cli.resolve_parameters(notebook, "paper", {}))
+    notebook = parameters.ROOT / "notebooks" / "03_coronahack_models.ipynb"
+    chosen = parameters.with_defaults(notebook, parameters.resolve_parameters(notebook, "paper", {}))
     shrunk = {"image_size": 75, "num_epochs": 2, "seeds": [1], "weights": "none", "mixed_precision": "mixed_float16",
               "jit_compile": name in XLA}
-    return TrainingProtocol.from_parameters({**parameters, **shrunk}, study="coronahack")
+    return TrainingProtocol.from_parameters({**chosen, **shrunk}, study="coronahack")
 
 
 @pytest.mark.parametrize("name", models.CORONAHACK_MODELS)

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from xrayutils import results
+from xrayutils.runner import build, parameters
 
 
 def test_same_run_overwrites_its_results(tmp_path):
@@ -111,11 +112,11 @@ def test_a_floor_must_say_what_it_bounds():
 def test_a_build_below_a_floor_fails_after_running_everything(floored, monkeypatch, capsys):
     from xrayutils import cli
 
-    monkeypatch.setattr(cli, "load_profiles", lambda: {"cpu": {"notebooks": {}, "floors": [
+    monkeypatch.setattr(parameters, "load_profiles", lambda: {"cpu": {"notebooks": {}, "floors": [
         {"chapter": results.CORONAHACK, "metric": "balanced_accuracy", "interval_above": 0.5}]}})
-    monkeypatch.setattr(cli, "_fetch", lambda data_dir: 0.0)
+    monkeypatch.setattr(build, "fetch", lambda data_dir: 0.0)
     ran = [{"notebook": results.TASK1, "status": "ok", "seconds": 1.0}, {"notebook": results.CORONAHACK, "status": "ok", "seconds": 1.0}]
-    monkeypatch.setattr(cli, "run_notebooks", lambda *args, **kwargs: ran)
+    monkeypatch.setattr(build, "run_notebooks", lambda *args, **kwargs: ran)
     (floored / "outputs").mkdir()
     for chapter in (results.TASK1, results.CORONAHACK):
         (floored / chapter).rename(floored / "outputs" / chapter)
@@ -123,5 +124,5 @@ def test_a_build_below_a_floor_fails_after_running_everything(floored, monkeypat
     err = capsys.readouterr().err
     assert "Below its floor (cpu profile): 03_coronahack_models, model Xception" in err and "Failed: floors" in err
     malformed = [{"chapter": results.TASK1, "metric": "roc_auc"}]
-    monkeypatch.setattr(cli, "load_profiles", lambda: {"cpu": {"notebooks": {}, "floors": malformed}})
+    monkeypatch.setattr(parameters, "load_profiles", lambda: {"cpu": {"notebooks": {}, "floors": malformed}})
     assert cli.main(["build", "--profile", "cpu", "--build-dir", str(floored), "--no-html"]) == 2  # malformed: refused before running

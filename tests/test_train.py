@@ -11,6 +11,7 @@ from keras import layers
 
 from xrayutils import caching, datasets, models, pipeline, predict, train
 from xrayutils.protocol import PUBLISHED_AUGMENTATION, TrainingProtocol
+from xrayutils.runner import parameters
 
 
 def tiny_model(image_size: int = 32, num_classes: int = 2) -> keras.Model:
@@ -253,13 +254,11 @@ def test_class_weights_become_sample_weights_for_one_hot_and_binary_labels():
 
 def test_the_cpu_profile_chapter03_protocol_trains_each_of_its_models(data_dir, tmp_path):
     """Chapter 03 as the cpu profile sets it, on generated images, shrunk only in image size, epochs and seeds."""
-    from xrayutils import cli
-
-    notebook = cli.ROOT / "notebooks" / "03_coronahack_models.ipynb"
-    parameters = cli.with_defaults(notebook, cli.resolve_parameters(notebook, "cpu", {}))
-    protocol = TrainingProtocol.from_parameters({**parameters, "image_size": 75, "num_epochs": 1, "seeds": [1]}, study="coronahack")
+    notebook = parameters.ROOT / "notebooks" / "03_coronahack_models.ipynb"
+    chosen = parameters.with_defaults(notebook, parameters.resolve_parameters(notebook, "cpu", {}))
+    protocol = TrainingProtocol.from_parameters({**chosen, "image_size": 75, "num_epochs": 1, "seeds": [1]}, study="coronahack")
     data, frames = train.load_split("coronahack", "two", protocol, data_dir)
-    names = parameters["model_names"]
+    names = chosen["model_names"]
     weights = {name: models.starting_weights(name, protocol.weights) for name in names}
     runs = train.train_models(names, protocol, data, frames, weights=weights, output_dir=tmp_path, provenance={}, keep_models=False)
     expected_weights = protocol.class_weights(frames["train"]["label"].to_numpy(), 2)

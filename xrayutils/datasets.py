@@ -24,6 +24,7 @@ download.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import os
 import re
@@ -471,12 +472,49 @@ def _coronahack_class(row: pd.Series, task: str) -> str | None:
     return {"bacteria": "pneumonia_bac", "Virus": "pneumonia_vir"}.get(row["Label_1_Virus_category"])
 
 
-def _coronahack_rows(root: Path, task: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    table = pd.read_csv(root / CORONAHACK_CSV, index_col=0, keep_default_na=False)
+#: The labels CoronaHack's CSV uses (its own spelling): any other, or none, leaves the row out with its line named.
+CORONAHACK_LABELS = ("Normal", "Pnemonia")
+
+
+def read_coronahack_csv(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """CoronaHack's metadata rows, and the rows left out (``file``, ``reason``), each named with its line, with a warning.
+
+    A row with more or fewer fields than the header, or with a label that is
+    empty or not one of :data:`CORONAHACK_LABELS`, is left out: one bad line
+    must neither stop the chapter nor be read as something it is not (an
+    empty label is not "pneumonia").
+    """
     expected = {"X_ray_image_name", "Label", "Dataset_type", "Label_1_Virus_category", "Label_2_Virus_category"}
-    if missing := expected - set(table.columns):
-        raise ValueError(f"{root / CORONAHACK_CSV} lacks the columns {sorted(missing)}")
-    table["class_name"] = table.apply(_coronahack_class, axis=1, task=task)
+    with open(path, newline="", encoding="utf-8", errors="replace") as file:
+        lines = list(csv.reader(file))
+    if not lines:
+        raise ValueError(f"{path} is empty")
+    header, rows, left_out = lines[0], [], []
+    if missing := expected - set(header):
+        raise ValueError(f"{path} lacks the columns {sorted(missing)}")
+    for number, fields in enumerate(lines[1:], 2):
+        if not fields:
+            continue
+        if len(fields) != len(header):
+            reason = f"line {number} of {path.name} has {len(fields)} fields, the header {len(header)}"
+        else:
+            row = dict(zip(header, fields))
+            if row["Label"] in CORONAHACK_LABELS:
+                rows.append(row)
+                continue
+            reason = f"line {number} of {path.name} has the label {row['Label']!r}, not one of {', '.join(CORONAHACK_LABELS)}"
+        name = fields[header.index("X_ray_image_name")] if len(fields) > header.index("X_ray_image_name") else f"line {number}"
+        left_out.append((name, reason))
+    if left_out:
+        warnings.warn(f"coronahack: {len(left_out)} rows of {path.name} are malformed and left out: "
+                      + "; ".join(reason for _, reason in left_out[:5]) + (" ..." if len(left_out) > 5 else ""), stacklevel=3)
+    table = pd.DataFrame(rows, columns=header).drop(columns=[c for c in header if c == "" or c.startswith("Unnamed")])
+    return table, pd.DataFrame(left_out, columns=["file", "reason"])
+
+
+def _coronahack_rows(root: Path, task: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    table, malformed = read_coronahack_csv(root / CORONAHACK_CSV)
+    table["class_name"] = table.apply(_coronahack_class, axis=1, task=task) if len(table) else pd.Series(dtype=object)
     unlabeled = table[table["class_name"].isna()]
     if len(unlabeled):
         warnings.warn(
@@ -492,6 +530,7 @@ def _coronahack_rows(root: Path, task: str) -> tuple[pd.DataFrame, pd.DataFrame]
     virus, cause = table["Label_2_Virus_category"], table["Label_1_Virus_category"]
     table["finding"] = virus.where(virus != "", cause.where(cause != "", table["Label"]))
     exists, absent = _existing(table, "coronahack", CORONAHACK_CSV)
+    absent = pd.concat([malformed, absent], ignore_index=True) if len(malformed) else absent
     return table.loc[exists, ["path", "file", "split", "class_name", "finding"]].reset_index(drop=True), absent
 
 

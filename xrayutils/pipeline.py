@@ -17,15 +17,25 @@ import tensorflow as tf
 from sklearn.model_selection import train_test_split
 
 AUTOTUNE = tf.data.AUTOTUNE
+#: The smallest side an image may have: a 1-pixel image is a broken file, not an X-ray, wherever it is read.
+MIN_SIDE = 2
+
+
+def size_error(height: int, width: int) -> str | None:
+    """Why an image of this size is refused (:data:`MIN_SIDE`), or ``None``: the dataset loader and ``predict`` ask the same."""
+    return f"image too small ({height}x{width})" if min(height, width) < MIN_SIDE else None
 
 
 def decode(contents: tf.Tensor, image_size: tuple[int, int]) -> tf.Tensor:
     """Decode encoded image bytes to a ``(height, width, 3)`` float32 tensor in ``[0, 255]``.
 
     ``dtype=float32`` makes TensorFlow scale 8- and 16-bit images alike to
-    ``[0, 1]``; ``channels=3`` repeats a gray channel and drops alpha.
+    ``[0, 1]``; ``channels=3`` repeats a gray channel and drops alpha.  An image
+    smaller than :data:`MIN_SIDE` is an error here too, so that no path reads
+    what the dataset loader refuses.
     """
     image = tf.io.decode_image(contents, channels=3, dtype=tf.float32, expand_animations=False)
+    tf.debugging.assert_greater_equal(tf.reduce_min(tf.shape(image)[:2]), MIN_SIDE, message="image too small")
     image = tf.image.resize(image, image_size, method="bilinear")
     return image * 255.0
 
@@ -51,9 +61,7 @@ def decode_error(path: str) -> str | None:
         image = tf.io.decode_image(contents, channels=3, expand_animations=False)
     except (tf.errors.OpError, ValueError) as error:
         return plain_error(getattr(error, "message", str(error)))
-    if int(tf.reduce_min(tf.shape(image)[:2])) < 2:
-        return f"image too small ({image.shape[0]}x{image.shape[1]})"
-    return None
+    return size_error(int(image.shape[0]), int(image.shape[1]))
 
 
 def split_train_validation(

@@ -1,7 +1,7 @@
 """What a profile costs before it runs: each chapter's training work, and its time here (measured) and on a GPU (stored).
 
 ``xray-book plan --profile paper`` reads the profile's parameters as the runner
-would (:func:`xrayutils.cli.resolve_parameters`), counts the images each model
+would (:func:`xrayutils.runner.parameters.resolve_parameters`), counts the images each model
 trains on from the data, times a few training steps of each model on this
 machine, at the profile's image size, batch size and switches, and multiplies
 out: a user learns before an hour-long run whether the profile needs a GPU.

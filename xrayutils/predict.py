@@ -84,6 +84,8 @@ def read_image(path: Path, image_size: tuple[int, int]) -> np.ndarray:
         array = images.read(path)
     except (UnidentifiedImageError, OSError) as error:
         raise ValueError(f"not an image TensorFlow or Pillow can read ({error})") from None
+    if too_small := pipeline.size_error(*array.shape[:2]):
+        raise ValueError(too_small)
     resized = tf.image.resize(array, image_size, method="bilinear")
     return (resized.numpy() * 255.0).astype(np.float32)
 

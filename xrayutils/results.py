@@ -48,6 +48,18 @@ NEEDS: dict[str, tuple[str, ...]] = {
     PERFORMANCE: (TASK1,),
     START: (DATA_EXPLORATION, *MODELLING, TRUST_CHECKS),
 }
+#: The datasets a chapter reads (names as :data:`xrayutils.datasets.UPSTREAM` has them): a chapter reruns only when one
+#: of these changed, or a chapter it needs reran.
+READS: dict[str, tuple[str, ...]] = {
+    DATA_EXPLORATION: ("covid-xray", "coronahack", "covid-chestxray-dataset"),
+    TASK1: ("covid-xray",),
+    TASK2: ("covid-xray",),
+    CORONAHACK: ("coronahack",),
+    TRUST_CHECKS: ("covid-xray", "coronahack", "covid-chestxray-dataset"),
+    SUMMARY: (),
+    PERFORMANCE: ("covid-xray",),
+    START: (),
+}
 #: Chapters that time themselves: the runner gives them the machine alone.
 RUNS_ALONE = frozenset({PERFORMANCE})
 
@@ -108,9 +120,22 @@ def _undefined_as_nan(value: Any) -> Any:
     return value
 
 
+class BrokenResultsError(ValueError):
+    """A results file or sidecar that does not parse: named, with the chapter that wrote it."""
+
+
 def read_json(path: Path) -> Any:
-    """A file :func:`write_json_atomic` wrote; undefined metrics (``null`` in an interval) come back as NaN."""
-    return _undefined_as_nan(json.loads(Path(path).read_text()))
+    """A file :func:`write_json_atomic` wrote; undefined metrics (``null`` in an interval) come back as NaN.
+
+    A file that does not parse (cut short by a full disk, say) is named with
+    the chapter whose folder holds it, instead of JSON's bare line and column.
+    """
+    path = Path(path)
+    try:
+        return _undefined_as_nan(json.loads(path.read_text()))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise BrokenResultsError(f"{path} is broken ({error}): rerun chapter {path.parent.name}, which wrote it "
+                                 "(xray-book build sets a broken file aside and reruns its chapter)") from None
 
 
 def save(path: Path, results: dict, provenance: dict) -> Path | None:

@@ -81,6 +81,23 @@ def test_a_failed_chapter_still_gives_the_book_its_summary_check_and_timings(tmp
     assert "This chapter failed at code cell 3" in html and "not computed: the chapter failed at code cell 3" in html
 
 
+def test_a_chapter_whose_page_a_kill_cut_off_runs_again_although_its_record_is_older(tmp_path, monkeypatch):
+    ran = []
+
+    def execute(nb, output, parameters):
+        ran.append(nb.stem)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(nb, output)
+
+    monkeypatch.setattr(execution, "execute", execute)
+    chapter = [CHAPTER["01"]]
+    execution.run_notebooks(chapter, "smoke", {}, tmp_path, "", force=False)
+    _half_run(CHAPTER["01"], tmp_path / "site" / "notebooks" / CHAPTER["01"].name, running_cell=4)  # the next run, killed
+    ran.clear()
+    assert not execution.run_notebooks(chapter, "smoke", {}, tmp_path, "", force=False)[0].get("unchanged")
+    assert ran == ["01_vgg16_binary"]
+
+
 # 3: a chapter skipped in a build loses its record
 
 
@@ -154,7 +171,7 @@ def test_a_chapter_reading_a_broken_results_file_names_it_and_its_chapter(tmp_pa
     ("optimizer", 'ad"am', "optimizer takes 'adadelta'"),
     ("validation_fraction", 1.5, "validation_fraction must lie in (0, 1), got 1.5"),
     ("validation_fraction", 0.0, "validation_fraction must lie in (0, 1)"),
-    ("mixed_precision", "fast", "mixed_precision takes 'auto', True, False; got 'fast'"),
+    ("mixed_precision", "fast", "mixed_precision takes 'auto', True, False, 'mixed_float16', 'mixed_bfloat16'; got 'fast'"),
     ("weights", "no/such/file.h5", "weights takes auto, imagenet, none, a weights file or a folder"),
 ])
 def test_a_value_outside_what_a_chapter_accepts_is_refused_naming_what_it_accepts(name, value, expected):
@@ -184,11 +201,12 @@ def test_a_weights_file_must_be_one_and_a_relative_one_is_made_absolute(tmp_path
 def test_the_lists_of_accepted_names_are_those_keras_and_the_models_module_accept():
     import keras
 
-    from xrayutils import models
+    from xrayutils import models, train
 
     for name in parameters.OPTIMIZERS:  # as the chapters compile them (xrayutils.train.compile_model)
         keras.optimizers.get({"class_name": name, "config": {"learning_rate": 0.1}})
     assert set(parameters.MODEL_NAMES) == set(models.CORONAHACK_MODELS)
+    assert set(train.MIXED_POLICIES) <= set(parameters.CHOICES["mixed_precision"])
 
 
 # 6: the layout of every dataset, before anything runs

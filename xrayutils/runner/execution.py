@@ -14,7 +14,7 @@ from typing import Any
 from xrayutils import progress, rerun, results
 from xrayutils.runner.data import data_roots
 from xrayutils.runner.interrupts import KERNEL_LOG, ctrl_c_passed_on, kernel_messages_to
-from xrayutils.runner.pages import mark_page, page_status
+from xrayutils.runner.pages import finished, mark_page
 from xrayutils.runner.parameters import RUNNER_PARAMETERS, ParameterError, chosen_parameters, notebook_parameters
 
 
@@ -123,7 +123,7 @@ def run_notebooks(
         broken = rerun.broken_files(build_dir / "outputs" / nb.stem)
         for path in broken:
             print(f"{label}: {path} is broken (not valid JSON): set aside as {path.name}.broken; the chapter runs again", flush=True)
-        if not (force or broken) and rerun.unchanged(build_dir, nb.stem, key) and output.exists() and not page_status(output):
+        if not (force or broken) and rerun.unchanged(build_dir, nb.stem, key) and finished(output):
             print(f"{label} unchanged since its run of {earlier[nb.stem]['finished']}: not run again (--force runs it)", flush=True)
             return {"notebook": nb.stem, "status": "ok", "seconds": 0.0, "unchanged": True}
         if jobs > 1:

@@ -67,6 +67,11 @@ def page_status(page: Path) -> str | None:
     return nbformat.read(page, as_version=4).metadata.get(STATUS_KEY, {}).get("status")
 
 
+def finished(page: Path) -> bool:
+    """Whether ``page`` is a chapter's run that ended well: it exists, is not marked (:func:`mark_page`) and was not cut off."""
+    return page.exists() and not page_status(page) and not unfinished(page)
+
+
 def unfinished(page: Path) -> bool:
     """Whether ``page`` is papermill's output of a run that never ended (the build was killed) and no one has marked it.
 

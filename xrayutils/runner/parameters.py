@@ -104,7 +104,7 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "optimizer": OPTIMIZERS,
     "resnet34_optimizer": OPTIMIZERS,
     "class_weight": ("none", "balanced"),
-    "mixed_precision": ("auto", True, False),
+    "mixed_precision": ("auto", True, False, "mixed_float16", "mixed_bfloat16"),  # xrayutils.train.MIXED_POLICIES too
     "jit_compile": ("auto", True, False),
     "left_out_costs": ("measure", "stored", "none"),
     "model_names": MODEL_NAMES,

@@ -397,15 +397,8 @@ def test_a_failure_line_names_the_missing_folder_not_just_that_one_is_missing():
     assert execution.headline("ValueError: plain\nmore") == "ValueError: plain"
 
 
-def test_a_chapter_reruns_only_when_something_it_depends_on_changed(tmp_path, monkeypatch, data_dir):
-    ran = []
-
-    def execute(nb, output, parameters):
-        ran.append(nb.stem)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(nb, output)
-
-    monkeypatch.setattr(execution, "execute", execute)
+def test_a_chapter_reruns_only_when_something_it_depends_on_changed(tmp_path, fake_chapters, data_dir):
+    ran = fake_chapters.ran
     chapter01, performance = parameters.ROOT / "notebooks" / "01_vgg16_binary.ipynb", parameters.ROOT / "notebooks" / "performance.ipynb"
 
     def build(overrides=None, force=False):
@@ -433,16 +426,8 @@ def test_a_chapter_reruns_only_when_something_it_depends_on_changed(tmp_path, mo
     assert build({"num_epochs": 2, "repeats": 2}) == ["performance"]  # only its own parameter changed
 
 
-def test_a_chapter_that_failed_or_was_stopped_runs_again_next_time(tmp_path, monkeypatch, data_dir):
-    outcome = {"01_vgg16_binary": RuntimeError("broke")}
-
-    def execute(nb, output, parameters):
-        output.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(nb, output)
-        if nb.stem in outcome:
-            raise outcome.pop(nb.stem)
-
-    monkeypatch.setattr(execution, "execute", execute)
+def test_a_chapter_that_failed_or_was_stopped_runs_again_next_time(tmp_path, fake_chapters, data_dir):
+    fake_chapters.fail["01_vgg16_binary"] = RuntimeError("broke")
     chapter01 = [parameters.ROOT / "notebooks" / "01_vgg16_binary.ipynb"]
     assert execution.run_notebooks(chapter01, "smoke", {}, tmp_path, str(data_dir), force=False)[0]["status"] == "failed"
     again = execution.run_notebooks(chapter01, "smoke", {}, tmp_path, str(data_dir), force=False)[0]

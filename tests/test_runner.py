@@ -81,44 +81,25 @@ def test_a_failed_chapter_still_gives_the_book_its_summary_check_and_timings(tmp
     assert "This chapter failed at code cell 3" in html and "not computed: the chapter failed at code cell 3" in html
 
 
-def test_a_chapter_whose_page_a_kill_cut_off_runs_again_although_its_record_is_older(tmp_path, monkeypatch):
-    ran = []
-
-    def execute(nb, output, parameters):
-        ran.append(nb.stem)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(nb, output)
-
-    monkeypatch.setattr(execution, "execute", execute)
+def test_a_chapter_whose_page_a_kill_cut_off_runs_again_although_its_record_is_older(tmp_path, fake_chapters):
     chapter = [CHAPTER["01"]]
     execution.run_notebooks(chapter, "smoke", {}, tmp_path, "", force=False)
     _half_run(CHAPTER["01"], tmp_path / "site" / "notebooks" / CHAPTER["01"].name, running_cell=4)  # the next run, killed
-    ran.clear()
+    fake_chapters.ran.clear()
     assert not execution.run_notebooks(chapter, "smoke", {}, tmp_path, "", force=False)[0].get("unchanged")
-    assert ran == ["01_vgg16_binary"]
+    assert fake_chapters.ran == ["01_vgg16_binary"]
 
 
 # 3: a chapter skipped in a build loses its record
 
 
-def test_a_skipped_chapter_loses_its_record_so_the_next_build_runs_it(tmp_path, monkeypatch):
-    fail = {"03_coronahack_models"}
-
-    def execute(nb, output, parameters):
-        output.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(nb, output)
-        if nb.stem in fail:
-            raise RuntimeError("broke")
-
-    monkeypatch.setattr(execution, "execute", execute)
+def test_a_skipped_chapter_loses_its_record_so_the_next_build_runs_it(tmp_path, fake_chapters):
     chosen = [CHAPTER["03"], CHAPTER["04"]]
-    fail.clear()
     assert all(t["status"] == "ok" for t in execution.run_notebooks(chosen, "smoke", {}, tmp_path, "", force=False))
     assert set(rerun.recorded(tmp_path)) == {"03_coronahack_models", "04_trust_checks"}
-    fail.add("03_coronahack_models")
+    fake_chapters.fail["03_coronahack_models"] = RuntimeError("broke")
     timings = execution.run_notebooks(chosen, "smoke", {}, tmp_path, "", force=True)
     assert [t["status"] for t in timings] == ["failed", "skipped"] and rerun.recorded(tmp_path) == {}
-    fail.clear()
     assert not any(t.get("unchanged") for t in execution.run_notebooks(chosen, "smoke", {}, tmp_path, "", force=False))
 
 
@@ -132,29 +113,22 @@ def test_a_broken_runs_file_is_set_aside_and_every_chapter_runs_again(tmp_path, 
     assert "runs.json is broken" in capsys.readouterr().out
 
 
-def test_a_broken_results_file_is_set_aside_and_its_chapter_reruns(tmp_path, monkeypatch, capsys):
-    ran = []
-
-    def execute(nb, output, parameters):
-        ran.append(nb.stem)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(nb, output)
-        results.write_json_atomic(tmp_path / "outputs" / nb.stem / "results.json", {"results": {"ok": True}})
-
-    monkeypatch.setattr(execution, "execute", execute)
+def test_a_broken_results_file_is_set_aside_and_its_chapter_reruns(tmp_path, fake_chapters, capsys):
+    fake_chapters.writes_results = True
     chapter = [CHAPTER["01"]]
     execution.run_notebooks(chapter, "smoke", {}, tmp_path, "", force=False)
     assert execution.run_notebooks(chapter, "smoke", {}, tmp_path, "", force=False)[0].get("unchanged")
     saved = tmp_path / "outputs" / "01_vgg16_binary" / "results.json"
     saved.write_text(saved.read_text()[:10])  # cut short
-    ran.clear()
+    fake_chapters.ran.clear()
     execution.run_notebooks(chapter, "smoke", {}, tmp_path, "", force=False)
-    assert ran == ["01_vgg16_binary"] and (saved.parent / "results.json.broken").is_file()
+    assert fake_chapters.ran == ["01_vgg16_binary"] and (saved.parent / "results.json.broken").is_file()
     assert "results.json is broken (not valid JSON)" in capsys.readouterr().out
+    fake_chapters.writes_results = False
     saved.write_text(json.dumps({"results": {"ok": False}}))  # valid, but not what the run wrote
-    ran.clear()
+    fake_chapters.ran.clear()
     execution.run_notebooks(chapter, "smoke", {}, tmp_path, "", force=False)
-    assert ran == ["01_vgg16_binary"]
+    assert fake_chapters.ran == ["01_vgg16_binary"]
 
 
 def test_a_chapter_reading_a_broken_results_file_names_it_and_its_chapter(tmp_path):

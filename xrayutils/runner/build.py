@@ -24,7 +24,7 @@ def _print_summary(timings: list[dict[str, Any]], extra: dict[str, float]) -> No
     for row in timings:
         print(f"  {row['notebook']:<40} {'unchanged' if row.get('unchanged') else row['status']:<9} {row['seconds']:>8.1f} s")
     for name, seconds in extra.items():
-        print(f"  {name:<40} {'ok':<9} {seconds:>8.1f} s")
+        print(f"  {name.removesuffix(' (failed)'):<40} {'failed' if name.endswith('(failed)') else 'ok':<9} {seconds:>8.1f} s")
     total = sum(r["seconds"] for r in timings) + sum(extra.values())
     print(f"  {'total':<40} {'':<9} {total:>8.1f} s")
 
@@ -104,10 +104,10 @@ def _book(request: Build, timings: list[dict[str, Any]], notebooks: list[Path], 
     try:
         html = build_html(build_dir / "site")
     except RuntimeError as error:
+        extra["jupyter-book build (failed)"] = time.perf_counter() - t0
         print(f"HTML: {error}")
         return ["html"]
-    finally:
-        extra["jupyter-book build"] = time.perf_counter() - t0
+    extra["jupyter-book build"] = time.perf_counter() - t0
     problems = check_html(html, [nb for nb in notebooks if nb.stem not in not_finished])
     problems += [str(problem) for problem in pagecheck.check_book(html, tuple(sorted(not_finished)))]
     for problem in problems:

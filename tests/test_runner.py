@@ -66,19 +66,20 @@ def test_a_page_a_killed_build_left_is_marked_at_the_next_build_and_counted_as_n
 
 
 def test_a_failed_chapter_still_gives_the_book_its_summary_check_and_timings(tmp_path, monkeypatch, capsys, data_dir):
-    def execute(nb, output, parameters):  # chapter 00 breaks at its third code cell, as a raising cell does
+    def execute(nb, output, parameters):  # chapter 01 breaks at its third code cell, before any of its figures
         _half_run(nb, output, error="this chapter is broken")
         raise RuntimeError("ValueError: this chapter is broken")
 
     monkeypatch.setattr(execution, "execute", execute)
-    code = cli.main(["build", "--profile", "smoke", "--build-dir", str(tmp_path), "--data-dir", str(data_dir), "--only", "00"])
+    code = cli.main(["build", "--profile", "smoke", "--build-dir", str(tmp_path), "--data-dir", str(data_dir), "--only", "01"])
     out, err = capsys.readouterr()
     assert code == 1
-    assert "Summary" in out and "00_data_exploration" in out and "Failed: 00_data_exploration" in err
+    assert "Summary" in out and "01_vgg16_binary" in out and "Failed: 01_vgg16_binary" in err
     assert "jupyter-book build failed" not in out + err and "HTML check" not in out
     assert (tmp_path / "timings.json").is_file()
-    html = (tmp_path / "site" / "_build" / "html" / "notebooks" / "00_data_exploration.html").read_text()
+    html = (tmp_path / "site" / "_build" / "html" / "notebooks" / "01_vgg16_binary.html").read_text()
     assert "This chapter failed at code cell 3" in html and "not computed: the chapter failed at code cell 3" in html
+    assert "Not drawn: the chapter failed at code cell 3" in html  # its figures, which the text refers to by number
 
 
 def test_a_chapter_whose_page_a_kill_cut_off_runs_again_although_its_record_is_older(tmp_path, fake_chapters):

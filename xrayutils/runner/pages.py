@@ -203,6 +203,22 @@ def placeholder(notebook: Path, page: Path, message: str) -> None:
     nbformat.write(stub, page)
 
 
+def fill_figures(executed: nbformat.NotebookNode, text: str) -> list[str]:
+    """Give every figure cell that drew nothing ``text`` as its output; the figures' names.
+
+    A figure's label (``fig-01-history``) exists only once its cell has an
+    output to wrap; the Markdown that refers to it would otherwise stop the book.
+    """
+    filled = []
+    for cell in executed.cells:
+        figure = cell.metadata.get("mystnb", {}).get("figure") if cell.cell_type == "code" else None
+        if figure and not any(o.get("output_type") in ("display_data", "execute_result") for o in cell.get("outputs", [])):
+            cell.outputs = [*cell.get("outputs", []),
+                            nbformat.v4.new_output("display_data", data={"text/plain": text, "text/markdown": text})]
+            filled.append(figure.get("name", ""))
+    return filled
+
+
 def mark_page(page: Path, status: str, build: str, reason: str = "") -> None:
     """Mark a chapter's page as a run that did not finish: a box under its title, and its missing glued values filled.
 
@@ -223,4 +239,5 @@ def mark_page(page: Path, status: str, build: str, reason: str = "") -> None:
     first = next((i for i, c in enumerate(executed.cells) if c.cell_type == "markdown"), -1)
     executed.cells.insert(first + 1, nbformat.v4.new_markdown_cell(message))
     fill_glue(executed, f"not computed: the chapter {status} {where}")
+    fill_figures(executed, f"*Not drawn: the chapter {status} {where}.*")
     nbformat.write(executed, page)

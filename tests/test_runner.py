@@ -281,3 +281,10 @@ def test_predict_refuses_the_images_the_dataset_loader_refuses(tmp_path):
     assert pipeline.decode_error(str(tiny)) == "image too small (1x1)"
     with pytest.raises(ValueError, match=r"image too small \(1x1\)"):
         predict.read_image(tiny, (32, 32))
+
+
+def test_a_chapter_alone_in_its_wave_gets_every_core_and_side_by_side_ones_share_them():
+    a, b, c = CHAPTER["00"], CHAPTER["01"], CHAPTER["02"]
+    assert execution.threads_for([CHAPTER["04"]], 2, 2) == 2
+    assert execution.threads_for([a, b, c], 2, 2) == 1
+    assert execution.threads_for([a, b], 16, 4) == 8

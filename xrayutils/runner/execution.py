@@ -185,9 +185,8 @@ def _run_all(
         # each papermill run drives its own kernel process
         with ThreadPoolExecutor(max_workers=jobs) as pool, ctrl_c_passed_on(interrupted):
             for wave in waves(notebooks):
-                if not chosen:  # kernels inherit it; a chapter that runs alone gets every core
-                    alone = len(wave) == 1 and wave[0].stem in results.RUNS_ALONE
-                    os.environ["TF_NUM_INTRAOP_THREADS"] = str(cores if alone else max(1, cores // jobs))
+                if not chosen:  # kernels inherit it
+                    os.environ["TF_NUM_INTRAOP_THREADS"] = str(threads_for(wave, cores, jobs))
                 timings.update(zip(wave, pool.map(one, wave)))
                 if interrupted.is_set():
                     break
@@ -197,3 +196,13 @@ def _run_all(
     return [timings[nb] for nb in notebooks if timings.get(nb)]
 
 
+
+
+def threads_for(wave: list[Path], cores: int, jobs: int) -> int:
+    """TensorFlow's threads per kernel in ``wave``: an equal share of the cores, or all of them for a chapter alone in its wave.
+
+    A kernel's thread pool is fixed when it starts, so a chapter that ran on one
+    core of two beside others keeps one core after they end (chapter 04 of the
+    ``cpu`` book ran 36 minutes alone on one of two cores before this).
+    """
+    return cores if len(wave) == 1 else max(1, cores // min(jobs, len(wave)))

@@ -288,3 +288,17 @@ def test_a_chapter_alone_in_its_wave_gets_every_core_and_side_by_side_ones_share
     assert execution.threads_for([CHAPTER["04"]], 2, 2) == 2
     assert execution.threads_for([a, b, c], 2, 2) == 1
     assert execution.threads_for([a, b], 16, 4) == 8
+
+
+def test_staging_pages_again_with_nothing_changed_writes_none_so_the_html_rebuild_is_incremental(tmp_path):
+    site = tmp_path / "site"
+    page = site / "notebooks" / CHAPTER["01"].name
+    page.parent.mkdir(parents=True)
+    executed = nbformat.read(CHAPTER["01"], as_version=4)
+    executed.cells.insert(1, nbformat.v4.new_code_cell('data_dir = "/m/data"\noutput_dir = "/m/out"',
+                                                       metadata={"tags": ["injected-parameters"]}))
+    nbformat.write(executed, page)
+    pages.stage_book(site, [], {"/m": "<machine>"})
+    staged = page.stat().st_mtime_ns
+    pages.stage_book(site, [], {"/m": "<machine>"})
+    assert page.stat().st_mtime_ns == staged  # Sphinx rereads a page whose file changed

@@ -168,8 +168,9 @@ def downloadable(page: Path) -> None:
         for line in cell.source.splitlines():
             name = line.split("=", 1)[0].strip()
             if name in ("data_dir", "output_dir"):
-                line = f'{name} = ""  # set by the runner on the machine that built this page; empty: found as the parameters cell says'
-                changed = True
+                emptied = f'{name} = ""  # set by the runner on the machine that built this page; empty: found as the parameters cell says'
+                changed |= line != emptied
+                line = emptied
             lines.append(line)
         cell.source = "\n".join(lines)
     if changed:

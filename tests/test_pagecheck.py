@@ -20,6 +20,8 @@ DEFECTS = {
     "Keras' generator message": ("p &lt; 0.001.</p>", "p &lt; 0.001.</p><pre>Found 26 validated image filenames.</pre>"),
     "a traceback": ("p &lt; 0.001.</p>", "p &lt; 0.001.</p><pre>Traceback (most recent call last):</pre>"),
     "raw exception text": ("p &lt; 0.001.</p>", "p &lt; 0.001.</p><p>weights: random ([Errno -2] Name or service not known)</p>"),
+    "the weights warning (the weights box says it)": ("p &lt; 0.001.</p>", "p &lt; 0.001.</p><pre>UserWarning: ImageNet weights "
+                                                       "unavailable (ImageNet weights could not be downloaded: no network)</pre>"),
     "a Python repr": ("<td>VGG16</td>", "<td>PosixPath('&lt;build&gt;/outputs/01/results.json')</td>"),
     "a raw dict": ("p &lt; 0.001.</p>", "p &lt; 0.001.</p><pre>{'num_epochs': 10}</pre>"),
     "a bare NaN": ("<td>–</td>", "<td>NaN</td>"),

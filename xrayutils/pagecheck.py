@@ -31,6 +31,7 @@ LOG_LINES = {
     "Keras' generator message": re.compile(r"Found \d+ (validated )?image(s| filenames)"),
     "a traceback": re.compile(r"Traceback \(most recent call last\)"),
     "raw exception text": re.compile(r"\[Errno -?\d+\]|<urlopen error"),
+    "the weights warning (the weights box says it)": re.compile(r"Warning: ImageNet weights unavailable"),
 }
 REPRS = {
     "a Python repr": re.compile(r"\b(PosixPath|WindowsPath|XrayDataset|TrainingProtocol|Finding)\(|<[\w.]+ object at 0x|"

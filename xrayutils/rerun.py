@@ -4,7 +4,7 @@ A chapter runs again when its notebook, its parameters, the data, the package's 
 the run of a chapter whose results it reads changed since its last successful run in the
 same build folder. Otherwise its page and results are still those of the same inputs, and
 ``xray-book build`` skips it: a rebuild with nothing changed takes seconds, not the
-40 minutes of the ``cpu`` book, and a build stopped in chapter 03 resumes there.
+hour and more of the ``cpu`` book, and a build stopped in chapter 03 resumes there.
 """
 
 from __future__ import annotations

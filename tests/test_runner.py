@@ -302,3 +302,33 @@ def test_staging_pages_again_with_nothing_changed_writes_none_so_the_html_rebuil
     staged = page.stat().st_mtime_ns
     pages.stage_book(site, [], {"/m": "<machine>"})
     assert page.stat().st_mtime_ns == staged  # Sphinx rereads a page whose file changed
+
+
+def test_a_build_whose_pages_did_not_change_does_not_run_jupyter_book_again(tmp_path, monkeypatch, data_dir):
+    from xrayutils.runner import build
+
+    version = {"text": "first"}
+
+    def execute(nb, output, parameters):  # the chapter's page, with what this run printed
+        executed = nbformat.read(nb, as_version=4)
+        executed.cells.append(nbformat.v4.new_markdown_cell(version["text"], id="printed"))
+        output.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(executed, output)
+
+    built = []
+
+    def build_html(site):
+        built.append(site)
+        (site / "_build" / "html").mkdir(parents=True, exist_ok=True)
+        (site / "_build" / "html" / "index.html").write_text("<html></html>")
+        return site / "_build" / "html"
+
+    monkeypatch.setattr(execution, "execute", execute)
+    monkeypatch.setattr(build, "build_html", build_html)
+    monkeypatch.setattr(build, "check_html", lambda *args: [])
+    monkeypatch.setattr(build.pagecheck, "check_book", lambda *args: [])
+    argv = ["build", "--profile", "smoke", "--build-dir", str(tmp_path), "--data-dir", str(data_dir), "--only", "00"]
+    assert cli.main(argv) == 0 and len(built) == 1
+    assert cli.main(argv) == 0 and len(built) == 1  # the same page: the HTML of the first build stands
+    version["text"] = "second"
+    assert cli.main(argv) == 0 and len(built) == 2  # a page changed: built again

@@ -128,3 +128,32 @@ def record(build_dir: Path, chapter: str, key: str | None) -> None:
         runs[chapter] = {"key": key, "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
                          "outputs": outputs_signature(Path(build_dir) / "outputs" / chapter)}
     results.write_json_atomic(Path(build_dir) / RUNS_FILE, runs)
+
+
+#: In the build folder: the signature of the staged pages' sources at the last HTML build that passed its checks.
+HTML_FILE = "html.json"
+
+
+def site_signature(site: Path) -> str:
+    """The staged book's sources (every file under ``site`` but Jupyter Book's output and log), by relative path and content."""
+    site = Path(site)
+    files = sorted(p for p in site.rglob("*") if p.is_file() and "_build" not in p.relative_to(site).parts
+                   and p.name != "jupyter-book.log")
+    return _digest([(str(p.relative_to(site)), hashlib.sha256(p.read_bytes()).hexdigest()) for p in files])
+
+
+def html_unchanged(build_dir: Path, signature: str) -> str | None:
+    """When the HTML was last built from sources with ``signature`` and passed its checks, or ``None``."""
+    path = Path(build_dir) / HTML_FILE
+    try:
+        last = json.loads(path.read_text()) if path.is_file() else {}
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    built = Path(build_dir) / "site" / "_build" / "html" / "index.html"
+    return last.get("finished") if last.get("signature") == signature and built.is_file() else None
+
+
+def record_html(build_dir: Path, signature: str | None) -> None:
+    """Note the sources of an HTML build that passed its checks, or (``None``) forget them."""
+    payload = {"signature": signature, "finished": time.strftime("%Y-%m-%d %H:%M:%S")} if signature else {}
+    results.write_json_atomic(Path(build_dir) / HTML_FILE, payload)

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from xrayutils import pagecheck, results
+from xrayutils import pagecheck, rerun, results
 from xrayutils.runner.data import fetch
 from xrayutils.runner.execution import run_notebooks
 from xrayutils.runner.html import build_html, check_html
@@ -100,19 +100,27 @@ def _book(request: Build, timings: list[dict[str, Any]], notebooks: list[Path], 
     build_dir = request.build_dir
     not_finished = stage_book(build_dir / "site", timings, machine_folders(build_dir, request.data_dir, request.overrides.get("weights")))
     not_finished |= {t["notebook"] for t in timings if t["status"] != "ok"}
+    sources = rerun.site_signature(build_dir / "site")
     t0 = time.perf_counter()
-    try:
-        html = build_html(build_dir / "site")
-    except RuntimeError as error:
-        extra["jupyter-book build (failed)"] = time.perf_counter() - t0
-        print(f"HTML: {error}")
-        return ["html"]
-    extra["jupyter-book build"] = time.perf_counter() - t0
+    if built := rerun.html_unchanged(build_dir, sources):  # nothing on any page changed: Jupyter Book would write the same
+        print(f"HTML: the pages' sources are those of its build of {built}, which passed its checks: not built again")
+        html = build_dir / "site" / "_build" / "html"
+    else:
+        rerun.record_html(build_dir, None)
+        try:
+            html = build_html(build_dir / "site")
+        except RuntimeError as error:
+            extra["jupyter-book build (failed)"] = time.perf_counter() - t0
+            print(f"HTML: {error}")
+            return ["html"]
+        extra["jupyter-book build"] = time.perf_counter() - t0
     problems = check_html(html, [nb for nb in notebooks if nb.stem not in not_finished])
     problems += [str(problem) for problem in pagecheck.check_book(html, tuple(sorted(not_finished)))]
     for problem in problems:
         print(f"HTML check: {problem}")
     print(f"\nThe book: {html / 'index.html'}")
+    if not problems and not built:
+        rerun.record_html(build_dir, sources)
     return ["html check"] if problems else []
 
 

@@ -33,9 +33,13 @@ def data_signature(root: Path) -> str:
     with its time set back is still seen.  Hashing is cheap beside a chapter
     (the 1,880 files of the sample data: 0.3 s).
     """
-    root = Path(root)
+    return _files_signature(Path(root), (p for p in Path(root).rglob("*") if p.is_file()))
+
+
+def _files_signature(root: Path, files: Any) -> str:
+    """``files`` (under ``root``) by relative path and the SHA-256 of their content, as one string."""
     entries = []
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+    for path in sorted(files):
         with open(path, "rb") as file:
             entries.append((str(path.relative_to(root)), hashlib.file_digest(file, "sha256").hexdigest()))
     return _digest(entries)
@@ -73,8 +77,7 @@ def chapter_key(notebook: Path, parameters: dict[str, Any], *, data: dict[str, s
 def outputs_signature(folder: Path) -> str:
     """A chapter's results files (``*.json`` and ``*.csv`` of its output folder) by content: a changed or lost one changes it."""
     folder = Path(folder)
-    files = sorted(p for suffix in ("*.json", "*.csv") for p in folder.glob(suffix)) if folder.is_dir() else []
-    return _digest([(p.name, hashlib.sha256(p.read_bytes()).hexdigest()) for p in files])
+    return _files_signature(folder, [p for suffix in ("*.json", "*.csv") for p in folder.glob(suffix)])
 
 
 def broken_files(folder: Path) -> list[Path]:
@@ -137,9 +140,8 @@ HTML_FILE = "html.json"
 def site_signature(site: Path) -> str:
     """The staged book's sources (every file under ``site`` but Jupyter Book's output and log), by relative path and content."""
     site = Path(site)
-    files = sorted(p for p in site.rglob("*") if p.is_file() and "_build" not in p.relative_to(site).parts
-                   and p.name != "jupyter-book.log")
-    return _digest([(str(p.relative_to(site)), hashlib.sha256(p.read_bytes()).hexdigest()) for p in files])
+    return _files_signature(site, (p for p in site.rglob("*") if p.is_file() and "_build" not in p.relative_to(site).parts
+                                   and p.name != "jupyter-book.log"))
 
 
 def html_unchanged(build_dir: Path, signature: str) -> str | None:

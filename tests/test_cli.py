@@ -265,6 +265,14 @@ def test_chapters_that_read_others_results_run_after_them():
     assert [[nb.stem for nb in w] for w in execution.waves(only_late)] == [["04_trust_checks"], ["05_summary"]]
 
 
+def test_the_slowest_chapter_of_a_wave_starts_first():
+    first_wave = execution.waves(NOTEBOOKS)[0]
+    assert [nb.stem for nb in execution.slowest_first(first_wave)] == [
+        "03_coronahack_models", "02_vgg16_vs_alexnet", "01_vgg16_binary", "00_data_exploration"]
+    last = execution.waves(NOTEBOOKS)[-1]
+    assert execution.slowest_first(last) == last  # chapters it does not rank keep book order
+
+
 def test_chapters_needing_each_other_in_a_circle_are_refused(tmp_path, monkeypatch):
     a, b = tmp_path / "a.ipynb", tmp_path / "b.ipynb"
     monkeypatch.setattr(execution, "needs", lambda nb: {"a": ["b"], "b": ["a"]}[nb.stem])

@@ -20,6 +20,13 @@ and the nine under the paper profile's GPU switches (mixed_float16, XLA where it
     python benchmarks/whole_network_speed.py --models Xception VGG16 VGG19 ResNet101V2 InceptionV3 \
         InceptionResNetV2 EfficientNetV2S EfficientNetV2M ResNet34 --image-size 75 --batch-sizes 16 --steps 2 \
         --mixed-precision mixed_float16 --output benchmarks/results/paper_switches_cpu.json
+
+On a CPU with native bfloat16 (flags amx_bf16 or avx512_bf16), the measurement behind ``mixed_precision: auto``'s
+choice there (:mod:`xrayutils.precision`), both policies in turn:
+
+    python benchmarks/whole_network_speed.py --models Xception VGG16 VGG19 ResNet101V2 InceptionV3 \
+        InceptionResNetV2 EfficientNetV2S EfficientNetV2M ResNet34 --image-size 96 --batch-sizes 16 --steps 3 \
+        --mixed-precision false mixed_bfloat16 --frozen-forward --output benchmarks/results/bfloat16_speedups.json
 """
 
 from __future__ import annotations
@@ -42,37 +49,57 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jit-compile", nargs="+", default=["false"], choices=["true", "false"], help="XLA off and/or on")
     parser.add_argument("--steps", type=int, default=5, help="timed training steps per trial (after two warm-up steps)")
     parser.add_argument("--no-augment", action="store_true", help="time the model alone, without the augmentation")
-    parser.add_argument("--mixed-precision", default="false", choices=["false", "mixed_float16", "mixed_bfloat16"],
-                        help="Keras policy (mixed_float16: the GPU's, with loss scaling, as the paper profile trains on a GPU)")
+    parser.add_argument("--mixed-precision", nargs="+", default=["false"], choices=["false", "mixed_float16", "mixed_bfloat16"],
+                        help="Keras policies, timed in turn for each trial (mixed_float16: the GPU's, with loss scaling)")
+    parser.add_argument("--frozen-forward", action="store_true",
+                        help="also time task 1's VGG16 frozen base forward (feature caching's work) at --forward-size px")
+    parser.add_argument("--forward-size", type=int, default=224)
     parser.add_argument("--output", type=Path, help="write the table here as JSON")
     args = parser.parse_args(argv)
 
     import keras
     import pandas as pd
+    import tensorflow as tf
 
-    from xrayutils import benchmark, book, models, results, train
+    from xrayutils import benchmark, book, caching, models, plan, precision, results
     from xrayutils.protocol import TrainingProtocol
 
     base = TrainingProtocol(study="coronahack", image_size=args.image_size, batch_size=1, num_epochs=1, optimizer="adam",
                             learning_rate=1e-3, validation_fraction=0.1, seed=0, weights="none", augment=not args.no_augment)
+    policies = ["float32" if p == "false" else p for p in args.mixed_precision]
     rows = []
-    switch = args.mixed_precision if args.mixed_precision != "false" else False
+
+    def add(row: dict) -> None:
+        rows.append({**row, "threads": os.environ.get("TF_NUM_INTRAOP_THREADS", "all")})
+        print(pd.DataFrame(rows[-1:]).to_string(index=False, header=len(rows) == 1, float_format=lambda v: f"{v:.2f}"), flush=True)
+
     for name in args.models:
-        train.set_precision(switch)
         build = partial(models.build, "coronahack", name, base.input_shape, 2, models.resolve_weights("none"))
+        keras.mixed_precision.set_global_policy("float32")
         flops = benchmark.train_step_flops(build())
         for batch in args.batch_sizes:
             for jit in args.jit_compile:
-                keras.backend.clear_session()  # which also resets Keras' dtype policy
-                precision = train.set_precision(switch)
-                protocol = dataclasses.replace(base, batch_size=batch, jit_compile=jit == "true")
-                step = benchmark.compute_only(build, protocol, steps=args.steps)
-                rows.append({"model": name, "image size": args.image_size, "batch": batch, "augment": protocol.augment, "XLA asked": jit,
-                             "precision": precision,
-                             "threads": os.environ.get("TF_NUM_INTRAOP_THREADS", "all"), "s/step": step,
-                             "images/s": batch / step, "GFLOP/s": batch / step * flops / 1e9})
-                print(pd.DataFrame(rows[-1:]).to_string(index=False, header=len(rows) == 1, float_format=lambda v: f"{v:.2f}"),
-                      flush=True)
+                for policy in policies:  # alternating, so that a change in the machine's load touches both alike
+                    keras.backend.clear_session()
+                    keras.mixed_precision.set_global_policy(policy)
+                    protocol = dataclasses.replace(base, batch_size=batch, jit_compile=jit == "true")
+                    step = benchmark.compute_only(build, protocol, steps=args.steps)
+                    add({"model": name, "work": precision.WHOLE_NETWORK, "image size": args.image_size, "batch": batch,
+                         "augment": protocol.augment, "XLA asked": jit, "precision": policy, "s/step": step,
+                         "images/s": batch / step, "GFLOP/s": batch / step * flops / 1e9})
+    if args.frozen_forward:
+        shape = (args.forward_size, args.forward_size, 3)
+        for batch in args.batch_sizes:
+            images = tf.random.uniform((batch, *shape), 0, 255, seed=0)
+            for policy in policies:
+                keras.backend.clear_session()
+                keras.mixed_precision.set_global_policy(policy)
+                encoder, _ = caching.split_frozen(models.vgg16_transfer(shape, num_classes=2, weights=models.resolve_weights("none")))
+                seconds = plan.forward_seconds(encoder, images, args.steps)
+                add({"model": "VGG16", "work": precision.FROZEN_FORWARD, "image size": args.forward_size, "batch": batch,
+                     "augment": False, "XLA asked": "false", "precision": policy, "s/step": seconds * batch,
+                     "images/s": 1 / seconds})
+    keras.mixed_precision.set_global_policy("float32")
     if args.output:
         results.write_json_atomic(args.output, {"device": book.device(), "versions": book.versions(), "commit": book.git_commit(),
                                                 "rows": rows})

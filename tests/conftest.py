@@ -53,6 +53,15 @@ def data_dir(tmp_path: Path) -> Path:
     return make_tiny_data(tmp_path / "data")
 
 
+@pytest.fixture
+def splits(data_dir):
+    """The tiny covid-xray images of :func:`data_dir`, four classes, split as the chapters split them."""
+    from xrayutils import datasets, pipeline
+
+    data = datasets.load("covid-xray", task="all", data_dir=data_dir)
+    return data, pipeline.split_frames(data, validation_fraction=0.25, seed=0)
+
+
 def make_tiny_data(root: Path) -> Path:
     """Write the :func:`data_dir` datasets under ``root``."""
     modes = ["L", "RGB", "RGBA", "I;16"]

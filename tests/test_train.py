@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 from keras import layers
 
-from xrayutils import caching, datasets, models, pipeline, predict, train
+from xrayutils import caching, models, predict, train
 from xrayutils.protocol import PUBLISHED_AUGMENTATION, TrainingProtocol
 from xrayutils.runner import parameters
 
@@ -23,12 +23,6 @@ def tiny_model(image_size: int = 32, num_classes: int = 2) -> keras.Model:
     x = layers.Dense(8, activation="relu", name="features")(x)
     units, activation = (1, "sigmoid") if num_classes == 2 else (num_classes, "softmax")
     return keras.Model(inputs, layers.Dense(units, activation=activation, name="predictions")(x))
-
-
-@pytest.fixture
-def splits(data_dir):
-    data = datasets.load("covid-xray", task="all", data_dir=data_dir)
-    return data, pipeline.split_frames(data, validation_fraction=0.25, seed=0)
 
 
 PUBLISHED = PUBLISHED_AUGMENTATION["class-challenge"]
@@ -161,8 +155,10 @@ def test_a_model_not_kept_is_freed_but_its_results_are(splits, tmp_path):
 def test_accelerator_switches_resolve_auto_to_the_devices_present():
     assert train.resolve_switch("auto", "jit_compile") is (train.gpu_count() > 0)
     assert train.resolve_switch(True, "jit_compile") is True
+    with pytest.raises(ValueError, match="jit_compile must be"):
+        train.resolve_switch("yes", "jit_compile")
     with pytest.raises(ValueError, match="mixed_precision must be"):
-        train.resolve_switch("yes", "mixed_precision")
+        train.set_precision("yes")
     assert train.distribution().num_replicas_in_sync == max(1, train.gpu_count())
 
 

@@ -239,6 +239,7 @@ class Chapter:
     output_root: str | Path | None = None
     datasets: dict[str, dict[str, Any]] = field(default_factory=dict)
     weights: dict[str, str] = field(default_factory=dict)
+    precision: dict[str, str] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
 
     def __post_init__(self) -> None:
@@ -266,6 +267,7 @@ class Chapter:
             "parameters": self.parameters,
             "datasets": self.datasets,
             "weights": self.weights,
+            "precision": self.precision,
             "started": _dt.datetime.fromtimestamp(self.started).isoformat(timespec="seconds"),
             "wall_time_s": round(time.time() - self.started, 1),
             "commit": git_commit(),
@@ -280,6 +282,9 @@ class Chapter:
         this call, and a returned path would show on the page as its repr.
         """
         path = self.output_dir / filename
+        for name, model in payload.get("models", {}).items():  # a modelling chapter's: the stamp says how each one computed
+            if isinstance(model, dict) and "precision" in model:
+                self.precision[name] = model["precision"]
         kept = results.save(path, payload, self.provenance())
         print(f"Saved {path.name} in {self.name}'s output folder" + (
             f"; it held results of a different run, kept as {kept.name}." if kept else "."))
@@ -378,6 +383,7 @@ def stamp_markdown(info: dict[str, Any]) -> str:
         ("Parameters", info["parameters"]),
         ("Data", datasets),
         ("Weights", info["weights"] or "none used in this chapter"),
+        *([("Precision", info["precision"])] if info.get("precision") else []),
         ("Versions", info["versions"]),
         ("Commit", f"`{info['commit']}`"),
         ("Device", info["device"]),

@@ -150,7 +150,7 @@ def shortcut_runs(
     return {
         keep: train.train_and_test(
             f"{model} ({keep} only)", partial(masked, keep), frames, protocol, path=output_dir / f"{stem}-{keep}-only.keras",
-            classes=data.classes, provenance=provenance, keep_model=False,
+            classes=data.classes, provenance=provenance, keep_model=False, architecture=model,
         )
         for keep in SHORTCUT_VARIANTS
     }

@@ -108,24 +108,27 @@ def measure(work: Work, *, steps: int = 2) -> dict[str, Any]:
     p = work.protocol
     keras.backend.clear_session()
     train.set_seed(0, p.jit_compile)
-    policy = train.set_precision(p.mixed_precision)
+    def build() -> keras.Model:
+        return models.build(p.study, work.model, p.input_shape, work.images["classes"], models.resolve_weights("none"))
+
+    policy = train.set_precision(p.mixed_precision, model=work.model, work=train.work_of(build))
     try:
-        model = models.build(p.study, work.model, p.input_shape, work.images["classes"], models.resolve_weights("none"))
+        model = build()
         split = caching.split_frozen(model) if p.cache_features else None
         images = tf.random.uniform((p.batch_size, *p.input_shape), 0, 255, seed=0)
         if split is None:
             step = benchmark.timed_steps(model, images, p, steps=steps, augment=train.augmentation_for(p), warmup_steps=1)
-            forward = _forward(model, images, steps)
+            forward = forward_seconds(model, images, steps)
         else:
             encoder, head = split
-            forward = _forward(encoder, images, steps)
+            forward = forward_seconds(encoder, images, steps)
             step = benchmark.timed_steps(head, encoder.predict_on_batch(images), p, steps=steps, warmup_steps=1)
     finally:
         keras.mixed_precision.set_global_policy("float32")
     return {"step": step, "forward": forward, "cached": split is not None, "precision": policy}
 
 
-def _forward(model: keras.Model, images: tf.Tensor, steps: int) -> float:
+def forward_seconds(model: keras.Model, images: tf.Tensor, steps: int) -> float:
     """Seconds per image of inference on one batch in memory (the median of ``steps`` after a first call)."""
     model.predict_on_batch(images)
     times = []

@@ -25,7 +25,7 @@ import pandas as pd
 import tensorflow as tf
 from keras import layers
 
-from xrayutils import caching, datasets, evaluate, models, pipeline, progress, results
+from xrayutils import caching, datasets, evaluate, models, pipeline, precision, progress, results
 from xrayutils.protocol import TrainingProtocol
 
 
@@ -124,17 +124,16 @@ def gpu_count() -> int:
 
 
 def resolve_switch(value: bool | str, name: str) -> bool:
-    """An accelerator switch (``mixed_precision``, ``jit_compile``): ``True``, ``False`` or ``"auto"`` (on when a GPU is visible).
+    """An accelerator switch (``jit_compile``): ``True``, ``False`` or ``"auto"`` (on when a GPU is visible).
 
-    ``auto`` leaves both off on a CPU, where XLA gains little and half precision is
-    fast only on CPUs with bfloat16 instructions.
+    ``auto`` leaves it off on a CPU, where XLA gains little.  ``mixed_precision``
+    has its own choice (:func:`choose_precision`).
     """
     if value == "auto":
         return gpu_count() > 0
     if isinstance(value, bool):
         return value
-    also = f", or one of {', '.join(MIXED_POLICIES)}" if name == "mixed_precision" else ""
-    raise ValueError(f"{name} must be True, False or 'auto'{also}, got {value!r}")
+    raise ValueError(f"{name} must be True, False or 'auto', got {value!r}")
 
 
 def distribution() -> tf.distribute.Strategy:
@@ -147,29 +146,51 @@ def distribution() -> tf.distribute.Strategy:
 
 
 #: Keras' mixed-precision policies, which ``mixed_precision`` may also name to choose one whatever the device.
-MIXED_POLICIES = ("mixed_float16", "mixed_bfloat16")
+MIXED_POLICIES = precision.MIXED_POLICIES
 
 
-def set_precision(mixed_precision: bool | str) -> str:
-    """Set Keras' global dtype policy for the models built next and return its name.
+def choose_precision(
+    mixed_precision: bool | str, *, model: str = "", work: str | Callable[[], str] = precision.WHOLE_NETWORK
+) -> precision.Precision:
+    """The precision ``model`` runs under here for ``mixed_precision`` (:func:`xrayutils.precision.choose` on this machine).
 
-    Mixed precision computes in float16 on a GPU and in bfloat16 on a CPU (where
-    float16 has no fast kernels; on CPUs with AVX512-BF16 it doubled VGG16's
-    throughput here); otherwise ``float32``.  A policy name of
-    :data:`MIXED_POLICIES` takes that policy on any device: ``mixed_float16`` on a
-    CPU runs slowly, but through the same loss scaling as on a GPU, which is how
-    the tests try the GPU path here.  The classifiers compute their last layer in
-    float32 (:mod:`xrayutils.models`), so probabilities and the loss keep full
-    precision.
+    ``auto`` on a CPU with native bfloat16 chooses per model and ``work`` from
+    the stored measurement; a GPU gets float16, other CPUs float32.  A policy
+    name of :data:`MIXED_POLICIES` takes that policy on any device:
+    ``mixed_float16`` on a CPU runs slowly, but through the same loss scaling as
+    on a GPU, which is how the tests try the GPU path here.  The classifiers
+    compute their last layer in float32 (:mod:`xrayutils.models`), so
+    probabilities and the loss keep full precision.
     """
-    if mixed_precision in MIXED_POLICIES:
-        policy = mixed_precision
-    elif resolve_switch(mixed_precision, "mixed_precision"):
-        policy = "mixed_float16" if gpu_count() else "mixed_bfloat16"
-    else:
-        policy = "float32"
+    return precision.choose(mixed_precision, model=model, work=work, gpus=gpu_count(), flags=precision.cpu_flags(),
+                            measured=precision.stored_speedups())
+
+
+def set_precision(
+    mixed_precision: bool | str, *, model: str = "", work: str | Callable[[], str] = precision.WHOLE_NETWORK
+) -> str:
+    """Set Keras' global dtype policy for the models built next (:func:`choose_precision`) and return its name."""
+    policy = choose_precision(mixed_precision, model=model, work=work).policy
     keras.mixed_precision.set_global_policy(policy)
     return policy
+
+
+def work_of(build: Callable[[], keras.Model]) -> Callable[[], str]:
+    """A function telling what training ``build``'s model mostly computes: its frozen base's forward pass, or every layer.
+
+    A model with a frozen base (:func:`xrayutils.caching.split_frozen`) spends
+    its time running the base forward, once per image and view with feature
+    caching and every epoch without; else the whole network trains.  Telling
+    needs the model built (in float32, then dropped), so it is called only when
+    the precision depends on it.
+    """
+    def work() -> str:
+        keras.mixed_precision.set_global_policy("float32")
+        frozen = caching.split_frozen(build()) is not None
+        keras.backend.clear_session()
+        return precision.FROZEN_FORWARD if frozen else precision.WHOLE_NETWORK
+
+    return work
 
 
 def speed_note(history: dict[str, Any]) -> str:
@@ -190,7 +211,8 @@ def speed_note(history: dict[str, Any]) -> str:
     else:
         how = f"with feature caching: the frozen base ran once per image ({cache['encode_seconds']:.0f} s) and only the head trained"
     xla = "on (so TensorFlow's ops were not made deterministic: a rerun differs slightly)" if history.get("jit_compile") else "off"
-    return f"{how}; precision {history.get('precision', 'float32')}, XLA {xla}"
+    reason = f" ({history['precision_reason']})" if history.get("precision_reason") else ""
+    return f"{how}; precision {history.get('precision', 'float32')}{reason}, XLA {xla}"
 
 
 def augmentation_summary(augmented: bool, cache: dict[str, Any] | None) -> str:
@@ -516,6 +538,7 @@ class ModelRun:
             "model_file": self.path.name,
             "model_seed": self.seeds[0] if self.seeds else None,
             "predictions_file": self.predictions_file,
+            "precision": f"{self.history['precision']} ({self.history.get('precision_reason', 'as set')})",
             "weights": weights.description,
             "pretrained": weights.pretrained,
         }
@@ -563,6 +586,7 @@ def train_and_test(
     classes: list[str],
     provenance: dict[str, Any],
     keep_model: bool = True,
+    architecture: str | None = None,
 ) -> ModelRun:
     """Seed, build, :func:`fit`, predict the test split and :func:`save_model`; an error is returned, not raised.
 
@@ -575,13 +599,16 @@ def train_and_test(
     cleared, so that many models can run one after another in one process;
     ``path=None`` saves nothing.  Feature caching is skipped, with a message,
     for a model without a frozen base.  The model is built and trained in the
-    :func:`distribution` scope, at the protocol's precision
-    (:func:`set_precision`), with the protocol's class weights and batch-normalisation
+    :func:`distribution` scope, at the precision :func:`choose_precision` picks
+    for its ``architecture`` (``name`` unless given) and work, recorded with the
+    reason in its history, with the protocol's class weights and batch-normalisation
     momentum.
     """
     try:
-        set_seed(protocol.seed, protocol.jit_compile)
-        set_precision(protocol.mixed_precision)
+        chosen = choose_precision(protocol.mixed_precision, model=architecture or name,
+                                  work=work_of(build))
+        set_seed(protocol.seed, protocol.jit_compile)  # after choosing, which may have built a model
+        keras.mixed_precision.set_global_policy(chosen.policy)
         with distribution().scope():
             model = build()
             if protocol.batchnorm_momentum is not None:
@@ -599,6 +626,7 @@ def train_and_test(
             progress.report(f"{label}: {'encoding the training images' if cache else 'starting'}")
             history = fit(model, splits["train"], splits["validation"], protocol, class_weight=class_weight,
                           callbacks=[EpochProgress(label, protocol.num_epochs)], verbose=0)  # the page: one line per model
+            history["precision_reason"] = chosen.reason
         probabilities, seconds_per_image = evaluate.predict_proba(model, splits["test"])
         if path is not None:
             save_model(model, path, classes=classes, history=history, provenance=provenance)

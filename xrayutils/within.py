@@ -163,11 +163,11 @@ def vgg16_out_of_fold(
 
     import keras
 
-    from xrayutils import caching, models, pipeline, train
+    from xrayutils import caching, models, pipeline, precision, train
 
     started = time.perf_counter()
     train.set_seed(protocol.seed, protocol.jit_compile)
-    precision = train.set_precision(protocol.mixed_precision)
+    policy = train.set_precision(protocol.mixed_precision, model="VGG16", work=precision.FROZEN_FORWARD)
     model = models.vgg16_transfer(protocol.input_shape, num_classes=len(CLASSES), weights=weights)
     encoder, head = caching.split_frozen(model)
     images = pipeline.make_dataset(frame["path"], frame["label"], image_size=(protocol.image_size,) * 2,
@@ -196,7 +196,7 @@ def vgg16_out_of_fold(
             test = np.flatnonzero(fold == k)
             proba[test] = fresh.predict(plain[0, test], batch_size=protocol.batch_size, verbose=0).reshape(-1)
         by_seed[seed] = proba
-    return by_seed, {"weights": weights.description, "pretrained": weights.pretrained, "views": views, "precision": precision,
+    return by_seed, {"weights": weights.description, "pretrained": weights.pretrained, "views": views, "precision": policy,
                      "encode_seconds": round(encode_seconds, 1), "seconds": round(time.perf_counter() - started, 1)}
 
 

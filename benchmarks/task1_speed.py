@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="also train 40 epochs book style and original style and score the test split")
     parser.add_argument("--seeds", type=int, default=1, help="with --full-protocol: train each style with seeds 1..N")
     parser.add_argument("--epochs", type=int, default=40, help="with --full-protocol: epochs (published: 40)")
+    parser.add_argument("--bfloat16", action="store_true",
+                        help="with --full-protocol: feature caching in float32 and in bfloat16 (mixed_bfloat16), compared seed by seed")
     parser.add_argument("--skip-speed", action="store_true", help="with --full-protocol: only train and score, no speed table")
     parser.add_argument("--output", type=Path, help="write the results here as JSON")
     args = parser.parse_args(argv)
@@ -47,12 +49,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: {ratio:.2f}")
         payload = {**result, "table": result["table"].to_dict("records")}
     if args.full_protocol:
+        styles, against, called = ((benchmark.STYLES[0], benchmark.CACHED_BFLOAT16), benchmark.STYLES[0], "float32") if args.bfloat16 \
+            else (benchmark.STYLES, benchmark.STYLES[2], "original")
         full = benchmark.full_protocol(args.data_dir or None, image_size=args.image_size, augmented_views=args.augmented_views,
-                                       seeds=tuple(range(1, args.seeds + 1)), num_epochs=args.epochs)
+                                       seeds=tuple(range(1, args.seeds + 1)), num_epochs=args.epochs, styles=styles)
         print(full.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-        comparison = benchmark.seed_comparison(full)
+        comparison = benchmark.seed_comparison(full, against=against, called=called)
         print(comparison.to_string(index=False))
-        payload.update(full_protocol=full.to_dict("records"), seed_comparison=comparison.to_dict("records"),
+        payload.update(full_protocol=full.to_dict("records"), seed_comparison=comparison.to_dict("records"), called=called,
                        full_protocol_settings={"image_size": args.image_size, "num_epochs": args.epochs,
                                                "augmented_views": args.augmented_views, "seeds": args.seeds})
     if args.output:

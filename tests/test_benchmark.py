@@ -70,6 +70,21 @@ def test_full_protocol_trains_every_style_once_per_seed_and_compares_them_seed_b
     assert "accuracy minus original [95% CI]" in comparison[benchmark.STYLES[1]]
 
 
+def test_bfloat16_caching_is_compared_with_float32_caching_seed_by_seed_and_the_policy_is_put_back(tmp_path):
+    data = make_tiny_data(tmp_path / "data")
+    out = tmp_path / "bf16.json"
+    assert load_script("task1_speed").main(["--data-dir", str(data), "--image-size", "32", "--augmented-views", "2", "--full-protocol",
+                                            "--bfloat16", "--seeds", "2", "--epochs", "1", "--skip-speed", "--output", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert sorted({row["style"] for row in result["full_protocol"]}) == sorted((benchmark.STYLES[0], benchmark.CACHED_BFLOAT16))
+    comparison = {row["style"]: row for row in result["seed_comparison"]}
+    assert "accuracy minus float32 [95% CI]" in comparison[benchmark.CACHED_BFLOAT16]
+    assert not comparison[benchmark.STYLES[0]].get("accuracy minus float32 [95% CI]")  # the reference is not compared with itself
+    assert keras.mixed_precision.global_policy().name == "float32"
+    stored = benchmark.stored_seed_comparison(out)
+    assert stored["verdict"].startswith(f"{benchmark.CACHED_BFLOAT16} ") and "float32 style's accuracy" in stored["verdict"]
+
+
 def test_seed_comparison_takes_differences_seed_by_seed():
     import pandas as pd
 

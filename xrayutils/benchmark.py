@@ -371,12 +371,16 @@ def run(data_dir: str | Path | None = None, *, image_size: int = 224, timed_epoc
 
 #: The three ways :func:`full_protocol` trains the task-1 protocol.
 STYLES = ("book: feature caching", "book: no caching", "original: ImageDataGenerator")
+#: A fourth way: feature caching under Keras' ``mixed_bfloat16`` policy, what ``mixed_precision: auto`` runs on a CPU with native bfloat16.
+CACHED_BFLOAT16 = "book: feature caching, bfloat16"
+#: The book's styles: whether each caches the frozen base's features, and the Keras policy it trains under.
+_BOOK_STYLES = {STYLES[0]: (True, "float32"), STYLES[1]: (False, "float32"), CACHED_BFLOAT16: (True, "mixed_bfloat16")}
 
 
 def full_protocol(data_dir: str | Path | None = None, *, image_size: int = 224, augmented_views: int = 3, seeds: tuple[int, ...] = (42,),
                   num_epochs: int = PROTOCOL.num_epochs, bootstrap_resamples: int = 1000,
-                  weights: models.Weights | None = None) -> pd.DataFrame:
-    """Train the task-1 model through the whole published protocol each of :data:`STYLES`, once per seed.
+                  weights: models.Weights | None = None, styles: tuple[str, ...] = STYLES) -> pd.DataFrame:
+    """Train the task-1 model through the whole published protocol in each of ``styles`` (:data:`STYLES`), once per seed.
 
     Returns one row per seed and style: wall time end to end (data to test
     predictions), test accuracy with its 95% bootstrap interval and ROC AUC.  The
@@ -409,14 +413,21 @@ def full_protocol(data_dir: str | Path | None = None, *, image_size: int = 224, 
 
     rows = []
     for seed in seeds:
-        for style, cache in zip(STYLES[:2], (True, False)):
+        for style in styles:
             started = time.perf_counter()
-            model, _, ds = _train_book(build, frames, dataclasses.replace(protocol, seed=seed, cache_features=cache,
-                                                                          augmented_views=augmented_views))
-            rows.append(scored(style, seed, y_test, evaluate.predict_proba(model, ds["test"])[0], started))
-        started = time.perf_counter()
-        test, proba = _train_original(build, data.root, dataclasses.replace(protocol, seed=seed))
-        rows.append(scored(STYLES[2], seed, test.classes, proba, started))
+            if style == STYLES[2]:
+                test, proba = _train_original(build, data.root, dataclasses.replace(protocol, seed=seed))
+                rows.append(scored(style, seed, test.classes, proba, started))
+                continue
+            cache, policy = _BOOK_STYLES[style]
+            keras.mixed_precision.set_global_policy(policy)
+            try:
+                model, _, ds = _train_book(build, frames, dataclasses.replace(protocol, seed=seed, cache_features=cache,
+                                                                              augmented_views=augmented_views))
+                proba = evaluate.predict_proba(model, ds["test"])[0]
+            finally:
+                keras.mixed_precision.set_global_policy("float32")
+            rows.append(scored(style, seed, y_test, proba, started))
     return pd.DataFrame(rows)
 
 
@@ -439,37 +450,40 @@ def _train_original(build, root: Path, protocol: TrainingProtocol):
     return test, model.predict(test, verbose=0)
 
 
-def seed_comparison(table: pd.DataFrame) -> pd.DataFrame:
-    """Per style of a :func:`full_protocol` table: accuracy and ROC AUC over seeds (mean ± sd), and the difference to the original style.
+def seed_comparison(table: pd.DataFrame, *, against: str = STYLES[2], called: str = "original") -> pd.DataFrame:
+    """Per style of a :func:`full_protocol` table: accuracy and ROC AUC over seeds (mean ± sd), and the difference to style ``against``.
 
     The difference is taken seed by seed (same initial weights), with a 95%
-    t-interval over seeds: an interval that holds 0 means the style's gap to the
-    original is within seed noise.
+    t-interval over seeds: an interval that holds 0 means the style's gap to
+    ``against`` (the original style, or float32 caching for bfloat16's) is within
+    seed noise.  Its column is named ``"<metric> minus <called> [95% CI]"``.
     """
     from scipy import stats
 
     from xrayutils import evaluate
 
-    original = table[table["style"] == STYLES[2]].set_index("seed")
+    original = table[table["style"] == against].set_index("seed")
     rows = []
     for style, runs in table.groupby("style", sort=False):
         runs = runs.set_index("seed")
         row = {"style": style, "seeds": len(runs), "minutes (mean)": round(runs["seconds"].mean() / 60, 1)}
         for metric in ("accuracy", "roc_auc"):
             row[metric] = evaluate.spread_text(evaluate.seed_spread(runs[[metric]])[metric])
-            if style != STYLES[2]:
+            if style != against:
                 diff = (runs[metric] - original[metric].reindex(runs.index)).dropna()
                 if len(diff) > 1:
                     half = stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / np.sqrt(len(diff))
-                    row[f"{metric} minus original [95% CI]"] = f"{diff.mean():+.3f} [{diff.mean() - half:+.3f}, {diff.mean() + half:+.3f}]"
+                    row[f"{metric} minus {called} [95% CI]"] = f"{diff.mean():+.3f} [{diff.mean() - half:+.3f}, {diff.mean() + half:+.3f}]"
                 elif len(diff):
-                    row[f"{metric} minus original [95% CI]"] = f"{diff.mean():+.3f} (1 seed)"
+                    row[f"{metric} minus {called} [95% CI]"] = f"{diff.mean():+.3f} (1 seed)"
         rows.append(row)
     return pd.DataFrame(rows).fillna("")
 
 
 #: Where ``benchmarks/task1_speed.py --full-protocol --seeds N --output`` leaves the seed table the Performance page shows.
 SEED_RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "task1_seeds.json"
+#: The same with ``--bfloat16``: feature caching in bfloat16 against float32, seed by seed, on a CPU with native bfloat16.
+BFLOAT16_SEED_RESULTS = SEED_RESULTS.with_name("task1_bfloat16_seeds.json")
 
 
 def stored_seed_comparison(path: Path = SEED_RESULTS) -> dict[str, Any] | None:
@@ -486,26 +500,27 @@ def stored_seed_comparison(path: Path = SEED_RESULTS) -> dict[str, Any] | None:
     settings = stored["full_protocol_settings"]
     about = (f"{settings['seeds']} seeds, {settings['image_size']} px, {settings['num_epochs']} epochs, "
              f"{settings['augmented_views']} cached views; measured on {stored['device']}, commit {stored['commit']}")
-    return {"runs": runs, "comparison": comparison, "verdict": gap_verdict(comparison), "about": about}
+    return {"runs": runs, "comparison": comparison, "verdict": gap_verdict(comparison, called=stored.get("called", "original")),
+            "about": about}
 
 
-def gap_verdict(comparison: pd.DataFrame, metric: str = "accuracy") -> str:
-    """One sentence per book style of a :func:`seed_comparison` table: within seed noise of the original style, or not."""
-    column = f"{metric} minus original [95% CI]"
+def gap_verdict(comparison: pd.DataFrame, metric: str = "accuracy", *, called: str = "original") -> str:
+    """One sentence per style of a :func:`seed_comparison` table: within seed noise of the ``called`` style, or not."""
+    column = f"{metric} minus {called} [95% CI]"
     sentences = []
     for row in comparison.to_dict("records"):
         text = row.get(column, "")
         if not text:
             continue
         if "[" not in text:
-            sentences.append(f"{row['style']}: {text} {metric} against the original style, one seed only, so no verdict.")
+            sentences.append(f"{row['style']}: {text} {metric} against the {called} style, one seed only, so no verdict.")
             continue
         low, high = (float(v) for v in text[text.index("[") + 1:-1].split(","))
         if low <= 0 <= high:  # no difference detected; that is not equivalence, which would need a declared margin
-            verdict = (f"shows no difference from the original style's {metric} that these seeds can detect "
+            verdict = (f"shows no difference from the {called} style's {metric} that these seeds can detect "
                        f"(difference {text}; an interval this wide does not show the two equal)")
         else:
-            verdict = f"differs from the original style's {metric} beyond seed noise (difference {text})"
+            verdict = f"differs from the {called} style's {metric} beyond seed noise (difference {text})"
         sentences.append(f"{row['style']} {verdict}.")
     return " ".join(sentences)
 

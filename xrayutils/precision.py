@@ -21,6 +21,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: Keras' mixed-precision policies, which ``mixed_precision`` may also name to choose one whatever the device.
 MIXED_POLICIES = ("mixed_float16", "mixed_bfloat16")
@@ -57,26 +61,39 @@ def native_bfloat16(flags: Iterable[str]) -> bool:
     return any(flag in set(flags) for flag in NATIVE_BFLOAT16)
 
 
+def _paired(rows: list[dict]) -> dict[tuple, dict[str, dict]]:
+    """Benchmark rows that time both policies, grouped: ``{(model, work, image size, batch, XLA): {policy: row}}``."""
+    groups: dict[tuple, dict[str, dict]] = {}
+    for row in rows:
+        key = (row["model"], row.get("work", WHOLE_NETWORK), row.get("image size"), row.get("batch"), row.get("XLA asked"))
+        groups.setdefault(key, {})[row.get("precision", "float32")] = row
+    return {key: pair for key, pair in groups.items() if {"float32", "mixed_bfloat16"} <= set(pair)}
+
+
+def _rate(row: dict) -> float:
+    return row.get("images/s", row.get("GFLOP/s"))
+
+
+def slowest_pairs(rows: list[dict]) -> dict[tuple[str, str], dict[str, dict]]:
+    """Per ``(model, work)``: the float32 and bfloat16 rows of the size whose ratio was lowest (not the best case)."""
+    out: dict[tuple[str, str], dict[str, dict]] = {}
+    for (model, work, *_), pair in _paired(rows).items():
+        kept = out.get((model, work))
+        if kept is None or _rate(pair["mixed_bfloat16"]) / _rate(pair["float32"]) < _rate(kept["mixed_bfloat16"]) / _rate(kept["float32"]):
+            out[(model, work)] = pair
+    return out
+
+
 def speedups(rows: list[dict]) -> dict[tuple[str, str], float]:
     """``{(model, work): bfloat16 images/s over float32's}`` from benchmark rows that time both policies.
 
     A row gives ``model``, ``work`` (:data:`FROZEN_FORWARD` or :data:`WHOLE_NETWORK`;
     whole network when absent), ``precision`` and ``images/s`` (or ``GFLOP/s``,
-    the same ratio for one model and size); the ratio is taken
-    between rows alike in everything else, and the slowest bfloat16 ratio kept
-    when several batch or image sizes were timed (the choice must not rest on the
-    best case).
+    the same ratio for one model and size); the ratio is taken between rows
+    alike in everything else, and the lowest kept when several batch or image
+    sizes were timed (:func:`slowest_pairs`).
     """
-    rates: dict[tuple, dict[str, float]] = {}
-    for row in rows:
-        key = (row["model"], row.get("work", WHOLE_NETWORK), row.get("image size"), row.get("batch"), row.get("XLA asked"))
-        rates.setdefault(key, {})[row.get("precision", "float32")] = row.get("images/s", row.get("GFLOP/s"))
-    out: dict[tuple[str, str], float] = {}
-    for (model, work, *_), by_policy in rates.items():
-        if "float32" in by_policy and "mixed_bfloat16" in by_policy:
-            ratio = by_policy["mixed_bfloat16"] / by_policy["float32"]
-            out[(model, work)] = min(ratio, out.get((model, work), ratio))
-    return out
+    return {key: _rate(pair["mixed_bfloat16"]) / _rate(pair["float32"]) for key, pair in slowest_pairs(rows).items()}
 
 
 def stored_speedups(path: Path = SPEEDUPS) -> dict[tuple[str, str], float]:
@@ -122,3 +139,23 @@ def choose(
     if ratio >= MIN_SPEEDUP:
         return Precision("mixed_bfloat16", f"auto: native bfloat16, measured {ratio:.1f}x float32's rate for {model}'s {kind}")
     return Precision("float32", f"auto: bfloat16 measured {ratio:.2f}x float32's rate for {model}'s {kind}, no gain")
+
+
+
+def speedup_table(rows: list[dict]) -> pd.DataFrame:
+    """The stored measurement as the Performance page shows it: per model and work, both rates, their ratio and ``auto``'s choice.
+
+    The choice is the one ``auto`` makes on a CPU with native bfloat16; other
+    CPUs keep float32 for all.  Rates are images/s; where several sizes were
+    timed, the row the choice rests on (:func:`slowest_pairs`).
+    """
+    import pandas as pd
+
+    table = []
+    for (model, work), pair in slowest_pairs(rows).items():
+        ratio = _rate(pair["mixed_bfloat16"]) / _rate(pair["float32"])
+        table.append({"model": model, "work": work, "image size": pair["float32"].get("image size"),
+                      "batch": pair["float32"].get("batch"), "float32, images/s": _rate(pair["float32"]),
+                      "bfloat16, images/s": _rate(pair["mixed_bfloat16"]), "bfloat16 / float32": ratio,
+                      "auto chooses": "mixed_bfloat16" if ratio >= MIN_SPEEDUP else "float32"})
+    return pd.DataFrame(table)

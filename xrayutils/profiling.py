@@ -21,12 +21,15 @@ from pathlib import Path
 
 import pandas as pd
 
+_OPTIMIZER_SCOPE = re.compile(r"(^|/)(adam|adamax|sgd|rmsprop)\w*/", re.IGNORECASE)
+_BATCH_NORM_SCOPE = re.compile(r"(batch_normalization|_bn|batchnorm|moments)(_\d+)*/")
+_MATRIX_OPS = ("Conv2D", "DepthwiseConv2d", "_FusedConv2D", "MatMul", "_FusedMatMul", "_Mkl")
 #: Kinds of op, each a test on the op's type and its name scope; the first that matches wins, the rest is "other ops".
 KINDS: tuple[tuple[str, Callable[[str, str], bool]], ...] = (
     ("augmentation", lambda op, scope: "augmentation" in scope),
-    ("optimizer update", lambda op, scope: op.startswith("ResourceApply") or re.search(r"(^|/)(adam|adamax|sgd|rmsprop)\w*/", scope.lower()) is not None),
-    ("convolution and matmul", lambda op, scope: op.startswith(("Conv2D", "DepthwiseConv2d", "_FusedConv2D", "MatMul", "_FusedMatMul", "_Mkl"))),
-    ("batch normalisation", lambda op, scope: op.startswith("FusedBatchNorm") or re.search(r"(batch_normalization|_bn|batchnorm|moments)(_\d+)*/", scope) is not None),
+    ("optimizer update", lambda op, scope: op.startswith("ResourceApply") or _OPTIMIZER_SCOPE.search(scope) is not None),
+    ("convolution and matmul", lambda op, scope: op.startswith(_MATRIX_OPS)),
+    ("batch normalisation", lambda op, scope: op.startswith("FusedBatchNorm") or _BATCH_NORM_SCOPE.search(scope) is not None),
     ("element-wise and reductions", lambda op, scope: True),
 )
 #: The line names of the threads that run a step's ops (TensorFlow's inter-op pool) and tf.data's work.

@@ -52,6 +52,8 @@ def test_cpu_model_names_the_cpu_and_its_vector_instructions(tmp_path):
     assert book.cpu_model(info) == "AMD EPYC, AVX2, no AVX-512"
     info.write_text("model name\t: Intel Xeon\nflags\t\t: avx2 avx512f avx512_bf16\n")
     assert book.cpu_model(info) == "Intel Xeon, AVX-512 with bfloat16"
+    info.write_text("model name\t: Intel Xeon\nflags\t\t: avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n")
+    assert book.cpu_model(info) == "Intel Xeon, AVX-512 with bfloat16 and AMX"
     assert book.cpu_model(tmp_path / "missing")  # not Linux: still a string
 
 

@@ -72,7 +72,7 @@ def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     fields = {k.strip(): v.strip() for k, v in fields.items()}
     flags = set(fields.get("flags", "").split())
     if "avx512_bf16" in flags:
-        vector = "AVX-512 with bfloat16"
+        vector = "AVX-512 with bfloat16" + (" and AMX" if "amx_bf16" in flags else "")
     elif "avx512f" in flags:
         vector = "AVX-512, no bfloat16"
     else:

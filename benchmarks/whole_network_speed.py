@@ -41,33 +41,6 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def with_fused_batch_norm(build):
-    """``build()``'s model with each 4-D BatchNormalization computed by ``tf.nn.fused_batch_norm`` (same weights and statistics)."""
-    import keras
-    import tensorflow as tf
-
-    class FusedBatchNormalization(keras.layers.BatchNormalization):
-        def call(self, inputs, training=None, mask=None):
-            if len(inputs.shape) != 4 or self.axis not in (-1, 3) or not (self.center and self.scale):
-                return super().call(inputs, training=training, mask=mask)
-            x = tf.cast(inputs, "float32")
-            if training and self.trainable:
-                y, mean, variance = tf.compat.v1.nn.fused_batch_norm(x, self.gamma, self.beta, epsilon=self.epsilon, is_training=True)
-                self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1 - self.momentum))
-                self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1 - self.momentum))
-            else:
-                y, _, _ = tf.compat.v1.nn.fused_batch_norm(x, self.gamma, self.beta, mean=self.moving_mean, variance=self.moving_variance,
-                                                           epsilon=self.epsilon, is_training=False)
-            return tf.cast(y, self.compute_dtype)
-
-    def swap(layer):
-        if type(layer) is keras.layers.BatchNormalization:
-            return FusedBatchNormalization.from_config(layer.get_config())
-        return layer.__class__.from_config(layer.get_config())
-
-    return keras.models.clone_model(build(), clone_function=swap, recursive=True)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["ResNet34"], help="chapter 03 model names")
@@ -81,8 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frozen-forward", action="store_true",
                         help="also time task 1's VGG16 frozen base forward (feature caching's work) at --forward-size px")
     parser.add_argument("--forward-size", type=int, default=224)
-    parser.add_argument("--fused-batch-norm", action="store_true",
-                        help="a try: every BatchNormalization layer computed by TensorFlow's fused kernel (Keras 3 computes it op by op)")
+    parser.add_argument("--keras-batch-norm", action="store_true",
+                        help="Keras' own batch normalisation, op by op, instead of the book's fused one (models.FusedBatchNormalization)")
     parser.add_argument("--output", type=Path, help="write the table here as JSON")
     args = parser.parse_args(argv)
 
@@ -103,11 +76,10 @@ def main(argv: list[str] | None = None) -> int:
         print(pd.DataFrame(rows[-1:]).to_string(index=False, header=len(rows) == 1, float_format=lambda v: f"{v:.2f}"), flush=True)
 
     for name in args.models:
-        build = partial(models.build, "coronahack", name, base.input_shape, 2, models.resolve_weights("none"))
+        build = partial(models.build, "coronahack", name, base.input_shape, 2, models.resolve_weights("none"),
+                        fused_batch_norm=not args.keras_batch_norm)
         keras.mixed_precision.set_global_policy("float32")
         flops = benchmark.train_step_flops(build())
-        if args.fused_batch_norm:
-            build = partial(with_fused_batch_norm, build)
         for batch in args.batch_sizes:
             for jit in args.jit_compile:
                 for policy in policies:  # alternating, so that a change in the machine's load touches both alike
@@ -116,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                     protocol = dataclasses.replace(base, batch_size=batch, jit_compile=jit == "true")
                     step = benchmark.compute_only(build, protocol, steps=args.steps)
                     add({"model": name, "work": precision.WHOLE_NETWORK, "image size": args.image_size, "batch": batch,
-                         **({"batch norm": "fused"} if args.fused_batch_norm else {}),
+                         "batch norm": "Keras" if args.keras_batch_norm else "fused",
                          "augment": protocol.augment, "XLA asked": jit, "precision": policy, "s/step": step,
                          "images/s": batch / step, "GFLOP/s": batch / step * flops / 1e9})
     if args.frozen_forward:

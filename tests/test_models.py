@@ -172,3 +172,48 @@ def test_a_weights_folder_gives_each_backbone_its_own_file_and_a_missing_one_fal
     assert not missing.pretrained
     assert "Xception's file xception_weights_tf_dim_ordering_tf_kernels_notop.h5 is not in" in missing.description
     assert not models.starting_weights("ResNet34", str(tmp_path)).pretrained  # from scratch whatever the folder holds
+
+
+def _bn_net(fused: bool) -> keras.Model:
+    inputs = keras.Input((6, 6, 3))
+    x = keras.layers.Conv2D(4, 3)(inputs)
+    x = keras.layers.BatchNormalization(momentum=0.5)(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.BatchNormalization()(x)  # 2-D: Keras' own computation, fused or not
+    model = keras.Model(inputs, keras.layers.Dense(1)(x))
+    return models.with_fused_batch_norm(model) if fused else model
+
+
+def test_fused_batch_norm_trains_and_predicts_as_keras_batch_norm_does():
+    keras.utils.set_random_seed(0)
+    plain = _bn_net(fused=False)
+    fused = _bn_net(fused=True)
+    assert [type(layer).__name__ for layer in fused.layers].count("FusedBatchNormalization") == 2
+    fused.set_weights(plain.get_weights())
+    images = np.random.default_rng(0).normal(size=(8, 6, 6, 3)).astype("float32")
+    labels = np.arange(8, dtype="float32")[:, None]
+    np.testing.assert_allclose(fused(images, training=True), plain(images, training=True), atol=1e-5)  # batch statistics
+    for model in (plain, fused):
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+        model.fit(images, labels, batch_size=8, epochs=2, verbose=0, shuffle=False)
+    for ours, theirs in zip(fused.get_weights(), plain.get_weights()):  # the gradient and the moving statistics alike
+        np.testing.assert_allclose(ours, theirs, atol=1e-5)
+    np.testing.assert_allclose(fused.predict(images, verbose=0), plain.predict(images, verbose=0), atol=1e-5)
+
+
+def test_chapter_03s_models_run_fused_batch_norm_and_load_back_with_it(tmp_path):
+    from xrayutils import predict
+
+    model = models.build("coronahack", "ResNet34", (32, 32, 3), 2, models.resolve_weights("none"))
+    assert not [layer for layer in model.layers if type(layer) is keras.layers.BatchNormalization]
+    assert models.set_batchnorm_momentum(model, 0.9) > 0  # still batch normalisation for everything that looks for it
+    keras_own = models.build("coronahack", "ResNet34", (32, 32, 3), 2, models.resolve_weights("none"), fused_batch_norm=False)
+    assert len(keras_own.get_weights()) == len(model.get_weights())
+    model.save(tmp_path / "m.keras")
+    loaded, _ = predict.load_model(tmp_path / "m.keras")
+    images = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(loaded.predict(images, verbose=0), model.predict(images, verbose=0), atol=1e-6)
+    assert any(isinstance(layer, models.FusedBatchNormalization) for layer in loaded.layers)
+    without = _bn_net(fused=False)
+    plain = keras.Model(without.input, without.layers[1].output)  # the convolution alone: no batch norm to swap
+    assert models.with_fused_batch_norm(plain) is plain

@@ -30,6 +30,8 @@ def trace(events_by_line: dict[str, list[tuple[str, float, float]]]):
     ("DepthwiseConv2dNative", "functional_1/block1a_dwconv/depthwise", "convolution and matmul"),
     ("Mul", "functional_1/block2a_bn/batchnorm/mul", "batch normalisation"),
     ("FusedBatchNormV3", "functional_1/bn/FusedBatchNormV3", "batch normalisation"),
+    ("_MklNativeFusedBatchNormGradV3", "gradient_tape/functional_1/conv1_bn/FusedBatchNormGradV3", "batch normalisation"),
+    ("_MklNativeConv2DBackpropFilter", "gradient_tape/functional_1/conv1/convolution", "convolution and matmul"),
     ("Sigmoid", "functional_1/block1a_activation/Sigmoid", "element-wise and reductions"),
     ("ResourceApplyAdam", "adam/update", "optimizer update"),
     ("Mul", "adam/Mul_3", "optimizer update"),

@@ -174,6 +174,18 @@ def test_mixed_precision_computes_in_half_precision_but_predicts_in_float32():
     assert keras.mixed_precision.global_policy().name == "float32"
 
 
+def test_clearing_the_session_keeps_the_precision_keras_would_reset():
+    try:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+        keras.backend.clear_session()
+        assert keras.mixed_precision.global_policy().name == "float32"  # Keras 3: why the helper exists
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+        train.clear_session()
+        assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
 def test_train_and_test_caches_a_frozen_base_and_says_so(splits, tmp_path):
     def build():
         return models.vgg16_transfer((32, 32, 3), num_classes=4)

@@ -332,7 +332,7 @@ def run(data_dir: str | Path | None = None, *, image_size: int = 224, timed_epoc
     measured = {}
     for name, measure in trials.items():
         repeated = [measure() for _ in range(repeats)]
-        keras.backend.clear_session()
+        train.clear_session()  # the next method is built at this one's precision
         first = repeated[0]
         measured[name] = Measurement(
             first.method, first.train_images, statistics.median(t.epoch_seconds for t in repeated),

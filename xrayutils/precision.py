@@ -146,16 +146,17 @@ def speedup_table(rows: list[dict]) -> pd.DataFrame:
     """The stored measurement as the Performance page shows it: per model and work, both rates, their ratio and ``auto``'s choice.
 
     The choice is the one ``auto`` makes on a CPU with native bfloat16; other
-    CPUs keep float32 for all.  Rates are images/s; where several sizes were
-    timed, the row the choice rests on (:func:`slowest_pairs`).
+    CPUs keep float32 for all.  Rates are images/s (GFLOP/s for rows that give
+    only those); where several sizes were timed, the row the choice rests on
+    (:func:`slowest_pairs`).
     """
     import pandas as pd
 
     table = []
     for (model, work), pair in slowest_pairs(rows).items():
         ratio = _rate(pair["mixed_bfloat16"]) / _rate(pair["float32"])
-        table.append({"model": model, "work": work, "image size": pair["float32"].get("image size"),
-                      "batch": pair["float32"].get("batch"), "float32, images/s": _rate(pair["float32"]),
-                      "bfloat16, images/s": _rate(pair["mixed_bfloat16"]), "bfloat16 / float32": ratio,
-                      "auto chooses": "mixed_bfloat16" if ratio >= MIN_SPEEDUP else "float32"})
+        size, batch = pair["float32"].get("image size"), pair["float32"].get("batch")
+        table.append({"model": model, "work": f"{work}, {size} px, batch {batch}", "float32": _rate(pair["float32"]),
+                      "bfloat16": _rate(pair["mixed_bfloat16"]), "bfloat16 / float32": ratio,
+                      "auto chooses": "bfloat16" if ratio >= MIN_SPEEDUP else "float32"})
     return pd.DataFrame(table)

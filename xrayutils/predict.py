@@ -17,7 +17,7 @@ import pandas as pd
 import tensorflow as tf
 from PIL import UnidentifiedImageError
 
-from xrayutils import datasets, evaluate, images, pipeline
+from xrayutils import datasets, evaluate, images, models, pipeline  # noqa: F401 - models registers the layers saved models hold
 
 
 class ModelFileError(ValueError):

@@ -23,13 +23,13 @@ import pandas as pd
 
 _OPTIMIZER_SCOPE = re.compile(r"(^|/)(adam|adamax|sgd|rmsprop)\w*/", re.IGNORECASE)
 _BATCH_NORM_SCOPE = re.compile(r"(batch_normalization|_bn|batchnorm|moments)(_\d+)*/")
-_MATRIX_OPS = ("Conv2D", "DepthwiseConv2d", "_FusedConv2D", "MatMul", "_FusedMatMul", "_Mkl")
+_MATRIX_OPS = re.compile(r"Conv2D|DepthwiseConv2d|MatMul")  # also oneDNN's _MklNativeConv2D..., _FusedConv2D, _FusedMatMul
 #: Kinds of op, each a test on the op's type and its name scope; the first that matches wins, the rest is "other ops".
 KINDS: tuple[tuple[str, Callable[[str, str], bool]], ...] = (
     ("augmentation", lambda op, scope: "augmentation" in scope),
     ("optimizer update", lambda op, scope: op.startswith("ResourceApply") or _OPTIMIZER_SCOPE.search(scope) is not None),
-    ("convolution and matmul", lambda op, scope: op.startswith(_MATRIX_OPS)),
-    ("batch normalisation", lambda op, scope: op.startswith("FusedBatchNorm") or _BATCH_NORM_SCOPE.search(scope) is not None),
+    ("batch normalisation", lambda op, scope: "FusedBatchNorm" in op or _BATCH_NORM_SCOPE.search(scope) is not None),
+    ("convolution and matmul", lambda op, scope: _MATRIX_OPS.search(op) is not None),
     ("element-wise and reductions", lambda op, scope: True),
 )
 #: The line names of the threads that run a step's ops (TensorFlow's inter-op pool) and tf.data's work.

@@ -175,6 +175,17 @@ def set_precision(
     return policy
 
 
+def clear_session() -> None:
+    """``keras.backend.clear_session()`` that keeps the global dtype policy, which Keras 3 resets to float32 with the rest of its state.
+
+    For loops that free each model before the next and must build every one at
+    the precision chosen before the loop (the Performance page's measurements).
+    """
+    policy = keras.mixed_precision.global_policy()
+    keras.backend.clear_session()
+    keras.mixed_precision.set_global_policy(policy)
+
+
 def work_of(build: Callable[[], keras.Model]) -> Callable[[], str]:
     """A function telling what training ``build``'s model mostly computes: its frozen base's forward pass, or every layer.
 

@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--steps", type=int, default=3, help="traced training steps (after warm-up)")
     parser.add_argument("--jit-compile", action="store_true", help="XLA on")
+    parser.add_argument("--keras-batch-norm", action="store_true", help="Keras' own batch normalisation instead of the fused one")
     parser.add_argument("--top", type=int, default=12, help="op types to list per model")
     parser.add_argument("--output", type=Path, help="write the tables here as JSON")
     args = parser.parse_args(argv)
@@ -40,12 +41,14 @@ def main(argv: list[str] | None = None) -> int:
                                 optimizer="adam", learning_rate=1e-3, validation_fraction=0.1, seed=0, weights="none",
                                 augment=True, jit_compile=args.jit_compile)
     settings = {k: os.environ.get(k, "default") for k in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "TF_ENABLE_ONEDNN_OPTS")}
+    settings["batch norm"] = "Keras" if args.keras_batch_norm else "fused"
     print(f"device: {book.device()}; {settings}; XLA {'on' if args.jit_compile else 'off'}")
     payload = {"device": book.device(), "versions": book.versions(), "commit": book.git_commit(), "settings": settings,
                "image size": args.image_size, "batch": args.batch_size, "models": {}}
     for name in args.models:
         keras.backend.clear_session()
-        build = partial(models.build, "coronahack", name, protocol.input_shape, 2, models.resolve_weights("none"))
+        build = partial(models.build, "coronahack", name, protocol.input_shape, 2, models.resolve_weights("none"),
+                        fused_batch_norm=not args.keras_batch_norm)
         xspace, wall = profiling.profile_steps(build, dataclasses.replace(protocol), steps=args.steps)
         table = profiling.breakdown(xspace, steps=args.steps, wall_seconds=wall)
         top = profiling.top_ops(xspace, steps=args.steps, n=args.top)

@@ -156,7 +156,6 @@ def speedup_table(rows: list[dict]) -> pd.DataFrame:
     for (model, work), pair in slowest_pairs(rows).items():
         ratio = _rate(pair["mixed_bfloat16"]) / _rate(pair["float32"])
         size, batch = pair["float32"].get("image size"), pair["float32"].get("batch")
-        table.append({"model": model, "work": f"{work}, {size} px, batch {batch}", "float32": _rate(pair["float32"]),
-                      "bfloat16": _rate(pair["mixed_bfloat16"]), "bfloat16 / float32": ratio,
-                      "auto chooses": "bfloat16" if ratio >= MIN_SPEEDUP else "float32"})
+        table.append({"model": model, "work": f"{work}, {size} px", "batch": batch, "float32": _rate(pair["float32"]),
+                      "bfloat16": _rate(pair["mixed_bfloat16"]), "ratio": ratio, "auto": "bfloat16" if ratio >= MIN_SPEEDUP else "float32"})
     return pd.DataFrame(table)

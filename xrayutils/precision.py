@@ -45,6 +45,9 @@ class Precision:
     policy: str
     reason: str
 
+    def __str__(self) -> str:
+        return f"{self.policy} ({self.reason})"
+
 
 def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
     """The CPU's feature flags (the first ``flags`` line of ``cpuinfo``); empty where it cannot be read (not Linux)."""
@@ -74,12 +77,17 @@ def _rate(row: dict) -> float:
     return row.get("images/s", row.get("GFLOP/s"))
 
 
+def _ratio(pair: dict[str, dict]) -> float:
+    """bfloat16's rate over float32's in a :func:`_paired` pair."""
+    return _rate(pair["mixed_bfloat16"]) / _rate(pair["float32"])
+
+
 def slowest_pairs(rows: list[dict]) -> dict[tuple[str, str], dict[str, dict]]:
     """Per ``(model, work)``: the float32 and bfloat16 rows of the size whose ratio was lowest (not the best case)."""
     out: dict[tuple[str, str], dict[str, dict]] = {}
     for (model, work, *_), pair in _paired(rows).items():
         kept = out.get((model, work))
-        if kept is None or _rate(pair["mixed_bfloat16"]) / _rate(pair["float32"]) < _rate(kept["mixed_bfloat16"]) / _rate(kept["float32"]):
+        if kept is None or _ratio(pair) < _ratio(kept):
             out[(model, work)] = pair
     return out
 
@@ -93,7 +101,7 @@ def speedups(rows: list[dict]) -> dict[tuple[str, str], float]:
     alike in everything else, and the lowest kept when several batch or image
     sizes were timed (:func:`slowest_pairs`).
     """
-    return {key: _rate(pair["mixed_bfloat16"]) / _rate(pair["float32"]) for key, pair in slowest_pairs(rows).items()}
+    return {key: _ratio(pair) for key, pair in slowest_pairs(rows).items()}
 
 
 def stored_speedups(path: Path = SPEEDUPS) -> dict[tuple[str, str], float]:
@@ -141,7 +149,6 @@ def choose(
     return Precision("float32", f"auto: bfloat16 measured {ratio:.2f}x float32's rate for {model}'s {kind}, no gain")
 
 
-
 def speedup_table(rows: list[dict]) -> pd.DataFrame:
     """The stored measurement as the Performance page shows it: per model and work, both rates, their ratio and ``auto``'s choice.
 
@@ -154,7 +161,7 @@ def speedup_table(rows: list[dict]) -> pd.DataFrame:
 
     table = []
     for (model, work), pair in slowest_pairs(rows).items():
-        ratio = _rate(pair["mixed_bfloat16"]) / _rate(pair["float32"])
+        ratio = _ratio(pair)
         size, batch = pair["float32"].get("image size"), pair["float32"].get("batch")
         table.append({"model": model, "work": f"{work}, {size} px", "batch": batch, "float32": _rate(pair["float32"]),
                       "bfloat16": _rate(pair["mixed_bfloat16"]), "ratio": ratio, "auto": "bfloat16" if ratio >= MIN_SPEEDUP else "float32"})

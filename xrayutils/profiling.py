@@ -54,6 +54,19 @@ def _union_seconds(intervals: list[tuple[int, int]]) -> float:
     return covered / 1e12
 
 
+def _op_events(xspace):
+    """The trace's op events on step and tf.data threads: ``(on a step thread, op type, scope, start ps, duration ps)``."""
+    for plane in xspace.planes:
+        for line in plane.lines:
+            on_step = line.name.startswith(STEP_THREADS)
+            if not (on_step or line.name.startswith(DATA_THREADS)):
+                continue
+            for event in line.events:
+                match = OP_EVENT.match(plane.event_metadata[event.metadata_id].name)
+                if match is not None:  # else the executor's own regions (ExecutorState::Process, ParallelFor), which hold op events
+                    yield on_step, match["op"], match["scope"], line.timestamp_ns * 1000 + event.offset_ps, event.duration_ps
+
+
 def breakdown(xspace, *, steps: int, wall_seconds: float) -> pd.DataFrame:
     """Seconds per step by kind of op, from a profiler trace (an ``XSpace``) of ``steps`` steps that took ``wall_seconds``.
 
@@ -66,20 +79,11 @@ def breakdown(xspace, *, steps: int, wall_seconds: float) -> pd.DataFrame:
     """
     per_kind: dict[str, float] = {}
     busy: list[tuple[int, int]] = []
-    for plane in xspace.planes:
-        for line in plane.lines:
-            on_step = line.name.startswith(STEP_THREADS)
-            if not (on_step or line.name.startswith(DATA_THREADS)):
-                continue
-            for event in line.events:
-                match = OP_EVENT.match(plane.event_metadata[event.metadata_id].name)
-                if match is None:  # the executor's own regions (ExecutorState::Process, ParallelFor) hold op events
-                    continue
-                kind = kind_of(match["op"], match["scope"])
-                per_kind[kind] = per_kind.get(kind, 0.0) + event.duration_ps / 1e12
-                if on_step and kind != "augmentation":
-                    start = line.timestamp_ns * 1000 + event.offset_ps
-                    busy.append((start, start + event.duration_ps))
+    for on_step, op, scope, start, duration in _op_events(xspace):
+        kind = kind_of(op, scope)
+        per_kind[kind] = per_kind.get(kind, 0.0) + duration / 1e12
+        if on_step and kind != "augmentation":
+            busy.append((start, start + duration))
     total = sum(per_kind.values()) or 1.0
     rows = [{"kind": name, "seconds/step": per_kind[name] / steps, "share": per_kind[name] / total}
             for name, _ in KINDS if name in per_kind]
@@ -91,15 +95,9 @@ def breakdown(xspace, *, steps: int, wall_seconds: float) -> pd.DataFrame:
 def top_ops(xspace, *, steps: int, n: int = 12) -> pd.DataFrame:
     """The ``n`` op types that took longest, in seconds per step (summed over threads), with their kind."""
     seconds: dict[tuple[str, str], float] = {}
-    for plane in xspace.planes:
-        for line in plane.lines:
-            if not line.name.startswith((STEP_THREADS, DATA_THREADS)):
-                continue
-            for event in line.events:
-                match = OP_EVENT.match(plane.event_metadata[event.metadata_id].name)
-                if match is not None:
-                    key = (match["op"], kind_of(match["op"], match["scope"]))
-                    seconds[key] = seconds.get(key, 0.0) + event.duration_ps / 1e12
+    for _, op, scope, _, duration in _op_events(xspace):
+        key = (op, kind_of(op, scope))
+        seconds[key] = seconds.get(key, 0.0) + duration / 1e12
     rows = [{"op": op, "kind": kind, "seconds/step": s / steps} for (op, kind), s in seconds.items()]
     return pd.DataFrame(rows).sort_values("seconds/step", ascending=False).head(n).reset_index(drop=True)
 

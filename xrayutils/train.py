@@ -166,13 +166,20 @@ def choose_precision(
                             measured=precision.stored_speedups())
 
 
+def use_precision(
+    mixed_precision: bool | str, *, model: str = "", work: str | Callable[[], str] = precision.WHOLE_NETWORK
+) -> precision.Precision:
+    """Set Keras' global dtype policy for the models built next (:func:`choose_precision`) and return it with its reason."""
+    chosen = choose_precision(mixed_precision, model=model, work=work)
+    keras.mixed_precision.set_global_policy(chosen.policy)
+    return chosen
+
+
 def set_precision(
     mixed_precision: bool | str, *, model: str = "", work: str | Callable[[], str] = precision.WHOLE_NETWORK
 ) -> str:
-    """Set Keras' global dtype policy for the models built next (:func:`choose_precision`) and return its name."""
-    policy = choose_precision(mixed_precision, model=model, work=work).policy
-    keras.mixed_precision.set_global_policy(policy)
-    return policy
+    """:func:`use_precision`, returning only the policy's name."""
+    return use_precision(mixed_precision, model=model, work=work).policy
 
 
 def clear_session() -> None:
@@ -616,10 +623,8 @@ def train_and_test(
     momentum.
     """
     try:
-        chosen = choose_precision(protocol.mixed_precision, model=architecture or name,
-                                  work=work_of(build))
+        chosen = use_precision(protocol.mixed_precision, model=architecture or name, work=work_of(build))
         set_seed(protocol.seed, protocol.jit_compile)  # after choosing, which may have built a model
-        keras.mixed_precision.set_global_policy(chosen.policy)
         with distribution().scope():
             model = build()
             if protocol.batchnorm_momentum is not None:

@@ -12,7 +12,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
-	$(BIN)/python -m pip install -e ".[book,test]"
+	$(BIN)/python -m pip install -e ".[book,test,cluster]"
 	touch $@
 
 book: setup

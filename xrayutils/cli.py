@@ -34,17 +34,25 @@ from xrayutils.runner.parameters import (
 )
 
 
+def overrides_of(args: argparse.Namespace) -> dict:
+    """The ``-p`` overrides, with ``--engine`` as the modelling chapters' ``engine`` parameter."""
+    overrides = parse_overrides(args.parameter)
+    if getattr(args, "engine", None):
+        overrides["engine"] = args.engine
+    return overrides
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     return build(Build(profile=args.profile, data_dir=absolute(args.data_dir),
                        build_dir=Path(args.build_dir or ROOT / "_build" / args.profile).resolve(),
-                       overrides=parse_overrides(args.parameter), only=tuple(args.only or ()), jobs=args.jobs,
+                       overrides=overrides_of(args), only=tuple(args.only or ()), jobs=args.jobs,
                        force=args.force, html=not args.no_html))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     notebook = Path(args.notebook).resolve()
     build_dir = Path(args.build_dir or ROOT / "_build" / args.profile).resolve()
-    overrides = parse_overrides(args.parameter)
+    overrides = overrides_of(args)
     with build_lock(build_dir):
         timings = run_notebooks([notebook], args.profile, overrides, build_dir, absolute(args.data_dir))
     return {"ok": 0, "stopped": 130}.get(timings[0]["status"], 1)
@@ -59,7 +67,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     """Print each chapter's training work under a profile, and its estimated time here and on a GPU (:mod:`xrayutils.plan`)."""
     import pandas as pd
 
-    from xrayutils import plan
+    from xrayutils import cluster, plan
 
     works: list[plan.Work] = []
     data_dir = absolute(args.data_dir) or None
@@ -76,6 +84,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(table.to_string(index=False, na_rep="-"))
     print(f"GPU: {'; '.join(sources)}")
     print(f"\n{plan.verdict(table, args.profile)}")
+    print(f"Each model was measured in a process of its own; the largest peaked at {table['peak GB'].max():.1f} GB of memory.")
+    workers = args.workers or cluster.workers()
+    if workers > 1:
+        wall = plan.side_by_side(works, table, workers)
+        print(f"\nWith {workers} runs side by side (--engine ray on {workers} workers, each as fast as this machine: "
+              f"GPUs, or machines like this one), minutes per chapter, longest run first:")
+        print(wall.round(1).to_string())
+        print(f"In all about {wall.sum():.0f} minutes, against {table['min here'].sum():.0f} with one run after another.")
     print("Here: measured training steps and forward passes times the images, epochs and runs; decoding, start-up and tracing "
           "are left out, so a real build takes longer. The chapters without training take minutes.")
     build_dir = Path(args.build_dir or ROOT / "_build" / args.profile)
@@ -135,10 +151,17 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("notebook", help="path to a chapter notebook")
         if name == "plan":
             p.add_argument("--steps", type=int, default=2, help="training steps timed per model (after a first, traced one)")
+            p.add_argument("--workers", type=int, default=1,
+                           help="also estimate the wall time with this many runs side by side (--engine ray on as many GPUs or machines); "
+                                "0: as many as the Ray cluster of RAY_ADDRESS (or a local one) has GPUs, else CPUs")
         p.add_argument("--profile", default="cpu", help="smoke, cpu or paper (see profiles.yml)")
         p.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
                        help="override one parameter (repeatable)")
         p.add_argument("--build-dir", help="default: _build/<profile>")
+        if name in ("build", "run"):
+            p.add_argument("--engine", choices=("local", "ray"),
+                           help="where chapters 01-03 train their runs: local (in the kernel, the default) or ray "
+                                "(Ray tasks side by side, on RAY_ADDRESS's cluster or a local one); sets their engine parameter")
         if name == "build":
             p.add_argument("--only", nargs="+", help="chapters whose name starts with these (e.g. 00)")
             p.add_argument("--no-html", action="store_true", help="execute the notebooks only")

@@ -7,13 +7,22 @@ machine, at the profile's image size, batch size and switches, and multiplies
 out: a user learns before an hour-long run whether the profile needs a GPU.
 The estimates are lower bounds (steps on batches in memory: no decoding, no
 start-up, no tracing); a build's own times are printed beside them when this
-checkout has built the profile before.
+checkout has built the profile before.  Each model is measured in a process of
+its own (:func:`measure_apart`), so that the memory of one is freed before the
+next: in one process, ``plan --profile paper`` grew to 16.9 GB.  With
+``--workers N`` the plan also gives the wall time of the chapters' runs side
+by side on N workers (:func:`side_by_side`), as the Ray engine runs them
+(:mod:`xrayutils.cluster`).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import math
+import multiprocessing
+import resource
 import statistics
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,6 +137,19 @@ def measure(work: Work, *, steps: int = 2) -> dict[str, Any]:
     return {"step": step, "forward": forward, "cached": split is not None, "precision": policy}
 
 
+def measure_apart(work: Work, *, steps: int = 2) -> dict[str, Any]:
+    """:func:`measure` in a fresh process, which exits after it: every model's memory is freed; ``peak_gb``: that process's peak."""
+    spawn = multiprocessing.get_context("spawn")  # not forked from a process that has TensorFlow's threads running
+    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+        return pool.submit(_measured_with_peak, work, steps).result()
+
+
+def _measured_with_peak(work: Work, steps: int) -> dict[str, Any]:
+    cost = measure(work, steps=steps)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kB on Linux, bytes on macOS
+    return cost | {"peak_gb": peak / (2**30 if sys.platform == "darwin" else 2**20)}
+
+
 def forward_seconds(model: keras.Model, images: tf.Tensor, steps: int) -> float:
     """Seconds per image of inference on one batch in memory (the median of ``steps`` after a first call)."""
     model.predict_on_batch(images)
@@ -159,13 +181,19 @@ def gpu_estimate(work: Work, stored: list[dict[str, Any]]) -> tuple[float | None
     return None, "no GPU step time stored for this model, image and batch size"
 
 
-def table(works: list[Work], *, steps: int = 2, stored: list[dict[str, Any]] | None = None) -> pd.DataFrame:
-    """One row per chapter and model: the work, the measured step, and the estimated time here and on a GPU."""
+def table(works: list[Work], *, steps: int = 2, stored: list[dict[str, Any]] | None = None, apart: bool = True) -> pd.DataFrame:
+    """One row per chapter and model: the work, the measured step, and the estimated time here and on a GPU.
+
+    ``apart``: each model measured in a process of its own (:func:`measure_apart`);
+    ``peak GB`` is that process's peak memory.
+    """
     stored = gpu_step_times() if stored is None else stored
     costs: dict[tuple, dict[str, Any]] = {}
     rows = []
     for work in works:
-        cost = costs.setdefault(work.key(), measure(work, steps=steps))
+        if work.key() not in costs:
+            costs[work.key()] = measure_apart(work, steps=steps) if apart else measure(work, steps=steps)
+        cost = costs[work.key()]
         p = work.protocol
         gpu, source = gpu_estimate(work, stored)
         rows.append({
@@ -180,10 +208,39 @@ def table(works: list[Work], *, steps: int = 2, stored: list[dict[str, Any]] | N
             "precision": cost["precision"],
             "s/step here": round(cost["step"], 3),
             "min here": round(work.seconds(cost) / 60, 1),
+            "min per run": round(work.seconds(cost) / 60 / work.runs, 1),
             "min on a GPU": float("nan") if gpu is None else round(gpu / 60, 1),
             "GPU figure from": source,
+            "peak GB": round(cost["peak_gb"], 1) if "peak_gb" in cost else float("nan"),
         })
     return pd.DataFrame(rows)
+
+
+def longest_first(durations: list[float], workers: int) -> float:
+    """The time ``durations`` take on ``workers`` side by side, each next-longest run given to the first free worker.
+
+    As Ray hands queued tasks to free workers; longest first is within 4/3 of
+    the best order (Graham's bound).
+    """
+    finish = [0.0] * max(1, workers)
+    for duration in sorted(durations, reverse=True):
+        finish[finish.index(min(finish))] += duration
+    return max(finish)
+
+
+def side_by_side(works: list[Work], plan: pd.DataFrame, workers: int) -> pd.Series:
+    """Minutes per chapter with each training chapter's runs on ``workers`` workers, each as fast as this machine.
+
+    The runs of chapters 01-03 (one per model and seed) go side by side;
+    chapter 04's retraining runs one after another in its kernel, and chapters
+    follow each other.
+    """
+    minutes: dict[str, float] = {}
+    for chapter in plan["chapter"].unique():
+        runs = [per_run for work, per_run in zip(works, plan["min per run"], strict=True) if work.chapter == chapter
+                for _ in range(work.runs)]
+        minutes[chapter] = longest_first(runs, workers if chapter in TRAINING else 1)
+    return pd.Series(minutes, dtype=float)
 
 
 def verdict(plan: pd.DataFrame, profile: str) -> str:

@@ -5,14 +5,17 @@ The runner (``xray-book build``) names a folder in ``XRAY_PROGRESS_DIR``; a chap
 replaces ``<folder>/<chapter>.txt`` with its line, and the runner's :class:`Watcher` prints
 it with the time spent in the chapter. Outside the runner (JupyterLab,
 Colab, plain papermill) nothing is written. The pages keep one line per model; the
-terminal shows the epochs.
+terminal shows the epochs. A run on a Ray worker reports through :func:`relayed` to the
+chapter's kernel, which reports for all its runs (:mod:`xrayutils.cluster`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from xrayutils import results
@@ -21,8 +24,25 @@ ENV_DIR = "XRAY_PROGRESS_DIR"
 ENV_CHAPTER = "XRAY_CHAPTER"
 
 
+_sink: Callable[[str], None] | None = None
+
+
+@contextlib.contextmanager
+def relayed(sink: Callable[[str], None]) -> Iterator[None]:
+    """Within the block, :func:`report` hands its lines to ``sink`` instead (a worker's lines, on their way to the chapter)."""
+    global _sink
+    before, _sink = _sink, sink
+    try:
+        yield
+    finally:
+        _sink = before
+
+
 def report(line: str) -> None:
     """Make ``line`` this chapter's progress (a no-op outside the runner)."""
+    if _sink is not None:
+        _sink(line)
+        return
     folder = os.environ.get(ENV_DIR)
     if folder:
         results.write_atomic(Path(folder) / f"{os.environ.get(ENV_CHAPTER, 'chapter')}.txt", line)

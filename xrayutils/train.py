@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -180,6 +181,16 @@ def set_precision(
 ) -> str:
     """:func:`use_precision`, returning only the policy's name."""
     return use_precision(mixed_precision, model=model, work=work).policy
+
+
+def cpu_threads() -> int:
+    """The threads TensorFlow's ops use here: ``TF_NUM_INTRAOP_THREADS``, its own setting, or every core.
+
+    Recorded with each run: on the CPU the last digits of a trained model
+    depend on it (a reduction split over more threads sums in another order).
+    """
+    configured = int(os.environ.get("TF_NUM_INTRAOP_THREADS") or 0) or tf.config.threading.get_intra_op_parallelism_threads()
+    return configured or os.cpu_count() or 1
 
 
 def clear_session() -> None:
@@ -476,15 +487,23 @@ def save_model(model: keras.Model, path: Path, *, classes: list[str], history: d
     A model saved earlier at ``path`` by a run with a different provenance is kept
     beside it (``<stem>.previous-<time>.keras`` and ``.json``), never overwritten.
     """
+    return place_model(path, model.save, classes=classes, image_size=list(model.input_shape[1:3]), history=history,
+                       provenance=provenance)
+
+
+def place_model(
+    path: Path, write: Callable[[Path], Any], *, classes: list[str], image_size: list[int], history: dict, provenance: dict
+) -> Path:
+    """:func:`save_model`'s file handling, for a model that ``write`` puts in the file it is given (``model.save``, or a worker's bytes)."""
     path = Path(path)
     if path.suffix != ".keras":
         raise ValueError(f"a model file must end in .keras, got {path.name}")
-    sidecar = {"classes": list(classes), "image_size": list(model.input_shape[1:3]), "history": history}
+    sidecar = {"classes": list(classes), "image_size": list(image_size), "history": history}
     kept = results.save(path.with_suffix(".json"), sidecar, provenance)
     if kept is not None and path.exists():
         path.replace(kept.with_suffix(".keras"))
     partial = path.with_name(f"{path.stem}.partial.keras")
-    model.save(partial)
+    write(partial)
     partial.replace(path)
     return path
 
@@ -643,6 +662,7 @@ def train_and_test(
             history = fit(model, splits["train"], splits["validation"], protocol, class_weight=class_weight,
                           callbacks=[EpochProgress(label, protocol.num_epochs)], verbose=0)  # the page: one line per model
             history["precision_reason"] = chosen.reason
+            history["threads"] = cpu_threads()
         probabilities, seconds_per_image = evaluate.predict_proba(model, splits["test"])
         if path is not None:
             save_model(model, path, classes=classes, history=history, provenance=provenance)
@@ -658,6 +678,46 @@ def train_and_test(
     return ModelRun(name, model, history, probabilities, seconds_per_image, None if path is None else Path(path), weight_counts)
 
 
+@dataclass(frozen=True)
+class Run:
+    """One unit of a chapter's training: one model with one training seed, and where its model file goes.
+
+    ``build`` makes the fresh model (picklable: a :func:`functools.partial` of
+    :func:`xrayutils.models.build`), ``protocol`` is this seed's
+    (:meth:`~xrayutils.protocol.TrainingProtocol.for_seed`), ``path=None``
+    saves nothing, and ``keep_model`` keeps the trained model in memory for the
+    chapter.  An engine (:class:`LocalEngine`, :class:`xrayutils.cluster.RayEngine`)
+    executes a chapter's runs with :func:`train_and_test`.
+    """
+
+    name: str
+    build: Callable[[], keras.Model]
+    protocol: TrainingProtocol
+    path: Path | None = None
+    keep_model: bool = False
+
+    @property
+    def seed(self) -> int:
+        return self.protocol.seed
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}, seed {self.seed}"
+
+
+class LocalEngine:
+    """Runs a chapter's :class:`Run` s one after another in this process (the default: a laptop, Colab, one GPU)."""
+
+    description = "local: one run after another in this kernel"
+
+    def run(self, runs: list[Run], frames: dict[str, pd.DataFrame], *, classes: list[str],
+            provenance: dict[str, Any]) -> Iterator[tuple[Run, ModelRun]]:
+        """Yield each run with what it left (:func:`train_and_test`), in order."""
+        for run in runs:
+            yield run, train_and_test(run.name, run.build, frames, run.protocol, path=run.path, classes=classes,
+                                      provenance=provenance, keep_model=run.keep_model)
+
+
 def train_models(
     names: list[str],
     protocol: TrainingProtocol,
@@ -668,31 +728,37 @@ def train_models(
     output_dir: Path,
     provenance: dict[str, Any],
     keep_models: bool = True,
+    engine: LocalEngine | None = None,
 ) -> dict[str, ModelRun]:
     """Chapters 01-03: train and test each named model of the protocol's study once per training seed; save it and its predictions.
 
     ``frames`` split ``data`` (:func:`load_split`).  Each model trains with
-    every seed of ``protocol.training_seeds`` (:func:`over_seeds`); the first
-    seed's model is saved, and kept in memory with ``keep_models``.  Prints one
-    line per model (:meth:`ModelRun.status`).  A failed model is kept as such;
-    only when every model failed is that an error.
+    every seed of ``protocol.training_seeds`` (:func:`over_seeds`), one
+    :class:`Run` each, executed by ``engine`` (:class:`LocalEngine` unless
+    given; :func:`xrayutils.cluster.engine` makes either); the first seed's
+    model is saved, and kept in memory with ``keep_models``.  Prints one line
+    per model (:meth:`ModelRun.status`) once its seeds are done.  A failed model
+    is kept as such; only when every model failed is that an error.
     """
-    runs = {}
+    todo: list[Run] = []
     for name in names:
         own = protocol.for_model(name)
         build = functools.partial(models.build, own.study, name, own.input_shape, len(data.classes), weights[name])
         path = Path(output_dir) / model_filename(name, own.image_size, data.name, data.task)
-        by_seed = {}
-        for i, seed in enumerate(own.training_seeds):
-            by_seed[seed] = train_and_test(
-                name, build, frames, own.for_seed(seed), path=path if i == 0 else None,
-                classes=data.classes, provenance=provenance, keep_model=keep_models and i == 0,
-            )
-        run = over_seeds(name, by_seed)
-        if run.ok:
-            run.save_predictions(frames["test"], data.classes, output_dir)
-        print(run.status(), flush=True)
-        runs[name] = run
+        todo += [Run(name, build, own.for_seed(seed), path if i == 0 else None, keep_model=keep_models and i == 0)
+                 for i, seed in enumerate(own.training_seeds)]
+    done: dict[str, dict[int, ModelRun]] = {name: {} for name in names}
+    runs = {}
+    for unit, result in (engine or LocalEngine()).run(todo, frames, classes=data.classes, provenance=provenance):
+        done[unit.name][unit.seed] = result
+        seeds = [r.seed for r in todo if r.name == unit.name]
+        if len(done[unit.name]) == len(seeds):
+            run = over_seeds(unit.name, {seed: done[unit.name][seed] for seed in seeds})
+            if run.ok:
+                run.save_predictions(frames["test"], data.classes, output_dir)
+            print(run.status(), flush=True)
+            runs[unit.name] = run
+    runs = {name: runs[name] for name in names}  # the chapter's order, whatever order the runs finished in
     if not any(run.ok for run in runs.values()):
         raise RuntimeError("every model failed; see the errors above")
     return runs

@@ -109,6 +109,7 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "left_out_costs": ("measure", "stored", "none"),
     "model_names": MODEL_NAMES,
     "shortcut_chapters": results.MODELLING,
+    "engine": ("local", "ray"),  # xrayutils.cluster.ENGINES
 }
 #: Parameters that must lie in an interval: (low, high, whether ``low`` itself is allowed); ``high`` is never allowed.
 RANGES: dict[str, tuple[float, float, bool]] = {

@@ -1,0 +1,138 @@
+"""Chapters' training runs on Ray: the local engine's numbers, a killed worker's run retried or reported, data a worker cannot see."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import signal
+import sys
+import threading
+import time
+
+import pandas as pd
+import pytest
+
+from tests.conftest import make_tiny_data
+from xrayutils import cli, cluster, models, train
+from xrayutils.protocol import TrainingProtocol
+
+CHAPTER_03 = cli.ROOT / "notebooks" / "03_coronahack_models.ipynb"
+
+
+def test_the_engine_parameter_names_local_or_ray():
+    assert isinstance(cluster.engine("local"), train.LocalEngine)
+    assert cluster.engine("ray", threads=3).threads == 3
+    with pytest.raises(ValueError, match="engine takes local or ray, got 'slurm'"):
+        cluster.engine("slurm")
+
+
+def test_asking_for_ray_without_it_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray now fails as where it is not installed
+    with pytest.raises(ImportError, match=r'pip install "xrayutils\[cluster\]"'):
+        cluster.import_ray()
+
+
+def test_a_worker_that_does_not_see_the_data_names_the_folder(tmp_path):
+    (tmp_path / "a.jpeg").write_bytes(b"12345")
+    (tmp_path / "b.jpeg").write_bytes(b"123")
+    files = cluster.data_files({"train": pd.DataFrame({"path": [str(tmp_path / "a.jpeg"), str(tmp_path / "b.jpeg")]})})
+    cluster.check_visible(files)  # the same files: nothing to say
+    (tmp_path / "a.jpeg").unlink()
+    (tmp_path / "b.jpeg").write_bytes(b"another image")
+    with pytest.raises(cluster.DataNotVisible, match=rf"does not see the chapter's data in {tmp_path}: 1 of 2 images missing "
+                                                     r"\(first: .*a.jpeg\); 1 of 2 images of another size"):
+        cluster.check_visible(files)
+
+
+def _results(build, name="03_coronahack_models"):
+    saved = json.loads((build / "outputs" / name / "results.json").read_text())["results"]
+    return {model: row["metrics"] for model, row in saved["models"].items()}, saved
+
+
+def test_chapter_03_of_the_smoke_book_on_ray_gives_the_local_engines_numbers(tmp_path, monkeypatch):
+    """Two models, two seeds: a local Ray cluster runs them side by side, one thread each, as the kernel does with one thread."""
+    monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "1")  # the local kernel's threads: those of each Ray run
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    data = make_tiny_data(tmp_path / "data")
+    common = ["--profile", "smoke", "--data-dir", str(data), "-p", "weights", "none", "-p", "seeds", "[1, 2]",
+              "-p", "model_names", "[ResNet34, Xception]", "-p", "run_threads", "1"]
+    for engine in ("local", "ray"):
+        assert cli.main(["run", str(CHAPTER_03), "--build-dir", str(tmp_path / engine), "--engine", engine, *common]) == 0
+    (local, local_saved), (remote, remote_saved) = _results(tmp_path / "local"), _results(tmp_path / "ray")
+    assert sorted(remote) == ["ResNet34", "Xception"] and all("error" not in row for row in remote_saved["models"].values())
+    assert remote == local  # every metric and interval, exactly
+    out = tmp_path / "ray" / "outputs" / "03_coronahack_models"
+    for name, row in remote_saved["models"].items():
+        per_seed = {seed: {k: v for k, v in scores.items() if k != "fit_seconds"} for seed, scores in row["seeds"].items()}
+        assert sorted(per_seed) == ["1", "2"]
+        assert per_seed == {seed: {k: v for k, v in scores.items() if k != "fit_seconds"}
+                            for seed, scores in local_saved["models"][name]["seeds"].items()}
+        assert (out / row["model_file"]).exists() and (out / row["model_file"]).with_suffix(".json").exists()
+        pd.testing.assert_frame_equal(pd.read_csv(out / row["predictions_file"]),
+                                      pd.read_csv(tmp_path / "local" / "outputs" / "03_coronahack_models" / row["predictions_file"]))
+    recorded = json.loads((out / "run_info.json").read_text())["parameters"]
+    assert recorded["engine"] == "ray"
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory):
+    """Three one-epoch ResNet34 runs (seeds 1-3) on tiny images, and their split."""
+    data = make_tiny_data(tmp_path_factory.mktemp("cluster") / "data")
+    protocol = TrainingProtocol(study="coronahack", image_size=32, batch_size=4, num_epochs=1, optimizer="adam",
+                                learning_rate=1e-3, validation_fraction=0.25, seed=0, weights="none", augment=False)
+    split, frames = train.load_split("coronahack", "two", protocol, data)
+    build = functools.partial(models.build, "coronahack", "ResNet34", protocol.input_shape, len(split.classes),
+                              models.starting_weights("ResNet34", "none"))
+    yield [train.Run("ResNet34", build, protocol.for_seed(seed)) for seed in (1, 2, 3)], frames, split.classes
+    cluster.import_ray().shutdown()
+
+
+def _run_killing(engine, runs, frames, classes, victim):
+    """Run ``runs`` on ``engine`` in a thread; kill the first worker process that runs ``victim`` (a run label); the results."""
+    results: dict[str, train.ModelRun] = {}
+    thread = threading.Thread(target=lambda: results.update(
+        (run.label, row) for run, row in engine.run(runs, frames, classes=classes, provenance={"test": 1})))
+    thread.start()
+    deadline = time.monotonic() + 300
+    while not engine.pids.get(victim) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.kill(engine.pids[victim][0], signal.SIGKILL)
+    thread.join(timeout=600)
+    assert not thread.is_alive()
+    return results
+
+
+@pytest.mark.parametrize("retries", [1, 0])
+def test_a_run_whose_worker_is_killed_is_retried_or_reported_failed_while_the_others_finish(tiny_runs, retries):
+    runs, frames, classes = tiny_runs
+    engine = cluster.RayEngine(threads=1, retries=retries)
+    results = _run_killing(engine, runs[:2], frames, classes, victim="ResNet34, seed 1")
+    assert results["ResNet34, seed 2"].ok
+    killed = results["ResNet34, seed 1"]
+    if retries:
+        assert killed.ok and len(engine.pids["ResNet34, seed 1"]) == 2  # a second worker ran it
+    else:
+        assert not killed.ok and "its worker died, 1 attempt" in killed.error
+
+
+def test_stopping_a_ray_run_cancels_the_runs_still_on_the_cluster(tiny_runs):
+    """What Ctrl-C does to the chapter's loop: the runs not gathered yet stop, their workers with them."""
+    runs, frames, classes = tiny_runs
+    engine = cluster.RayEngine(threads=1, retries=0)
+    gathered = engine.run(runs, frames, classes=classes, provenance={})
+    next(gathered)  # one run finished; the others are running or waiting
+    running = [pids[-1] for label, pids in engine.pids.items()]
+    gathered.close()  # as a KeyboardInterrupt in the loop would: the engine cancels what is left
+    deadline = time.monotonic() + 60
+    while any(_alive(pid) for pid in running) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not any(_alive(pid) for pid in running)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

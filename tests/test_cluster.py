@@ -95,7 +95,7 @@ def _run_killing(engine, runs, frames, classes, victim):
         (run.label, row) for run, row in engine.run(runs, frames, classes=classes, provenance={"test": 1})))
     thread.start()
     deadline = time.monotonic() + 300
-    while not engine.pids.get(victim) and time.monotonic() < deadline:
+    while not engine.pids.get(victim) and thread.is_alive() and time.monotonic() < deadline:
         time.sleep(0.2)
     os.kill(engine.pids[victim][0], signal.SIGKILL)
     thread.join(timeout=600)
@@ -114,25 +114,3 @@ def test_a_run_whose_worker_is_killed_is_retried_or_reported_failed_while_the_ot
         assert killed.ok and len(engine.pids["ResNet34, seed 1"]) == 2  # a second worker ran it
     else:
         assert not killed.ok and "its worker died, 1 attempt" in killed.error
-
-
-def test_stopping_a_ray_run_cancels_the_runs_still_on_the_cluster(tiny_runs):
-    """What Ctrl-C does to the chapter's loop: the runs not gathered yet stop, their workers with them."""
-    runs, frames, classes = tiny_runs
-    engine = cluster.RayEngine(threads=1, retries=0)
-    gathered = engine.run(runs, frames, classes=classes, provenance={})
-    next(gathered)  # one run finished; the others are running or waiting
-    running = [pids[-1] for label, pids in engine.pids.items()]
-    gathered.close()  # as a KeyboardInterrupt in the loop would: the engine cancels what is left
-    deadline = time.monotonic() + 60
-    while any(_alive(pid) for pid in running) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert not any(_alive(pid) for pid in running)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True

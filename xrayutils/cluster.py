@@ -53,6 +53,8 @@ import pandas as pd
 from xrayutils import progress, train
 
 ENGINES = ("local", "ray")
+#: Tries to start or join the cluster: Ray gives its node 30 s, which a busy 2-core machine sometimes misses.
+STARTS = 3
 INSTALL = 'pip install "xrayutils[cluster]"  (or: pip install ray)'
 
 
@@ -88,8 +90,15 @@ def connect() -> float:
     if ray.is_initialized():
         return 0.0
     started = time.perf_counter()
-    ray.init(address=os.environ.get("RAY_ADDRESS") or None, include_dashboard=False, log_to_driver=False,
-             logging_level=logging.ERROR)
+    for attempt in range(1, STARTS + 1):
+        try:
+            ray.init(address=os.environ.get("RAY_ADDRESS") or None, include_dashboard=False, log_to_driver=False,
+                     logging_level=logging.ERROR)
+            break
+        except Exception as error:  # Ray waits 30 s for its raylet, which a machine busy with other work can miss
+            ray.shutdown()
+            if attempt == STARTS or "timed out during startup" not in str(error):
+                raise
     return time.perf_counter() - started
 
 

@@ -24,6 +24,7 @@ from xrayutils.runner.build import Build, build, build_lock
 from xrayutils.runner.data import absolute, fetch
 from xrayutils.runner.execution import run_notebooks
 from xrayutils.runner.parameters import (
+    ENGINES,
     ROOT,
     ParameterError,
     chapter_notebooks,
@@ -159,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
                        help="override one parameter (repeatable)")
         p.add_argument("--build-dir", help="default: _build/<profile>")
         if name in ("build", "run"):
-            p.add_argument("--engine", choices=("local", "ray"),
+            p.add_argument("--engine", choices=ENGINES,
                            help="where chapters 01-03 train their runs: local (in the kernel, the default) or ray "
                                 "(Ray tasks side by side, on RAY_ADDRESS's cluster or a local one); sets their engine parameter")
         if name == "build":

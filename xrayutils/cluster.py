@@ -50,9 +50,9 @@ from typing import Any
 
 import pandas as pd
 
-from xrayutils import progress, train
+from xrayutils import predict, progress, train
+from xrayutils.runner.parameters import ENGINES
 
-ENGINES = ("local", "ray")
 #: Tries to start or join the cluster: Ray gives its node 30 s, which a busy 2-core machine sometimes misses.
 STARTS = 3
 INSTALL = 'pip install "xrayutils[cluster]"  (or: pip install ray)'
@@ -102,11 +102,17 @@ def connect() -> float:
     return time.perf_counter() - started
 
 
-def workers() -> int:
-    """How many runs the cluster takes side by side at most: its GPUs, else its CPUs (one thread each)."""
+def capacity() -> tuple[int, int]:
+    """The CPUs and GPUs of the cluster (joined or started first)."""
     connect()
     total = import_ray().cluster_resources()
-    return int(total.get("GPU", 0)) or int(total.get("CPU", 1))
+    return int(total.get("CPU", 1)), int(total.get("GPU", 0))
+
+
+def workers() -> int:
+    """How many runs the cluster takes side by side at most: its GPUs, else its CPUs (one thread each)."""
+    cpus, gpus = capacity()
+    return gpus or cpus
 
 
 def data_files(frames: dict[str, pd.DataFrame]) -> dict[str, int]:
@@ -136,7 +142,7 @@ def execute(run: train.Run, frames: dict[str, pd.DataFrame], files: dict[str, in
     def send(line: str) -> None:
         relay.put_nowait((run.label, os.getpid(), line))
 
-    send("starting")
+    send(f"{run.label}: starting")
     output = io.StringIO()
     with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output), progress.relayed(send):
         try:
@@ -167,11 +173,8 @@ class RayEngine:
     started_seconds: float = 0.0
     description: str = "ray"
 
-    def resources(self, runs: int) -> dict[str, float]:
-        """What each of ``runs`` runs asks Ray for, from the cluster's CPUs and GPUs."""
-        ray = import_ray()
-        total = ray.cluster_resources()
-        cpus, gpus = int(total.get("CPU", 1)), int(total.get("GPU", 0))
+    def resources(self, runs: int, cpus: int, gpus: int) -> dict[str, int]:
+        """What each of ``runs`` runs asks Ray for on a cluster of ``cpus`` CPUs and ``gpus`` GPUs."""
         threads = self.threads or max(1, cpus // max(1, min(runs, gpus or runs)))
         return {"num_cpus": threads, "num_gpus": 1 if gpus else 0}
 
@@ -182,11 +185,12 @@ class RayEngine:
         from ray.util.queue import Queue
 
         self.started_seconds = connect()
-        asked = self.resources(len(runs))
+        cpus, gpus = capacity()
+        asked = self.resources(len(runs), cpus, gpus)
         threads = str(asked["num_cpus"])
         env = {"TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": threads, "OMP_NUM_THREADS": threads,
                "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
-        side_by_side = max(1, int(ray.cluster_resources().get("CPU", 1)) // asked["num_cpus"])
+        side_by_side = max(1, min(cpus // asked["num_cpus"], gpus or cpus))
         self.description = (f"ray: {len(runs)} runs, {asked['num_cpus']} CPU thread{'s' if asked['num_cpus'] > 1 else ''}"
                             f"{' and a GPU' if asked['num_gpus'] else ''} each, up to {side_by_side} side by side")
         print(f"Training on Ray ({self.description}; cluster joined in {self.started_seconds:.1f} s).", flush=True)
@@ -217,7 +221,7 @@ class RayEngine:
             if pid not in self.pids.setdefault(label, []):
                 self.pids[label].append(pid)
             latest[label] = line
-        shown = [latest[label] if latest[label].startswith(label) else f"{label}: {latest[label]}" for label in running if label in latest]
+        shown = [latest[label] for label in running if label in latest]  # each line starts with its run's label
         if shown:
             progress.report(" | ".join(shown))
 
@@ -234,11 +238,5 @@ class RayEngine:
             return result
         train.place_model(run.path, lambda partial: partial.write_bytes(model_file), classes=classes,
                           image_size=list(run.protocol.input_shape[:2]), history=result.history, provenance=provenance)
-        model = None
-        if run.keep_model:
-            import keras
-
-            from xrayutils import models  # noqa: F401 - registers the book's layers for loading
-
-            model = keras.models.load_model(run.path)
+        model = predict.load_model(run.path)[0] if run.keep_model else None
         return dataclasses.replace(result, path=run.path, model=model)

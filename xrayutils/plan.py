@@ -181,10 +181,10 @@ def gpu_estimate(work: Work, stored: list[dict[str, Any]]) -> tuple[float | None
     return None, "no GPU step time stored for this model, image and batch size"
 
 
-def table(works: list[Work], *, steps: int = 2, stored: list[dict[str, Any]] | None = None, apart: bool = True) -> pd.DataFrame:
+def table(works: list[Work], *, steps: int = 2, stored: list[dict[str, Any]] | None = None) -> pd.DataFrame:
     """One row per chapter and model: the work, the measured step, and the estimated time here and on a GPU.
 
-    ``apart``: each model measured in a process of its own (:func:`measure_apart`);
+    Each model is measured in a process of its own (:func:`measure_apart`);
     ``peak GB`` is that process's peak memory.
     """
     stored = gpu_step_times() if stored is None else stored
@@ -192,7 +192,7 @@ def table(works: list[Work], *, steps: int = 2, stored: list[dict[str, Any]] | N
     rows = []
     for work in works:
         if work.key() not in costs:
-            costs[work.key()] = measure_apart(work, steps=steps) if apart else measure(work, steps=steps)
+            costs[work.key()] = measure_apart(work, steps=steps)
         cost = costs[work.key()]
         p = work.protocol
         gpu, source = gpu_estimate(work, stored)
@@ -211,7 +211,7 @@ def table(works: list[Work], *, steps: int = 2, stored: list[dict[str, Any]] | N
             "min per run": round(work.seconds(cost) / 60 / work.runs, 1),
             "min on a GPU": float("nan") if gpu is None else round(gpu / 60, 1),
             "GPU figure from": source,
-            "peak GB": round(cost["peak_gb"], 1) if "peak_gb" in cost else float("nan"),
+            "peak GB": round(cost["peak_gb"], 1),
         })
     return pd.DataFrame(rows)
 

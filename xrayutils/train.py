@@ -657,7 +657,7 @@ def train_and_test(
                 seed=protocol.seed, shuffle_train=not cache,
             )
             class_weight = protocol.class_weights(frames["train"]["label"].to_numpy(), len(classes))
-            label = f"{name}, seed {protocol.seed}"
+            label = run_label(name, protocol.seed)
             progress.report(f"{label}: {'encoding the training images' if cache else 'starting'}")
             history = fit(model, splits["train"], splits["validation"], protocol, class_weight=class_weight,
                           callbacks=[EpochProgress(label, protocol.num_epochs)], verbose=0)  # the page: one line per model
@@ -676,6 +676,11 @@ def train_and_test(
         model = None
         keras.backend.clear_session()
     return ModelRun(name, model, history, probabilities, seconds_per_image, None if path is None else Path(path), weight_counts)
+
+
+def run_label(name: str, seed: int) -> str:
+    """How progress lines and the Ray engine name one run: ``"ResNet34, seed 2"``."""
+    return f"{name}, seed {seed}"
 
 
 @dataclass(frozen=True)
@@ -702,7 +707,7 @@ class Run:
 
     @property
     def label(self) -> str:
-        return f"{self.name}, seed {self.seed}"
+        return run_label(self.name, self.seed)
 
 
 class LocalEngine:
@@ -741,19 +746,20 @@ def train_models(
     is kept as such; only when every model failed is that an error.
     """
     todo: list[Run] = []
+    seeds: dict[str, tuple[int, ...]] = {}
     for name in names:
         own = protocol.for_model(name)
         build = functools.partial(models.build, own.study, name, own.input_shape, len(data.classes), weights[name])
         path = Path(output_dir) / model_filename(name, own.image_size, data.name, data.task)
+        seeds[name] = tuple(own.training_seeds)
         todo += [Run(name, build, own.for_seed(seed), path if i == 0 else None, keep_model=keep_models and i == 0)
-                 for i, seed in enumerate(own.training_seeds)]
+                 for i, seed in enumerate(seeds[name])]
     done: dict[str, dict[int, ModelRun]] = {name: {} for name in names}
     runs = {}
     for unit, result in (engine or LocalEngine()).run(todo, frames, classes=data.classes, provenance=provenance):
         done[unit.name][unit.seed] = result
-        seeds = [r.seed for r in todo if r.name == unit.name]
-        if len(done[unit.name]) == len(seeds):
-            run = over_seeds(unit.name, {seed: done[unit.name][seed] for seed in seeds})
+        if len(done[unit.name]) == len(seeds[unit.name]):
+            run = over_seeds(unit.name, {seed: done[unit.name][seed] for seed in seeds[unit.name]})
             if run.ok:
                 run.save_predictions(frames["test"], data.classes, output_dir)
             print(run.status(), flush=True)

@@ -99,6 +99,8 @@ MODEL_NAMES = ("Xception", "VGG16", "VGG19", "ResNet101V2", "InceptionV3", "Ince
 #: The test metrics a leaderboard can rank by (:func:`xrayutils.evaluate.point_metrics`), besides the per-class ones.
 METRICS = ("roc_auc", "balanced_accuracy", "accuracy", "precision_macro", "recall_macro", "f1_macro", "precision_weighted",
            "recall_weighted", "f1_weighted")
+#: Where chapters 01-03 train their runs (:func:`xrayutils.cluster.engine`).
+ENGINES = ("local", "ray")
 #: Parameters that take one of a few values (each item, for a list).
 CHOICES: dict[str, tuple[Any, ...]] = {
     "optimizer": OPTIMIZERS,
@@ -109,7 +111,7 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "left_out_costs": ("measure", "stored", "none"),
     "model_names": MODEL_NAMES,
     "shortcut_chapters": results.MODELLING,
-    "engine": ("local", "ray"),  # xrayutils.cluster.ENGINES
+    "engine": ENGINES,
 }
 #: Parameters that must lie in an interval: (low, high, whether ``low`` itself is allowed); ``high`` is never allowed.
 RANGES: dict[str, tuple[float, float, bool]] = {

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import os
-import signal
+import subprocess
 import sys
-import threading
-import time
 
 import pandas as pd
 import pytest
 
 from tests.conftest import make_tiny_data
-from xrayutils import cli, cluster, models, train
-from xrayutils.protocol import TrainingProtocol
+from xrayutils import cli, cluster, train
 
 CHAPTER_03 = cli.ROOT / "notebooks" / "03_coronahack_models.ipynb"
 
@@ -75,42 +71,26 @@ def test_chapter_03_of_the_smoke_book_on_ray_gives_the_local_engines_numbers(tmp
     assert recorded["engine"] == "ray"
 
 
-@pytest.fixture(scope="module")
-def tiny_runs(tmp_path_factory):
-    """Three one-epoch ResNet34 runs (seeds 1-3) on tiny images, and their split."""
-    data = make_tiny_data(tmp_path_factory.mktemp("cluster") / "data")
-    protocol = TrainingProtocol(study="coronahack", image_size=32, batch_size=4, num_epochs=1, optimizer="adam",
-                                learning_rate=1e-3, validation_fraction=0.25, seed=0, weights="none", augment=False)
-    split, frames = train.load_split("coronahack", "two", protocol, data)
-    build = functools.partial(models.build, "coronahack", "ResNet34", protocol.input_shape, len(split.classes),
-                              models.starting_weights("ResNet34", "none"))
-    yield [train.Run("ResNet34", build, protocol.for_seed(seed)) for seed in (1, 2, 3)], frames, split.classes
-    cluster.import_ray().shutdown()
-
-
-def _run_killing(engine, runs, frames, classes, victim):
-    """Run ``runs`` on ``engine`` in a thread; kill the first worker process that runs ``victim`` (a run label); the results."""
-    results: dict[str, train.ModelRun] = {}
-    thread = threading.Thread(target=lambda: results.update(
-        (run.label, row) for run, row in engine.run(runs, frames, classes=classes, provenance={"test": 1})))
-    thread.start()
-    deadline = time.monotonic() + 300
-    while not engine.pids.get(victim) and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    os.kill(engine.pids[victim][0], signal.SIGKILL)
-    thread.join(timeout=600)
-    assert not thread.is_alive()
-    return results
+def _faults(*args: str, folder) -> dict:
+    """``tests/ray_faults.py`` run in a process of its own: what it printed last (JSON), or a failure with its output."""
+    done = subprocess.run([sys.executable, "-m", "tests.ray_faults", *args, str(folder)], cwd=cli.ROOT, capture_output=True,
+                          text=True, timeout=900, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert done.returncode == 0, f"ray_faults {' '.join(args)} ended with {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.parametrize("retries", [1, 0])
-def test_a_run_whose_worker_is_killed_is_retried_or_reported_failed_while_the_others_finish(tiny_runs, retries):
-    runs, frames, classes = tiny_runs
-    engine = cluster.RayEngine(threads=1, retries=retries)
-    results = _run_killing(engine, runs[:2], frames, classes, victim="ResNet34, seed 1")
-    assert results["ResNet34, seed 2"].ok
-    killed = results["ResNet34, seed 1"]
+def test_a_run_whose_worker_is_killed_is_retried_or_reported_failed_while_the_others_finish(tmp_path, retries):
+    found = _faults("kill", str(retries), folder=tmp_path)
+    rows, pids = found["rows"], found["pids"]
+    assert rows["ResNet34, seed 2"]["ok"]
     if retries:
-        assert killed.ok and len(engine.pids["ResNet34, seed 1"]) == 2  # a second worker ran it
+        assert rows["ResNet34, seed 1"]["ok"] and len(pids["ResNet34, seed 1"]) == 2  # a second worker ran it
     else:
-        assert not killed.ok and "its worker died, 1 attempt" in killed.error
+        assert not rows["ResNet34, seed 1"]["ok"] and "its worker died, 1 attempt" in rows["ResNet34, seed 1"]["error"]
+
+
+def test_ctrl_c_cancels_the_submitted_runs(tmp_path):
+    found = _faults("interrupt", folder=tmp_path)
+    assert found["interrupted"] and found["finished"] == []
+    assert len(found["pids"]) == 2 and found["ended"], f"workers still running after Ctrl-C: {found['alive']}"

@@ -1,0 +1,103 @@
+"""Faults on a Ray engine, run by tests/test_cluster.py in a process of its own (the Ray driver is never a pytest worker).
+
+``python -m tests.ray_faults kill RETRIES FOLDER``: three tiny ResNet34 runs on a
+local Ray cluster, the first worker of seed 1 killed by its pid; prints each
+run's status and the pids that ran it. ``python -m tests.ray_faults interrupt
+FOLDER``: Ctrl-C (a KeyboardInterrupt in the driver) once both runs started;
+prints whether their worker processes ended. The last line printed is JSON.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from tests.conftest import make_tiny_data
+from xrayutils import cluster, models, train
+from xrayutils.protocol import TrainingProtocol
+
+WAIT = 300  # seconds for a worker to start, or to end once cancelled
+
+
+def tiny_runs(folder: Path) -> tuple[list[train.Run], dict, list[str]]:
+    """Two one-epoch ResNet34 runs (seeds 1 and 2) on tiny images, their split's frames and classes."""
+    data = make_tiny_data(folder / "data")
+    protocol = TrainingProtocol(study="coronahack", image_size=32, batch_size=4, num_epochs=1, optimizer="adam",
+                                learning_rate=1e-3, validation_fraction=0.25, seed=0, weights="none", augment=False)
+    split, frames = train.load_split("coronahack", "two", protocol, data)
+    build = functools.partial(models.build, "coronahack", "ResNet34", protocol.input_shape, len(split.classes),
+                              models.starting_weights("ResNet34", "none"))
+    return [train.Run("ResNet34", build, protocol.for_seed(seed)) for seed in (1, 2)], frames, split.classes
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, dead but not yet reaped by its parent, does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def when(condition, timeout: float = WAIT) -> bool:
+    """Wait until ``condition()`` holds (True) or ``timeout`` seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def kill(retries: int, folder: Path) -> dict:
+    """Kill the first worker of seed 1 once it runs; every run's status and pids."""
+    runs, frames, classes = tiny_runs(folder)
+    engine = cluster.RayEngine(threads=1, retries=retries)
+    victim = runs[0].label
+
+    def killer() -> None:
+        if when(lambda: engine.pids.get(victim)):
+            os.kill(engine.pids[victim][0], signal.SIGKILL)
+
+    threading.Thread(target=killer, daemon=True).start()
+    rows = {run.label: row for run, row in engine.run(runs, frames, classes=classes, provenance={"test": 1})}
+    return {"rows": {label: {"ok": row.ok, "error": row.error} for label, row in rows.items()}, "pids": engine.pids}
+
+
+def interrupt(folder: Path) -> dict:
+    """Ctrl-C once both runs have started: whether it reached the chapter and their workers ended."""
+    runs, frames, classes = tiny_runs(folder)
+    engine = cluster.RayEngine(threads=1, retries=1)
+
+    def ctrl_c() -> None:
+        if when(lambda: all(engine.pids.get(run.label) for run in runs)):
+            time.sleep(2)  # both are in their first epoch
+            os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=ctrl_c, daemon=True).start()
+    finished, interrupted = [], False
+    try:
+        finished = [run.label for run, _ in engine.run(runs, frames, classes=classes, provenance={"test": 1})]
+    except KeyboardInterrupt:
+        interrupted = True
+    pids = [pid for label in engine.pids.values() for pid in label]
+    ended = when(lambda: not any(alive(pid) for pid in pids), timeout=60)
+    return {"interrupted": interrupted, "finished": finished, "pids": pids, "ended": ended,
+            "alive": [pid for pid in pids if alive(pid)]}
+
+
+def main(argv: list[str]) -> None:
+    scenario, *rest = argv
+    result = kill(int(rest[0]), Path(rest[1])) if scenario == "kill" else interrupt(Path(rest[0]))
+    cluster.import_ray().shutdown()
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,6 +1,6 @@
 """Faults on a Ray engine, run by tests/test_cluster.py in a process of its own (the Ray driver is never a pytest worker).
 
-``python -m tests.ray_faults kill RETRIES FOLDER``: three tiny ResNet34 runs on a
+``python -m tests.ray_faults kill RETRIES FOLDER``: two tiny ResNet34 runs on a
 local Ray cluster, the first worker of seed 1 killed by its pid; prints each
 run's status and the pids that ran it. ``python -m tests.ray_faults interrupt
 FOLDER``: Ctrl-C (a KeyboardInterrupt in the driver) once both runs started;

@@ -30,7 +30,7 @@ nothing here imports it until a Ray engine is asked for.
   so each run records its ``threads``.
 - **Faults.** A run whose worker dies is retried (``retries``, once by default) and then
   reported failed in its row while the others finish; Ctrl-C cancels every submitted
-  run. Progress lines of runs on workers reach the runner's display
+  run and its worker ends (both in ``tests/ray_faults.py``). Progress lines of runs on workers reach the runner's display
   (:func:`xrayutils.progress.relayed`), and what a run prints reaches the page.
 """
 

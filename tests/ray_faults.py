@@ -4,7 +4,9 @@
 local Ray cluster, the first worker of seed 1 killed by its pid; prints each
 run's status and the pids that ran it. ``python -m tests.ray_faults interrupt
 FOLDER``: Ctrl-C (a KeyboardInterrupt in the driver) once both runs started;
-prints whether their worker processes ended. The last line printed is JSON.
+prints whether their worker processes ended. ``python -m tests.ray_faults one_cpu
+FOLDER``: both runs on a cluster of one CPU; prints where and when each ran.
+The last line printed is JSON.
 """
 
 from __future__ import annotations
@@ -92,9 +94,21 @@ def interrupt(folder: Path) -> dict:
             "alive": [pid for pid in pids if alive(pid)]}
 
 
+def one_cpu(folder: Path) -> dict:
+    """Both runs on a cluster of one CPU, one thread each: when each ran on its worker."""
+    runs, frames, classes = tiny_runs(folder)
+    ray = cluster.import_ray()
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    rows = {run.label: row for run, row in cluster.RayEngine(threads=1).run(runs, frames, classes=classes, provenance={"test": 1})}
+    return {label: row.history["worker"] for label, row in rows.items()}
+
+
 def main(argv: list[str]) -> None:
     scenario, *rest = argv
-    result = kill(int(rest[0]), Path(rest[1])) if scenario == "kill" else interrupt(Path(rest[0]))
+    if scenario == "kill":
+        result = kill(int(rest[0]), Path(rest[1]))
+    else:
+        result = {"interrupt": interrupt, "one_cpu": one_cpu}[scenario](Path(rest[0]))
     cluster.import_ray().shutdown()
     print(json.dumps(result), flush=True)
 

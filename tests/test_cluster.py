@@ -90,6 +90,13 @@ def test_a_run_whose_worker_is_killed_is_retried_or_reported_failed_while_the_ot
         assert not rows["ResNet34, seed 1"]["ok"] and "its worker died, 1 attempt" in rows["ResNet34, seed 1"]["error"]
 
 
+def test_runs_never_outnumber_the_clusters_cpus_while_they_report_progress(tmp_path):
+    """A worker waiting on Ray (as Queue.put_nowait does) gives its CPU back, and Ray started a second run beside it."""
+    ran = sorted(_faults("one_cpu", folder=tmp_path).values(), key=lambda worker: worker["started"])
+    assert len(ran) == 2 and ran[0]["pid"] != ran[1]["pid"]
+    assert ran[1]["started"] >= ran[0]["ended"], f"two runs at once on one CPU: {ran}"
+
+
 def test_ctrl_c_cancels_the_submitted_runs(tmp_path):
     found = _faults("interrupt", folder=tmp_path)
     assert found["interrupted"] and found["finished"] == []

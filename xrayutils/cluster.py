@@ -138,10 +138,15 @@ def execute(run: train.Run, frames: dict[str, pd.DataFrame], files: dict[str, in
 
     ``relay`` (a Ray queue) carries ``(label, pid, line)`` progress lines to the
     chapter's kernel; the first, sent before anything else, names the worker's pid.
+    A line is sent without waiting for the queue's answer: a task waiting on
+    another's result (``Queue.put_nowait`` does, through ``ray.get``) gives its
+    CPUs back to Ray meanwhile, which then started a further run beside it (3 runs
+    on 2 CPUs).  The run's history records where and when it ran (``worker``).
     """
     def send(line: str) -> None:
-        relay.put_nowait((run.label, os.getpid(), line))
+        relay.actor.put_nowait.remote((run.label, os.getpid(), line))  # no ray.get: see above
 
+    started = time.time()
     send(f"{run.label}: starting")
     output = io.StringIO()
     with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output), progress.relayed(send):
@@ -154,6 +159,8 @@ def execute(run: train.Run, frames: dict[str, pd.DataFrame], files: dict[str, in
             result = train.train_and_test(run.name, run.build, frames, run.protocol, path=path, classes=classes,
                                           provenance=provenance, keep_model=False)
             model_file = path.read_bytes() if result.ok and path is not None else None
+    if result.history is not None:
+        result.history["worker"] = {"host": socket.gethostname(), "pid": os.getpid(), "started": started, "ended": time.time()}
     return dataclasses.replace(result, path=None), model_file, output.getvalue()
 
 

@@ -6,6 +6,8 @@ run's status and the pids that ran it. ``python -m tests.ray_faults interrupt
 FOLDER``: Ctrl-C (a KeyboardInterrupt in the driver) once both runs started;
 prints whether their worker processes ended. ``python -m tests.ray_faults one_cpu
 FOLDER``: both runs on a cluster of one CPU; prints where and when each ran.
+``python -m tests.ray_faults join FOLDER``: joins a cluster ``ray start --head``
+started with a token (Ray's token authentication); prints its CPUs.
 The last line printed is JSON.
 """
 
@@ -15,7 +17,10 @@ import functools
 import json
 import os
 import signal
+import socket
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -103,12 +108,47 @@ def one_cpu(folder: Path) -> dict:
     return {label: row.history["worker"] for label, row in rows.items()}
 
 
+def join(folder: Path) -> dict:
+    """Join a cluster that ``ray start --head`` started with a token, as the README says: its CPUs, or the error."""
+    home, temp = folder / "home", Path(tempfile.mkdtemp(prefix="xr", dir="/tmp"))  # Ray's socket paths must stay short
+    ray_cli = [sys.executable, "-c", "from ray.scripts.scripts import main; main()"]
+    os.environ.update(HOME=str(home), RAY_ADDRESS=f"127.0.0.1:{free_port()}")
+    os.environ.pop("RAY_AUTH_MODE", None)
+    subprocess.run([*ray_cli, "get-auth-token", "--generate"], check=True, capture_output=True)
+    head = subprocess.Popen([*ray_cli, "start", "--head", "--port", os.environ["RAY_ADDRESS"].split(":")[1], "--num-cpus", "1",
+                             "--include-dashboard", "false", "--temp-dir", str(temp), "--block"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.STDOUT)
+    try:
+        cpus = error = None
+        deadline = time.monotonic() + 90  # the head takes a few seconds to listen
+        while time.monotonic() < deadline:
+            try:
+                cpus = cluster.capacity()[0]
+                break
+            except ConnectionError as failed:
+                error = str(failed.__cause__ or failed)[-300:]
+                cluster.import_ray().shutdown()
+                time.sleep(2)
+        return {"cpus": cpus, "error": error, "token": (home / ".ray" / "auth_token").is_file(),
+                "auth_mode": os.environ.get("RAY_AUTH_MODE")}
+    finally:
+        cluster.import_ray().shutdown()
+        head.terminate()
+        head.wait(timeout=60)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def main(argv: list[str]) -> None:
     scenario, *rest = argv
     if scenario == "kill":
         result = kill(int(rest[0]), Path(rest[1]))
     else:
-        result = {"interrupt": interrupt, "one_cpu": one_cpu}[scenario](Path(rest[0]))
+        result = {"interrupt": interrupt, "one_cpu": one_cpu, "join": join}[scenario](Path(rest[0]))
     cluster.import_ray().shutdown()
     print(json.dumps(result), flush=True)
 

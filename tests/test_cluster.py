@@ -97,6 +97,22 @@ def test_runs_never_outnumber_the_clusters_cpus_while_they_report_progress(tmp_p
     assert ran[1]["started"] >= ran[0]["ended"], f"two runs at once on one CPU: {ran}"
 
 
+def test_a_cluster_started_with_ray_start_is_joined_when_it_asks_for_rays_token(tmp_path):
+    joined = _faults("join", folder=tmp_path)
+    assert joined["token"] and joined["auth_mode"] == "token"
+    assert joined["cpus"] == 1, f"could not join the cluster: {joined['error']}"
+
+
+def test_the_token_is_sent_only_when_joining_an_address_with_a_token_and_no_mode_chosen(tmp_path):
+    (tmp_path / ".ray").mkdir()
+    assert not cluster.token_auth({"RAY_ADDRESS": "head:6379"}, tmp_path)  # no token anywhere
+    assert cluster.token_auth({"RAY_ADDRESS": "head:6379", "RAY_AUTH_TOKEN": "secret"}, tmp_path)
+    (tmp_path / ".ray" / "auth_token").write_text("secret")
+    assert cluster.token_auth({"RAY_ADDRESS": "head:6379"}, tmp_path)
+    assert not cluster.token_auth({"RAY_ADDRESS": "head:6379", "RAY_AUTH_MODE": "disabled"}, tmp_path)  # the user's choice
+    assert not cluster.token_auth({}, tmp_path)  # a local cluster: Ray decides
+
+
 def test_ctrl_c_cancels_the_submitted_runs(tmp_path):
     found = _faults("interrupt", folder=tmp_path)
     assert found["interrupted"] and found["finished"] == []

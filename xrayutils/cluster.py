@@ -10,8 +10,9 @@ them as they finish. Ray is an optional extra (``pip install "xrayutils[cluster]
 nothing here imports it until a Ray engine is asked for.
 
 - **Cluster.** ``RAY_ADDRESS`` names a running cluster (``ray start --head`` on one
-  node, ``ray start --address HEAD:6379`` on the others); without it a local one is
-  started for the chapter's kernel, with every core.
+  node, ``ray start --address HEAD:6379`` on the others; Ray's token sent where it
+  may ask for one, :func:`token_auth`); without it a local one is started for the
+  chapter's kernel, with every core.
 - **Data.** Workers read the images from the paths the chapter's split holds: a
   cluster's nodes must see the data folder at the same path (a shared folder). Each
   run first checks that every image is there with the size the chapter saw, and a
@@ -42,6 +43,7 @@ import io
 import logging
 import os
 import socket
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -71,8 +73,25 @@ def engine(name: str, *, threads: int = 0, retries: int = 1) -> train.LocalEngin
     raise ValueError(f"engine takes {' or '.join(ENGINES)}, got {name!r}")
 
 
+def token_auth(environ: dict[str, str], home: Path) -> bool:
+    """Whether joining ``RAY_ADDRESS``'s cluster should send Ray's token (``RAY_AUTH_MODE=token``).
+
+    Ray 2.59 and newer turn token authentication on for a cluster started where a
+    token exists (``~/.ray/auth_token``, which a local ``ray.init()`` writes), but a
+    process joining it does not send the token unless ``RAY_AUTH_MODE`` says
+    ``token`` before Ray is imported: ``ray start --head`` then
+    ``RAY_ADDRESS=... xray-book build --engine ray`` failed with "InvalidAuthToken".
+    Sending it to a cluster without authentication does no harm (tried).  A mode
+    the user set is kept, and there is nothing to send without a token.
+    """
+    token = environ.get("RAY_AUTH_TOKEN") or environ.get("RAY_AUTH_TOKEN_PATH") or (home / ".ray" / "auth_token").is_file()
+    return bool(environ.get("RAY_ADDRESS")) and "RAY_AUTH_MODE" not in environ and bool(token)
+
+
 def import_ray():
-    """Ray, or an error that says how to install it."""
+    """Ray, or an error that says how to install it; set to send its token to a cluster that may ask for it (:func:`token_auth`)."""
+    if "ray" not in sys.modules and token_auth(dict(os.environ), Path.home()):
+        os.environ["RAY_AUTH_MODE"] = "token"  # read when Ray is imported
     try:
         import ray
     except ImportError as error:

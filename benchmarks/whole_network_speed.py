@@ -1,4 +1,4 @@
-"""How fast chapter 03's models train whole on this machine: compute only, by batch size and XLA.
+"""How fast chapter 03's models (and chapter 02's AlexNet) train whole on this machine: compute only, by batch size and XLA.
 
 Every trial trains one model on one random batch held in memory (no decoding), with the
 CoronaHack augmentation on each batch as training applies it, as :func:`xrayutils.benchmark.compute_only`
@@ -27,6 +27,10 @@ choice there (:mod:`xrayutils.precision`), both policies in turn:
     python benchmarks/whole_network_speed.py --models Xception VGG16 VGG19 ResNet101V2 InceptionV3 \
         InceptionResNetV2 EfficientNetV2S EfficientNetV2M ResNet34 --image-size 96 --batch-sizes 16 --steps 3 \
         --mixed-precision false mixed_bfloat16 --frozen-forward --output benchmarks/results/bfloat16_speedups.json
+    python benchmarks/whole_network_speed.py --models AlexNet --image-size 128 --batch-sizes 10 --steps 3 \
+        --mixed-precision false mixed_bfloat16 --output benchmarks/results/bfloat16_speedups.json --append
+
+(the second: chapter 02's AlexNet at its ``cpu`` size and batch).
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=["ResNet34"], help="chapter 03 model names")
+    parser.add_argument("--models", nargs="+", default=["ResNet34"], help="chapter 03 model names, or AlexNet (chapter 02's, four classes)")
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32])
     parser.add_argument("--jit-compile", nargs="+", default=["false"], choices=["true", "false"], help="XLA off and/or on")
@@ -57,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keras-batch-norm", action="store_true",
                         help="Keras' own batch normalisation, op by op, instead of the book's fused one (models.FusedBatchNormalization)")
     parser.add_argument("--output", type=Path, help="write the table here as JSON")
+    parser.add_argument("--append", action="store_true", help="keep the rows already in --output, add these")
     args = parser.parse_args(argv)
 
     import keras
@@ -76,7 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         print(pd.DataFrame(rows[-1:]).to_string(index=False, header=len(rows) == 1, float_format=lambda v: f"{v:.2f}"), flush=True)
 
     for name in args.models:
-        build = partial(models.build, "coronahack", name, base.input_shape, 2, models.resolve_weights("none"),
+        study, classes = ("class-challenge", 4) if name == "AlexNet" else ("coronahack", 2)  # chapter 02 trains AlexNet on 4 classes
+        own = dataclasses.replace(base, study=study)
+        build = partial(models.build, study, name, own.input_shape, classes, models.resolve_weights("none"),
                         fused_batch_norm=not args.keras_batch_norm)
         keras.mixed_precision.set_global_policy("float32")
         flops = benchmark.train_step_flops(build())
@@ -85,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
                 for policy in policies:  # alternating, so that a change in the machine's load touches both alike
                     keras.backend.clear_session()
                     keras.mixed_precision.set_global_policy(policy)
-                    protocol = dataclasses.replace(base, batch_size=batch, jit_compile=jit == "true")
+                    protocol = dataclasses.replace(own, batch_size=batch, jit_compile=jit == "true")
                     step = benchmark.compute_only(build, protocol, steps=args.steps)
                     add({"model": name, "work": precision.WHOLE_NETWORK, "image size": args.image_size, "batch": batch,
                          "batch norm": "Keras" if args.keras_batch_norm else "fused",
@@ -105,8 +112,10 @@ def main(argv: list[str] | None = None) -> int:
                      "images/s": 1 / seconds})
     keras.mixed_precision.set_global_policy("float32")
     if args.output:
+        kept = results.read_json(args.output) if args.append and args.output.is_file() else {}
+        command = " ".join(["benchmarks/whole_network_speed.py", *(sys.argv[1:] if argv is None else argv)])
         results.write_json_atomic(args.output, {"device": book.device(), "versions": book.versions(), "commit": book.git_commit(),
-                                                "rows": rows})
+                                                "commands": [*kept.get("commands", []), command], "rows": kept.get("rows", []) + rows})
     return 0
 
 

@@ -128,6 +128,18 @@ def test_whole_network_script_times_each_model_batch_and_xla_setting(tmp_path):
     assert [row["batch"] for row in rows] == [2, 4] and all(row["images/s"] > 0 and row["GFLOP/s"] > 0 for row in rows)
 
 
+def test_whole_network_script_times_chapter_02s_alexnet_and_appends_to_a_stored_table(tmp_path):
+    script = load_script("whole_network_speed")
+    out = tmp_path / "speed.json"
+    assert script.main(["--models", "ResNet34", "--image-size", "32", "--batch-sizes", "2", "--steps", "1", "--output", str(out)]) == 0
+    assert script.main(["--models", "AlexNet", "--image-size", "72", "--batch-sizes", "2", "--steps", "1", "--output", str(out),
+                        "--append"]) == 0
+    stored = json.loads(out.read_text())
+    assert [(row["model"], row["image size"]) for row in stored["rows"]] == [("ResNet34", 32), ("AlexNet", 72)]
+    assert stored["rows"][1]["batch norm"] == "fused" and stored["rows"][1]["GFLOP/s"] > 0
+    assert len(stored["commands"]) == 2 and stored["commands"][1].endswith("--append")
+
+
 def test_depthwise_and_separable_convolutions_cost_one_filter_per_input_channel():
     inputs = keras.Input((8, 8, 4))
     x = layers.DepthwiseConv2D(3, padding="same", trainable=False)(inputs)  # 2 * 8*8*4 * 9 = 4608

@@ -201,17 +201,18 @@ def test_fused_batch_norm_trains_and_predicts_as_keras_batch_norm_does():
     np.testing.assert_allclose(fused.predict(images, verbose=0), plain.predict(images, verbose=0), atol=1e-5)
 
 
-def test_chapter_03s_models_run_fused_batch_norm_and_load_back_with_it(tmp_path):
+@pytest.mark.parametrize(("study", "name", "size"), [("coronahack", "ResNet34", 32), ("class-challenge", "AlexNet", 72)])
+def test_the_models_trained_whole_run_fused_batch_norm_and_load_back_with_it(tmp_path, study, name, size):
     from xrayutils import predict
 
-    model = models.build("coronahack", "ResNet34", (32, 32, 3), 2, models.resolve_weights("none"))
+    model = models.build(study, name, (size, size, 3), 2, models.resolve_weights("none"))
     assert not [layer for layer in model.layers if type(layer) is keras.layers.BatchNormalization]
     assert models.set_batchnorm_momentum(model, 0.9) > 0  # still batch normalisation for everything that looks for it
-    keras_own = models.build("coronahack", "ResNet34", (32, 32, 3), 2, models.resolve_weights("none"), fused_batch_norm=False)
+    keras_own = models.build(study, name, (size, size, 3), 2, models.resolve_weights("none"), fused_batch_norm=False)
     assert len(keras_own.get_weights()) == len(model.get_weights())
     model.save(tmp_path / "m.keras")
     loaded, _ = predict.load_model(tmp_path / "m.keras")
-    images = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    images = np.random.default_rng(1).uniform(0, 255, (2, size, size, 3)).astype("float32")
     np.testing.assert_allclose(loaded.predict(images, verbose=0), model.predict(images, verbose=0), atol=1e-6)
     assert any(isinstance(layer, models.FusedBatchNormalization) for layer in loaded.layers)
     without = _bn_net(fused=False)

@@ -151,29 +151,33 @@ def vgg16_transfer(
     return keras.Model(inputs, outputs, name="vgg16_transfer")
 
 
-def alexnet(input_shape: tuple[int, int, int] = (224, 224, 3), num_classes: int = 4) -> keras.Model:
+def alexnet(input_shape: tuple[int, int, int] = (224, 224, 3), num_classes: int = 4, *,
+            fused_batch_norm: bool = True) -> keras.Model:
     """AlexNet as in the class-challenge study, with batch norm, trained from scratch.
 
     At 224x224 with four classes: 46,768,900 parameters.  Inputs in [0, 255] are
     rescaled to [0, 1] inside the model.  The three poolings need at least 67x67 pixels.
+    Its batch normalisation runs fused (:class:`FusedBatchNormalization`, the same
+    numbers) unless ``fused_batch_norm=False``.
     """
     _check_classes(num_classes)
+    norm = FusedBatchNormalization if fused_batch_norm else layers.BatchNormalization
     if min(input_shape[:2]) < ALEXNET_MIN_SIZE:
         raise ValueError(f"AlexNet needs images of at least {ALEXNET_MIN_SIZE}x{ALEXNET_MIN_SIZE}, got {input_shape[:2]}")
     inputs = keras.Input(shape=input_shape, name="image")
     x = layers.Rescaling(1.0 / 255)(inputs)
     x = layers.Conv2D(96, 11, strides=4, activation="relu")(x)
-    x = layers.BatchNormalization()(x)
+    x = norm()(x)
     x = layers.MaxPooling2D(3, strides=2)(x)
     x = layers.Conv2D(256, 5, padding="same", activation="relu")(x)
-    x = layers.BatchNormalization()(x)
+    x = norm()(x)
     x = layers.MaxPooling2D(3, strides=2)(x)
     x = layers.Conv2D(384, 3, padding="same", activation="relu")(x)
-    x = layers.BatchNormalization()(x)
+    x = norm()(x)
     x = layers.Conv2D(384, 3, padding="same", activation="relu")(x)
-    x = layers.BatchNormalization()(x)
+    x = norm()(x)
     x = layers.Conv2D(256, 3, padding="same", activation="relu")(x)
-    x = layers.BatchNormalization()(x)
+    x = norm()(x)
     x = layers.MaxPooling2D(3, strides=2)(x)
     x = layers.Flatten()(x)
     x = layers.Dense(4096, activation="relu")(x)
@@ -216,7 +220,7 @@ class FusedBatchNormalization(layers.BatchNormalization):
     scale and shift, and the gradient of each), which took 17% of the op time of
     an EfficientNetV2S training step on the CPU (``benchmarks/step_profile.py``);
     TensorFlow's fused kernel does it in one pass.  Swapped in
-    (:func:`with_fused_batch_norm`), chapter 03's models trained faster on a 2-core
+    (:func:`with_fused_batch_norm`; AlexNet is built with it), chapter 03's models trained faster on a 2-core
     Xeon, 96 px, batch 16 (``benchmarks/whole_network_speed.py`` with and without
     ``--keras-batch-norm``, two alternating runs of 8 steps): ResNet34 at 48.5
     against 44.0 images/s, EfficientNetV2S 28.0 against 24.0.  Anything but a 4-D
@@ -331,14 +335,14 @@ def build(study: str, name: str, input_shape: tuple[int, int, int], num_classes:
     """A fresh model ``name`` as ``study`` defined it: class-challenge's VGG16 head and AlexNet, or CoronaHack's nine.
 
     The two studies put different heads on VGG16, so the name alone does not say which model it is.
-    ``fused_batch_norm`` as :func:`coronahack_model` takes it.
+    ``fused_batch_norm`` as :func:`coronahack_model` takes it (AlexNet's too).
     """
     if study == "coronahack":
         return coronahack_model(name, input_shape, num_classes, weights, fused_batch_norm=fused_batch_norm)
     if study == "class-challenge" and name == "VGG16":
         return vgg16_transfer(input_shape, num_classes=num_classes, weights=weights)
     if study == "class-challenge" and name == "AlexNet":
-        return alexnet(input_shape, num_classes=num_classes)
+        return alexnet(input_shape, num_classes=num_classes, fused_batch_norm=fused_batch_norm)
     raise ValueError(f"the {study} study has no model {name!r}")
 
 

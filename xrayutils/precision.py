@@ -10,8 +10,8 @@ work (:func:`choose`):
   (:data:`SPEEDUPS`, from ``benchmarks/whole_network_speed.py``) found at least
   :data:`MIN_SPEEDUP` times faster than float32 on such a CPU, and float32 for the
   rest, and for work never measured: on a Xeon with AMX, VGG16's frozen-base forward
-  ran 6.6 times faster in bfloat16 and EfficientNetV2S trained whole 0.94 times as
-  fast;
+  ran 6.5 times faster in bfloat16, ResNet34 trained whole 1.4 times, and
+  EfficientNetV2S 0.91 times as fast (fused batch normalisation, 2026-12-06);
 * on other CPUs, float32: without those units bfloat16 is emulated and gave
   nothing on an AVX2-only AMD EPYC (4.03 images/s against 4.24).
 """

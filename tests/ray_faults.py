@@ -116,7 +116,8 @@ def join(folder: Path) -> dict:
     os.environ.pop("RAY_AUTH_MODE", None)
     subprocess.run([*ray_cli, "get-auth-token", "--generate"], check=True, capture_output=True)
     head = subprocess.Popen([*ray_cli, "start", "--head", "--port", os.environ["RAY_ADDRESS"].split(":")[1], "--num-cpus", "1",
-                             "--include-dashboard", "false", "--temp-dir", str(temp), "--block"], stdout=subprocess.DEVNULL,
+                             "--ray-client-server-port", str(free_port()), "--include-dashboard", "false", "--temp-dir", str(temp),
+                             "--block"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.STDOUT)
     try:
         cpus = error = None

@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     import pandas as pd
     import tensorflow as tf
 
-    from xrayutils import benchmark, book, caching, models, plan, precision, results
+    from xrayutils import benchmark, book, caching, datasets, models, plan, precision, results
     from xrayutils.protocol import TrainingProtocol
 
     base = TrainingProtocol(study="coronahack", image_size=args.image_size, batch_size=1, num_epochs=1, optimizer="adam",
@@ -81,10 +81,10 @@ def main(argv: list[str] | None = None) -> int:
         print(pd.DataFrame(rows[-1:]).to_string(index=False, header=len(rows) == 1, float_format=lambda v: f"{v:.2f}"), flush=True)
 
     for name in args.models:
-        study, classes = ("class-challenge", 4) if name == "AlexNet" else ("coronahack", 2)  # chapter 02 trains AlexNet on 4 classes
+        study, dataset, task, _ = plan.TRAINING[results.TASK2 if name == "AlexNet" else results.CORONAHACK]  # the chapter that trains it
         own = dataclasses.replace(base, study=study)
-        build = partial(models.build, study, name, own.input_shape, classes, models.resolve_weights("none"),
-                        fused_batch_norm=not args.keras_batch_norm)
+        build = partial(models.build, study, name, own.input_shape, len(datasets.CLASSES[(dataset, task)]),
+                        models.resolve_weights("none"), fused_batch_norm=not args.keras_batch_norm)
         keras.mixed_precision.set_global_policy("float32")
         flops = benchmark.train_step_flops(build())
         for batch in args.batch_sizes:

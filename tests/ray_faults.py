@@ -117,8 +117,7 @@ def join(folder: Path) -> dict:
     subprocess.run([*ray_cli, "get-auth-token", "--generate"], check=True, capture_output=True)
     head = subprocess.Popen([*ray_cli, "start", "--head", "--port", os.environ["RAY_ADDRESS"].split(":")[1], "--num-cpus", "1",
                              "--ray-client-server-port", str(free_port()), "--include-dashboard", "false", "--temp-dir", str(temp),
-                             "--block"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.STDOUT)
+                             "--block"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     try:
         cpus = error = None
         deadline = time.monotonic() + 90  # the head takes a few seconds to listen

@@ -161,9 +161,9 @@ def alexnet(input_shape: tuple[int, int, int] = (224, 224, 3), num_classes: int 
     numbers) unless ``fused_batch_norm=False``.
     """
     _check_classes(num_classes)
-    norm = FusedBatchNormalization if fused_batch_norm else layers.BatchNormalization
     if min(input_shape[:2]) < ALEXNET_MIN_SIZE:
         raise ValueError(f"AlexNet needs images of at least {ALEXNET_MIN_SIZE}x{ALEXNET_MIN_SIZE}, got {input_shape[:2]}")
+    norm = FusedBatchNormalization if fused_batch_norm else layers.BatchNormalization
     inputs = keras.Input(shape=input_shape, name="image")
     x = layers.Rescaling(1.0 / 255)(inputs)
     x = layers.Conv2D(96, 11, strides=4, activation="relu")(x)

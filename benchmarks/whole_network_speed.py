@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             for policy in policies:
                 keras.backend.clear_session()
                 keras.mixed_precision.set_global_policy(policy)
-                encoder, _ = caching.split_frozen(models.vgg16_transfer(shape, num_classes=2, weights=models.resolve_weights("none")))
+                encoder, _ = caching.split_frozen(models.build("class-challenge", "VGG16", shape, 2, models.resolve_weights("none")))
                 seconds = plan.forward_seconds(encoder, images, args.steps)
                 add({"model": "VGG16", "work": precision.FROZEN_FORWARD, "image size": args.forward_size, "batch": batch,
                      "augment": False, "XLA asked": "false", "precision": policy, "s/step": seconds * batch,

@@ -10,7 +10,7 @@ import pytest
 from keras import layers
 
 from tests.conftest import make_tiny_data
-from xrayutils import benchmark, models
+from xrayutils import benchmark, chapter_models
 from xrayutils.book import REPO_ROOT
 
 
@@ -30,7 +30,7 @@ def test_train_step_flops_counts_frozen_layers_once_and_trainable_ones_three_tim
 
 
 def test_vgg16_costs_its_known_31_gflop_per_image_at_224():
-    flops = benchmark.train_step_flops(models.vgg16_transfer((224, 224, 3)))
+    flops = benchmark.train_step_flops(chapter_models.vgg16_transfer((224, 224, 3)))
     assert 30.7e9 < flops < 30.9e9  # 15.35 GMAC of convolutions (Simonyan & Zisserman) + the head
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from keras import layers
 
-from xrayutils import caching, datasets, models, pipeline, train
+from xrayutils import caching, chapter_models, datasets, models, pipeline, train
 from xrayutils.protocol import TrainingProtocol
 
 
@@ -38,8 +38,8 @@ def test_split_frozen_cuts_where_training_starts_and_shares_the_layers():
 
 
 def test_split_frozen_finds_nothing_to_cache_in_models_trained_whole():
-    assert caching.split_frozen(models.alexnet((72, 72, 3), 4)) is None
-    assert caching.split_frozen(models.resnet34((32, 32, 3), 2)) is None
+    assert caching.split_frozen(chapter_models.alexnet((72, 72, 3), 4)) is None
+    assert caching.split_frozen(chapter_models.resnet34((32, 32, 3), 2)) is None
 
 
 def test_split_frozen_reaches_through_the_region_mask():
@@ -117,4 +117,4 @@ def test_caching_a_model_without_a_frozen_base_is_an_error(frames):
     with pytest.raises(ValueError, match="no frozen base"):
         protocol = TrainingProtocol(study="class-challenge", image_size=72, batch_size=2, num_epochs=1, optimizer="adam",
                                     learning_rate=1e-3, validation_fraction=0.25, seed=0, cache_features=True)
-        train.fit(models.alexnet((72, 72, 3), 2), ds["train"], ds["validation"], protocol)
+        train.fit(chapter_models.alexnet((72, 72, 3), 2), ds["train"], ds["validation"], protocol)

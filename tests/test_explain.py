@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from keras import layers
 
-from xrayutils import explain, models
+from xrayutils import chapter_models, explain
 
 
 def _brightness_model(size: int = 16) -> keras.Model:
@@ -31,9 +31,9 @@ def test_gradcam_heat_lies_on_the_evidence():
 
 
 @pytest.mark.parametrize(("build", "layer"), [
-    (lambda: models.vgg16_transfer((48, 48, 3), 2), "flatten"),
-    (lambda: models.resnet34((48, 48, 3), 2), "features"),
-    (lambda: models.backbone_classifier("Xception", (75, 75, 3), 2), "features"),
+    (lambda: chapter_models.vgg16_transfer((48, 48, 3), 2), "flatten"),
+    (lambda: chapter_models.resnet34((48, 48, 3), 2), "features"),
+    (lambda: chapter_models.backbone_classifier("Xception", (75, 75, 3), 2), "features"),
 ])
 def test_gradcam_reaches_each_chapters_last_feature_map(build, layer):
     model = build()

@@ -4,17 +4,17 @@ import keras
 import numpy as np
 import pytest
 
-from xrayutils import models
+from xrayutils import chapter_models, models
 
 
 def test_vgg16_binary_has_the_published_parameter_counts():
-    model = models.vgg16_transfer((224, 224, 3), num_classes=2)
+    model = chapter_models.vgg16_transfer((224, 224, 3), num_classes=2)
     assert models.count_parameters(model) == (21_137_729, 6_423_041)
     assert model.output_shape == (None, 1)
 
 
 def test_alexnet_four_classes_has_the_published_parameter_count():
-    model = models.alexnet((224, 224, 3), num_classes=4)
+    model = chapter_models.alexnet((224, 224, 3), num_classes=4)
     assert model.count_params() == 46_768_900
     assert model.output_shape == (None, 4)
 
@@ -54,9 +54,9 @@ def test_weights_file_is_really_loaded(tmp_path):
     source.save_weights(path)
     weights = models.resolve_weights(str(path))
     assert weights.pretrained and str(path) in weights.description
-    model = models.vgg16_transfer((32, 32, 3), num_classes=4, weights=weights)
+    model = chapter_models.vgg16_transfer((32, 32, 3), num_classes=4, weights=weights.keras_arg)
     loaded = model.get_layer("vgg16").get_weights()
-    fresh = models.vgg16_transfer((32, 32, 3), num_classes=4).get_layer("vgg16").get_weights()
+    fresh = chapter_models.vgg16_transfer((32, 32, 3), num_classes=4).get_layer("vgg16").get_weights()
     assert all(np.array_equal(a, b) for a, b in zip(loaded, source.get_weights()))
     assert not all(np.array_equal(a, b) for a, b in zip(fresh, source.get_weights()))
 
@@ -68,12 +68,12 @@ def test_bad_weights_choice_is_a_value_error(tmp_path):
 
 def test_one_class_is_refused():
     with pytest.raises(ValueError, match="num_classes"):
-        models.alexnet((64, 64, 3), num_classes=1)
+        chapter_models.alexnet((72, 72, 3), num_classes=1)
 
 
 @pytest.mark.parametrize("name", list(models.BACKBONES))
 def test_every_backbone_builds_with_pooling_its_preprocessing_and_one_sigmoid(name):
-    model = models.backbone_classifier(name, (75, 75, 3), num_classes=2)
+    model = chapter_models.backbone_classifier(name, (75, 75, 3), num_classes=2)
     assert model.output_shape == (None, 1)
     assert len(model.get_layer("features").output.shape) == 2  # global average pooling
     base = next(layer for layer in model.layers if isinstance(layer, models.keras.Model))
@@ -82,13 +82,13 @@ def test_every_backbone_builds_with_pooling_its_preprocessing_and_one_sigmoid(na
 
 def test_vgg16_backbone_has_the_keras_parameter_count_plus_one_unit():
     # keras.applications.VGG16(include_top=False) holds 14,714,688 parameters; Dense(1) on 512 features adds 513
-    assert models.count_parameters(models.backbone_classifier("VGG16", (150, 150, 3)))[0] == 14_715_201
+    assert models.count_parameters(chapter_models.backbone_classifier("VGG16", (150, 150, 3)))[0] == 14_715_201
 
 
 def test_resnet34_is_the_standard_resnet34_with_a_5x5_stem():
     # torchvision's resnet34 without its fc layer: 21,284,672; a 5x5 stem instead of 7x7 saves 4,608;
     # Dense(1) adds 513. Keras also counts BatchNorm's moving mean and variance (2 x 8,512), not trainable.
-    total, trainable = models.count_parameters(models.resnet34((150, 150, 3), num_classes=2))
+    total, trainable = models.count_parameters(chapter_models.resnet34((150, 150, 3), num_classes=2))
     assert trainable == 21_284_672 - 4_608 + 513
     assert total == trainable + 2 * 8_512
 
@@ -96,7 +96,7 @@ def test_resnet34_is_the_standard_resnet34_with_a_5x5_stem():
 def test_auto_weights_try_the_named_architecture(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     (tmp_path / "models").mkdir()
-    (tmp_path / "models" / models.BACKBONES["EfficientNetV2S"][2]).write_bytes(b"")
+    (tmp_path / "models" / models.BACKBONES["EfficientNetV2S"]).write_bytes(b"")
     assert models.resolve_weights("auto", architecture="EfficientNetV2S").pretrained
     tried = []
     monkeypatch.setattr(models.keras.applications, "Xception", lambda **kw: tried.append(kw) or (_ for _ in ()).throw(OSError("offline")))
@@ -127,7 +127,7 @@ def test_region_mask_keeps_only_its_region(keep, kept_corner, kept_center):
 def test_masked_model_saves_and_loads_with_its_mask(tmp_path):
     import keras
 
-    masked = models.with_region_mask(models.resnet34((32, 32, 3), 2), keep="border", border_fraction=0.2)
+    masked = models.with_region_mask(chapter_models.resnet34((32, 32, 3), 2), keep="border", border_fraction=0.2)
     images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     masked.save(tmp_path / "m.keras")
     loaded = keras.saving.load_model(tmp_path / "m.keras")
@@ -139,7 +139,7 @@ def test_masked_model_saves_and_loads_with_its_mask(tmp_path):
 
 
 def test_batchnorm_momentum_reaches_every_batch_normalisation_layer_nested_ones_too():
-    inner = models.alexnet((72, 72, 3), 2)
+    inner = chapter_models.alexnet((72, 72, 3), 2)
     outer = keras.Sequential([keras.Input((72, 72, 3)), inner])
     assert models.set_batchnorm_momentum(outer, 0.9) == 5  # AlexNet's five convolutions
     assert {layer.momentum for layer in inner.layers if isinstance(layer, keras.layers.BatchNormalization)} == {0.9}
@@ -164,7 +164,8 @@ def test_a_weights_folder_gives_each_backbone_its_own_file_and_a_missing_one_fal
 
     keras.utils.set_random_seed(8)  # other initial weights: only the file can make the two agree
     images = np.random.default_rng(0).uniform(-100, 150, (3, 32, 32, 3)).astype("float32")
-    for model in (models.backbone_classifier("VGG16", (32, 32, 3), 2, weights), models.vgg16_transfer((32, 32, 3), 2, weights)):
+    for model in (chapter_models.backbone_classifier("VGG16", (32, 32, 3), 2, weights.keras_arg),
+                  chapter_models.vgg16_transfer((32, 32, 3), 2, weights.keras_arg)):
         np.testing.assert_array_equal(model.get_layer("vgg16").predict(images, verbose=0), source.predict(images, verbose=0))
 
     with pytest.warns(UserWarning, match="no xception_weights_tf_dim_ordering_tf_kernels_notop.h5 in .*; falling back"):

@@ -7,7 +7,7 @@ import keras
 import pytest
 
 from tests.test_train import PROTOCOL, tiny_model
-from xrayutils import models, precision, train
+from xrayutils import chapter_models, models, precision, train
 from xrayutils.precision import FROZEN_FORWARD, WHOLE_NETWORK
 
 AMD_EPYC = {"fpu", "sse4_2", "avx", "avx2", "fma"}  # the AVX2-only machines
@@ -92,7 +92,7 @@ def test_the_stored_measurement_is_the_one_auto_reads(tmp_path):
 
 
 def test_the_work_of_a_model_is_its_frozen_base_when_it_has_one():
-    assert train.work_of(lambda: models.vgg16_transfer((32, 32, 3)))() == FROZEN_FORWARD
+    assert train.work_of(lambda: chapter_models.vgg16_transfer((32, 32, 3)))() == FROZEN_FORWARD
     assert train.work_of(lambda: tiny_model(num_classes=2))() == WHOLE_NETWORK
 
 

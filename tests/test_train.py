@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 
 import keras
@@ -9,7 +10,7 @@ import pytest
 import tensorflow as tf
 from keras import layers
 
-from xrayutils import caching, models, predict, train
+from xrayutils import caching, chapter_models, models, predict, train
 from xrayutils.protocol import PUBLISHED_AUGMENTATION, TrainingProtocol
 from xrayutils.runner import parameters
 
@@ -166,7 +167,7 @@ def test_mixed_precision_computes_in_half_precision_but_predicts_in_float32():
     try:
         low = "float16" if train.gpu_count() else "bfloat16"
         assert train.set_precision(True) == f"mixed_{low}"
-        model = models.vgg16_transfer((32, 32, 3))
+        model = chapter_models.vgg16_transfer((32, 32, 3))
         assert model.get_layer("features").compute_dtype == low
         assert model.get_layer("predictions").compute_dtype == "float32"
     finally:
@@ -188,7 +189,7 @@ def test_clearing_the_session_keeps_the_precision_keras_would_reset():
 
 def test_train_and_test_caches_a_frozen_base_and_says_so(splits, tmp_path):
     def build():
-        return models.vgg16_transfer((32, 32, 3), num_classes=4)
+        return chapter_models.vgg16_transfer((32, 32, 3), num_classes=4)
 
     cached = dataclasses.replace(PROTOCOL, learning_rate=1e-3, cache_features=True, augmented_views=3)
     run = _run(splits, tmp_path, name="vgg", build=build, protocol=cached)
@@ -203,7 +204,8 @@ def test_train_models_trains_each_model_of_the_study_and_saves_its_predictions(s
     data, frames = splits
     protocol = dataclasses.replace(PROTOCOL, image_size=72, num_epochs=1, augment=False)
     weights = {name: models.resolve_weights("none") for name in ("AlexNet", "VGG16")}
-    runs = train.train_models(list(weights), protocol, data, frames, weights=weights, output_dir=tmp_path, provenance={})
+    builders = {"AlexNet": chapter_models.alexnet, "VGG16": chapter_models.vgg16_transfer}
+    runs = train.train_models(builders, protocol, data, frames, weights=weights, output_dir=tmp_path, provenance={})
     assert all(run.ok for run in runs.values()) and (tmp_path / "alexnet-res72-covid-xray-all.keras").exists()
     assert (tmp_path / runs["VGG16"].predictions_file).exists()
     assert "AlexNet: kept epoch 1" in capsys.readouterr().out
@@ -211,15 +213,54 @@ def test_train_models_trains_each_model_of_the_study_and_saves_its_predictions(s
     assert table.loc["VGG16", "status"] == "ok" and table.loc["AlexNet", "trainable"] != table.loc["VGG16", "trainable"]
     saved = train.chapter_results(runs, {}, weights, protocol, data.classes, frames)
     assert TrainingProtocol(**saved["protocol"]) == protocol and saved["n"]["test"] == len(frames["test"])
+    def lenet(input_shape, num_classes):
+        raise ValueError("LeNet is not written yet")
+
     with pytest.raises(RuntimeError, match="every model failed"):
-        train.train_models(["LeNet"], protocol, data, frames, weights={"LeNet": weights["VGG16"]}, output_dir=tmp_path, provenance={})
+        train.train_models({"LeNet": lenet}, protocol, data, frames, weights={"LeNet": weights["VGG16"]}, output_dir=tmp_path,
+                           provenance={})
+
+
+def test_a_chapters_own_model_fit_and_augmentation_are_what_trains_and_what_is_recorded(splits, tmp_path):
+    """A head changed on a page, its own optimiser and augmentation: the run trains them and its record says so."""
+    data, frames = splits
+    protocol = dataclasses.replace(PROTOCOL, image_size=32, num_epochs=2, seeds=(1,))
+    calls = []
+
+    def small_head(input_shape, num_classes):
+        inputs = keras.Input(input_shape)
+        x = layers.GlobalAveragePooling2D()(layers.Conv2D(4, 3, name="conv")(inputs))
+        x = layers.Dropout(0.5, name="dropout")(layers.Dense(8, activation="relu", name="features")(x))
+        return keras.Model(inputs, chapter_models.classifier(x, num_classes))
+
+    def fit_model(model, train_batches, validation, own, callbacks):
+        calls.append(own.seed)
+        model.compile(optimizer=keras.optimizers.SGD(0.01), loss="categorical_crossentropy", metrics=["accuracy"])
+        return model.fit(train_batches, validation_data=validation, epochs=own.num_epochs, callbacks=callbacks, verbose=0)
+
+    def flip_only(seed):
+        calls.append(f"augmentation {seed}")
+        return keras.Sequential([layers.RandomFlip("horizontal", seed=seed)])
+
+    run = train.train_models({"Small": small_head}, protocol, data, frames, weights={"Small": models.resolve_weights("none")},
+                             fit_model=fit_model, augmentation=flip_only, output_dir=tmp_path, provenance={})["Small"]
+    assert run.ok, run.error
+    assert calls == ["augmentation 1", 1]
+    history = run.history
+    assert (history["optimizer"], history["loss_function"]) == ("SGD", "categorical_crossentropy")
+    assert history["learning_rate"] == pytest.approx(0.01)
+    assert "features: Dense(8, relu)" in history["layers"] and "dropout: Dropout(0.5)" in history["layers"]
+    assert len(history["loss"]) == 2 and history["best_epoch"] in (1, 2)  # the package's callbacks reached the page's fit
+    record = run.record({}, models.resolve_weights("none"))
+    assert record["history"]["layers"] == history["layers"] and record["weight_counts"]["total"] == run.model.count_params()
 
 
 def test_seeds_change_initial_weights_and_order_and_nothing_else(splits, tmp_path, capsys):
     data, frames = splits
     protocol = dataclasses.replace(PROTOCOL, image_size=72, num_epochs=1, augment=False, learning_rate=1e-4, seeds=(1, 2))
     weights = {"AlexNet": models.resolve_weights("none")}
-    run = train.train_models(["AlexNet"], protocol, data, frames, weights=weights, output_dir=tmp_path, provenance={})["AlexNet"]
+    builders = {"AlexNet": chapter_models.alexnet}
+    run = train.train_models(builders, protocol, data, frames, weights=weights, output_dir=tmp_path, provenance={})["AlexNet"]
     assert run.ok and run.seeds == [1, 2] and "2 seeds" in capsys.readouterr().out
     one, two = run.by_seed[1].probabilities, run.by_seed[2].probabilities
     assert not np.allclose(one, two)  # the seeds trained different models...
@@ -228,7 +269,7 @@ def test_seeds_change_initial_weights_and_order_and_nothing_else(splits, tmp_pat
     np.testing.assert_allclose(run.model.predict(np.zeros((1, 72, 72, 3)), verbose=0),
                                keras.models.load_model(run.path).predict(np.zeros((1, 72, 72, 3)), verbose=0), atol=1e-6)
     # a seed's run is the same as a chapter trained with that seed alone: the split and the rest are untouched
-    alone = train.train_models(["AlexNet"], dataclasses.replace(protocol, seeds=(2,)), data, frames, weights=weights,
+    alone = train.train_models(builders, dataclasses.replace(protocol, seeds=(2,)), data, frames, weights=weights,
                                output_dir=tmp_path / "alone", provenance={})["AlexNet"]
     np.testing.assert_array_equal(alone.probabilities, two)
     saved = train.chapter_results({"AlexNet": run}, {}, weights, protocol, data.classes, frames)
@@ -268,7 +309,9 @@ def test_the_cpu_profile_chapter03_protocol_trains_each_of_its_models(data_dir, 
     data, frames = train.load_split("coronahack", "two", protocol, data_dir)
     names = chosen["model_names"]
     weights = {name: models.starting_weights(name, protocol.weights) for name in names}
-    runs = train.train_models(names, protocol, data, frames, weights=weights, output_dir=tmp_path, provenance={}, keep_models=False)
+    builders = {name: chapter_models.resnet34 if name == "ResNet34" else functools.partial(chapter_models.backbone_classifier, name)
+                for name in names}
+    runs = train.train_models(builders, protocol, data, frames, weights=weights, output_dir=tmp_path, provenance={}, keep_models=False)
     expected_weights = protocol.class_weights(frames["train"]["label"].to_numpy(), 2)
     for name, run in runs.items():
         assert run.ok, f"{name}: {run.error}"

@@ -319,7 +319,7 @@ def run(data_dir: str | Path | None = None, *, image_size: int = 224, timed_epoc
     frames = pipeline.split_frames(data, validation_fraction=published.validation_fraction, seed=seed)
 
     def build() -> keras.Model:
-        return models.vgg16_transfer(published.input_shape, num_classes=2, weights=weights)
+        return models.build("class-challenge", "VGG16", published.input_shape, 2, weights)
 
     n_train, epochs_published = len(frames["train"]), published.num_epochs
     step = statistics.median(compute_only(build, timed, steps=compute_steps) for _ in range(repeats))
@@ -400,7 +400,7 @@ def full_protocol(data_dir: str | Path | None = None, *, image_size: int = 224, 
     y_test = frames["test"]["label"].to_numpy()
 
     def build() -> keras.Model:
-        return models.vgg16_transfer(protocol.input_shape, num_classes=2, weights=weights)
+        return models.build("class-challenge", "VGG16", protocol.input_shape, 2, weights)
 
     def scored(style: str, seed: int, y_true: np.ndarray, proba: np.ndarray, started: float) -> dict[str, Any]:
         m = evaluate.bootstrap_metrics(y_true, proba, classes=data.classes, n_resamples=bootstrap_resamples, seed=seed)

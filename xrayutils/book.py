@@ -157,6 +157,30 @@ def quiet_logs() -> None:
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow loads: C++ errors that are not ours too
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    # a chapter's own model.fit on tf.data batches (which the pipeline shuffles) need not pass shuffle=False to stay quiet
+    warnings.filterwarnings("ignore", message="`shuffle=True` was passed, but will be ignored", category=UserWarning)
+
+
+def start_tensorflow() -> None:
+    """Load TensorFlow with its C++ start-up messages (CUDA probes, absl's notice) kept off the page, and its later log lines quiet.
+
+    A chapter's first cell calls it, before anything imports Keras.  Those
+    messages go to the process's own standard error before ``TF_CPP_MIN_LOG_LEVEL``
+    can silence them, and a Jupyter kernel copies that onto the page of a plain
+    papermill or JupyterLab run, so standard error points at ``os.devnull``
+    while TensorFlow loads and looks for devices.
+    """
+    quiet_logs()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def tables_for_the_page() -> None:

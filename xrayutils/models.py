@@ -1,8 +1,10 @@
-"""Model factories of both studies (chapters 01-03), Keras functional API.
+"""What surrounds the chapters' models: the weights they start from, fused batch norm, the masks of the shortcut test.
 
-Each factory takes the input shape, the class count and a weights choice, and
-returns an uncompiled ``keras.Model``.  Two classes give one sigmoid unit, more
-give a softmax, as in the published notebooks.
+The models themselves are written on the chapters' pages (VGG16's head in
+chapter 01, AlexNet in 02, the nine CoronaHack networks in 03) and copied into
+:mod:`xrayutils.chapter_models` (:mod:`xrayutils.saved_cells`); :func:`build`
+makes any of them by study and name for the code that is not a chapter
+(``plan``, the benchmarks, chapter 04's retrainings).
 """
 
 from __future__ import annotations
@@ -12,29 +14,28 @@ import io
 import os
 import re
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 from keras import layers
 
-from xrayutils import caching
+from xrayutils import caching, chapter_models
 
 #: File Keras caches the ImageNet VGG16 convolutional base under (``~/.keras/models``).
 VGG16_NOTOP_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
-#: Smallest input side for which AlexNet's 11x11/4 stem and three 3/2 poolings leave a pixel.
-ALEXNET_MIN_SIZE = 67
 
-#: Name -> (keras.applications constructor, its preprocess_input, file Keras caches its ImageNet no-top weights under).
+#: Chapter 03's ``keras.applications`` backbones (each named as its constructor) -> the file Keras caches its ImageNet no-top weights under.
 BACKBONES = {
-    "Xception": ("Xception", "xception", "xception_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-    "VGG16": ("VGG16", "vgg16", VGG16_NOTOP_FILE),
-    "VGG19": ("VGG19", "vgg19", "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-    "ResNet101V2": ("ResNet101V2", "resnet_v2", "resnet101v2_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-    "InceptionV3": ("InceptionV3", "inception_v3", "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-    "InceptionResNetV2": ("InceptionResNetV2", "inception_resnet_v2", "inception_resnet_v2_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-    "EfficientNetV2S": ("EfficientNetV2S", "efficientnet_v2", "efficientnetv2-s_notop.h5"),
-    "EfficientNetV2M": ("EfficientNetV2M", "efficientnet_v2", "efficientnetv2-m_notop.h5"),
+    "Xception": "xception_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    "VGG16": VGG16_NOTOP_FILE,
+    "VGG19": "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    "ResNet101V2": "resnet101v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    "InceptionV3": "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    "InceptionResNetV2": "inception_resnet_v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    "EfficientNetV2S": "efficientnetv2-s_notop.h5",
+    "EfficientNetV2M": "efficientnetv2-m_notop.h5",
 }
 
 
@@ -63,13 +64,13 @@ def resolve_weights(choice: str, *, architecture: str = "VGG16") -> Weights:
     if choice == "imagenet":
         return Weights("imagenet", "ImageNet (weights=imagenet)")
     if choice == "auto":
-        constructor, _, cache_file = BACKBONES[architecture]
+        cache_file = BACKBONES[architecture]
         cached = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models" / cache_file
         if cached.is_file():
             return Weights("imagenet", f"ImageNet (auto: found {cache_file} in the Keras cache)")
         try:
             with contextlib.redirect_stdout(io.StringIO()):  # Keras prints the URL it tries; the page need not show it
-                getattr(keras.applications, constructor)(include_top=False, weights="imagenet", input_shape=(96, 96, 3))
+                getattr(keras.applications, architecture)(include_top=False, weights="imagenet", input_shape=(96, 96, 3))
         except Exception as error:  # offline: URL fetch failure, as Keras reports it
             reason = download_failure(error)
             warnings.warn(f"ImageNet weights unavailable ({reason}); falling back to random initialisation", stacklevel=2)
@@ -110,82 +111,12 @@ def weights_in_folder(folder: Path, architecture: str) -> Weights:
     is not there falls back, with a warning, to random initialisation, as
     ``auto`` does, and the chapter says so at its top.
     """
-    name = BACKBONES[architecture][2]
+    name = BACKBONES[architecture]
     path = folder.resolve() / name
     if path.is_file():
         return Weights(str(path), f"file {name} from the folder {folder.resolve()}")
     warnings.warn(f"no {name} in {folder.resolve()} for {architecture}; falling back to random initialisation", stacklevel=3)
     return Weights(None, f"random initialisation ({architecture}'s file {name} is not in the folder {folder.resolve()})")
-
-
-def _check_classes(num_classes: int) -> None:
-    if num_classes < 2:
-        raise ValueError(f"num_classes must be at least 2, got {num_classes}")
-
-
-def _classifier(x: keras.KerasTensor, num_classes: int) -> keras.KerasTensor:
-    # float32 under a mixed-precision policy too: probabilities and the loss keep full precision
-    if num_classes == 2:
-        return layers.Dense(1, activation="sigmoid", name="predictions", dtype="float32")(x)
-    return layers.Dense(num_classes, activation="softmax", name="predictions", dtype="float32")(x)
-
-
-def vgg16_transfer(
-    input_shape: tuple[int, int, int] = (224, 224, 3), num_classes: int = 2, weights: Weights | None = None
-) -> keras.Model:
-    """VGG16 convolutional base, frozen, then Flatten, Dense(256, relu) and the classifier.
-
-    Inputs are images in [0, 255]; VGG16's own ``preprocess_input`` is part of the model.
-    At 224x224 with two classes: 21,137,729 parameters, 6,423,041 trainable.
-    """
-    _check_classes(num_classes)
-    weights = weights or resolve_weights("none")
-    base = keras.applications.VGG16(include_top=False, weights=weights.keras_arg, input_shape=input_shape)
-    base.trainable = False
-    inputs = keras.Input(shape=input_shape, name="image")
-    x = keras.applications.vgg16.preprocess_input(inputs)
-    x = base(x, training=False)
-    x = layers.Flatten(name="flatten")(x)
-    x = layers.Dense(256, activation="relu", name="features")(x)
-    outputs = _classifier(x, num_classes)
-    return keras.Model(inputs, outputs, name="vgg16_transfer")
-
-
-def alexnet(input_shape: tuple[int, int, int] = (224, 224, 3), num_classes: int = 4, *,
-            fused_batch_norm: bool = True) -> keras.Model:
-    """AlexNet as in the class-challenge study, with batch norm, trained from scratch.
-
-    At 224x224 with four classes: 46,768,900 parameters.  Inputs in [0, 255] are
-    rescaled to [0, 1] inside the model.  The three poolings need at least 67x67 pixels.
-    Its batch normalisation runs fused (:class:`FusedBatchNormalization`, the same
-    numbers) unless ``fused_batch_norm=False``.
-    """
-    _check_classes(num_classes)
-    if min(input_shape[:2]) < ALEXNET_MIN_SIZE:
-        raise ValueError(f"AlexNet needs images of at least {ALEXNET_MIN_SIZE}x{ALEXNET_MIN_SIZE}, got {input_shape[:2]}")
-    norm = FusedBatchNormalization if fused_batch_norm else layers.BatchNormalization
-    inputs = keras.Input(shape=input_shape, name="image")
-    x = layers.Rescaling(1.0 / 255)(inputs)
-    x = layers.Conv2D(96, 11, strides=4, activation="relu")(x)
-    x = norm()(x)
-    x = layers.MaxPooling2D(3, strides=2)(x)
-    x = layers.Conv2D(256, 5, padding="same", activation="relu")(x)
-    x = norm()(x)
-    x = layers.MaxPooling2D(3, strides=2)(x)
-    x = layers.Conv2D(384, 3, padding="same", activation="relu")(x)
-    x = norm()(x)
-    x = layers.Conv2D(384, 3, padding="same", activation="relu")(x)
-    x = norm()(x)
-    x = layers.Conv2D(256, 3, padding="same", activation="relu")(x)
-    x = norm()(x)
-    x = layers.MaxPooling2D(3, strides=2)(x)
-    x = layers.Flatten()(x)
-    x = layers.Dense(4096, activation="relu")(x)
-    x = layers.Dropout(0.5)(x)
-    x = layers.Dense(4096, activation="relu", name="features")(x)
-    x = layers.Dropout(0.5)(x)
-    outputs = _classifier(x, num_classes)
-    return keras.Model(inputs, outputs, name="alexnet")
 
 
 def set_batchnorm_momentum(model: keras.Model, momentum: float) -> int:
@@ -261,63 +192,18 @@ def with_fused_batch_norm(model: keras.Model) -> keras.Model:
     return clone
 
 
-def backbone_classifier(
-    name: str, input_shape: tuple[int, int, int] = (150, 150, 3), num_classes: int = 2, weights: Weights | None = None
-) -> keras.Model:
-    """A ``keras.applications`` backbone, global average pooling and the classifier; the whole network trains.
-
-    Inputs are images in [0, 255]; the backbone's own ``preprocess_input`` is part of the model.
-    """
-    if name not in BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; choose from {', '.join(BACKBONES)} or ResNet34")
-    _check_classes(num_classes)
-    constructor, module, _ = BACKBONES[name]
-    weights = weights or resolve_weights("none")
-    base = getattr(keras.applications, constructor)(include_top=False, weights=weights.keras_arg, input_shape=input_shape)
-    inputs = keras.Input(shape=input_shape, name="image")
-    x = getattr(keras.applications, module).preprocess_input(inputs)
-    x = base(x)
-    # pooling outside the backbone (as its pooling="avg" would do inside), so Grad-CAM can reach the last feature map
-    x = layers.GlobalAveragePooling2D(name="features")(x)
-    return keras.Model(inputs, _classifier(x, num_classes), name=name.lower())
-
-
-def _basic_block(x: keras.KerasTensor, filters: int, stride: int) -> keras.KerasTensor:
-    shortcut = x
-    x = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False)(x)
-    x = layers.BatchNormalization()(x)
-    x = layers.ReLU()(x)
-    x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
-    x = layers.BatchNormalization()(x)
-    if stride != 1 or shortcut.shape[-1] != filters:
-        shortcut = layers.Conv2D(filters, 1, strides=stride, use_bias=False)(shortcut)
-        shortcut = layers.BatchNormalization()(shortcut)
-    return layers.ReLU()(layers.Add()([x, shortcut]))
-
-
-def resnet34(input_shape: tuple[int, int, int] = (150, 150, 3), num_classes: int = 2) -> keras.Model:
-    """The CoronaHack study's self-defined ResNet34, trained from scratch: 5x5/2 stem, BasicBlocks 3-4-6-3."""
-    _check_classes(num_classes)
-    inputs = keras.Input(shape=input_shape, name="image")
-    x = layers.Rescaling(1.0 / 255)(inputs)
-    x = layers.Conv2D(64, 5, strides=2, padding="same", use_bias=False)(x)
-    x = layers.BatchNormalization()(x)
-    x = layers.ReLU()(x)
-    x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
-    for stage, (filters, blocks) in enumerate([(64, 3), (128, 4), (256, 6), (512, 3)]):
-        for block in range(blocks):
-            x = _basic_block(x, filters, stride=2 if stage > 0 and block == 0 else 1)
-    x = layers.GlobalAveragePooling2D(name="features")(x)
-    return keras.Model(inputs, _classifier(x, num_classes), name="resnet34")
-
-
 def coronahack_model(name: str, input_shape: tuple[int, int, int], num_classes: int, weights: Weights, *,
                      fused_batch_norm: bool = True) -> keras.Model:
     """Any of chapter 03's nine models by name: a :data:`BACKBONES` entry, or ``"ResNet34"`` (always from scratch).
 
     Its batch normalisation runs fused (:class:`FusedBatchNormalization`) unless ``fused_batch_norm=False``.
     """
-    model = resnet34(input_shape, num_classes) if name == "ResNet34" else backbone_classifier(name, input_shape, num_classes, weights)
+    if name == "ResNet34":
+        model = chapter_models.resnet34(input_shape, num_classes)
+    elif name in BACKBONES:
+        model = chapter_models.backbone_classifier(name, input_shape, num_classes, weights=weights.keras_arg)
+    else:
+        raise ValueError(f"unknown backbone {name!r}; choose from {', '.join(BACKBONES)} or ResNet34")
     return with_fused_batch_norm(model) if fused_batch_norm else model
 
 
@@ -330,6 +216,20 @@ def starting_weights(name: str, choice: str) -> Weights:
     return resolve_weights("none") if name in FROM_SCRATCH else resolve_weights(choice, architecture=name)
 
 
+def from_page(build: Callable[..., keras.Model], input_shape: tuple[int, int, int], num_classes: int, weights: Weights, *,
+              fused_batch_norm: bool = True) -> keras.Model:
+    """A fresh model from a chapter's own ``build(input_shape, num_classes)``, starting from ``weights``, its batch norm fused.
+
+    ``weights=`` (Keras' own argument) is passed only when the model starts from
+    ImageNet or a file, so a page's model trained from scratch (AlexNet,
+    ResNet34) needs no such argument.  Fused batch normalisation
+    (:class:`FusedBatchNormalization`) gives the same numbers faster; a model
+    without batch normalisation is returned as built.
+    """
+    model = build(input_shape, num_classes, weights=weights.keras_arg) if weights.pretrained else build(input_shape, num_classes)
+    return with_fused_batch_norm(model) if fused_batch_norm else model
+
+
 def build(study: str, name: str, input_shape: tuple[int, int, int], num_classes: int, weights: Weights, *,
           fused_batch_norm: bool = True) -> keras.Model:
     """A fresh model ``name`` as ``study`` defined it: class-challenge's VGG16 head and AlexNet, or CoronaHack's nine.
@@ -339,11 +239,35 @@ def build(study: str, name: str, input_shape: tuple[int, int, int], num_classes:
     """
     if study == "coronahack":
         return coronahack_model(name, input_shape, num_classes, weights, fused_batch_norm=fused_batch_norm)
-    if study == "class-challenge" and name == "VGG16":
-        return vgg16_transfer(input_shape, num_classes=num_classes, weights=weights)
-    if study == "class-challenge" and name == "AlexNet":
-        return alexnet(input_shape, num_classes=num_classes, fused_batch_norm=fused_batch_norm)
+    pages = {"VGG16": chapter_models.vgg16_transfer, "AlexNet": chapter_models.alexnet}
+    if study == "class-challenge" and name in pages:
+        return from_page(pages[name], input_shape, num_classes, weights, fused_batch_norm=fused_batch_norm)
     raise ValueError(f"the {study} study has no model {name!r}")
+
+
+def describe(model: keras.Model) -> list[str]:
+    """``model``'s top-level layers in a few words each, for its results file and stamp: ``"features: Dense(256, relu)"``.
+
+    A nested model (a backbone) is one entry, marked frozen when it does not
+    train, so an edit to a chapter's head shows in what the run recorded.
+    """
+    described = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        config = layer.get_config()
+        if isinstance(layer, keras.Model):
+            what = f"{type(layer).__name__} ({layer.count_params():,} parameters{'' if layer.trainable else ', frozen'})"
+        elif isinstance(layer, layers.Dense):
+            what = f"Dense({config['units']}, {config['activation']})"
+        elif isinstance(layer, layers.Conv2D):
+            what = f"Conv2D({config['filters']}, {config['kernel_size'][0]}, strides {config['strides'][0]})"
+        elif isinstance(layer, layers.Dropout):
+            what = f"Dropout({config['rate']})"
+        else:
+            what = type(layer).__name__
+        described.append(f"{layer.name}: {what}")
+    return described
 
 
 #: Chapter 03's nine models, in the study's order.

@@ -29,6 +29,13 @@ from keras import layers
 from xrayutils import caching, datasets, evaluate, models, pipeline, precision, progress, results
 from xrayutils.protocol import TrainingProtocol
 
+#: A chapter's compile-and-fit, written on its page: ``fit_model(model, train, validation, protocol, callbacks)``
+#: compiles ``model`` and returns ``model.fit``'s History.  ``train`` and ``validation`` are batched ``tf.data``
+#: datasets (of the frozen base's cached output, and ``model`` its head, with feature caching); ``protocol`` is the
+#: run's own (:meth:`~xrayutils.protocol.TrainingProtocol.for_model`, ``for_seed``); ``callbacks`` must be passed on.
+FitModel = Callable[[keras.Model, tf.data.Dataset, tf.data.Dataset, TrainingProtocol, list[keras.callbacks.Callback]],
+                    keras.callbacks.History]
+
 
 def set_seed(seed: int, jit_compile: bool | str = False) -> None:
     """Seed Python, NumPy, TensorFlow and Keras, and make TensorFlow's ops deterministic unless XLA will compile.
@@ -371,8 +378,17 @@ def fit(
     callbacks: list[keras.callbacks.Callback] | None = None,
     class_weight: dict[int, float] | None = None,
     verbose: int = 2,
+    fit_model: FitModel | None = None,
+    augmentation: Callable[[int], keras.Layer] | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` in place as ``protocol`` says and return its history; the best epoch's weights (by validation loss) are kept.
+
+    ``fit_model`` is the chapter's own compile-and-fit, written on its page
+    (:data:`FitModel`); without one the model is compiled with the protocol's
+    optimiser, learning rate and the loss for its class count
+    (:func:`compile_model`), as chapter 04's retrainings and the benchmarks train.
+    Either way the optimiser, learning rate and loss that really trained are
+    recorded in the history, so an edit on the page shows in the results file.
 
     ``class_weight`` (:meth:`~xrayutils.protocol.TrainingProtocol.class_weights`)
     weighs every image by its class, in training and validation alike
@@ -382,7 +398,9 @@ def fit(
 
     With ``protocol.augment`` the study's augmentation runs on the training
     batches only (:func:`augmented`), so the saved model is the plain one and
-    predicts on unaltered images.
+    predicts on unaltered images: ``augmentation(seed)``'s layers where a
+    chapter writes them on its page, else the study's published settings
+    (:func:`augmentation_for`).
 
     With ``protocol.cache_features`` the model's frozen base
     (:func:`xrayutils.caching.split_frozen`) runs once per image,
@@ -401,7 +419,10 @@ def fit(
     """
     num_classes = max(2, model.output_shape[-1])
     started = time.perf_counter()
-    layer = augmentation_for(protocol)
+    if augmentation is not None:
+        layer = augmentation(protocol.seed) if protocol.augment else None
+    else:
+        layer = augmentation_for(protocol)
     trainer, cache = model, None
     if protocol.cache_features:
         split = caching.split_frozen(model)
@@ -420,13 +441,16 @@ def fit(
         train = augmented(train, layer)
     if class_weight is not None:
         train, validation = with_class_weights(train, class_weight), with_class_weights(validation, class_weight)
-    compile_model(trainer, num_classes=num_classes, optimizer=protocol.optimizer, learning_rate=protocol.learning_rate,
-                  jit_compile=protocol.jit_compile)
     best = _BestWeights(model)
-    history = trainer.fit(
-        train, validation_data=validation, epochs=protocol.num_epochs, callbacks=[best, *(callbacks or [])], verbose=verbose,
-        shuffle=False,  # tf.data shuffles
-    )
+    if fit_model is None:
+        compile_model(trainer, num_classes=num_classes, optimizer=protocol.optimizer, learning_rate=protocol.learning_rate,
+                      jit_compile=protocol.jit_compile)
+        history = trainer.fit(
+            train, validation_data=validation, epochs=protocol.num_epochs, callbacks=[best, *(callbacks or [])], verbose=verbose,
+            shuffle=False,  # tf.data shuffles
+        )
+    else:
+        history = fit_model(trainer, train, validation, protocol, [best, *(callbacks or [])])
     result = {name: [float(v) for v in values] for name, values in history.history.items()}
     result.update(
         seconds=[round(s, 2) for s in best.epoch_seconds],
@@ -435,13 +459,21 @@ def fit(
     )
     result.update(
         augmented=layer is not None, precision=keras.mixed_precision.global_policy().name, jit_compile=bool(trainer.jit_compile),
-        loss_scaling=isinstance(trainer.optimizer, keras.optimizers.LossScaleOptimizer),
+        loss_scaling=isinstance(trainer.optimizer, keras.optimizers.LossScaleOptimizer), **compiled_with(trainer),
     )
     if class_weight is not None:
         result["class_weight"] = {str(c): round(w, 4) for c, w in class_weight.items()}
     if cache is not None:
         result["cache"] = cache
     return result
+
+
+def compiled_with(model: keras.Model) -> dict[str, Any]:
+    """The optimiser (its class, under any loss scaling), learning rate and loss ``model`` was compiled with, as recorded in a history."""
+    optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)
+    loss = model.loss if isinstance(model.loss, str) else type(model.loss).__name__
+    return {"optimizer": type(optimizer).__name__, "learning_rate": float(keras.ops.convert_to_numpy(optimizer.learning_rate)),
+            "loss_function": loss}
 
 
 def load_split(
@@ -624,6 +656,8 @@ def train_and_test(
     provenance: dict[str, Any],
     keep_model: bool = True,
     architecture: str | None = None,
+    fit_model: FitModel | None = None,
+    augmentation: Callable[[int], keras.Layer] | None = None,
 ) -> ModelRun:
     """Seed, build, :func:`fit`, predict the test split and :func:`save_model`; an error is returned, not raised.
 
@@ -639,7 +673,7 @@ def train_and_test(
     :func:`distribution` scope, at the precision :func:`choose_precision` picks
     for its ``architecture`` (``name`` unless given) and work, recorded with the
     reason in its history, with the protocol's class weights and batch-normalisation
-    momentum.
+    momentum.  ``fit_model`` and ``augmentation`` are the chapter's own (:func:`fit`).
     """
     try:
         chosen = use_precision(protocol.mixed_precision, model=architecture or name, work=work_of(build))
@@ -660,13 +694,15 @@ def train_and_test(
             label = run_label(name, protocol.seed)
             progress.report(f"{label}: {'encoding the training images' if cache else 'starting'}")
             history = fit(model, splits["train"], splits["validation"], protocol, class_weight=class_weight,
-                          callbacks=[EpochProgress(label, protocol.num_epochs)], verbose=0)  # the page: one line per model
+                          callbacks=[EpochProgress(label, protocol.num_epochs)], verbose=0,  # the page: one line per model
+                          fit_model=fit_model, augmentation=augmentation)
             history["precision_reason"] = chosen.reason
             history["threads"] = cpu_threads()
         probabilities, seconds_per_image = evaluate.predict_proba(model, splits["test"])
         if path is not None:
             save_model(model, path, classes=classes, history=history, provenance=provenance)
         weight_counts = dict(zip(("total", "trainable"), models.count_parameters(model)))
+        history["layers"] = models.describe(model)
     except Exception as error:  # noqa: BLE001 - reported in the model's row; the other models go on
         traceback.print_exc()
         keras.backend.clear_session()
@@ -687,8 +723,9 @@ def run_label(name: str, seed: int) -> str:
 class Run:
     """One unit of a chapter's training: one model with one training seed, and where its model file goes.
 
-    ``build`` makes the fresh model (picklable: a :func:`functools.partial` of
-    :func:`xrayutils.models.build`), ``protocol`` is this seed's
+    ``build`` makes the fresh model and ``fit_model`` trains it (:data:`FitModel`)
+    on batches augmented by ``augmentation(seed)`` (:func:`fit`); all three may be
+    defined on a chapter's page: cloudpickle carries them to Ray's workers.  ``protocol`` is this seed's
     (:meth:`~xrayutils.protocol.TrainingProtocol.for_seed`), ``path=None``
     saves nothing, and ``keep_model`` keeps the trained model in memory for the
     chapter.  An engine (:class:`LocalEngine`, :class:`xrayutils.cluster.RayEngine`)
@@ -700,6 +737,8 @@ class Run:
     protocol: TrainingProtocol
     path: Path | None = None
     keep_model: bool = False
+    fit_model: FitModel | None = None
+    augmentation: Callable[[int], keras.Layer] | None = None
 
     @property
     def seed(self) -> int:
@@ -720,11 +759,12 @@ class LocalEngine:
         """Yield each run with what it left (:func:`train_and_test`), in order."""
         for run in runs:
             yield run, train_and_test(run.name, run.build, frames, run.protocol, path=run.path, classes=classes,
-                                      provenance=provenance, keep_model=run.keep_model)
+                                      provenance=provenance, keep_model=run.keep_model, fit_model=run.fit_model,
+                                      augmentation=run.augmentation)
 
 
 def train_models(
-    names: list[str],
+    builders: dict[str, Callable[..., keras.Model]],
     protocol: TrainingProtocol,
     data: datasets.XrayDataset,
     frames: dict[str, pd.DataFrame],
@@ -732,11 +772,19 @@ def train_models(
     weights: dict[str, models.Weights],
     output_dir: Path,
     provenance: dict[str, Any],
+    fit_model: FitModel | None = None,
+    augmentation: Callable[[int], keras.Layer] | None = None,
     keep_models: bool = True,
     engine: LocalEngine | None = None,
 ) -> dict[str, ModelRun]:
-    """Chapters 01-03: train and test each named model of the protocol's study once per training seed; save it and its predictions.
+    """Chapters 01-03: train and test each model once per training seed with ``fit_model``; save it and its predictions.
 
+    ``builders`` maps each model's name to the function on the chapter's page
+    that builds it, called as ``build(input_shape, num_classes)``, with
+    ``weights=`` Keras' own choice where the model starts from a file or
+    ImageNet (:func:`xrayutils.models.from_page`, which also runs its batch
+    normalisation fused).  ``fit_model`` compiles and fits it, on batches
+    augmented by ``augmentation(seed)`` where given (:func:`fit`).
     ``frames`` split ``data`` (:func:`load_split`).  Each model trains with
     every seed of ``protocol.training_seeds`` (:func:`over_seeds`), one
     :class:`Run` each, executed by ``engine`` (:class:`LocalEngine` unless
@@ -747,12 +795,14 @@ def train_models(
     """
     todo: list[Run] = []
     seeds: dict[str, tuple[int, ...]] = {}
+    names = list(builders)
     for name in names:
         own = protocol.for_model(name)
-        build = functools.partial(models.build, own.study, name, own.input_shape, len(data.classes), weights[name])
+        build = functools.partial(models.from_page, builders[name], own.input_shape, len(data.classes), weights[name])
         path = Path(output_dir) / model_filename(name, own.image_size, data.name, data.task)
         seeds[name] = tuple(own.training_seeds)
-        todo += [Run(name, build, own.for_seed(seed), path if i == 0 else None, keep_model=keep_models and i == 0)
+        todo += [Run(name, build, own.for_seed(seed), path if i == 0 else None, keep_model=keep_models and i == 0,
+                     fit_model=fit_model, augmentation=augmentation)
                  for i, seed in enumerate(seeds[name])]
     done: dict[str, dict[int, ModelRun]] = {name: {} for name in names}
     runs = {}

@@ -147,7 +147,7 @@ def vgg16_out_of_fold(
 ) -> tuple[dict[int, np.ndarray], dict[str, Any]]:
     """P(class 1) of each row, per training seed, from the task-1 recipe trained without the row's fold.
 
-    The frozen VGG16 base of :func:`xrayutils.models.vgg16_transfer`, started from
+    The frozen VGG16 base of chapter 01 (:func:`xrayutils.chapter_models.vgg16_transfer`), started from
     ``weights`` (the protocol's, as :func:`xrayutils.models.resolve_weights` gives
     them), encodes every image once plainly and, when the protocol augments,
     ``augmented_views`` times augmented; the views are drawn once and shared by
@@ -168,7 +168,7 @@ def vgg16_out_of_fold(
     started = time.perf_counter()
     train.set_seed(protocol.seed, protocol.jit_compile)
     policy = train.set_precision(protocol.mixed_precision, model="VGG16", work=precision.FROZEN_FORWARD)
-    model = models.vgg16_transfer(protocol.input_shape, num_classes=len(CLASSES), weights=weights)
+    model = models.build("class-challenge", "VGG16", protocol.input_shape, len(CLASSES), weights)
     encoder, head = caching.split_frozen(model)
     images = pipeline.make_dataset(frame["path"], frame["label"], image_size=(protocol.image_size,) * 2,
                                    batch_size=protocol.batch_size, cache=False)

@@ -24,7 +24,7 @@ lab: setup
 
 test: setup
 	$(BIN)/ruff check xrayutils tests benchmarks notebooks
-	$(BIN)/python -m pytest -n auto  # one worker per core: tracing the nine CoronaHack models is single-threaded Python
+	$(BIN)/python -m pytest -n auto --dist worksteal  # one worker per core (tracing the nine CoronaHack models is single-threaded Python); an idle worker takes queued tests from a busy one
 
 clean:
 	rm -rf _build outputs

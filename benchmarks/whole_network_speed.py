@@ -9,26 +9,26 @@ three times).  Run it with TF_NUM_INTRAOP_THREADS set to compare thread counts.
     python benchmarks/whole_network_speed.py --models ResNet34 --jit-compile true false --output speed.json
 
 Chapter 03 (``left_out_costs: stored``) reads the nine models' step times at its image and batch size from
-benchmarks/results/coronahack_step_times.json, made with
+xrayutils/measurements/coronahack_step_times.json, made with
 
     python benchmarks/whole_network_speed.py --models Xception VGG16 VGG19 ResNet101V2 InceptionV3 \
         InceptionResNetV2 EfficientNetV2S EfficientNetV2M ResNet34 --image-size 96 --batch-sizes 16 --steps 2 \
-        --output benchmarks/results/coronahack_step_times.json
+        --output xrayutils/measurements/coronahack_step_times.json
 
 and the nine under the paper profile's GPU switches (mixed_float16, XLA where it compiles quickly) with
 
     python benchmarks/whole_network_speed.py --models Xception VGG16 VGG19 ResNet101V2 InceptionV3 \
         InceptionResNetV2 EfficientNetV2S EfficientNetV2M ResNet34 --image-size 75 --batch-sizes 16 --steps 2 \
-        --mixed-precision mixed_float16 --output benchmarks/results/paper_switches_cpu.json
+        --mixed-precision mixed_float16 --output xrayutils/measurements/paper_switches_cpu.json
 
 On a CPU with native bfloat16 (flags amx_bf16 or avx512_bf16), the measurement behind ``mixed_precision: auto``'s
 choice there (:mod:`xrayutils.precision`), both policies in turn:
 
     python benchmarks/whole_network_speed.py --models Xception VGG16 VGG19 ResNet101V2 InceptionV3 \
         InceptionResNetV2 EfficientNetV2S EfficientNetV2M ResNet34 --image-size 96 --batch-sizes 16 --steps 3 \
-        --mixed-precision false mixed_bfloat16 --frozen-forward --output benchmarks/results/bfloat16_speedups.json
+        --mixed-precision false mixed_bfloat16 --frozen-forward --output xrayutils/measurements/bfloat16_speedups.json
     python benchmarks/whole_network_speed.py --models AlexNet --image-size 128 --batch-sizes 10 --steps 3 \
-        --mixed-precision false mixed_bfloat16 --output benchmarks/results/bfloat16_speedups.json --append
+        --mixed-precision false mixed_bfloat16 --output xrayutils/measurements/bfloat16_speedups.json --append
 
 (the second: chapter 02's AlexNet at its ``cpu`` size and batch).
 """

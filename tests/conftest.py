@@ -121,7 +121,7 @@ def make_tiny_adults(folder: Path, first_seed: int) -> Path:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The nine-model and the Ray tests first: with a worker per core (``make test``), none is left running alone at the end."""
-    items.sort(key=lambda item: not any(slow in item.nodeid for slow in ("test_paper_path.py", "test_cluster.py")))
+    items.sort(key=lambda item: not any(slow in item.nodeid for slow in ("test_paper_path.py", "test_cluster.py", "test_installed.py")))
 
 
 @dataclass

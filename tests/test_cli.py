@@ -465,12 +465,15 @@ def test_the_watcher_prints_each_running_chapters_latest_line(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
-def test_the_colab_install_cell_installs_from_the_books_repository(notebook):
+def test_the_first_cell_says_how_to_install_the_package_and_points_at_no_address_the_book_lacks(notebook):
     import yaml
 
-    url = yaml.safe_load((parameters.ROOT / "_config.yml").read_text())["repository"]["url"]  # the launch buttons' address
-    install = next(c for c in nbformat.read(notebook, as_version=4).cells if c.cell_type == "code")
-    assert f'"xrayutils @ git+{url}"' in install.source
+    url = (yaml.safe_load((parameters.ROOT / "_config.yml").read_text())["repository"] or {}).get("url")
+    first = next(c for c in nbformat.read(notebook, as_version=4).cells if c.cell_type == "code")
+    assert "find_spec(\"xrayutils\") is None" in first.source and "pip install /path/to/the/repository" in first.source
+    assert "book.start_tensorflow()" in first.source
+    assert url is None or url in first.source  # no address but the one the launch buttons use
+    assert "github.com" not in nbformat.read(notebook, as_version=4).cells[0].source  # no hand-written Colab link
 
 
 def test_what_kernels_print_to_stderr_goes_to_the_build_log_not_the_terminal(tmp_path, monkeypatch, capfd, data_dir):

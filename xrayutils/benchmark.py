@@ -190,7 +190,7 @@ def timed_steps(trainer: keras.Model, inputs: tf.Tensor, protocol: TrainingProto
     return timer.train_seconds[0] / steps
 
 
-STEP_TIMES = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "coronahack_step_times.json"
+STEP_TIMES = results.MEASUREMENTS / "coronahack_step_times.json"
 
 
 def stored_step_times(protocol: TrainingProtocol, path: Path = STEP_TIMES) -> dict[str, dict[str, Any]]:
@@ -319,7 +319,7 @@ def run(data_dir: str | Path | None = None, *, image_size: int = 224, timed_epoc
     frames = pipeline.split_frames(data, validation_fraction=published.validation_fraction, seed=seed)
 
     def build() -> keras.Model:
-        return models.build("class-challenge", "VGG16", published.input_shape, 2, weights)
+        return models.build("class-challenge", "VGG16", published.input_shape, 2, weights or models.resolve_weights("none"))
 
     n_train, epochs_published = len(frames["train"]), published.num_epochs
     step = statistics.median(compute_only(build, timed, steps=compute_steps) for _ in range(repeats))
@@ -400,7 +400,7 @@ def full_protocol(data_dir: str | Path | None = None, *, image_size: int = 224, 
     y_test = frames["test"]["label"].to_numpy()
 
     def build() -> keras.Model:
-        return models.build("class-challenge", "VGG16", protocol.input_shape, 2, weights)
+        return models.build("class-challenge", "VGG16", protocol.input_shape, 2, weights or models.resolve_weights("none"))
 
     def scored(style: str, seed: int, y_true: np.ndarray, proba: np.ndarray, started: float) -> dict[str, Any]:
         m = evaluate.bootstrap_metrics(y_true, proba, classes=data.classes, n_resamples=bootstrap_resamples, seed=seed)
@@ -481,7 +481,7 @@ def seed_comparison(table: pd.DataFrame, *, against: str = STYLES[2], called: st
 
 
 #: Where ``benchmarks/task1_speed.py --full-protocol --seeds N --output`` leaves the seed table the Performance page shows.
-SEED_RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "task1_seeds.json"
+SEED_RESULTS = results.MEASUREMENTS / "task1_seeds.json"
 #: The same with ``--bfloat16``: feature caching in bfloat16 against float32, seed by seed, on a CPU with native bfloat16.
 BFLOAT16_SEED_RESULTS = SEED_RESULTS.with_name("task1_bfloat16_seeds.json")
 

@@ -44,7 +44,13 @@ def versions(packages: list[str] = PACKAGES) -> dict[str, str]:
 
 
 def git_commit(repo: Path = REPO_ROOT) -> str:
-    """Short commit of the book's sources, with ``+dirty`` when they have uncommitted changes."""
+    """Short commit of the book's sources, with ``+dirty`` when they have uncommitted changes.
+
+    An installed package (``pip install .``, Colab) is no checkout: its folder may
+    even lie inside someone else's repository, whose commit would be a false one.
+    """
+    if not (Path(repo) / ".git").exists():
+        return "unknown (an installed package, not a git checkout)"
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "--short=12", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
@@ -92,8 +98,12 @@ def device() -> str:
 
 
 def default_output_root() -> Path:
-    """Where chapters write results when the runner does not say: ``$XRAY_OUTPUT_DIR`` or ``outputs/``."""
-    return Path(os.environ.get("XRAY_OUTPUT_DIR", REPO_ROOT / "outputs"))
+    """Where chapters write results when the runner does not say: ``$XRAY_OUTPUT_DIR``, else ``outputs/`` in the working directory.
+
+    Never beside the package: installed (``pip install .``, Colab) it lives in
+    ``site-packages``, where nothing of a user's belongs.
+    """
+    return Path(os.environ.get("XRAY_OUTPUT_DIR") or Path.cwd() / "outputs")
 
 
 #: Set by the runner on every notebook; recorded apart (profile) or not at all (machine paths).
@@ -264,6 +274,7 @@ class Chapter:
     datasets: dict[str, dict[str, Any]] = field(default_factory=dict)
     weights: dict[str, str] = field(default_factory=dict)
     precision: dict[str, str] = field(default_factory=dict)
+    models: dict[str, str] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
 
     def __post_init__(self) -> None:
@@ -292,6 +303,7 @@ class Chapter:
             "datasets": self.datasets,
             "weights": self.weights,
             "precision": self.precision,
+            "models": self.models,
             "started": _dt.datetime.fromtimestamp(self.started).isoformat(timespec="seconds"),
             "wall_time_s": round(time.time() - self.started, 1),
             "commit": git_commit(),
@@ -306,9 +318,11 @@ class Chapter:
         this call, and a returned path would show on the page as its repr.
         """
         path = self.output_dir / filename
-        for name, model in payload.get("models", {}).items():  # a modelling chapter's: the stamp says how each one computed
+        for name, model in payload.get("models", {}).items():  # a modelling chapter's: the stamp says what each model was
             if isinstance(model, dict) and "precision" in model:
                 self.precision[name] = model["precision"]
+            if isinstance(model, dict) and model.get("weight_counts"):
+                self.models[name] = model_line(model)
         kept = results.save(path, payload, self.provenance())
         print(f"Saved {path.name} in {self.name}'s output folder" + (
             f"; it held results of a different run, kept as {kept.name}." if kept else "."))
@@ -377,8 +391,9 @@ def rerun_box(chapter: str, datasets: list[str], wall_time_s: float, profile: st
         f"<b>Hardware</b>: {gpu}",
         f"<b>Rerun</b>: <code>xray-book run notebooks/{chapter}.ipynb --profile cpu -p NAME VALUE</code> from a clone "
         f"(after <code>make setup</code>), or <code>papermill notebooks/{chapter}.ipynb out.ipynb -p NAME VALUE</code>; "
-        "<code>make lab</code> opens it in JupyterLab, the launch button on Colab; the download button gives this page's "
-        "notebook, which finds the data through <code>XRAY_DATA_DIR</code>",
+        "<code>make lab</code> opens it in JupyterLab; elsewhere (Colab, another environment) install the package first, "
+        "<code>pip install /path/to/repository</code>. The download button gives this page's notebook, which finds the data "
+        "through <code>XRAY_DATA_DIR</code>",
     ]
     return admonition("Running this chapter", items, "tip dropdown")
 
@@ -408,6 +423,7 @@ def stamp_markdown(info: dict[str, Any]) -> str:
         ("Data", datasets),
         ("Weights", info["weights"] or "none used in this chapter"),
         *([("Precision", info["precision"])] if info.get("precision") else []),
+        *([("Models", info["models"])] if info.get("models") else []),
         ("Versions", info["versions"]),
         ("Commit", f"`{info['commit']}`"),
         ("Device", info["device"]),
@@ -416,6 +432,18 @@ def stamp_markdown(info: dict[str, Any]) -> str:
     ]
     body = "\n".join(f"| {name} | {cell(value)} |" for name, value in rows)
     return "**Reproducibility stamp**\n\n| | |\n|---|---|\n" + body
+
+
+def model_line(entry: dict[str, Any]) -> str:
+    """A trained model's size, layers and training in one line, from its results-file entry, for the stamp.
+
+    The layers and the optimiser are those that really trained, so a model
+    changed on the chapter's page shows here.
+    """
+    counts, history = entry["weight_counts"], entry.get("history") or {}
+    trained = f"; {history['optimizer']} at {history['learning_rate']:g}, {history['loss_function']}" if "optimizer" in history else ""
+    head = f"; last layers {', '.join(history['layers'][-3:])}" if history.get("layers") else ""  # every layer: the results file
+    return f"{counts['total']:,} parameters ({counts['trainable']:,} trainable){trained}{head}"
 
 
 def glue(name: str, value: Any, display: bool = False) -> None:

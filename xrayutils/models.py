@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import keras
+import pandas as pd
 from keras import layers
 
 from xrayutils import caching, chapter_models
@@ -251,23 +252,34 @@ def describe(model: keras.Model) -> list[str]:
     A nested model (a backbone) is one entry, marked frozen when it does not
     train, so an edit to a chapter's head shows in what the run recorded.
     """
-    described = []
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
-        config = layer.get_config()
-        if isinstance(layer, keras.Model):
-            what = f"{type(layer).__name__} ({layer.count_params():,} parameters{'' if layer.trainable else ', frozen'})"
-        elif isinstance(layer, layers.Dense):
-            what = f"Dense({config['units']}, {config['activation']})"
-        elif isinstance(layer, layers.Conv2D):
-            what = f"Conv2D({config['filters']}, {config['kernel_size'][0]}, strides {config['strides'][0]})"
-        elif isinstance(layer, layers.Dropout):
-            what = f"Dropout({config['rate']})"
-        else:
-            what = type(layer).__name__
-        described.append(f"{layer.name}: {what}")
-    return described
+    return [f"{layer.name}: {_layer_words(layer)}" for layer in model.layers if not isinstance(layer, layers.InputLayer)]
+
+
+def layer_table(model: keras.Model) -> pd.DataFrame:
+    """One row per top-level layer of ``model``: what it is, its output shape, its parameters and whether they train.
+
+    For a chapter's page: shorter than ``model.summary()``, which also lists
+    each operation of a backbone's input scaling and runs wider than the text column.
+    """
+    rows = {layer.name: {"layer": _layer_words(layer), "output shape": str(tuple(layer.output.shape[1:])),
+                         "parameters": f"{layer.count_params():,}", "trains": "yes" if layer.trainable and layer.weights else "no"}
+            for layer in model.layers if not isinstance(layer, layers.InputLayer)}
+    total, trainable = count_parameters(model)
+    rows["all layers"] = {"layer": "", "output shape": "", "parameters": f"{total:,}", "trains": f"{trainable:,} of them"}
+    return pd.DataFrame(rows).T
+
+
+def _layer_words(layer: keras.Layer) -> str:
+    config = layer.get_config()
+    if isinstance(layer, keras.Model):
+        return f"{type(layer).__name__} ({layer.count_params():,} parameters{'' if layer.trainable else ', frozen'})"
+    if isinstance(layer, layers.Dense):
+        return f"Dense({config['units']}, {config['activation']})"
+    if isinstance(layer, layers.Conv2D):
+        return f"Conv2D({config['filters']}, {config['kernel_size'][0]}, strides {config['strides'][0]})"
+    if isinstance(layer, layers.Dropout):
+        return f"Dropout({config['rate']})"
+    return type(layer).__name__
 
 
 #: Chapter 03's nine models, in the study's order.

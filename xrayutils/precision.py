@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from xrayutils import results
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -35,7 +37,7 @@ MIN_SPEEDUP = 1.1
 #: The two kinds of work whose speed-ups differ: a frozen base's forward pass (feature caching) and training every layer.
 FROZEN_FORWARD, WHOLE_NETWORK = "frozen-base forward", "whole network"
 #: ``benchmarks/whole_network_speed.py --mixed-precision false mixed_bfloat16`` rows, measured on a CPU with native bfloat16.
-SPEEDUPS = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "bfloat16_speedups.json"
+SPEEDUPS = results.MEASUREMENTS / "bfloat16_speedups.json"
 
 
 @dataclass(frozen=True)
@@ -106,8 +108,6 @@ def speedups(rows: list[dict]) -> dict[tuple[str, str], float]:
 
 def stored_speedups(path: Path = SPEEDUPS) -> dict[tuple[str, str], float]:
     """:func:`speedups` of the measurement stored at ``path``; empty when there is none (then ``auto`` keeps float32 on a CPU)."""
-    from xrayutils import results
-
     return speedups(results.read_json(path)["rows"]) if Path(path).is_file() else {}
 
 

@@ -16,11 +16,16 @@ import json
 import math
 import tempfile
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+#: Measurements the code reads at run time (bfloat16 speed-ups, step times, seed comparisons): package data, so that an
+#: installed package reads the same files as a checkout; ``benchmarks/`` scripts write them (``benchmarks/README.md``).
+MEASUREMENTS = Path(str(resources.files("xrayutils") / "measurements"))
 
 #: Chapter 00: the data, its duplicates and its sizes.
 DATA_EXPLORATION = "00_data_exploration"

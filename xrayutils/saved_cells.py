@@ -49,9 +49,10 @@ def saved_cells(notebook: Path) -> list[str]:
         if not first.strip().startswith(MARKER):
             continue
         for statement in ast.parse(body).body:
-            if not isinstance(statement, ast.FunctionDef | ast.ClassDef | ast.Assign | ast.AnnAssign | ast.Expr):
+            docstring = isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant)
+            if not (docstring or isinstance(statement, ast.FunctionDef | ast.ClassDef | ast.Assign | ast.AnnAssign)):
                 raise ValueError(f"{notebook.name}, cell {index}: a #@save cell may only define functions, classes and constants, "
-                                 f"but line {statement.lineno} is a {type(statement).__name__}")
+                                 f"but its line {statement.lineno + 1} runs code ({type(statement).__name__})")
         found.append(body.strip("\n"))
     return found
 

@@ -74,13 +74,14 @@ def test_chapter01_with_its_head_changed_runs_from_another_folder_and_records_th
                    check=True, cwd=work, env=env, timeout=600)
 
     output = work / "outputs" / "01_vgg16_binary"  # under the working directory, never in site-packages
-    saved = json.loads((output / "results.json").read_text())["models"]["VGG16"]
+    saved = json.loads((output / "results.json").read_text())["results"]["models"]["VGG16"]
     layers = saved["history"]["layers"]
     assert "features: Dense(128, relu)" in layers and "dropout: Dropout(0.5)" in layers
     assert saved["history"]["optimizer"] == "Adam" and saved["history"]["loss_function"] == "binary_crossentropy"
     stamp = json.loads((output / "run_info.json").read_text())["models"]["VGG16"]
     assert f"{saved['weight_counts']['total']:,} parameters" in stamp and "Dense(128, relu)" in stamp
-    expected = train.choose_precision(chosen["mixed_precision"], model="VGG16", work=precision.FROZEN_FORWARD).reason
+    setting = parameters.with_defaults(ROOT / "notebooks" / "01_vgg16_binary.ipynb", chosen)["mixed_precision"]
+    expected = train.choose_precision(setting, model="VGG16", work=precision.FROZEN_FORWARD).reason
     assert saved["history"]["precision_reason"] == expected  # the installed package chooses as the checkout does
     text = "\n".join(str(o.get("text", "")) for c in nbformat.read(work / "out.ipynb", as_version=4).cells for o in c.get("outputs", []))
     assert not TF_LOG_LINE.search(text), TF_LOG_LINE.search(text)

@@ -1,0 +1,158 @@
+"""Frozen-base feature caching: run a frozen base once per image (or per augmented view), not once per epoch.
+
+A model whose first layers train nothing (the frozen VGG16 of chapters 01, 02 and
+chapter 04's retraining) computes the same base output for the same image at every
+epoch: 40 epochs of the published task-1 protocol pay for the base 40 times.
+:func:`split_frozen` cuts the model where training starts; :func:`encode` runs the
+frozen part once over a dataset, ``views`` times when training is augmented (each
+pass draws fresh random transforms); :func:`feature_dataset` then serves every image
+once per epoch, in a seeded shuffled order, as one of its ``views`` cached views drawn
+at random.  The head shares its layers with the model, so training the head on the
+cached features trains the model itself (:func:`xrayutils.train.fit`).
+
+With augmentation this is not the same as augmenting afresh at every epoch: each
+image is seen in ``views`` versions only.  Chapters state the ``views`` they used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers
+
+#: Layers that act differently in training; a frozen part holding one cannot be cached.
+STOCHASTIC_LAYERS = (layers.Dropout, layers.GaussianNoise, layers.GaussianDropout, layers.AlphaDropout)
+
+
+def all_layers(model: keras.Model) -> Iterator[keras.Layer]:
+    """Every layer of ``model``, nested models' layers included (after the nested model itself)."""
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from all_layers(layer)
+
+
+def split_frozen(model: keras.Model) -> tuple[keras.Model, keras.Model] | None:
+    """``(encoder, head)``: the frozen first part of ``model`` and the trainable rest, sharing its layers.
+
+    The cut is at the input of the first layer with trainable weights.  When that
+    layer is a whole model ending ``model`` (a model behind chapter 04's region
+    mask), the cut goes inside it.  ``None`` when there is nothing worth caching
+    (the frozen part holds no weights, as in AlexNet or ResNet34) or when the cut
+    does not separate the graph (a branch around it).
+
+    Raises
+    ------
+    ValueError
+        When the frozen part holds a layer that is random in training (dropout,
+        noise): its cached output would not be what training sees.
+    """
+    first = next((layer for layer in model.layers if layer.trainable_weights), None)
+    if first is None:
+        return None
+    if isinstance(first, keras.Model):
+        if first is not model.layers[-1] or len(model.layers) < 3:  # a trainable model inside: nothing frozen before it
+            return None
+        inner = split_frozen(first)
+        if inner is None:
+            return None
+        # a nested model's .input is its own Input: what feeds it here is the previous layer's output
+        before = keras.Model(model.inputs, model.layers[-2].output, name=f"{model.name}_before_{first.name}")
+        return keras.Sequential([before, inner[0]], name=f"{model.name}_encoder"), inner[1]
+    boundary = first.input
+    encoder = keras.Model(model.inputs, boundary, name=f"{model.name}_encoder")
+    if not encoder.weights:
+        return None
+    random = [layer.name for layer in all_layers(encoder) if isinstance(layer, STOCHASTIC_LAYERS)]
+    if random:
+        raise ValueError(
+            f"{model.name}'s frozen part holds layers that are random in training ({', '.join(random)}): its output cannot be cached"
+        )
+    try:
+        head = keras.Model(boundary, model.outputs, name=f"{model.name}_head")
+    except ValueError:  # the outputs also depend on tensors before the cut
+        return None
+    if len(head.trainable_weights) != len(model.trainable_weights):
+        return None
+    return encoder, head
+
+
+def encode(
+    encoder: keras.Model,
+    images: tf.data.Dataset,
+    *,
+    views: int = 1,
+    augmentation: keras.Layer | None = None,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The encoder's output for every batch of ``images``, ``views`` times.
+
+    Parameters
+    ----------
+    images : tf.data.Dataset
+        Batched ``(images, labels)``; iterated once per view.
+    views : int
+        Passes over ``images``, each through ``augmentation`` (training mode) first.
+    augmentation : keras layer, optional
+        Without it every view would be the same, so ``views`` must be 1.
+    on_batch : callable, optional
+        Called with (batches done, batches in all views; 0 when the dataset does
+        not know its length) after each batch: encoding is most of a cached
+        training's time, and the runner shows how far it is.
+
+    Returns
+    -------
+    features : ndarray, shape ``(views, n, *encoder output shape)``
+    labels : ndarray, shape ``(views, n, *label shape)``
+        Labels are kept per view, so a shuffled ``images`` still pairs them right.
+    """
+    if views < 1:
+        raise ValueError(f"views must be at least 1, got {views}")
+    if augmentation is None and views > 1:
+        raise ValueError(f"without augmentation all {views} views would be the same image: use views=1")
+
+    @tf.function(reduce_retracing=True)
+    def step(x: tf.Tensor) -> tf.Tensor:
+        if augmentation is not None:
+            x = augmentation(x, training=True)
+        return encoder(x, training=False)
+
+    per_view = int(images.cardinality())  # negative when unknown
+    total, done = max(views * per_view, 0), 0
+    features, labels = [], []
+    for _ in range(views):
+        batches = []
+        for x, y in images:
+            batches.append((step(x).numpy(), y.numpy()))
+            done += 1
+            if on_batch is not None:
+                on_batch(done, total)
+        features.append(np.concatenate([f for f, _ in batches]))
+        labels.append(np.concatenate([y for _, y in batches]))
+    return np.stack(features), np.stack(labels)
+
+
+def feature_dataset(
+    features: np.ndarray, labels: np.ndarray, *, batch_size: int, shuffle: bool, seed: int
+) -> tf.data.Dataset:
+    """Batches of cached ``(features, labels)`` from :func:`encode`: each image once per epoch, one view drawn at random.
+
+    The order is shuffled afresh every epoch as :func:`xrayutils.pipeline.make_dataset`
+    shuffles images (same buffer, same seed), so with one view and no augmentation
+    the batches are those of the image pipeline.
+    """
+    views, n = features.shape[:2]
+    features, labels = tf.constant(features), tf.constant(labels)
+    order = tf.data.Dataset.range(n)
+    if shuffle:
+        order = order.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    if views > 1:
+        draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).map(lambda r: tf.math.floormod(r, views))
+    else:
+        draws = tf.data.Dataset.from_tensors(tf.constant(0, tf.int64)).repeat()
+    pairs = tf.data.Dataset.zip(order, draws)
+    batches = pairs.map(lambda i, v: (features[v, i], labels[v, i]), num_parallel_calls=tf.data.AUTOTUNE)
+    return batches.batch(batch_size).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,584 @@
+"""Test-set metrics with honest uncertainty: plain arrays in, plain numbers and dicts out.
+
+The test sets here are small (62 and 124 images in the covid-xray sample, 18 and
+36 in the published study), so every metric comes with a 95% interval (Wilson's
+for proportions, the percentile bootstrap's for the rest), and ROC AUC is computed
+from probabilities, never from hard labels.
+For the modelling chapters (01-04).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from sklearn import metrics
+from sklearn.manifold import TSNE
+
+
+def as_probabilities(y_prob: np.ndarray) -> np.ndarray:
+    """``(n, n_classes)`` probabilities; a 1-D array is P(class 1) of a binary model."""
+    y_prob = np.asarray(y_prob, dtype=float)
+    if y_prob.ndim == 1 or y_prob.shape[1] == 1:
+        positive = y_prob.reshape(-1)
+        return np.stack([1.0 - positive, positive], axis=1)
+    return y_prob
+
+
+def predicted_classes(y_prob: np.ndarray) -> np.ndarray:
+    """The most probable class of each image (a 1-D array is P(class 1) of a binary model).
+
+    >>> predicted_classes([0.2, 0.7]).tolist()
+    [0, 1]
+    """
+    return as_probabilities(y_prob).argmax(axis=1)
+
+
+def roc_auc(y_true: np.ndarray, y_prob: np.ndarray) -> float:
+    """ROC AUC from probabilities: binary, or one-vs-rest macro average for more classes.
+
+    Computed from ranks (the Mann-Whitney statistic, ties counted half), which is
+    what scikit-learn's ``roc_auc_score`` gives, without its input checks: the
+    bootstrap calls it thousands of times per chapter.  ``nan`` unless every class
+    is present in ``y_true``.
+
+    >>> roc_auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
+    0.75
+    """
+    y_true = np.asarray(y_true)
+    proba = as_probabilities(y_prob)
+    columns = [1] if proba.shape[1] == 2 else range(proba.shape[1])
+    aucs = []
+    for k in columns:
+        positive = y_true == k
+        n_pos = int(positive.sum())
+        n_neg = len(y_true) - n_pos
+        if n_pos == 0 or n_neg == 0:
+            return float("nan")
+        ranks = stats.rankdata(proba[:, k])
+        aucs.append((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    return float(np.mean(aucs))
+
+
+def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """Counts of (true class, predicted class): rows are true classes, as in scikit-learn's ``confusion_matrix``."""
+    return np.bincount(n_classes * np.asarray(y_true) + np.asarray(y_pred), minlength=n_classes**2).reshape(n_classes, n_classes)
+
+
+def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a / b`` with 0 where ``b`` is 0 (scikit-learn's ``zero_division=0``)."""
+    return np.divide(a, b, out=np.zeros(len(a)), where=b > 0)
+
+
+def point_metrics(y_true: np.ndarray, y_prob: np.ndarray, *, classes: list[str]) -> dict[str, float]:
+    """Accuracy, balanced accuracy, macro and weighted precision/recall/F1, per-class precision/recall/F1, ROC AUC.
+
+    Per-class keys are ``"<metric>_<class>"``.  Balanced accuracy is ``nan`` when the
+    test set holds one class, ROC AUC when it lacks one (they are undefined then).
+    Computed from the confusion matrix with scikit-learn's definitions
+    (``zero_division=0``; tests hold them equal): the bootstrap calls this a thousand
+    times per model, and scikit-learn's input checks made that 50 times slower.
+    """
+    y_true = np.asarray(y_true)
+    proba = as_probabilities(y_prob)
+    if proba.shape[1] != len(classes):
+        raise ValueError(f"{proba.shape[1]} probability columns but {len(classes)} classes")
+    counts = confusion(y_true, proba.argmax(axis=1), len(classes))
+    hits, support, predicted = np.diag(counts), counts.sum(axis=1), counts.sum(axis=0)
+    precision, recall, f1 = _ratio(hits, predicted), _ratio(hits, support), _ratio(2 * hits, support + predicted)
+    present = support > 0
+    result = {
+        "accuracy": hits.sum() / len(y_true),
+        # for two classes this is the ROC AUC of hard 0/1 predictions, what the CoronaHack study reported
+        "balanced_accuracy": recall[present].mean() if present.sum() > 1 else float("nan"),
+    }
+    measures = {"precision": precision, "recall": recall, "f1": f1}
+    result.update({f"{m}_macro": v.mean() for m, v in measures.items()})
+    result.update({f"{m}_weighted": (v * support).sum() / support.sum() for m, v in measures.items()})
+    result.update({f"{m}_{c}": v[i] for i, c in enumerate(classes) for m, v in measures.items()})
+    result["roc_auc"] = roc_auc(y_true, proba) if present.all() else float("nan")
+    return {k: float(v) for k, v in result.items()}
+
+
+def bootstrap_metrics(
+    y_true: np.ndarray,
+    y_prob: np.ndarray,
+    *,
+    classes: list[str],
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, dict[str, float]]:
+    """Every metric of :func:`point_metrics` with a 95% interval: Wilson's for proportions, the percentile bootstrap's for the rest.
+
+    Accuracy and each class's precision and recall are proportions of counted
+    images (:data:`PROPORTIONS`): they get Wilson score intervals (:func:`proportion`),
+    which never shrink to zero width at 0 or 1 as a bootstrap does (``1.000 [1.000,
+    1.000]`` on 31 images would read as certainty).  For the others (balanced
+    accuracy, F1, macro and weighted averages, ROC AUC) test images are resampled
+    with replacement ``n_resamples`` times; a resample that lacks a class still
+    counts for the metrics defined without it (its AUC is skipped).
+
+    Returns
+    -------
+    dict
+        ``{metric: {"value": v, "low": lo, "high": hi}}``.
+    """
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    y_true = np.asarray(y_true)
+    proba = as_probabilities(y_prob)
+    cis = _bootstrap(
+        lambda idx: point_metrics(y_true[idx], proba[idx], classes=classes),
+        point_metrics(y_true, proba, classes=classes),
+        len(y_true),
+        n_resamples=n_resamples,
+        confidence=confidence,
+        seed=seed,
+        skip_nan=True,
+    )
+    return cis | proportions(y_true, proba, classes=classes, confidence=confidence)
+
+
+#: The metrics of :func:`point_metrics` that are proportions of images, and so get Wilson intervals.
+PROPORTIONS = ("accuracy", "precision_<class>", "recall_<class>")
+
+
+def proportions(y_true: np.ndarray, y_prob: np.ndarray, *, classes: list[str], confidence: float = 0.95) -> dict[str, dict[str, float]]:
+    """Accuracy and each class's precision and recall as counts over images, with Wilson intervals (:func:`proportion`).
+
+    A class never predicted has no precision: its value is 0 (scikit-learn's
+    ``zero_division=0``, as :func:`point_metrics` has it) and its interval undefined.
+    """
+    counts = confusion(np.asarray(y_true), as_probabilities(y_prob).argmax(axis=1), len(classes))
+    hits, support, predicted = np.diag(counts), counts.sum(axis=1), counts.sum(axis=0)
+    out = {"accuracy": proportion(int(hits.sum()), int(counts.sum()), confidence)}
+    for i, name in enumerate(classes):
+        out[f"recall_{name}"] = proportion(int(hits[i]), int(support[i]), confidence)
+        out[f"precision_{name}"] = proportion(int(hits[i]), int(predicted[i]), confidence)
+        if predicted[i] == 0:
+            out[f"precision_{name}"]["value"] = 0.0
+        if support[i] == 0:
+            out[f"recall_{name}"]["value"] = 0.0
+    return out
+
+
+def bootstrap_each(
+    y_true: np.ndarray, probabilities: dict[str, np.ndarray], *, classes: list[str], n_resamples: int = 1000, seed: int = 0
+) -> dict[str, dict[str, dict[str, float]]]:
+    """:func:`bootstrap_metrics` of each model's probabilities on the same test images, by model name.
+
+    Every model is scored on the same resamples (same ``seed``), so their intervals are comparable.
+    """
+    return {name: bootstrap_metrics(y_true, proba, classes=classes, n_resamples=n_resamples, seed=seed)
+            for name, proba in probabilities.items()}
+
+
+def _bootstrap(
+    statistics: Callable[[np.ndarray], dict[str, float]],
+    point: dict[str, float],
+    n: int,
+    *,
+    n_resamples: int,
+    confidence: float,
+    seed: int,
+    skip_nan: bool,
+) -> dict[str, dict[str, float]]:
+    """``{name: {"value", "low", "high"}}``: each of ``point`` with the percentile interval of its resampled values.
+
+    The one resampling loop of :func:`bootstrap_metrics` and
+    :func:`bootstrap_statistic`, so that both draw the same resamples for a
+    given ``seed``: ``statistics(idx)`` is called on ``n_resamples`` sets of
+    ``n`` indices drawn with replacement.
+
+    Parameters
+    ----------
+    skip_nan : bool
+        Leave a value that is undefined on a resample (ROC AUC of a resample
+        lacking a class) out of its interval, which is NaN only when no
+        resample defines it.  Without it any NaN draw makes the interval NaN,
+        so that an opaque statistic's failures are not hidden.
+    """
+    rng = np.random.default_rng(seed)
+    draws: dict[str, list[float]] = {name: [] for name in point}
+    for _ in range(n_resamples):
+        for name, value in statistics(rng.integers(0, n, n)).items():
+            draws[name].append(value)
+    tail = (1 - confidence) / 2 * 100
+    out = {}
+    for name, value in point.items():
+        values = np.asarray(draws[name])
+        if skip_nan:
+            values = values[~np.isnan(values)]
+        low, high = np.percentile(values, [tail, 100 - tail]) if len(values) else (np.nan, np.nan)
+        out[name] = {"value": value, "low": float(low), "high": float(high)}
+    return out
+
+
+def mcnemar_test(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray) -> dict[str, float]:
+    """Exact McNemar test of two classifiers on the same test images.
+
+    Only the discordant images count: ``b`` where only A is right, ``c`` where only
+    B is right; under the null hypothesis of equal accuracy ``b ~ Binomial(b + c, 1/2)``.
+
+    >>> mcnemar_test([1, 1, 1, 1], [1, 1, 1, 1], [0, 0, 0, 1])["only_a_correct"]
+    3
+    """
+    y_true, pred_a, pred_b = map(np.asarray, (y_true, pred_a, pred_b))
+    if not len(y_true) == len(pred_a) == len(pred_b):
+        raise ValueError(f"lengths differ: {len(y_true)}, {len(pred_a)}, {len(pred_b)}")
+    a_right, b_right = pred_a == y_true, pred_b == y_true
+    b = int(np.sum(a_right & ~b_right))
+    c = int(np.sum(~a_right & b_right))
+    p_value = 1.0 if b + c == 0 else float(stats.binomtest(b, b + c, 0.5).pvalue)
+    return {"only_a_correct": b, "only_b_correct": c, "p_value": p_value}
+
+
+def predict_proba(model, images) -> tuple[np.ndarray, float]:
+    """Class probabilities ``(n, n_classes)`` of a Keras model over a batched dataset, and seconds per image.
+
+    ``images`` yields batches of images or ``(images, labels)``; a one-unit sigmoid
+    output becomes two columns ``[P(class 0), P(class 1)]``.
+    """
+    started = time.perf_counter()
+    raw = model.predict(images, verbose=0)
+    seconds = time.perf_counter() - started
+    return as_probabilities(raw), seconds / max(len(raw), 1)
+
+
+def embed_tsne(features: np.ndarray, *, seed: int, perplexity: float = 30.0) -> np.ndarray:
+    """2-D t-SNE of ``features`` ``(n, d)``; the perplexity is lowered for small ``n`` (it must stay below ``n``)."""
+    features = np.asarray(features, dtype=float).reshape(len(features), -1)
+    if len(features) < 3:
+        raise ValueError(f"t-SNE needs at least 3 points, got {len(features)}")
+    perplexity = min(perplexity, (len(features) - 1) / 3)
+    return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(features)
+
+
+def number(value: float | None, spec: str = ".3f", *, missing: str = "n/a") -> str:
+    """``value`` formatted, or ``missing`` when it is undefined (NaN, or ``null`` as results files hold it).
+
+    >>> number(0.5, ".2f"), number(None), number(float("nan"), missing="–")
+    ('0.50', 'n/a', '–')
+    """
+    return missing if pd.isna(value) else format(value, spec)
+
+
+def interval(ci: dict[str, float], digits: int = 3) -> str:
+    """``"0.871 [0.790, 0.935]"`` from ``{"value", "low", "high"}``; ``n/a`` for an undefined part.
+
+    >>> interval({"value": 0.5, "low": 0.25, "high": 0.75}, digits=2)
+    '0.50 [0.25, 0.75]'
+    """
+    value, low, high = (number(ci[part], f".{digits}f") for part in ("value", "low", "high"))
+    return f"{value} [{low}, {high}]"
+
+
+def metrics_table(results: dict[str, dict[str, dict[str, float]]], metric_names: list[str]) -> pd.DataFrame:
+    """One row per model, one column per metric, each cell ``value [low, high]``.
+
+    ``results`` maps a model name to :func:`bootstrap_metrics` output.
+    """
+    return pd.DataFrame(
+        {name: {metric: interval(cis[metric]) for metric in metric_names} for name, cis in results.items()}
+    ).T.rename_axis("model")
+
+
+def predictions_frame(frame: pd.DataFrame, y_prob: np.ndarray, classes: list[str]) -> pd.DataFrame:
+    """Per-image results: ``file``, ``true``, ``predicted``, ``correct`` and ``p_<class>`` for each class."""
+    proba = as_probabilities(y_prob)
+    table = pd.DataFrame({"file": frame["file"].to_numpy(), "true": frame["class_name"].to_numpy()})
+    table["predicted"] = np.asarray(classes)[proba.argmax(axis=1)]
+    table["correct"] = table["true"] == table["predicted"]
+    for i, name in enumerate(classes):
+        table[f"p_{name}"] = proba[:, i]
+    return table
+
+
+def compare_with_published(
+    results: dict[str, dict[str, dict[str, float]]],
+    published: pd.DataFrame,
+    metric_names: list[str],
+    *,
+    n_test: int,
+    source: str,
+    pretrained: dict[str, bool] | None = None,
+    sample: bool = False,
+) -> pd.DataFrame:
+    """Our models (``value [low, high]``) and the published rows (value only) in one table, saying when the two are not like for like.
+
+    ``published`` holds rows of ``published_results.csv``; a metric it did not
+    report shows as ``-``.  Each published row's ``like for like`` says why it
+    cannot stand beside ours as an equal: a validation score, ImageNet weights
+    where ours were random (``pretrained`` by model name), or the full data where
+    ours are a ``sample``.
+    """
+    pretrained = pretrained or {}
+    rows = [
+        {"source": source, "model": name, "split": "test", "n": n_test,
+         **{m: interval(cis[m]) for m in metric_names}, "like for like": ""}
+        for name, cis in results.items()
+    ]
+    for row in published.itertuples():
+        named = [name for name in results if re.search(rf"\b{re.escape(name)}\b", row.model)]
+        reasons = [f"a {row.split} score"] if not str(row.split).lower().startswith("test") else []
+        if getattr(row, "pretrained", "") == "imagenet" and named and not pretrained.get(named[0], True):
+            reasons.append("ImageNet weights there, random here")
+        if sample:
+            reasons.append("the full dataset there, a sample here")
+        rows.append(
+            {"source": f"published ({row.study})", "model": row.model, "split": row.split, "n": row.n_test,
+             **{m: "-" if pd.isna(getattr(row, m, np.nan)) else f"{getattr(row, m):.3f}" for m in metric_names},
+             "like for like": "no: " + "; ".join(reasons) if reasons else "yes"}
+        )
+    return pd.DataFrame(rows)
+
+
+def confusions(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> pd.DataFrame:
+    """The mistakes, most frequent first: ``true``, ``predicted``, ``count`` and ``share`` of that true class.
+
+    >>> confusions([0, 0, 1], [1, 1, 1], ["a", "b"]).to_dict("records")
+    [{'true': 'a', 'predicted': 'b', 'count': 2, 'share': 1.0}]
+    """
+    matrix = confusion(y_true, y_pred, len(classes))
+    rows = [
+        {"true": classes[i], "predicted": classes[j], "count": int(matrix[i, j]), "share": matrix[i, j] / matrix[i].sum()}
+        for i in range(len(classes)) for j in range(len(classes)) if i != j and matrix[i, j]
+    ]
+    table = pd.DataFrame(rows, columns=["true", "predicted", "count", "share"])
+    return table.sort_values("count", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def most_frequent_mistakes(y_true: np.ndarray, probabilities: dict[str, np.ndarray], classes: list[str]) -> dict[str, pd.DataFrame]:
+    """:func:`confusions` of each model's predicted classes (the most probable), by model name."""
+    return {name: confusions(y_true, predicted_classes(proba), classes) for name, proba in probabilities.items()}
+
+
+def mistakes_sentence(y_true: np.ndarray, mistakes: dict[str, pd.DataFrame], classes: list[str]) -> str:
+    """Each model's most frequent mistake in words: ``"VGG16 calls 5 of the 31 covid images normal"``."""
+    y_true = np.asarray(y_true)
+
+    def one(name: str, table: pd.DataFrame) -> str:
+        if not len(table):
+            return f"{name} makes none"
+        top = table.iloc[0]
+        n_true = int((y_true == classes.index(top["true"])).sum())
+        return f"{name} calls {top['count']} of the {n_true} {top['true']} images {top['predicted']}"
+
+    return "; ".join(one(name, table) for name, table in mistakes.items())
+
+
+def classification_reports(y_true: np.ndarray, probabilities: dict[str, np.ndarray], classes: list[str]) -> str:
+    """scikit-learn's classification report of each model's predicted classes, one after another under its name."""
+    def report(proba: np.ndarray) -> str:
+        return metrics.classification_report(y_true, predicted_classes(proba), labels=np.arange(len(classes)),
+                                              target_names=classes, digits=3, zero_division=0)
+
+    return "\n".join(f"{name}\n{report(proba)}" for name, proba in probabilities.items())
+
+
+def predicts_one_class(y_prob: np.ndarray) -> bool:
+    """Whether every image gets the same most probable class: a model that decides nothing, whatever its accuracy."""
+    return len(np.unique(predicted_classes(y_prob))) == 1
+
+
+def seed_metrics(y_true: np.ndarray, by_seed: dict[int, np.ndarray], *, classes: list[str]) -> pd.DataFrame:
+    """Each training seed's :func:`point_metrics` on the same test images, one row per seed (index ``seed``)."""
+    rows = {seed: point_metrics(y_true, proba, classes=classes) for seed, proba in by_seed.items()}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("seed")
+
+
+def seed_spread(table: pd.DataFrame) -> dict[str, dict[str, float | None]]:
+    """Per metric of a :func:`seed_metrics` table: ``n`` seeds, ``mean``, ``sd`` (n - 1; ``None`` for one seed), ``min``, ``max``.
+
+    ``None`` also stands for a metric no seed defines, so the results file holds no NaN.
+    """
+    def number(value: float) -> float | None:
+        return None if pd.isna(value) else float(value)
+
+    return {
+        metric: {"n": int(values.notna().sum()), "mean": number(values.mean()), "sd": number(values.std(ddof=1)),
+                 "min": number(values.min()), "max": number(values.max())}
+        for metric, values in table.items()
+    }
+
+
+def spread_text(spread: dict[str, float | None], digits: int = 3) -> str:
+    """What single seeds reached: ``"0.712 ± 0.034 (mean ± sd of 3 seeds)"``, or each value where there are too few for a spread.
+
+    A standard deviation of two values says little: below three seeds the values
+    themselves are given.
+
+    >>> spread_text({"n": 3, "mean": 0.7, "sd": 0.05, "min": 0.65, "max": 0.75}, digits=2)
+    '0.70 ± 0.05 (mean ± sd of 3 seeds)'
+    >>> spread_text({"n": 2, "mean": 0.7, "sd": 0.07, "min": 0.65, "max": 0.75}, digits=2)
+    '0.65 and 0.75 (2 seeds)'
+    """
+    if spread["mean"] is None:
+        return "-"
+    if spread["sd"] is None or spread["n"] == 1:
+        return f"{spread['mean']:.{digits}f} (1 seed)"
+    if spread["n"] == 2:
+        return f"{spread['min']:.{digits}f} and {spread['max']:.{digits}f} (2 seeds)"
+    return f"{spread['mean']:.{digits}f} ± {spread['sd']:.{digits}f} (mean ± sd of {spread['n']} seeds)"
+
+
+def spread_table(per_seed: dict[str, pd.DataFrame], metric_names: list[str]) -> pd.DataFrame:
+    """One row per model, one column per metric, each cell what its single seeds reached (:func:`spread_text`)."""
+    spreads = {name: seed_spread(table) for name, table in per_seed.items()}
+    return pd.DataFrame({name: {m: spread_text(s[m]) for m in metric_names} for name, s in spreads.items()}).T.rename_axis("model")
+
+
+def ranking_score(
+    results: dict[str, dict[str, dict[str, float]]], per_seed: dict[str, pd.DataFrame] | None, name: str, metric: str
+) -> float:
+    """What ranks model ``name``: the mean of ``metric`` over its seeds (``per_seed``), else its value in ``results``; -inf if undefined.
+
+    The leaderboard table and its figure (:func:`xrayutils.plots.plot_leaderboard`) rank by it alike.
+    """
+    value = per_seed[name][metric].mean() if per_seed and name in per_seed else results[name][metric]["value"]
+    return -np.inf if pd.isna(value) else float(value)
+
+
+def leaderboard(
+    results: dict[str, dict[str, dict[str, float]]],
+    probabilities: dict[str, np.ndarray],
+    y_true: np.ndarray,
+    *,
+    metric: str,
+    columns: list[str],
+    per_seed: dict[str, pd.DataFrame] | None = None,
+) -> pd.DataFrame:
+    """Models ranked by ``metric`` (best first), each column ``value [low, high]``, and McNemar against the best.
+
+    ``probabilities`` holds each model's class probabilities on the same test
+    images (a 1-D array: P(class 1)); McNemar's test compares the most probable
+    classes, and ``mcnemar_p_vs_best`` is the exact p-value of the best model
+    against each other one.  With ``per_seed`` (each model's :func:`seed_metrics`)
+    ``results`` and ``probabilities`` are the seed ensembles', the ranking is by
+    the mean over seeds, and every column gets a ``"<column> over seeds"`` twin
+    (mean ± sd).  A model whose every prediction is one class is not ranked
+    (rank ``-``, listed last, ``decides`` says so): its accuracy is the class
+    share, not a skill.  Nor is a model whose accuracy interval lies wholly below
+    that share (always answering the largest test class): it has not learned the
+    task, however its ROC AUC ranks.
+    """
+    if metric not in columns:
+        raise ValueError(f"metric {metric!r} must be one of the columns {columns}")
+    spreads = {name: seed_spread(table) for name, table in (per_seed or {}).items()}
+    constant = float(np.bincount(np.asarray(y_true)).max() / len(y_true))
+    one_class = {name for name, proba in probabilities.items() if predicts_one_class(proba)}
+    below = {name for name in results if name not in one_class and results[name]["accuracy"]["high"] < constant}
+    unranked = one_class | below
+    order = sorted(results, key=lambda name: (name in unranked, -ranking_score(results, per_seed, name, metric)))
+    best = order[0]
+    predictions = {name: predicted_classes(proba) for name, proba in probabilities.items()}
+    rows = []
+    for rank, name in enumerate(order, start=1):
+        test = None if name == best else mcnemar_test(y_true, predictions[best], predictions[name])
+        row = {"rank": "-" if name in unranked else rank, "model": name}
+        if name in spreads:
+            row["seeds"] = len(per_seed[name])
+        for c in columns:
+            row[c] = interval(results[name][c])
+            if name in spreads:
+                row[f"{c} over seeds"] = spread_text(spreads[name][c])
+        row["mcnemar_p_vs_best"] = np.nan if test is None else test["p_value"]
+        row["decides"] = ("one class for all" if name in one_class
+                          else f"no: accuracy below the constant answer's {constant:.3f}" if name in below else "yes")
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("rank")
+
+
+# Trust checks (chapter 04): calibration, and recall/specificity on data from elsewhere.
+
+def reliability_bins(y_true: np.ndarray, y_prob: np.ndarray, *, n_bins: int = 10) -> pd.DataFrame:
+    """Top-label reliability: per confidence bin, how many images, their mean confidence and their accuracy.
+
+    Confidence is the probability of the predicted class, so bins start at
+    ``1 / n_classes``; equal-width bins over ``[0, 1]``, empty bins left out.
+    """
+    y_true = np.asarray(y_true)
+    proba = as_probabilities(y_prob)
+    confidence = proba.max(axis=1)
+    correct = proba.argmax(axis=1) == y_true
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, n_bins - 1)
+    rows = [
+        {"low": edges[b], "high": edges[b + 1], "count": int(np.sum(which == b)),
+         "confidence": float(confidence[which == b].mean()), "accuracy": float(correct[which == b].mean())}
+        for b in range(n_bins) if np.any(which == b)
+    ]
+    return pd.DataFrame(rows, columns=["low", "high", "count", "confidence", "accuracy"])
+
+
+def expected_calibration_error(y_true: np.ndarray, y_prob: np.ndarray, *, n_bins: int = 10) -> float:
+    """ECE: the count-weighted mean gap between confidence and accuracy over :func:`reliability_bins`.
+
+    >>> expected_calibration_error([1, 1, 0, 0], [0.9, 0.9, 0.9, 0.9], n_bins=10)
+    0.4
+    """
+    bins = reliability_bins(y_true, y_prob, n_bins=n_bins)
+    return float(np.sum(bins["count"] * (bins["confidence"] - bins["accuracy"]).abs()) / bins["count"].sum())
+
+
+def bootstrap_statistic(
+    statistic: Callable[[np.ndarray, np.ndarray], float],
+    y_true: np.ndarray,
+    y_prob: np.ndarray,
+    *,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, float]:
+    """``{"value", "low", "high"}`` of ``statistic(y_true, y_prob)`` with a percentile bootstrap interval.
+
+    Resamples as :func:`bootstrap_metrics` does (the same images for the same
+    ``seed``); a resample on which ``statistic`` is NaN makes the interval NaN.
+    """
+    y_true, proba = np.asarray(y_true), as_probabilities(y_prob)
+    return _bootstrap(
+        lambda idx: {"statistic": statistic(y_true[idx], proba[idx])},
+        {"statistic": float(statistic(y_true, proba))},
+        len(y_true),
+        n_resamples=n_resamples,
+        confidence=confidence,
+        seed=seed,
+        skip_nan=False,
+    )["statistic"]
+
+
+def proportion(successes: int, n: int, confidence: float = 0.95) -> dict[str, float]:
+    """``successes / n`` with a Wilson score interval (well behaved at 0 and 1, unlike the normal one).
+
+    >>> round(proportion(0, 20)["high"], 3)
+    0.161
+    """
+    if n == 0:
+        return {"value": float("nan"), "low": float("nan"), "high": float("nan")}
+    ci = stats.binomtest(successes, n).proportion_ci(confidence, method="wilson")
+    return {"value": successes / n, "low": float(ci.low), "high": float(ci.high)}
+
+
+def class_rates(true: np.ndarray, predicted: np.ndarray, classes: list[str]) -> pd.DataFrame:
+    """Recall and specificity of each of the model's ``classes``, with Wilson intervals.
+
+    ``true`` and ``predicted`` are class *names*; ``true`` may hold classes the model
+    does not know (external data). Recall of a class needs images of it;
+    specificity (images of the other classes not called this class) needs the others.
+    """
+    true, predicted = np.asarray(true), np.asarray(predicted)
+    rows = []
+    for name in classes:
+        positive = true == name
+        for measure, members, hits in (
+            ("recall", positive, predicted[positive] == name),
+            ("specificity", ~positive, predicted[~positive] != name),
+        ):
+            if members.any():
+                rows.append({"class": name, "measure": measure, "n": int(members.sum()), **proportion(int(hits.sum()), int(members.sum()))})
+    return pd.DataFrame(rows, columns=["class", "measure", "n", "value", "low", "high"])

@@ -1,0 +1,52 @@
+"""The HTML book: Jupyter Book on the staged pages, and the checks of what it built."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+
+def build_html(site: Path) -> Path:
+    """Run Jupyter Book (warnings are errors) on the staged ``site``; return the HTML folder."""
+    command = ["jupyter-book", "build", str(site), "-W", "--keep-going"]
+    jb = Path(sys.executable).with_name("jupyter-book")
+    if jb.exists():
+        command[0] = str(jb)
+    result = subprocess.run(command, capture_output=True, text=True)
+    (site / "jupyter-book.log").write_text(result.stdout + result.stderr)
+    if result.returncode != 0:
+        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-25:])
+        raise RuntimeError(f"jupyter-book build failed (full log: {site / 'jupyter-book.log'}):\n{tail}")
+    return site / "_build" / "html"
+
+
+def check_html(html_dir: Path, notebooks: list[Path]) -> list[str]:
+    """Problems in the built book: a chapter page missing, short of figures, showing an error or a raw table.
+
+    A chapter's figure count is the number of its source cells with ``mystnb.figure``
+    metadata; its page must hold at least that many images.
+    """
+    problems = []
+    for nb in notebooks:
+        page = html_dir / "notebooks" / f"{nb.stem}.html"
+        if not page.exists():
+            problems.append(f"{nb.stem}: page {page} is missing")
+            continue
+        html = page.read_text(encoding="utf-8")
+        cells = json.loads(nb.read_text())["cells"]
+        expected = sum(1 for c in cells if c.get("metadata", {}).get("mystnb", {}).get("figure"))
+        found = len(re.findall(r"<img\b[^>]*src=\"\.\./_images/[^\"]+\"", html))
+        if found < expected:
+            problems.append(f"{nb.stem}: {found} images on the page, {expected} figures expected")
+        for marker in ("Traceback (most recent call last)", 'class="output traceback'):
+            if marker in html:
+                problems.append(f"{nb.stem}: the page shows error output ({marker!r})")
+                break
+        if "| Chapter |" in html:
+            problems.append(f"{nb.stem}: the reproducibility stamp shows as raw Markdown, not as a table")
+    return problems
+
+

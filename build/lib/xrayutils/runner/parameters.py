@@ -1,0 +1,237 @@
+"""Profiles and parameters: what each chapter runs with, checked against its ``parameters`` cell before anything runs."""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from xrayutils import book, results
+
+ROOT = book.REPO_ROOT
+# Injected by the runner into every notebook, on top of the profile.
+RUNNER_PARAMETERS = book.RUNNER_PARAMETERS
+
+
+class ParameterError(ValueError):
+    """A parameter name that the notebook does not declare, or a profile that does not exist."""
+
+
+def load_profiles(path: Path = ROOT / "profiles.yml") -> dict[str, dict[str, Any]]:
+    """The profiles file: ``{profile: {"description": str, "notebooks": {stem: {name: value}}, "floors": [...]}}``."""
+    return yaml.safe_load(path.read_text())
+
+
+def profile_floors(profile: str, profiles: dict[str, Any] | None = None) -> list[results.Floor]:
+    """The :class:`~xrayutils.results.Floor` s a profile holds its results to; a malformed one is an error before anything runs."""
+    profiles = profiles if profiles is not None else load_profiles()
+    try:
+        return [results.Floor(**floor) for floor in profiles.get(profile, {}).get("floors", [])]
+    except (TypeError, ValueError) as error:
+        raise ParameterError(f"profiles.yml, profile {profile!r}: a floor is malformed: {error}") from None
+
+
+def notebook_parameters(notebook: Path) -> dict[str, Any]:
+    """The names and default values of a notebook's ``parameters`` cell (read with papermill)."""
+    import papermill
+
+    declared = papermill.inspect_notebook(str(notebook))
+    if not declared:
+        raise ParameterError(f"{notebook} has no cell tagged 'parameters'")
+    return {name: info["default"] for name, info in declared.items()}
+
+
+def chapter_notebooks(toc: Path = ROOT / "_toc.yml") -> list[Path]:
+    """The notebooks the runner executes, in the order it runs them: the chapters as ``_toc.yml`` lists them, then the start page.
+
+    The start page (``root:``, :data:`xrayutils.results.START`) states what the
+    chapters found, so it runs after them although the book shows it first.
+    """
+    text = toc.read_text()
+    files = re.findall(r"file:\s*(notebooks/\S+)", text) + re.findall(r"root:\s*(notebooks/\S+)", text)
+    return [ROOT / (f if f.endswith(".ipynb") else f + ".ipynb") for f in files]
+
+
+def chosen_parameters(notebooks: list[Path], profile: str, overrides: dict[str, Any]) -> dict[Path, dict[str, Any]]:
+    """Each notebook's :func:`resolve_parameters`, given the overrides it declares; an override no notebook declares is an error."""
+    declared = {nb: notebook_parameters(nb) for nb in notebooks}
+    for name in overrides:
+        if not any(name in names for names in declared.values()):
+            raise ParameterError(f"no selected notebook declares the parameter {name!r}")
+    return {nb: resolve_parameters(nb, profile, {k: v for k, v in overrides.items() if k in declared[nb]}) for nb in notebooks}
+
+
+def resolve_parameters(
+    notebook: Path, profile: str, overrides: dict[str, Any], profiles: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Profile values for ``notebook`` updated with ``overrides``; every name must be declared."""
+    profiles = profiles if profiles is not None else load_profiles()
+    if profile not in profiles:
+        raise ParameterError(f"unknown profile {profile!r}; profiles.yml has {sorted(profiles)}")
+    declared = notebook_parameters(notebook)
+    chosen = dict(profiles[profile].get("notebooks", {}).get(notebook.stem, {}))
+    chosen.update(overrides)
+    unknown = sorted(set(chosen) - set(declared))
+    if unknown:
+        raise ParameterError(
+            f"{notebook.name} does not declare the parameter(s) {unknown}; it declares {sorted(declared)}"
+        )
+    for name, value in chosen.items():
+        check_value(notebook.name, name, value, declared[name])
+    if chosen.get("weights") not in (None, *WEIGHTS_CHOICES):  # a file or folder: the chapter runs in its own folder
+        chosen["weights"] = str(Path(chosen["weights"]).expanduser().resolve())
+    return chosen
+
+
+#: Parameters for which 0 means nothing sensible (for the others, such as ``max_images_per_class``, 0 means "all").
+POSITIVE = ("image_size", "batch_size", "num_epochs", "augmented_views", "bootstrap_resamples", "learning_rate", "timed_epochs",
+            "repeats", "compute_steps", "calibration_bins", "tsne_perplexity", "hash_size", "histogram_bins")
+
+#: The optimizers ``keras.optimizers.get`` knows by name (a test holds this to Keras).
+OPTIMIZERS = ("adadelta", "adafactor", "adagrad", "adam", "adamax", "adamw", "ftrl", "lion", "nadam", "rmsprop", "sgd")
+#: Chapter 03's models (:data:`xrayutils.models.BACKBONES` and the self-defined ResNet34; a test holds this to the module).
+MODEL_NAMES = ("Xception", "VGG16", "VGG19", "ResNet101V2", "InceptionV3", "InceptionResNetV2", "EfficientNetV2S",
+               "EfficientNetV2M", "ResNet34")
+#: The test metrics a leaderboard can rank by (:func:`xrayutils.evaluate.point_metrics`), besides the per-class ones.
+METRICS = ("roc_auc", "balanced_accuracy", "accuracy", "precision_macro", "recall_macro", "f1_macro", "precision_weighted",
+           "recall_weighted", "f1_weighted")
+#: Where chapters 01-03 train their runs (:func:`xrayutils.cluster.engine`).
+ENGINES = ("local", "ray")
+#: Parameters that take one of a few values (each item, for a list).
+CHOICES: dict[str, tuple[Any, ...]] = {
+    "optimizer": OPTIMIZERS,
+    "resnet34_optimizer": OPTIMIZERS,
+    "class_weight": ("none", "balanced"),
+    "mixed_precision": ("auto", True, False, "mixed_float16", "mixed_bfloat16"),  # xrayutils.train.MIXED_POLICIES too
+    "jit_compile": ("auto", True, False),
+    "left_out_costs": ("measure", "stored", "none"),
+    "model_names": MODEL_NAMES,
+    "shortcut_chapters": results.MODELLING,
+    "engine": ENGINES,
+}
+#: Parameters that must lie in an interval: (low, high, whether ``low`` itself is allowed); ``high`` is never allowed.
+RANGES: dict[str, tuple[float, float, bool]] = {
+    "validation_fraction": (0.0, 1.0, False),
+    "border_fraction": (0.0, 0.5, False),
+    "batchnorm_momentum": (0.0, 1.0, True),
+    "within_folds": (2, float("inf"), True),
+    "source_folds": (2, float("inf"), True),
+}
+#: What ``weights`` takes besides a weights file or a folder of them.
+WEIGHTS_CHOICES = ("auto", "imagenet", "none")
+#: The first bytes of a weights file: HDF5 (``.h5``, Keras' ImageNet files) or a zip (``.keras``, ``.weights.h5`` of Keras 3 is HDF5).
+WEIGHTS_SIGNATURES = (b"\x89HDF\r\n\x1a\n", b"PK\x03\x04")
+
+
+def check_value(notebook: str, name: str, value: Any, default_source: str) -> None:
+    """Refuse a value of the wrong kind for its parameter, judged by the default in the notebook's parameters cell.
+
+    A number where the default is a number (a whole one where it is whole), text
+    or True/False where it is text (``mixed_precision = "auto"`` also takes
+    True/False), a list (of what the default's list holds) or a mapping where it
+    is one; no negative number, and no zero for :data:`POSITIVE`.  Checked before
+    anything runs, so a bad value stops the build with its name instead of
+    failing deep inside a chapter, or silently doing something else.
+    """
+    if name in RUNNER_PARAMETERS:
+        raise ParameterError(f"{name} is set by the runner (--profile, --data-dir, --build-dir), not with -p")
+    check_allowed(notebook, name, value)
+    try:
+        default = ast.literal_eval(default_source)
+    except (ValueError, SyntaxError):
+        return  # an expression, not a literal: nothing to compare with
+    if default is None:
+        return
+    if not _same_kind(value, default) or (isinstance(value, list) and default and not all(_same_kind(v, default[0]) for v in value)):
+        raise ParameterError(f"{notebook}: {name} must be {_kind_name(default)} like its default {default_source}, got {value!r}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and (value < 0 or (value == 0 and name in POSITIVE)):
+        raise ParameterError(f"{notebook}: {name} must be {'positive' if name in POSITIVE else '0 or more'}, got {value!r}")
+
+
+def check_allowed(notebook: str, name: str, value: Any) -> None:
+    """Refuse a value outside what its parameter accepts (:data:`CHOICES`, :data:`RANGES`, a weights file), naming what it accepts."""
+    if name in CHOICES:
+        allowed = CHOICES[name]
+        wrong = [v for v in (value if isinstance(value, list) else [value]) if v not in allowed or isinstance(v, bool) != any(
+            isinstance(a, bool) and a == v for a in allowed)]
+        if wrong:
+            raise ParameterError(f"{notebook}: {name} takes {', '.join(map(repr, allowed))}; got {', '.join(map(repr, wrong))}")
+    if name in RANGES and isinstance(value, (int, float)) and not isinstance(value, bool):
+        low, high, closed = RANGES[name]
+        if not (low <= value < high if closed else low < value < high):
+            interval = f"{'[' if closed else '('}{low:g}, {high:g})"
+            raise ParameterError(f"{notebook}: {name} must lie in {interval}, got {value!r}")
+    if name == "leaderboard_metric" and isinstance(value, str) and not (
+            value in METRICS or re.fullmatch(r"(precision|recall|f1)_\w+", value)):
+        raise ParameterError(f"{notebook}: leaderboard_metric takes {', '.join(METRICS)} or a per-class "
+                             f"precision_/recall_/f1_<class>; got {value!r}")
+    if name == "weights" and isinstance(value, str):
+        check_weights(notebook, value)
+
+
+def check_weights(notebook: str, value: str) -> None:
+    """A ``weights`` value must be one of :data:`WEIGHTS_CHOICES`, a folder, or a file that starts as a weights file does."""
+    if value in WEIGHTS_CHOICES:
+        return
+    path = Path(value).expanduser()
+    if path.is_dir():
+        return
+    if not path.is_file():
+        raise ParameterError(f"{notebook}: weights takes {', '.join(WEIGHTS_CHOICES)}, a weights file or a folder of them; "
+                             f"{value!r} is none of these (no such file or folder)")
+    with open(path, "rb") as file:
+        start = file.read(8)
+    if not start.startswith(WEIGHTS_SIGNATURES):
+        raise ParameterError(f"{notebook}: weights file {path} is not a weights file (neither HDF5, as Keras' .h5 files are, "
+                             "nor a .keras archive)")
+
+
+def _same_kind(value: Any, default: Any) -> bool:
+    kinds = {bool: (bool,), int: (int,), float: (int, float), str: (str, bool), list: (list,), dict: (dict,)}
+    expected = kinds.get(type(default))
+    if expected is None:
+        return True
+    return isinstance(value, expected) and not (isinstance(value, bool) and bool not in expected)
+
+
+def _kind_name(default: Any) -> str:
+    if isinstance(default, list) and default:
+        return f"a list of {_kind_name(default[0]).removeprefix('a ')}s"
+    return {bool: "True or False", int: "a whole number", float: "a number", str: "text (or True/False)", list: "a list",
+            dict: "a mapping"}[type(default)]
+
+
+
+def parse_overrides(pairs: list[list[str]] | None) -> dict[str, Any]:
+    """``-p NAME VALUE`` pairs, typed as papermill's ``-p`` types them (``5`` int, ``1e-4`` float)."""
+    return {name: _typed(name, value) for name, value in (pairs or [])}
+
+
+def _typed(name: str, text: str) -> Any:
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        problem = getattr(error, "problem", None) or "not readable"
+        raise ParameterError(f"-p {name} {text!r}: {problem}; give a number, text, or a YAML list such as '[a, b]'") from None
+    if isinstance(value, str):
+        try:
+            return float(text)
+        except ValueError:
+            return value
+    return value
+
+
+
+def with_defaults(notebook: Path, chosen: dict[str, Any]) -> dict[str, Any]:
+    """Every parameter ``notebook`` runs with: its defaults (those written as literals) updated with ``chosen``."""
+    defaults = {}
+    for name, source in notebook_parameters(notebook).items():
+        with contextlib.suppress(ValueError, SyntaxError):
+            defaults[name] = ast.literal_eval(source)
+    return {**defaults, **chosen}
+
+

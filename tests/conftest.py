@@ -120,8 +120,23 @@ def make_tiny_adults(folder: Path, first_seed: int) -> Path:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The nine-model and the Ray tests first: with a worker per core (``make test``), none is left running alone at the end."""
-    items.sort(key=lambda item: not any(slow in item.nodeid for slow in ("test_paper_path.py", "test_cluster.py", "test_installed.py")))
+    """The slow tests first in each half of the list, so that both workers of ``make test`` start on them.
+
+    ``--dist worksteal`` gives each worker one half of the list and lets an idle
+    worker take tests from the end of a busy one's; with every slow test at the
+    front of one half, one worker ran them all in turn while the other ran out.
+    The Ray tests stay in one half (two local clusters at once on two cores
+    would time each other out); the nine models of the paper path are dealt to both.
+    """
+    def of(name: str) -> list[pytest.Item]:
+        return [item for item in items if name in item.nodeid]
+
+    ray, paper, installed = of("test_cluster.py"), of("test_paper_path.py"), of("test_installed.py")
+    slow = {id(item) for item in ray + paper + installed}
+    fast = [item for item in items if id(item) not in slow]
+    first_slow, second_slow = ray + paper[0::2], installed + paper[1::2]
+    first = max(0, len(items) // 2 - len(first_slow))
+    items[:] = first_slow + fast[:first] + second_slow + fast[first:]
 
 
 @dataclass

@@ -280,9 +280,14 @@ def test_chapters_needing_each_other_in_a_circle_are_refused(tmp_path, monkeypat
         execution.waves([a, b])
 
 
-@pytest.mark.parametrize("profile", ["smoke", "cpu", "paper"])
-def test_every_profiles_floors_are_well_formed(profile):
-    assert all(floor.metric in ("accuracy", "balanced_accuracy", "roc_auc", "f1_macro") for floor in parameters.profile_floors(profile))
+def test_the_cpu_profile_holds_well_formed_floors_and_a_malformed_one_is_refused_before_anything_runs():
+    floors = parameters.profile_floors("cpu")
+    assert floors, "the cpu profile declares no floor: its results could fall to chance and the build would still pass"
+    assert all(floor.metric in ("accuracy", "balanced_accuracy", "roc_auc", "f1_macro") for floor in floors)
+    assert not parameters.profile_floors("smoke")  # smoke's numbers mean nothing (profiles.yml says why)
+    malformed = {"x": {"floors": [{"chapter": "01_vgg16_binary", "metric": "roc_auc"}]}}  # neither at_least nor interval_above
+    with pytest.raises(parameters.ParameterError, match="'x': a floor is malformed: .*exactly one of at_least and interval_above"):
+        parameters.profile_floors("x", malformed)
 
 
 @pytest.mark.parametrize("jobs", [1, 2])

@@ -58,6 +58,8 @@ def test_chapter_03_of_the_smoke_book_on_ray_gives_the_local_engines_numbers(tmp
     (local, local_saved), (remote, remote_saved) = _results(tmp_path / "local"), _results(tmp_path / "ray")
     assert sorted(remote) == ["ResNet34", "Xception"] and all("error" not in row for row in remote_saved["models"].values())
     assert remote == local  # every metric and interval, exactly
+    # the page's own fit_model (Adamax for the backbones, Adam for ResNet34) is what trained on the workers
+    assert {name: row["history"]["optimizer"] for name, row in remote_saved["models"].items()} == {"ResNet34": "Adam", "Xception": "Adamax"}
     out = tmp_path / "ray" / "outputs" / "03_coronahack_models"
     for name, row in remote_saved["models"].items():
         per_seed = {seed: {k: v for k, v in scores.items() if k != "fit_seconds"} for seed, scores in row["seeds"].items()}

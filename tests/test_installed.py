@@ -83,5 +83,9 @@ def test_chapter01_with_its_head_changed_runs_from_another_folder_and_records_th
     setting = parameters.with_defaults(ROOT / "notebooks" / "01_vgg16_binary.ipynb", chosen)["mixed_precision"]
     expected = train.choose_precision(setting, model="VGG16", work=precision.FROZEN_FORWARD).reason
     assert saved["history"]["precision_reason"] == expected  # the installed package chooses as the checkout does
+    image = next((data / "covid-xray" / "two" / "test" / "normal").iterdir())
+    predicted = subprocess.run([str(installed.with_name("xray-book")), "predict", str(output / saved["model_file"]), str(image)],
+                               check=True, capture_output=True, text=True, cwd=work, env=env).stdout
+    assert image.name in predicted  # the changed model, saved, loads and predicts
     text = "\n".join(str(o.get("text", "")) for c in nbformat.read(work / "out.ipynb", as_version=4).cells for o in c.get("outputs", []))
     assert not TF_LOG_LINE.search(text), TF_LOG_LINE.search(text)

@@ -25,8 +25,10 @@ def test_decode_error_names_the_problem(tmp_path):
     bad = tmp_path / "bad.jpeg"
     bad.write_bytes(b"not an image")
     assert pipeline.decode_error(str(good)) is None
-    assert pipeline.decode_error(str(bad))
-    assert pipeline.decode_error(str(tmp_path / "missing.png"))
+    assert "Unknown image file format" in pipeline.decode_error(str(bad))
+    assert "No such file" in pipeline.decode_error(str(tmp_path / "missing.png"))
+    tiny = save_image(tmp_path / "tiny.png", synthetic_xray(2, size=(1, 1)))
+    assert "1x1" in pipeline.decode_error(str(tiny))  # decodable, but too small to train on
 
 
 def test_split_is_seeded_stratified_and_disjoint():
@@ -57,7 +59,9 @@ def test_dataset_batches_one_hot_labels_and_shuffles_by_seed(tmp_path):
         ds = pipeline.make_dataset(paths, labels, image_size=(8, 8), batch_size=5, shuffle=True, seed=seed)
         return next(iter(ds))[0].numpy().mean(axis=(1, 2, 3)).round(3).tolist()
 
-    assert order(1) == order(1)
+    assert order(1) == order(1)  # seeded...
+    assert order(1) != order(2)  # ...and each seed its own order...
+    assert sorted(order(1)) == sorted(order(2))  # ...of the same images
 
 
 def test_dataset_images_are_the_decoded_files_in_order_every_epoch(tmp_path):

@@ -313,13 +313,13 @@ def test_the_cpu_profile_chapter03_protocol_trains_each_of_its_models(data_dir, 
                 for name in names}
     runs = train.train_models(builders, protocol, data, frames, weights=weights, output_dir=tmp_path, provenance={}, keep_models=False)
     expected_weights = protocol.class_weights(frames["train"]["label"].to_numpy(), 2)
+    assert expected_weights and protocol.batchnorm_momentum is not None  # what the cpu profile sets for training from scratch
     for name, run in runs.items():
         assert run.ok, f"{name}: {run.error}"
-        assert run.history.get("class_weight") == ({str(c): round(w, 4) for c, w in expected_weights.items()} if expected_weights else None)
-        if protocol.batchnorm_momentum is not None:
-            saved = keras.models.load_model(run.path)
-            momenta = {layer.momentum for layer in caching.all_layers(saved) if isinstance(layer, layers.BatchNormalization)}
-            assert momenta == {protocol.batchnorm_momentum}, name
+        assert run.history["class_weight"] == {str(c): round(w, 4) for c, w in expected_weights.items()}
+        saved = keras.models.load_model(run.path)
+        momenta = {layer.momentum for layer in caching.all_layers(saved) if isinstance(layer, layers.BatchNormalization)}
+        assert momenta == {protocol.batchnorm_momentum}, name
 
 
 def test_a_class_left_without_test_images_stops_the_chapter_naming_class_split_and_file(data_dir):

@@ -180,7 +180,7 @@ def start_tensorflow() -> None:
     papermill or JupyterLab run, so standard error points at ``os.devnull``
     while TensorFlow loads and looks for devices.
     """
-    return
+    quiet_logs()
     saved = os.dup(2)
     try:
         with open(os.devnull, "w") as devnull:

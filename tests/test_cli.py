@@ -136,13 +136,25 @@ def test_broken_notebook_fails_the_run(tmp_path, monkeypatch, capsys):
 
 
 @pytest.fixture(scope="module")
-def tiny_book(tmp_path_factory):
-    """Every chapter, executed by papermill under smoke on generated images into one build folder, two at a time."""
-    root = tmp_path_factory.mktemp("book")
-    data = make_tiny_data(root / "data")
-    code = cli.main(["build", "--profile", "smoke", "--data-dir", str(data), "--build-dir", str(root / "build"),
-                     "--no-html", "--jobs", "2", "-p", "weights", "none"])
-    return code, root / "build"
+def tiny_book(tmp_path_factory, worker_id):
+    """Every chapter, executed by papermill under smoke on generated images into one build folder, two at a time.
+
+    Built once per test run: ``make test``'s workers share it (the first to ask
+    builds it while the other waits), where each used to build its own when the
+    tests reading it were dealt to both.  The tests only read it.
+    """
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    root = (base if worker_id == "master" else base.parent) / "tiny_book"  # a worker's basetemp is popen-gwN in the run's own
+    with FileLock(f"{root}.lock"):
+        exit_code = root / "exit_code"
+        if not exit_code.exists():
+            data = make_tiny_data(root / "data")
+            code = cli.main(["build", "--profile", "smoke", "--data-dir", str(data), "--build-dir", str(root / "build"),
+                             "--no-html", "--jobs", "2", "-p", "weights", "none"])
+            exit_code.write_text(str(code))
+    return int(exit_code.read_text()), root / "build"
 
 
 def _executed(build, stem):
@@ -473,7 +485,9 @@ def test_the_watcher_prints_each_running_chapters_latest_line(tmp_path, capsys):
 def test_the_first_cell_says_how_to_install_the_package_and_points_at_no_address_the_book_lacks(notebook):
     import yaml
 
-    url = (yaml.safe_load((parameters.ROOT / "_config.yml").read_text())["repository"] or {}).get("url")
+    config = yaml.safe_load((parameters.ROOT / "_config.yml").read_text())
+    url = (config["repository"] or {}).get("url")
+    assert url or not config.get("launch_buttons")  # without an address Jupyter Book's launch buttons point at its own repository
     first = next(c for c in nbformat.read(notebook, as_version=4).cells if c.cell_type == "code")
     assert "find_spec(\"xrayutils\") is None" in first.source and "pip install /path/to/the/repository" in first.source
     assert "book.start_tensorflow()" in first.source

@@ -11,20 +11,31 @@ from keras import layers
 
 # From notebooks/01_vgg16_binary.ipynb
 def classifier(x: keras.KerasTensor, num_classes: int) -> keras.KerasTensor:
-    """The last layer: one sigmoid unit, P(second class), for two classes; a softmax for more. In float32 always."""
+    """The last layer: one sigmoid unit, P(second class), for two classes; else a softmax.
+
+    In float32 always, so that probabilities and the loss keep full precision.
+    """
     if num_classes < 2:
         raise ValueError(f"num_classes must be at least 2, got {num_classes}")
     if num_classes == 2:
         return layers.Dense(1, activation="sigmoid", name="predictions", dtype="float32")(x)
-    return layers.Dense(num_classes, activation="softmax", name="predictions", dtype="float32")(x)
+    return layers.Dense(
+        num_classes, activation="softmax", name="predictions", dtype="float32"
+    )(x)
 
 
-def vgg16_transfer(input_shape: tuple[int, int, int] = (224, 224, 3), num_classes: int = 2, weights: str | None = None) -> keras.Model:
-    """VGG16's convolutional base, frozen, then Flatten, Dense(256, ReLU) and the classifier.
+def vgg16_transfer(
+    input_shape: tuple[int, int, int] = (224, 224, 3),
+    num_classes: int = 2,
+    weights: str | None = None,
+) -> keras.Model:
+    """VGG16's convolutional base, frozen; Flatten, Dense(256, ReLU), the classifier.
 
     ``weights`` is Keras' own: ``None`` (random), ``"imagenet"`` or a weights file.
     """
-    base = keras.applications.VGG16(include_top=False, weights=weights, input_shape=input_shape)
+    base = keras.applications.VGG16(
+        include_top=False, weights=weights, input_shape=input_shape
+    )
     base.trainable = False
     inputs = keras.Input(shape=input_shape, name="image")
     x = keras.applications.vgg16.preprocess_input(inputs)
@@ -35,9 +46,11 @@ def vgg16_transfer(input_shape: tuple[int, int, int] = (224, 224, 3), num_classe
 
 
 # From notebooks/02_vgg16_vs_alexnet.ipynb
-def alexnet(input_shape: tuple[int, int, int] = (224, 224, 3), num_classes: int = 4) -> keras.Model:
-    """AlexNet as in the class-challenge study, with batch normalisation, trained from scratch."""
-    if min(input_shape[:2]) < 67:  # the 11x11/4 stem and three 3/2 poolings leave no pixel below 67
+def alexnet(
+    input_shape: tuple[int, int, int] = (224, 224, 3), num_classes: int = 4
+) -> keras.Model:
+    """AlexNet as in the class-challenge study, with batch normalisation, from scratch."""
+    if min(input_shape[:2]) < 67:  # its stem and three poolings leave no pixel below 67
         raise ValueError(f"AlexNet needs images of at least 67x67, got {input_shape[:2]}")
     inputs = keras.Input(shape=input_shape, name="image")
     x = layers.Rescaling(1.0 / 255)(inputs)
@@ -75,20 +88,26 @@ PREPROCESSING = {  # each backbone's own input scaling, from keras.applications
 }
 
 
-def backbone_classifier(name: str, input_shape: tuple[int, int, int] = (150, 150, 3), num_classes: int = 2,
-                        weights: str | None = None) -> keras.Model:
-    """The ``keras.applications`` backbone ``name``, global average pooling and the classifier; the whole network trains."""
-    base = getattr(keras.applications, name)(include_top=False, weights=weights, input_shape=input_shape)
+def backbone_classifier(
+    name: str,
+    input_shape: tuple[int, int, int] = (150, 150, 3),
+    num_classes: int = 2,
+    weights: str | None = None,
+) -> keras.Model:
+    """The backbone ``name``, global average pooling, the classifier; all of it trains."""
+    backbone = getattr(keras.applications, name)
+    base = backbone(include_top=False, weights=weights, input_shape=input_shape)
     inputs = keras.Input(shape=input_shape, name="image")
     x = PREPROCESSING[name](inputs)
     x = base(x)
-    x = layers.GlobalAveragePooling2D(name="features")(x)  # outside the backbone, so Grad-CAM reaches its last feature map
+    # pooling outside the backbone, so that Grad-CAM reaches its last feature map
+    x = layers.GlobalAveragePooling2D(name="features")(x)
     return keras.Model(inputs, classifier(x, num_classes), name=name.lower())
 
 
 # From notebooks/03_coronahack_models.ipynb
 def residual_block(x: keras.KerasTensor, filters: int, stride: int) -> keras.KerasTensor:
-    """Two 3x3 convolutions with batch normalisation, added to the block's input (ResNet's basic block)."""
+    """Two 3x3 convolutions with batch normalisation, added to the block's input."""
     shortcut = x
     x = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False)(x)
     x = layers.BatchNormalization()(x)
@@ -101,8 +120,10 @@ def residual_block(x: keras.KerasTensor, filters: int, stride: int) -> keras.Ker
     return layers.ReLU()(layers.Add()([x, shortcut]))
 
 
-def resnet34(input_shape: tuple[int, int, int] = (150, 150, 3), num_classes: int = 2) -> keras.Model:
-    """The CoronaHack study's self-defined ResNet34, trained from scratch: 5x5/2 stem, residual blocks 3-4-6-3."""
+def resnet34(
+    input_shape: tuple[int, int, int] = (150, 150, 3), num_classes: int = 2
+) -> keras.Model:
+    """The CoronaHack study's self-defined ResNet34: 5x5/2 stem, blocks 3-4-6-3."""
     inputs = keras.Input(shape=input_shape, name="image")
     x = layers.Rescaling(1.0 / 255)(inputs)
     x = layers.Conv2D(64, 5, strides=2, padding="same", use_bias=False)(x)
@@ -111,6 +132,7 @@ def resnet34(input_shape: tuple[int, int, int] = (150, 150, 3), num_classes: int
     x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
     for stage, (filters, blocks) in enumerate([(64, 3), (128, 4), (256, 6), (512, 3)]):
         for block in range(blocks):
-            x = residual_block(x, filters, stride=2 if stage > 0 and block == 0 else 1)
+            stride = 2 if stage > 0 and block == 0 else 1
+            x = residual_block(x, filters, stride)
     x = layers.GlobalAveragePooling2D(name="features")(x)
     return keras.Model(inputs, classifier(x, num_classes), name="resnet34")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from keras import layers
 
-from xrayutils import caching, chapter_models, datasets, models, pipeline, train
+from xrayutils import caching, chapter_models, datasets, pipeline, train
 from xrayutils.protocol import TrainingProtocol
 
 
@@ -43,7 +43,7 @@ def test_split_frozen_finds_nothing_to_cache_in_models_trained_whole():
 
 
 def test_split_frozen_reaches_through_the_region_mask():
-    masked = models.with_region_mask(frozen_base_model(), keep="border", border_fraction=0.25)
+    masked = chapter_models.masked(frozen_base_model(), "border", 0.25)
     encoder, head = caching.split_frozen(masked)
     images = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     np.testing.assert_allclose(head(encoder(images)), masked(images), atol=1e-6)

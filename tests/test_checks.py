@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from xrayutils import checks, datasets, evaluate, models, results, train
+from xrayutils import chapter_models, checks, datasets, evaluate, models, results, train
 from xrayutils.protocol import TrainingProtocol
 
 
@@ -36,7 +36,8 @@ def test_shortcut_runs_train_masked_models(data_dir, tmp_path):
     data = datasets.load("covid-xray", task="two", data_dir=data_dir)
     saved = _saved(data, chapter="03_coronahack_models", study="coronahack", augment=False)
     _, frames = checks.chapter_frames(saved, data_dir)
-    runs = checks.shortcut_runs(saved, "ResNet34", data, frames, border_fraction=0.2, weights=models.resolve_weights("none"),
+    runs = checks.shortcut_runs(saved, "ResNet34", data, frames, mask=chapter_models.masked, border_fraction=0.2,
+                                weights=models.resolve_weights("none"),
                                 output_dir=tmp_path, provenance={"chapter": "04_trust_checks"})
     assert set(runs) == {"border", "center"} and all(r.ok for r in runs.values())
     assert runs["border"].probabilities.shape == (4, 2)
@@ -48,7 +49,8 @@ def test_shortcut_runs_cache_the_frozen_base_as_their_chapter_did(data_dir, tmp_
     data = datasets.load("covid-xray", task="two", data_dir=data_dir)
     saved = _saved(data, cache_features=True, augmented_views=2)
     _, frames = checks.chapter_frames(saved, data_dir)
-    runs = checks.shortcut_runs(saved, "VGG16", data, frames, border_fraction=0.2, weights=models.resolve_weights("none"),
+    runs = checks.shortcut_runs(saved, "VGG16", data, frames, mask=chapter_models.masked, border_fraction=0.2,
+                                weights=models.resolve_weights("none"),
                                 output_dir=tmp_path, provenance={"chapter": "04_trust_checks"})
     assert all(r.ok and r.history["cache"]["views"] == 2 for r in runs.values())
 

@@ -113,21 +113,21 @@ def test_coronahack_model_names_are_checked():
 
 @pytest.mark.parametrize(("keep", "kept_corner", "kept_center"), [("border", 1.0, 0.0), ("center", 0.0, 1.0)])
 def test_region_mask_keeps_only_its_region(keep, kept_corner, kept_center):
-    mask = models.RegionMask(keep, 0.25)
+    mask = chapter_models.RegionMask(keep, 0.25)
     out = mask(np.full((1, 8, 12, 3), 200.0, np.float32)).numpy()
     assert out[0, 0, 0, 0] == 200.0 * kept_corner and out[0, 4, 6, 2] == 200.0 * kept_center
     assert out[0, 1, :, 0].tolist() == [200.0 * kept_corner] * 12  # rows 0-1 (2 = 8 x 0.25) are border
     assert out[0, 2, 3, 0] == 200.0 * kept_center  # columns 3-8 (3 = 12 x 0.25) are centre
     with pytest.raises(ValueError, match="keep"):
-        models.RegionMask("lungs", 0.2)
+        chapter_models.RegionMask("lungs", 0.2)
     with pytest.raises(ValueError, match="border_fraction"):
-        models.RegionMask("border", 0.5)
+        chapter_models.RegionMask("border", 0.5)
 
 
 def test_masked_model_saves_and_loads_with_its_mask(tmp_path):
     import keras
 
-    masked = models.with_region_mask(chapter_models.resnet34((32, 32, 3), 2), keep="border", border_fraction=0.2)
+    masked = chapter_models.masked(chapter_models.resnet34((32, 32, 3), 2), "border", 0.2)
     images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
     masked.save(tmp_path / "m.keras")
     loaded = keras.saving.load_model(tmp_path / "m.keras")

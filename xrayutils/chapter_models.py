@@ -136,3 +136,40 @@ def resnet34(
             x = residual_block(x, filters, stride)
     x = layers.GlobalAveragePooling2D(name="features")(x)
     return keras.Model(inputs, classifier(x, num_classes), name="resnet34")
+
+
+# From notebooks/04_trust_checks.ipynb
+@keras.saving.register_keras_serializable(package="xrayutils")
+class RegionMask(layers.Layer):
+    """Black out the image's centre (``keep="border"``) or its border (``keep="center"``).
+
+    The border is ``border_fraction`` of the height and of the width on each side.
+    """
+
+    def __init__(self, keep: str, border_fraction: float, **kwargs):
+        super().__init__(**kwargs)
+        if keep not in ("border", "center"):
+            raise ValueError(f"keep must be 'border' or 'center', got {keep!r}")
+        if not 0 < border_fraction < 0.5:
+            raise ValueError(f"border_fraction must be in (0, 0.5), got {border_fraction}")
+        self.keep, self.border_fraction = keep, border_fraction
+
+    def call(self, images):
+        height, width = images.shape[1], images.shape[2]
+        dy, dx = round(height * self.border_fraction), round(width * self.border_fraction)
+        rows = keras.ops.arange(height)[:, None]
+        cols = keras.ops.arange(width)[None, :]
+        center = (rows >= dy) & (rows < height - dy) & (cols >= dx) & (cols < width - dx)
+        kept = center if self.keep == "center" else keras.ops.logical_not(center)
+        return images * keras.ops.cast(kept[..., None], images.dtype)
+
+    def get_config(self):
+        config = super().get_config()
+        return {**config, "keep": self.keep, "border_fraction": self.border_fraction}
+
+
+def masked(model: keras.Model, keep: str, border_fraction: float) -> keras.Model:
+    """``model`` behind a RegionMask: trained, tested and saved with the mask in place."""
+    inputs = keras.Input(shape=model.input_shape[1:], name="image")
+    x = RegionMask(keep, border_fraction, name=f"keep_{keep}")(inputs)
+    return keras.Model(inputs, model(x), name=f"{model.name}_{keep}_only")

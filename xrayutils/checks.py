@@ -11,6 +11,7 @@ cards of chapter 05.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -126,6 +127,7 @@ def shortcut_runs(
     data: datasets.XrayDataset,
     frames: dict[str, pd.DataFrame],
     *,
+    mask: Callable[[keras.Model, str, float], keras.Model],
     border_fraction: float,
     weights: models.Weights,
     output_dir: Path,
@@ -133,6 +135,8 @@ def shortcut_runs(
 ) -> dict[str, train.ModelRun]:
     """Train ``model`` again, as its chapter did, on images whose centre (``"border"`` kept) or border (``"center"`` kept) is black.
 
+    ``mask(model, keep, border_fraction)`` puts the chapter's model behind the
+    mask (chapter 04 writes it on its page: :func:`xrayutils.chapter_models.masked`).
     ``data`` and ``frames`` come from :func:`chapter_frames`, ``weights`` from
     :func:`xrayutils.models.starting_weights` with the chapter's ``weights``.  Returns
     ``{"border": run, "center": run}``; the test images are masked the same way,
@@ -145,7 +149,7 @@ def shortcut_runs(
 
     def masked(keep: str) -> keras.Model:
         plain = models.build(protocol.study, model, protocol.input_shape, len(data.classes), weights)
-        return models.with_region_mask(plain, keep=keep, border_fraction=border_fraction)
+        return mask(plain, keep, border_fraction)
 
     return {
         keep: train.train_and_test(
@@ -181,20 +185,24 @@ def shortcut_tests(
     chapters: list[str],
     data_dir: str | Path | None,
     *,
+    mask: Callable[[keras.Model, str, float], keras.Model],
     border_fraction: float,
     n_resamples: int,
     seed: int,
     output_dir: Path,
     provenance: dict[str, Any],
 ) -> dict[str, ShortcutTest]:
-    """Retrain the best model of each of ``chapters`` (those with results) both ways and score it on the test split."""
+    """Retrain the best model of each of ``chapters`` (those with results) both ways and score it on the test split.
+
+    ``mask`` as :func:`shortcut_runs` takes it.
+    """
     tests = {}
     for chapter in [c for c in chapters if c in best]:
         record = best[chapter]
         saved = results.load(Path(record["folder"]).parent, chapter)
         data, frames = chapter_frames(saved, data_dir)
         weights = models.starting_weights(record["model"], TrainingProtocol.from_results(saved).weights)
-        runs = shortcut_runs(saved, record["model"], data, frames, border_fraction=border_fraction, weights=weights,
+        runs = shortcut_runs(saved, record["model"], data, frames, mask=mask, border_fraction=border_fraction, weights=weights,
                              output_dir=output_dir, provenance=provenance)
         y_test = results.true_labels(results.predictions(record), record["classes"])
         score = partial(evaluate.bootstrap_metrics, classes=record["classes"], n_resamples=n_resamples, seed=seed)

@@ -71,6 +71,13 @@ def test_one_class_is_refused():
         chapter_models.alexnet((72, 72, 3), num_classes=1)
 
 
+#: Each backbone's preprocessing module in keras.applications, as Keras' documentation pairs them (written here, not read
+#: from the chapter's table, so that a backbone given another's scaling on the page fails).
+KERAS_PREPROCESSING = {"Xception": "xception", "VGG16": "vgg16", "VGG19": "vgg19", "ResNet101V2": "resnet_v2",
+                       "InceptionV3": "inception_v3", "InceptionResNetV2": "inception_resnet_v2",
+                       "EfficientNetV2S": "efficientnet_v2", "EfficientNetV2M": "efficientnet_v2"}
+
+
 @pytest.mark.parametrize("name", list(models.BACKBONES))
 def test_every_backbone_builds_with_pooling_its_preprocessing_and_one_sigmoid(name):
     model = chapter_models.backbone_classifier(name, (75, 75, 3), num_classes=2)
@@ -78,6 +85,11 @@ def test_every_backbone_builds_with_pooling_its_preprocessing_and_one_sigmoid(na
     assert len(model.get_layer("features").output.shape) == 2  # global average pooling
     base = next(layer for layer in model.layers if isinstance(layer, models.keras.Model))
     assert base.trainable and base.trainable_weights  # fine-tuned whole, unlike chapter 01's frozen base
+    images = np.random.default_rng(0).uniform(0, 255, (2, 75, 75, 3)).astype("float32")
+    preprocess = getattr(keras.applications, KERAS_PREPROCESSING[name]).preprocess_input
+    expected = keras.layers.GlobalAveragePooling2D()(base(preprocess(images.copy()), training=False))
+    features = keras.Model(model.inputs, model.get_layer("features").output)(images, training=False)
+    np.testing.assert_allclose(features, expected, rtol=1e-4, atol=1e-4)  # the backbone sees its own scaling of [0, 255]
 
 
 def test_vgg16_backbone_has_the_keras_parameter_count_plus_one_unit():

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -32,8 +33,12 @@ TF_LOG_LINE = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:|All log messages before absl:
 def installed(tmp_path_factory) -> Path:
     """A fresh environment holding the wheel of this checkout (not editable); returns its python."""
     folder = tmp_path_factory.mktemp("installed")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(folder / "dist"), str(ROOT)],
-                   check=True, cwd=folder)
+    source = folder / "source"  # a copy: setuptools writes its build/ folder beside the sources
+    shutil.copytree(ROOT / "xrayutils", source / "xrayutils", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(folder / "dist"),
+                    str(source)], check=True, cwd=folder)
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder / "env")], check=True)
     python = folder / "env" / "bin" / "python"
     site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],

@@ -253,6 +253,14 @@ def test_a_chapters_own_model_fit_and_augmentation_are_what_trains_and_what_is_r
     assert len(history["loss"]) == 2 and history["best_epoch"] in (1, 2)  # the package's callbacks reached the page's fit
     record = run.record({}, models.resolve_weights("none"))
     assert record["history"]["layers"] == history["layers"] and record["weight_counts"]["total"] == run.model.count_params()
+    assert json.loads(run.path.with_suffix(".json").read_text())["results"]["history"]["layers"] == history["layers"]  # its sidecar
+
+    def forgot_to_return(model, train_batches, validation, own, callbacks):
+        fit_model(model, train_batches, validation, own, callbacks)
+
+    failed = train.train_and_test("Small", lambda: small_head((32, 32, 3), 4), frames, protocol, path=None, classes=data.classes,
+                                  provenance={}, fit_model=forgot_to_return)
+    assert failed.error == "TypeError: fit_model must return what model.fit returns (a History), got NoneType"
 
 
 def test_seeds_change_initial_weights_and_order_and_nothing_else(splits, tmp_path, capsys):

@@ -451,6 +451,8 @@ def fit(
         )
     else:
         history = fit_model(trainer, train, validation, protocol, [best, *(callbacks or [])])
+        if not isinstance(history, keras.callbacks.History):
+            raise TypeError(f"fit_model must return what model.fit returns (a History), got {type(history).__name__}")
     result = {name: [float(v) for v in values] for name, values in history.history.items()}
     result.update(
         seconds=[round(s, 2) for s in best.epoch_seconds],
@@ -698,11 +700,11 @@ def train_and_test(
                           fit_model=fit_model, augmentation=augmentation)
             history["precision_reason"] = chosen.reason
             history["threads"] = cpu_threads()
+            history["layers"] = models.describe(model)
         probabilities, seconds_per_image = evaluate.predict_proba(model, splits["test"])
         if path is not None:
             save_model(model, path, classes=classes, history=history, provenance=provenance)
         weight_counts = dict(zip(("total", "trainable"), models.count_parameters(model)))
-        history["layers"] = models.describe(model)
     except Exception as error:  # noqa: BLE001 - reported in the model's row; the other models go on
         traceback.print_exc()
         keras.backend.clear_session()

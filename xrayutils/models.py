@@ -1,4 +1,4 @@
-"""What surrounds the chapters' models: the weights they start from, fused batch norm, the masks of the shortcut test.
+"""What surrounds the chapters' models: the weights they start from, fused batch normalisation, building one by name.
 
 The models themselves are written on the chapters' pages (VGG16's head in
 chapter 01, AlexNet in 02, the nine CoronaHack networks in 03) and copied into

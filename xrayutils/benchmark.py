@@ -311,6 +311,7 @@ def run(data_dir: str | Path | None = None, *, image_size: int = 224, timed_epoc
     """
     from xrayutils import datasets
 
+    weights = weights or models.resolve_weights("none")
     published = dataclasses.replace(PROTOCOL, image_size=image_size, seed=seed)
     timed = dataclasses.replace(published, num_epochs=timed_epochs)
     full = datasets.load("covid-xray", task="two", data_dir=data_dir, check_images=False, seed=seed)
@@ -319,7 +320,7 @@ def run(data_dir: str | Path | None = None, *, image_size: int = 224, timed_epoc
     frames = pipeline.split_frames(data, validation_fraction=published.validation_fraction, seed=seed)
 
     def build() -> keras.Model:
-        return models.build("class-challenge", "VGG16", published.input_shape, 2, weights or models.resolve_weights("none"))
+        return models.build("class-challenge", "VGG16", published.input_shape, 2, weights)
 
     n_train, epochs_published = len(frames["train"]), published.num_epochs
     step = statistics.median(compute_only(build, timed, steps=compute_steps) for _ in range(repeats))
@@ -365,7 +366,7 @@ def run(data_dir: str | Path | None = None, *, image_size: int = 224, timed_epoc
                      "augmented_views": augmented_views, "compute_steps": compute_steps, "train_images": n_train,
                      "protocol_train_images": n_protocol,
                      "published_epochs": epochs_published,
-                     "validation_images": len(frames["validation"]), "weights": (weights or models.resolve_weights("none")).description},
+                     "validation_images": len(frames["validation"]), "weights": weights.description},
     }
 
 
@@ -394,13 +395,14 @@ def full_protocol(data_dir: str | Path | None = None, *, image_size: int = 224, 
     """
     from xrayutils import datasets, evaluate
 
+    weights = weights or models.resolve_weights("none")
     protocol = dataclasses.replace(PROTOCOL, image_size=image_size, num_epochs=num_epochs)
     data = datasets.load("covid-xray", task="two", data_dir=data_dir, seed=protocol.seed)
     frames = pipeline.split_frames(data, validation_fraction=protocol.validation_fraction, seed=protocol.seed)
     y_test = frames["test"]["label"].to_numpy()
 
     def build() -> keras.Model:
-        return models.build("class-challenge", "VGG16", protocol.input_shape, 2, weights or models.resolve_weights("none"))
+        return models.build("class-challenge", "VGG16", protocol.input_shape, 2, weights)
 
     def scored(style: str, seed: int, y_true: np.ndarray, proba: np.ndarray, started: float) -> dict[str, Any]:
         m = evaluate.bootstrap_metrics(y_true, proba, classes=data.classes, n_resamples=bootstrap_resamples, seed=seed)

@@ -10,6 +10,7 @@ makes any of them by study and name for the code that is not a chapter
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import re
@@ -200,12 +201,12 @@ def coronahack_model(name: str, input_shape: tuple[int, int, int], num_classes: 
     Its batch normalisation runs fused (:class:`FusedBatchNormalization`) unless ``fused_batch_norm=False``.
     """
     if name == "ResNet34":
-        model = chapter_models.resnet34(input_shape, num_classes)
+        page = chapter_models.resnet34
     elif name in BACKBONES:
-        model = chapter_models.backbone_classifier(name, input_shape, num_classes, weights=weights.keras_arg)
+        page = functools.partial(chapter_models.backbone_classifier, name)
     else:
         raise ValueError(f"unknown backbone {name!r}; choose from {', '.join(BACKBONES)} or ResNet34")
-    return with_fused_batch_norm(model) if fused_batch_norm else model
+    return from_page(page, input_shape, num_classes, weights, fused_batch_norm=fused_batch_norm)
 
 
 #: The models the studies trained from random weights, whatever the ``weights`` parameter says.

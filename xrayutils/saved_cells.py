@@ -72,7 +72,7 @@ def main() -> int:
     changed = not TARGET.exists() or TARGET.read_text() != text
     if changed:
         TARGET.write_text(text)
-    print(f"{TARGET.name}: {'written' if changed else 'already the chapters own'}")
+    print(f"{TARGET.name}: " + ("written" if changed else "already the chapters' own"))
     return 0
 
 

@@ -120,12 +120,24 @@ def test_chapter01_is_set_beside_the_original_style_only_when_it_ran_the_publish
     assert "was hidden" in benchmark.pipeline_verdict(0.95) and "not fully hidden" in benchmark.pipeline_verdict(0.5)
 
 
-def test_whole_network_script_times_each_model_batch_and_xla_setting(tmp_path):
+def test_whole_network_script_times_each_model_batch_and_xla_setting(tmp_path, monkeypatch):
     script = load_script("whole_network_speed")
     out = tmp_path / "speed.json"
-    assert script.main(["--models", "ResNet34", "--image-size", "32", "--batch-sizes", "2", "4", "--steps", "1", "--output", str(out)]) == 0
+    compiled = []  # what Keras compiled each timed model with
+    timed_steps = benchmark.timed_steps
+
+    def spy(trainer, *args, **kwargs):
+        seconds = timed_steps(trainer, *args, **kwargs)
+        compiled.append(trainer.jit_compile)
+        return seconds
+
+    monkeypatch.setattr(benchmark, "timed_steps", spy)
+    assert script.main(["--models", "ResNet34", "--image-size", "32", "--batch-sizes", "2", "4", "--jit-compile", "true", "false",
+                        "--steps", "1", "--output", str(out)]) == 0
     rows = json.loads(out.read_text())["rows"]
-    assert [row["batch"] for row in rows] == [2, 4] and all(row["images/s"] > 0 and row["GFLOP/s"] > 0 for row in rows)
+    assert [(row["batch"], row["XLA asked"]) for row in rows] == [(2, "true"), (2, "false"), (4, "true"), (4, "false")]
+    assert compiled == [True, False, True, False]  # XLA really on where asked
+    assert all(row["images/s"] > 0 and row["GFLOP/s"] > 0 for row in rows)
 
 
 def test_whole_network_script_times_chapter_02s_alexnet_and_appends_to_a_stored_table(tmp_path):

@@ -117,9 +117,9 @@ def test_best_records_calibration_and_findings(saved_chapter):
     assert checks.overview(records, best)["best of its chapter (ROC AUC)"].tolist() == [True]
     bins, ece = checks.calibration(best, n_bins=5, n_resamples=20, seed=0)
     assert bins["01_vgg16_binary/VGG16"]["count"].sum() == 4
-    # confidences 0.9, 0.8, 0.6, 0.9 against 3 of 4 right
-    assert ece["01_vgg16_binary/VGG16"]["value"] == pytest.approx(evaluate.expected_calibration_error(
-        [0, 0, 1, 1], PREDICTIONS[["p_covid", "p_normal"]].to_numpy(), n_bins=5))
+    # Confidences 0.9 and 0.9 (both right) fall in (0.8, 1], 0.8 (wrong) in (0.6, 0.8], 0.6 (right) in (0.4, 0.6]:
+    # ECE = (2 * |0.9 - 1| + 1 * |0.8 - 0| + 1 * |0.6 - 1|) / 4 = 0.35.
+    assert ece["01_vgg16_binary/VGG16"]["value"] == pytest.approx(0.35)
     rates = checks.rates_beside(PREDICTIONS, PREDICTIONS.assign(true="normal"), ["covid", "normal"])
     found = checks.findings({
         "gradcam": {"even_map_share": 0.51, "models": {"01_vgg16_binary/VGG16": {"images": 4, "border_share": 0.8}}},

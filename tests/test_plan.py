@@ -74,6 +74,10 @@ def test_side_by_side_spreads_each_training_chapters_runs_and_keeps_chapter_04_i
 def test_a_measurement_runs_in_a_process_of_its_own_and_reports_its_peak_memory():
     small = TrainingProtocol(study="coronahack", image_size=32, batch_size=2, num_epochs=1, optimizer="adam", learning_rate=1e-3,
                              validation_fraction=0.2, seed=1, augment=False)
+    import keras
+
+    before = keras.backend.get_uid("conv2d")  # Keras numbers the layers it builds in this process
     cost = plan.measure_apart(plan.Work("03", "ResNet34", small, IMAGES, runs=1), steps=1)
+    assert keras.backend.get_uid("conv2d") == before + 1  # ResNet34's 36 convolutions were built elsewhere
     assert cost["step"] > 0 and cost["forward"] > 0 and not cost["cached"]
     assert 0.1 < cost["peak_gb"] < 8  # the child's own peak: TensorFlow and one small model

@@ -153,14 +153,21 @@ def test_a_model_not_kept_is_freed_but_its_results_are(splits, tmp_path):
     assert result.probabilities.shape == (8, 4)
 
 
-def test_accelerator_switches_resolve_auto_to_the_devices_present():
-    assert train.resolve_switch("auto", "jit_compile") is (train.gpu_count() > 0)
-    assert train.resolve_switch(True, "jit_compile") is True
+def test_accelerator_switches_resolve_auto_to_the_devices_present(monkeypatch):
+    monkeypatch.setattr(train, "gpu_count", lambda: 0)
+    assert train.resolve_switch("auto", "jit_compile") is False  # XLA gains little on a CPU
+    assert type(train.distribution()).__name__ != "MirroredStrategy"
+    monkeypatch.setattr(train, "gpu_count", lambda: 1)
+    assert train.resolve_switch("auto", "jit_compile") is True
+    assert train.resolve_switch(False, "jit_compile") is False  # an explicit choice wins over the device
+    assert type(train.distribution()).__name__ != "MirroredStrategy"  # one GPU: no replicas to mirror
+    monkeypatch.setattr(train, "gpu_count", lambda: 2)
+    assert isinstance(train.distribution(), tf.distribute.MirroredStrategy)
+    monkeypatch.undo()
     with pytest.raises(ValueError, match="jit_compile must be"):
         train.resolve_switch("yes", "jit_compile")
     with pytest.raises(ValueError, match="mixed_precision must be"):
         train.set_precision("yes")
-    assert train.distribution().num_replicas_in_sync == max(1, train.gpu_count())
 
 
 def test_mixed_precision_computes_in_half_precision_but_predicts_in_float32():

@@ -186,7 +186,7 @@ def test_the_adult_verdict_says_which_way_the_numbers_go():
     assert confounded.startswith("says COVID-19 for 60/100 = 0.60 [0.50, 0.69] of the adults without it, against 2/93 = 0.02")
     assert "answers to what the adults' images share (age, source)" in confounded
     unclear = checks.adult_verdict({"adults, all": _share(4, 100), checks.OWN_TEST: own})
-    assert "no clear difference" in unclear and "no proof against" in unclear
+    assert "no difference detected" in unclear and "no proof against" in unclear
     fewer = checks.adult_verdict({"adults, all": _share(0, 100), checks.OWN_TEST: _share(30, 93)})
     assert "fewer" in fewer
 
@@ -261,5 +261,14 @@ def test_pneumonia_detectors_are_counted_on_adults_with_no_finding_against_their
     verdict = checks.adult_verdict({"adults, no finding": _share(15, 19), checks.OWN_NORMAL: _share(20, 234)}, checks.CALLS["pneumonia"])
     assert verdict.startswith("says pneumonia for 15/19 = 0.79 [0.57, 0.91] of the no finding adults, against 20/234")
     assert "of its normal test images" in verdict and "not to pneumonia alone" in verdict
-    assert "no clear difference" in checks.adult_verdict({"adults, no finding": _share(2, 19), checks.OWN_NORMAL: _share(20, 234)},
-                                                         checks.CALLS["pneumonia"])
+    assert "no difference detected" in checks.adult_verdict({"adults, no finding": _share(2, 19), checks.OWN_NORMAL: _share(20, 234)},
+                                                            checks.CALLS["pneumonia"])
+
+
+def test_the_adult_verdict_decides_by_the_interval_of_the_difference_not_by_overlap():
+    # InceptionV3 in a cpu build: "pneumonia" for 10 of 19 adults with no finding, 65 of 234 of its own normal children.
+    # The two Wilson intervals overlap (0.32-0.72 and 0.23-0.34), Newcombe's interval of the difference does not hold zero.
+    adults, own = _share(10, 19), _share(65, 234)
+    assert adults["low"] < own["high"]
+    verdict = checks.adult_verdict({"adults, no finding": adults, checks.OWN_NORMAL: own}, checks.CALLS["pneumonia"])
+    assert "(difference +0.249 [+0.031, +0.456])" in verdict and "more often" in verdict and "not to pneumonia alone" in verdict

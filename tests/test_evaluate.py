@@ -178,29 +178,10 @@ def test_tsne_works_on_few_points_by_lowering_perplexity():
         evaluate.embed_tsne(features[:2], seed=0)
 
 
-def test_tables_show_intervals_and_published_values():
-    import pandas as pd
-
+def test_a_metrics_table_shows_each_metric_with_its_interval():
     cis = {"accuracy": {"value": 0.8, "low": 0.7, "high": 0.9}, "roc_auc": {"value": 0.9, "low": 0.85, "high": 0.95}}
     table = evaluate.metrics_table({"A": cis}, ["accuracy", "roc_auc"])
     assert table.loc["A", "accuracy"] == "0.800 [0.700, 0.900]"
-    published = pd.DataFrame([{"study": "s", "model": "A*", "split": "test", "n_test": 36, "accuracy": 0.75, "roc_auc": np.nan}])
-    both = evaluate.compare_with_published({"A": cis}, published, ["accuracy", "roc_auc"], n_test=124, source="here")
-    assert both["source"].tolist() == ["here", "published (s)"]
-    assert both.iloc[1][["accuracy", "roc_auc", "n"]].tolist() == ["0.750", "-", 36]
-    assert both.iloc[1]["like for like"] == "yes"
-
-
-def test_a_published_row_says_in_the_table_when_it_is_not_like_for_like():
-    import pandas as pd
-
-    cis = {"accuracy": {"value": 0.8, "low": 0.7, "high": 0.9}}
-    published = pd.DataFrame([{"study": "s", "model": "VGG16 frozen", "split": "validation (last epoch)", "n_test": 20,
-                               "accuracy": 0.9, "pretrained": "imagenet"}])
-    both = evaluate.compare_with_published({"VGG16": cis}, published, ["accuracy"], n_test=62, source="here",
-                                           pretrained={"VGG16": False}, sample=True)
-    assert both.iloc[1]["like for like"] == ("no: a validation (last epoch) score; ImageNet weights there, random here; "
-                                             "the full dataset there, a sample here")
 
 
 def test_predictions_frame_marks_mistakes():

@@ -54,25 +54,29 @@ def test_summary_table_from_two_results_files(outputs):
     vgg16 = table.iloc[0]
     assert vgg16["accuracy"] == "0.800 [0.700, 0.900]" and vgg16["ROC AUC"] == "0.850 [0.750, 0.950]"
     assert vgg16["weights"] == "ImageNet" and vgg16["test images"] == 62 and vgg16["chapter"] == "01"
-    assert vgg16["published"] == "accuracy 0.900 (20 validation (last epoch) images)"
-    assert vgg16["like for like"] == "no: published on validation images; full data there, a sample here"  # 12 of 160
+    assert vgg16["published"] == "accuracy 0.900 [0.699, 0.972] (20 validation (last epoch) images)"  # 18 of 20
+    assert vgg16["like for like"] == ("no: a validation (last epoch) score there; 128 px here, 224 there; 3 epochs here, 40 there; "
+                                      "adamax at 0.001 here, Adam at 0.0005 there; 12 training images here, 130 there; "
+                                      "62 test images here, 20 there")
     resnet = table.iloc[2]
     # CoronaHack's "ROC AUC" came from hard labels: it stands as a balanced accuracy, not beside ROC AUC
     assert resnet["published"] == "balanced accuracy 0.924 (624 TEST images)"
-    assert resnet["like for like"] == "no: full data there, a sample here"  # 12 of 5,286 training images
+    assert resnet["like for like"] == ("no: 128 px here, 150 there; 3 epochs here, 100 there; 10 batch here, 64 there; "
+                                       "adam at 0.001 here, Adam at 0.0001 there; 12 training images here, 5,286 there")
     assert resnet["weights"] == "random"
     assert table.iloc[3]["accuracy"] == "failed: ResourceExhaustedError: out of memory"
     assert not any("…" in str(v) for v in table.to_numpy().ravel())
 
 
-def test_best_model_skips_failed_ones_and_published_position(outputs):
+def test_best_model_skips_failed_ones_and_each_accuracy_is_set_against_the_published_by_their_difference(outputs):
     records = results.model_records(outputs)
     assert results.best_model(records, "03_coronahack_models") == "ResNet34"
     assert results.best_model(records, "02_vgg16_vs_alexnet") is None
-    position = summary.published_position(records, published.table())
-    # published accuracy 0.90 in [0.70, 0.90], 0.9135 above [0.55, 0.65], 0.9343 in [0.93, 0.97]
-    assert position.to_dict() == {"01_vgg16_binary/VGG16": "inside", "03_coronahack_models/Xception": "above",
-                                  "03_coronahack_models/ResNet34": "inside"}
+    verdicts = summary.against_published(records, published.table())
+    # 0.80 [0.70, 0.90] against 18/20 = 0.90 [0.70, 0.97]: -0.10, interval about [-0.27, +0.09]; 0.60 against 570/624 = 0.913:
+    # lower; 0.95 [0.93, 0.97] against 583/624 = 0.934 [0.913, 0.951]: +0.016, interval about [-0.01, +0.04]
+    assert verdicts.to_dict() == {"01_vgg16_binary/VGG16": "no difference detected", "03_coronahack_models/Xception": "lower",
+                                  "03_coronahack_models/ResNet34": "no difference detected"}
 
 
 def test_model_card_states_use_data_protocol_metrics_and_findings(outputs):

@@ -100,8 +100,12 @@ def test_the_verdict_says_lower_than_task_1_or_no_clear_difference_and_where_cha
     headline = _ci(0.99, 0.97, 1.0)
     lower = within.verdict("VGG16", _ci(0.75, 0.68, 0.82), headline)
     assert "above chance, and lower than task 1's 0.99 [0.97, 1.00]" in lower and "not from COVID-19" in lower
-    same = within.verdict("VGG16", _ci(0.95, 0.90, 0.98), headline)
-    assert "no clear difference" in same and "above chance" in same
+    same = within.verdict("VGG16", _ci(0.96, 0.91, 0.99), headline)
+    assert "no difference from task 1's 0.99 [0.97, 1.00]" in same and "above chance" in same
+    assert "(difference -0.030 [-0.081, +0.006])" in same
+    # The intervals overlap (0.97 to 0.98), but the interval of the difference lies below zero: lower, by Methods' rule.
+    overlapping = within.verdict("VGG16", _ci(0.95, 0.90, 0.98), headline)
+    assert "and lower than task 1's" in overlapping and "(difference -0.040 [-0.091, -0.004])" in overlapping
     chance = within.verdict("thumbnails", _ci(0.55, 0.45, 0.64), headline)
     assert "not distinguishable from chance (0.5)" in chance
     assert "task 1 did not run" in within.verdict("VGG16", _ci(0.8, 0.7, 0.9), None)

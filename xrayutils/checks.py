@@ -472,22 +472,30 @@ def adult_calls(
     return shares, table.assign(finding=adults["finding"].to_numpy())
 
 
+def adult_difference(shares: dict[str, dict[str, float]], call: Call = CALLS["covid"]) -> dict[str, float]:
+    """How much more often adults (``call.compared``) are called ``call.cls`` than own test images, with Newcombe's interval."""
+    return evaluate.difference(shares[call.own], shares[call.compared])
+
+
 def adult_verdict(shares: dict[str, dict[str, float]], call: Call = CALLS["covid"]) -> str:
     """One sentence from :func:`adult_calls`' shares: are adults (``call.compared``) called ``call.cls`` more often than own test images?
 
-    "More often" means the two Wilson intervals do not overlap; overlapping
-    intervals do not show the model is free of the confound, only that this
-    check could not tell.
+    "More often" means Newcombe's interval of the difference of the two shares
+    (:func:`~xrayutils.evaluate.difference`) lies above zero, as Methods states;
+    an interval holding zero does not show the model is free of the confound,
+    only that this check could not tell.
     """
     adults, own = shares[call.compared], shares[call.own]
     who = "the adults without it" if call.compared == "adults, all" else f"the {call.compared.removeprefix('adults, ')} adults"
     mine = "its own test images without it" if call.own == OWN_TEST else f"its {call.own.removeprefix('own test set, ')} test images"
-    said = f"says {call.said} for {share_text(adults)} of {who}, against {share_text(own)} of {mine}"
-    if adults["low"] > own["high"]:
-        return f"{said}: it answers to what the adults' images share (age, source), not to {call.said} alone"
-    if adults["high"] < own["low"]:
+    d = adult_difference(shares, call)
+    said = (f"says {call.said} for {share_text(adults)} of {who}, against {share_text(own)} of {mine} "
+            f"(difference {evaluate.signed_interval(d)})")
+    if d["low"] > 0:
+        return f"{said}: more often, so it answers to what the adults' images share (age, source), not to {call.said} alone"
+    if d["high"] < 0:
         return f"{said}: fewer, so the adults' age and source do not by themselves make it say {call.said}"
-    return (f"{said}: no clear difference at this number of images, so this check finds no sign, "
+    return (f"{said}: no difference detected at this number of images, so this check finds no sign, "
             "and no proof against, that age or source drive it")
 
 

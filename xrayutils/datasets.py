@@ -71,6 +71,15 @@ UPSTREAM = {
     "coronahack": "https://www.kaggle.com/datasets/praveengovi/coronahack-chest-xraydataset",
     ADULTS: f"https://github.com/ieee8023/covid-chestxray-dataset (commit {COHEN_COMMIT}; its frontal X-rays without COVID-19)",
 }
+#: Images per split in the full upstream datasets (the sample data is laid out like them): (dataset, task) -> split -> n;
+#: a chapter that has fewer ran on a sample.  covid-xray: mdshopon/COVID19_Classification, 80 training and 31 test images
+#: per class; CoronaHack: the Kaggle dataset's Chest_xray_Corona_Metadata.csv (5,286 TRAIN and 624 TEST rows).
+FULL_SIZE: dict[tuple[str, str], dict[str, int]] = {
+    ("covid-xray", "two"): {"train": 160, "test": 62},
+    ("covid-xray", "all"): {"train": 320, "test": 124},
+    ("coronahack", "two"): {"train": 5286, "test": 624},
+    ("coronahack", "all"): {"train": 5286, "test": 624},
+}
 LAYOUT = {
     "covid-xray": "covid-xray/two/{train,test}/{covid,normal}/<images>\n"
     "covid-xray/all/{train,test}/{covid,normal,pneumonia_bac,pneumonia_vir}/<images>",

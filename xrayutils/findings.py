@@ -20,18 +20,9 @@ from typing import Any
 
 import pandas as pd
 
-from xrayutils import book, checks, evaluate, prose, published, results
+from xrayutils import book, checks, datasets, evaluate, prose, published, results
 from xrayutils.protocol import TrainingProtocol
 
-#: Images per split in the full upstream datasets (the sample data is laid out like them): (dataset, task) -> split -> n.
-#: covid-xray: mdshopon/COVID19_Classification, 80 training and 31 test images per class; CoronaHack: the Kaggle
-#: dataset's Chest_xray_Corona_Metadata.csv (5,286 TRAIN and 624 TEST rows).
-UPSTREAM_IMAGES: dict[tuple[str, str], dict[str, int]] = {
-    ("covid-xray", "two"): {"train": 160, "test": 62},
-    ("covid-xray", "all"): {"train": 320, "test": 124},
-    ("coronahack", "two"): {"train": 5286, "test": 624},
-    ("coronahack", "all"): {"train": 5286, "test": 624},
-}
 #: What each modelling chapter reproduces, as a title names it.
 TASKS = {
     results.TASK1: "Task 1: VGG16, COVID-19 against normal",
@@ -62,18 +53,13 @@ def data_line(dataset: str, n: Mapping[str, int]) -> str:
     name, _, task = dataset.partition("/")
     train = int(n.get("train", 0)) + int(n.get("validation", 0))
     test = int(n.get("test", 0))
-    full = UPSTREAM_IMAGES.get((name, task))
+    full = datasets.FULL_SIZE.get((name, task))
     if full is None:
         return f"{dataset}: {train:,} training and {test:,} test images"
     share = train / full["train"]
     kind = "the full data" if share > 0.95 and test >= full["test"] else "a sample" if share > 0.2 else "a small sample"
     return (f"{dataset}: {train:,} of the full dataset's {full['train']:,} training images and {test:,} of its "
             f"{full['test']:,} test images ({kind})")
-
-
-def is_sample(dataset: Any, frames: Mapping[str, pd.DataFrame]) -> bool:
-    """Whether a chapter's images (an :class:`~xrayutils.datasets.XrayDataset` and its split) are a sample of the full dataset."""
-    return "sample" in data_line(f"{dataset.name}/{dataset.task}", {split: len(frame) for split, frame in frames.items()})
 
 
 def records_weights_line(records: list[dict[str, Any]]) -> str:
@@ -262,7 +248,7 @@ def adults_finding(trust: Mapping[str, Any]) -> Finding | None:
         parts.append(f"{_model_name(name)} calls {adults['called']} of {adults['n']} ({evaluate.interval(adults, 2)}) of them "
                      f"COVID-19, against {own['called']} of {own['n']} ({evaluate.interval(own, 2)}) "
                      "of its own test images without COVID-19")
-    confounded = [n for n, c in models.items() if c["shares"]["adults, all"]["low"] > c["shares"][checks.OWN_TEST]["high"]]
+    confounded = [n for n, c in models.items() if checks.adult_difference(c["shares"])["low"] > 0]
     lead = ("Adults without COVID-19 are called COVID-19." if confounded
             else "Adults without COVID-19 are not called COVID-19 more often than the models' own negatives.")
     text = "Shown X-rays of adults without COVID-19 from the COVID-19 images' own collection, " + "; ".join(parts)
@@ -284,7 +270,7 @@ def within_finding(trust: Mapping[str, Any]) -> Finding | None:
         return None
     first = next(iter(within["methods"].values()))["metrics"]["roc_auc"]
     headline = within.get("headline", {}).get("roc_auc")
-    lower = headline is not None and first["high"] < headline["low"]
+    lower = headline is not None and evaluate.difference(headline, first)["high"] < 0
     if first["low"] > 0.5:
         lead = "Without the children, less is left, though more than chance." if lower else \
             "Without the children, COVID-19 is still told from other adult findings."
@@ -333,7 +319,7 @@ def adults_short(models: Mapping[str, Any]) -> str:
     """How many COVID-19 detectors call adults without COVID-19 "COVID-19" more often than their own negatives, in one clause."""
     if not models:
         return "no model with a COVID-19 class was shown the adults without COVID-19"
-    more = [n for n, c in models.items() if c["shares"]["adults, all"]["low"] > c["shares"][checks.OWN_TEST]["high"]]
+    more = [n for n, c in models.items() if checks.adult_difference(c["shares"])["low"] > 0]
     shares = prose.join(f"{_model_name(n)} {c['shares']['adults, all']['called']} of {c['shares']['adults, all']['n']}"
                         for n, c in models.items())
     if len(more) == len(models):

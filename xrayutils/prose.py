@@ -58,39 +58,6 @@ def sentence(text: str) -> str:
     return text[0].upper() + text[1:] + ("" if text.endswith((".", "!", "?")) else ".")
 
 
-def position(ci: Mapping[str, float], value: float) -> str:
-    """Where ``value`` lies against the interval ``ci``: ``"above"``, ``"inside"`` or ``"below"`` (``"undefined"`` for NaN).
-
-    >>> position({"value": 0.5, "low": 0.4, "high": 0.6}, 0.75)
-    'above'
-    """
-    if any(evaluate.number(ci[p]) == "n/a" for p in ("low", "high")) or evaluate.number(value) == "n/a":
-        return "undefined"
-    return "above" if value > ci["high"] else "below" if value < ci["low"] else "inside"
-
-
-def versus_published(model: str, metric: str, ours: Mapping[str, float], published: float, *, comparable: bool = True) -> str:
-    """One clause on how our ``metric`` (with its interval) stands to the published value, in that direction.
-
-    ``comparable=False`` (random against ImageNet weights, sample against full data)
-    adds that the two numbers do not measure the same thing.
-
-    >>> versus_published("VGG16", "accuracy", {"value": 0.61, "low": 0.53, "high": 0.70}, 0.75)
-    "VGG16's accuracy, 0.610 [0.530, 0.700], is below the published 0.750, which lies above its interval"
-    """
-    text = f"{model}'s {metric.replace('_', ' ')}, {evaluate.interval(ours)}, "
-    where = position(ours, published)
-    text += {
-        "above": f"is below the published {published:.3f}, which lies above its interval",
-        "below": f"is above the published {published:.3f}, which lies below its interval",
-        "inside": f"is consistent with the published {published:.3f}, which lies inside its interval",
-        "undefined": f"cannot be set against the published {published:.3f} (undefined here)",
-    }[where]
-    if not comparable:
-        text += " (not a like-for-like comparison: see the settings)"
-    return text
-
-
 def ranking(scores: Mapping[str, Mapping[str, float]], metric: str = "accuracy") -> list[str]:
     """Model names by ``scores[name][metric]["value"]``, best first."""
     return sorted(scores, key=lambda name: -scores[name][metric]["value"])
@@ -102,8 +69,8 @@ def order_against_published(
     """Two models' order in this build against the published order: kept, reversed, or not told apart.
 
     ``ours`` maps each model to its intervals (``{metric: {"value", "low", "high"}}``);
-    ``differ`` says whether a paired test (McNemar) found a difference (``None``: by
-    the intervals alone, which overlap when the order is not established).
+    ``differ`` says whether a paired test (McNemar) found a difference; without one
+    (``None``) the two are not told apart: intervals that do not overlap are no test.
 
     >>> order_against_published({"A": {"accuracy": {"value": .7, "low": .6, "high": .8}},
     ...                          "B": {"accuracy": {"value": .6, "low": .5, "high": .7}}}, {"A": .36, "B": .75}, differ=True)
@@ -113,8 +80,7 @@ def order_against_published(
         return "the order of the models cannot be set against the published one (a model is missing)"
     first, second = ranking(ours, metric)
     a, b = ours[first][metric], ours[second][metric]
-    if differ is None:
-        differ = a["low"] > b["high"]
+    differ = bool(differ)
     published_first = max(published, key=published.get)
     ours_text = f"({a['value']:.3f} against {b['value']:.3f})"
     paper_text = f"({published_first} {published[published_first]:.3f}, " + \
@@ -127,34 +93,17 @@ def order_against_published(
     return f"{first} is ahead of {second} here {ours_text}, the reverse of the published order {paper_text}"
 
 
-def newcombe(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, float]:
-    """``after - before`` of two independent proportions, with Newcombe's interval built from their Wilson intervals.
-
-    Newcombe (1998), method 10: the square-root combination of each share's
-    distance to its own Wilson bound, so it needs no more than the two shares'
-    intervals that the pages already show.
-
-    >>> d = newcombe({"value": .61, "low": .44, "high": .76}, {"value": .33, "low": .23, "high": .46})
-    >>> round(d["value"], 2), round(d["low"], 2), round(d["high"], 2)
-    (-0.28, -0.46, -0.07)
-    """
-    p1, l1, u1 = before["value"], before["low"], before["high"]
-    p2, l2, u2 = after["value"], after["low"], after["high"]
-    d = p2 - p1
-    return {"value": d, "low": d - ((p2 - l2) ** 2 + (u1 - p1) ** 2) ** 0.5, "high": d + ((u2 - p2) ** 2 + (p1 - l1) ** 2) ** 0.5}
-
-
 def change(before: Mapping[str, float], after: Mapping[str, float]) -> str:
     """``"falls"``, ``"rises"`` or ``"holds"``: ``after`` against ``before``, two shares with their Wilson intervals.
 
-    A fall or rise needs the :func:`newcombe` interval of the difference to
+    A fall or rise needs the :func:`~xrayutils.evaluate.difference` interval to
     exclude zero; otherwise "holds" (no change detected, which is not the same as
     no change).
 
     >>> change({"value": .9, "low": .8, "high": .95}, {"value": .3, "low": .2, "high": .45})
     'falls'
     """
-    d = newcombe(before, after)
+    d = evaluate.difference(before, after)
     if d["high"] < 0:
         return "falls"
     if d["low"] > 0:
@@ -201,7 +150,7 @@ def difference(name: str, diff: Mapping[str, float], digits: int = 3) -> str:
     >>> difference("accuracy", {"value": 0.132, "low": -0.037, "high": 0.302})
     'no difference in accuracy detected: +0.132 [-0.037, +0.302]'
     """
-    text = f"{diff['value']:+.{digits}f} [{diff['low']:+.{digits}f}, {diff['high']:+.{digits}f}]"
+    text = evaluate.signed_interval(diff, digits)
     if diff["low"] > 0:
         return f"{name} higher by {text}"
     if diff["high"] < 0:

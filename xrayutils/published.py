@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from xrayutils import results
+from xrayutils import datasets, evaluate, results
 from xrayutils.protocol import TrainingProtocol
 
 #: The published study and task each modelling chapter reproduces (rows of ``published_results.csv``).
@@ -41,14 +41,98 @@ def row(published: pd.DataFrame, chapter: str, model: str) -> pd.Series | None:
     """The published result for this chapter's ``model``, if the reproduced study reported one."""
     if chapter not in TASK_OF_CHAPTER:
         return None
-    rows = _naming(chapter_rows(chapter, published), model)
-    return rows.iloc[0] if len(rows) else None
+    return _first(_naming(chapter_rows(chapter, published), model))
 
 
 def _naming(rows: pd.DataFrame, model: str) -> pd.DataFrame:
     """The rows whose model description names ``model`` as a word (``ResNet34`` in ``Self-defined ResNet34 (...)``)."""
     pattern = re.compile(rf"\b{re.escape(model)}\b")
     return rows[rows["model"].map(lambda text: pattern.search(text) is not None)]
+
+
+#: The dataset each study's rows were measured on (``published_results.csv`` names it in words).
+DATASET = {"class-challenge": "covid-xray", "coronahack": "coronahack"}
+
+
+def images(paper: pd.Series) -> dict[str, int]:
+    """The training and test images behind a published number: the split its dataset column names, else the full dataset's."""
+    named = re.search(r"(\d+) train", str(paper["dataset"]))
+    full = datasets.FULL_SIZE[(DATASET[paper["study"]], "two")]
+    return {"train": int(named[1]) if named else full["train"], "test": int(paper["n_test"])}
+
+
+def accuracy(paper: pd.Series) -> dict[str, float]:
+    """The published accuracy with its own Wilson interval on the images it was measured on (the count rounded from the rate).
+
+    0.75 on 36 images is 27 of 36, ``0.750 [0.589, 0.862]``: a published number is
+    a measurement on few images, not a constant.
+    """
+    n = int(paper["n_test"])
+    return {"n": n, **evaluate.proportion(round(float(paper["accuracy"]) * n), n)}
+
+
+def unlike(paper: pd.Series, protocol: TrainingProtocol, *, pretrained: bool, n_train: int, n_test: int) -> list[str]:
+    """Every way this model's run (``protocol`` for the model, its weights and image counts) differs from the published one.
+
+    Empty when the two measure the same thing: same split kind, weights, image
+    size, epochs, batch, optimiser and learning rate, and the same numbers of
+    training and test images.  Decided from the numbers, never from the words of a page.
+    """
+    theirs = images(paper)
+    reasons = [] if str(paper["split"]).lower().startswith("test") else [f"a {paper['split']} score there"]
+    if paper["pretrained"] == "imagenet" and not pretrained:
+        reasons.append("ImageNet weights there, random here")
+    def differ(pairs: dict[str, tuple[int, int]]) -> list[str]:
+        return [f"{ours:,} {what} here, {published:,} there" for what, (ours, published) in pairs.items() if ours != published]
+
+    reasons += differ({"px": (protocol.image_size, int(paper["image_size"])), "epochs": (protocol.num_epochs, int(paper["epochs"])),
+                       "batch": (protocol.batch_size, int(paper["batch_size"]))})
+    if (protocol.optimizer.lower(), protocol.learning_rate) != (str(paper["optimizer"]).lower(), float(paper["learning_rate"])):
+        reasons.append(f"{protocol.optimizer} at {protocol.learning_rate:g} here, {paper['optimizer']} at {paper['learning_rate']:g} there")
+    return reasons + differ({"training images": (n_train, theirs["train"]), "test images": (n_test, theirs["test"])})
+
+
+def like_for_like(reasons: list[str]) -> str:
+    """The ``like for like`` cell of a table: ``"yes"``, or ``"no: "`` and every :func:`unlike` reason."""
+    return "no: " + "; ".join(reasons) if reasons else "yes"
+
+
+def compare(
+    results: dict[str, dict[str, dict[str, float]]],
+    rows: pd.DataFrame,
+    metric_names: list[str],
+    *,
+    protocol: TrainingProtocol,
+    frames: dict[str, pd.DataFrame],
+    weights: dict[str, Any],
+    source: str,
+) -> pd.DataFrame:
+    """Our models and the published ones in one table, by model name, each published accuracy with its Wilson interval.
+
+    ``results`` maps a model name to :func:`~xrayutils.evaluate.bootstrap_metrics`
+    output; ``rows`` are the chapter's rows of :func:`table` (a metric the study did
+    not report shows as ``-``); ``weights`` maps model names to
+    :class:`~xrayutils.models.Weights`.  The ``like for like`` column is :func:`unlike`'s verdict.
+    """
+    n_train, n_test = len(frames["train"]) + len(frames.get("validation", ())), len(frames["test"])
+    table = []
+    for name, cis in results.items():
+        table.append({"model": name, "source": source, "test images": n_test,
+                      **{m: evaluate.interval(cis[m]) for m in metric_names}, "like for like": ""})
+        paper = _first(_naming(rows, name))
+        if paper is None:
+            continue
+        shown = {m: "-" if pd.isna(paper.get(m)) else f"{paper[m]:.3f}" for m in metric_names}
+        if "accuracy" in shown and not pd.isna(paper["accuracy"]):
+            shown["accuracy"] = evaluate.interval(accuracy(paper))
+        reasons = unlike(paper, protocol.for_model(name), pretrained=weights[name].pretrained, n_train=n_train, n_test=n_test)
+        table.append({"model": name, "source": f"published ({paper['split']})", "test images": int(paper["n_test"]),
+                      **shown, "like for like": like_for_like(reasons)})
+    return pd.DataFrame(table)
+
+
+def _first(rows: pd.DataFrame) -> pd.Series | None:
+    return rows.iloc[0] if len(rows) else None
 
 
 def comparable(rows: pd.DataFrame, names: list[str], metric: str) -> dict[str, float]:
@@ -78,13 +162,21 @@ def setup_beside(
     adds rows as ``name=(published, this run)``.
     """
     paper = rows.iloc[0]
+
+    def per_model(setting: str) -> tuple[str, str]:  # one value, or each model's where they differ (AlexNet's epochs)
+        theirs = {m: int(r[setting]) for m in weights if (r := _first(_naming(rows, m))) is not None}
+        ours = {m: getattr(protocol.for_model(m), {"epochs": "num_epochs"}.get(setting, setting)) for m in weights}
+        return tuple(  # type: ignore[return-value]
+            f"{next(iter(v.values()))}" if len(set(v.values())) == 1 else ", ".join(f"{m} {x}" for m, x in v.items())
+            for v in (theirs or {"": int(paper[setting])}, ours))
+
     setups = {
         "data": (f"{paper['dataset']} ({paper['n_test']} test)",
                  f"{len(frames['train']) + len(frames['validation'])} train / {len(frames['test'])} test"),
         "weights": (", ".join(sorted(set(rows["pretrained"]))),
                     "; ".join(sorted({w.description.split(" (")[0] for w in weights.values()}))),
-        "image size": (paper["image_size"], protocol.image_size),
-        "epochs": (paper["epochs"], protocol.num_epochs),
+        "image size": per_model("image_size"),
+        "epochs": per_model("epochs"),
         "weights kept from": ("last epoch", "lowest validation loss"),
         "optimiser, learning rate": (f"{paper['optimizer']}, {paper['learning_rate']:g}",
                                      f"{protocol.optimizer}, {protocol.learning_rate:g}"),

@@ -47,23 +47,19 @@ def summary_table(records: list[dict[str, Any]], reported: pd.DataFrame) -> pd.D
         hard_auc = paper is not None and "hard labels" in str(paper["note"])
         published_value = None if paper is None else paper["roc_auc"] if hard_auc else paper["accuracy"]
         row["published"] = "–" if published_value is None else (
-            f"{'balanced accuracy' if hard_auc else 'accuracy'} {published_value:.3f} ({int(paper['n_test'])} {paper['split']} images)")
+            f"balanced accuracy {published_value:.3f}" if hard_auc else f"accuracy {evaluate.interval(published.accuracy(paper))}"
+        ) + f" ({int(paper['n_test'])} {paper['split']} images)"
         row["like for like"] = "–" if paper is None else _like_for_like(r, paper)
         rows.append(row)
     return pd.DataFrame(rows).fillna("–")
 
 
 def _like_for_like(record: dict[str, Any], paper: pd.Series) -> str:
-    """``"yes"``, or why a published row does not measure what this model's numbers do."""
-    reasons = [] if str(paper["split"]).lower().startswith("test") else ["published on validation images"]
-    if paper["pretrained"] == "imagenet" and not record.get("pretrained"):
-        reasons.append("ImageNet weights there, random here")
-    dataset = record["dataset"]
-    from xrayutils import findings
-
-    if "sample" in findings.data_line(dataset, record.get("n", {})):
-        reasons.append("full data there, a sample here")
-    return "no: " + "; ".join(reasons) if reasons else "yes"
+    """``"yes"``, or every way a published row differs from this model's run (:func:`xrayutils.published.unlike`)."""
+    n = record.get("n", {})
+    protocol = TrainingProtocol(**record["protocol"]).for_model(record["model"])
+    return published.like_for_like(published.unlike(paper, protocol, pretrained=bool(record.get("pretrained")),
+                                                     n_train=n.get("train", 0) + n.get("validation", 0), n_test=n.get("test", 0)))
 
 
 def model_card(record: dict[str, Any], findings: dict[str, str] | None = None) -> str:
@@ -147,17 +143,21 @@ def trust_table(trust: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["check", "model", "result"])
 
 
-def published_position(records: list[dict[str, Any]], reported: pd.DataFrame, metric: str = "accuracy") -> pd.Series:
-    """Per model with a published ``metric``: is the published value ``below``, ``inside`` or ``above`` our 95% interval."""
-    where = {}
+def against_published(records: list[dict[str, Any]], reported: pd.DataFrame) -> pd.Series:
+    """Per model with a published accuracy: ours ``lower``, ``higher`` or ``no difference detected``, by the difference's interval.
+
+    Both accuracies are proportions with Wilson intervals (the published one on
+    its own images, :func:`xrayutils.published.accuracy`), so the verdict is that
+    of Newcombe's interval of ours minus theirs, the rule Methods states.
+    """
+    verdicts = {}
     for r in records:
         paper = published.row(reported, r["chapter"], r["model"])
-        if "metrics" not in r or paper is None or pd.isna(paper[metric]):
+        if "metrics" not in r or paper is None or pd.isna(paper["accuracy"]):
             continue
-        ci = r["metrics"][metric]
-        value = paper[metric]
-        where[checks.key(r)] = "below" if value < ci["low"] else "above" if value > ci["high"] else "inside"
-    return pd.Series(where, dtype=object)
+        d = evaluate.difference(published.accuracy(paper), r["metrics"]["accuracy"])
+        verdicts[checks.key(r)] = "lower" if d["high"] < 0 else "higher" if d["low"] > 0 else "no difference detected"
+    return pd.Series(verdicts, dtype=object)
 
 
 def accuracies_beside_published(records: list[dict[str, Any]], reported: pd.DataFrame) -> tuple[dict, dict]:

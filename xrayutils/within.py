@@ -222,8 +222,9 @@ def metrics_text(scored: dict[str, Any]) -> str:
 def verdict(method: str, inside: dict[str, float], headline: dict[str, float] | None) -> str:
     """One sentence: ``method``'s ROC AUC within the collection (``inside``) against chance and task 1's on covid-xray (``headline``).
 
-    "Lower" and "higher" only where the two 95% intervals do not overlap; against
-    chance, where ``inside``'s interval excludes 0.5.
+    "Lower" and "higher" only where the interval of the difference of the two
+    (:func:`~xrayutils.evaluate.difference`, from their bootstrap intervals: separate
+    test sets) excludes zero; against chance, where ``inside``'s interval excludes 0.5.
     """
     said = f"{method} tells COVID-19 from other adult findings with ROC AUC {evaluate.interval(inside, 2)}"
     chance = ("above chance" if inside["low"] > 0.5 else "below chance" if inside["high"] < 0.5
@@ -231,12 +232,14 @@ def verdict(method: str, inside: dict[str, float], headline: dict[str, float] | 
     if headline is None:
         return f"{said}, {chance}; task 1 did not run, so there is no headline to set it beside"
     beside = f"task 1's {evaluate.interval(headline, 2)} on covid-xray, where the children are the other class"
-    if inside["high"] < headline["low"]:
-        return (f"{said}, {chance}, and lower than {beside}: part of task 1's score came from what separates the children "
+    d = evaluate.difference(headline, inside)
+    by = f"(difference {evaluate.signed_interval(d)})"
+    if d["high"] < 0:
+        return (f"{said}, {chance}, and lower than {beside} {by}: part of task 1's score came from what separates the children "
                 "from the adults, not from COVID-19")
-    if inside["low"] > headline["high"]:
-        return f"{said}, {chance}, and higher than {beside}"
-    return f"{said}, {chance}, with no clear difference from {beside} at this number of images"
+    if d["low"] > 0:
+        return f"{said}, {chance}, and higher than {beside} {by}"
+    return f"{said}, {chance}, with no difference from {beside} detected at this number of images {by}"
 
 
 def table(methods: dict[str, dict[str, Any]], headline: dict[str, dict[str, float]], headline_label: str,

@@ -119,3 +119,20 @@ def test_shares_get_a_point_per_model_and_group_and_leave_out_empty_groups():
     points = [len(line.get_xdata()) for line in ax.lines if line.get_marker() == "o"]
     assert sorted(points) == [1, 2]  # "own" for both models, "adults" only where it has images
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["own", "adults"]
+
+
+def test_the_shortcut_figure_draws_every_variant_of_every_model_on_a_readable_axis():
+    ci = lambda v, low=None, high=None: {"roc_auc": {"value": v, "low": v - 0.1 if low is None else low,  # noqa: E731
+                                                     "high": v + 0.1 if high is None else high}}
+    scores = {f"model {i} ({i:02d})": {"full image": ci(0.9), "lungs hidden": ci(0.8), "border hidden": ci(0.7)} for i in range(3)}
+    scores["VGG16 (01)"] = {"full image": ci(0.6), "lungs hidden": ci(0.5, float("nan"), float("nan"))}  # border hidden failed
+    fig = plots.plot_shortcut_test(scores)
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    assert ax.get_position().width > 0.5  # the axes keep most of the figure, whatever the legend holds
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(scores)
+    variant = {marker: name for name, marker in plots.SHORTCUT_VARIANTS.items()}
+    points = [(round(float(c.lines[0].get_xdata()[0]), 2), variant[c.lines[0].get_marker()]) for c in ax.containers]
+    assert points.count((0.9, "full image")) == 3 and (0.5, "lungs hidden") in points and len(points) == 3 * 3 + 2
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["chance", "full image", "lungs hidden", "border hidden"]

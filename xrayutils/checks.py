@@ -228,8 +228,11 @@ def shortcut_table(tests: dict[str, ShortcutTest]) -> pd.DataFrame:
 
 
 def shortcut_scores(tests: dict[str, ShortcutTest]) -> dict[str, dict[str, Any]]:
-    """Every variant that trained, by ``"<model> (<chapter>): <variant>"``, for the comparison figure."""
-    return {f"{label(test.record)}: {variant}": m for test in tests.values() for variant, m in test.metrics.items() if m}
+    """Each retrained model's test metrics by variant, by :func:`label`: ``{"VGG16 (01)": {"lungs hidden": metrics, ...}}``.
+
+    A variant that failed to train is left out (the table and the verdict say so).
+    """
+    return {label(test.record): {variant: m for variant, m in test.metrics.items() if m} for test in tests.values()}
 
 
 def shortcut_verdict(record: dict[str, Any], hidden: dict[str, Any] | None) -> str:

@@ -326,6 +326,36 @@ def plot_metric_comparison(
     return fig
 
 
+#: The shortcut test's variants, in the order its figure draws them, and their markers.
+SHORTCUT_VARIANTS = {"full image": "o", "lungs hidden": "s", "border hidden": "D"}
+
+
+def plot_shortcut_test(scores: dict[str, dict[str, dict[str, Any]]], metric: str = "roc_auc") -> plt.Figure:
+    """One row per retrained model: its ``metric`` with the 95% interval on the full image, lungs hidden and border hidden.
+
+    ``scores`` is :func:`xrayutils.checks.shortcut_scores`.  The dashed line is
+    chance (0.5): a lungs-hidden interval wholly to its right means the image
+    border alone separates the classes.  An interval the bootstrap could not
+    give (NaN) is drawn as the point alone.
+    """
+    models = list(scores)
+    fig, ax = _axes(None, (7, 1.3 + 0.75 * max(1, len(models))))
+    colours = dict(zip(SHORTCUT_VARIANTS, sns.color_palette()))
+    for j, (variant, marker) in enumerate(SHORTCUT_VARIANTS.items()):
+        rows = [(i, scores[model][variant][metric]) for i, model in enumerate(models) if variant in scores[model]]
+        for k, (i, ci) in enumerate(rows):
+            error = None if pd.isna(ci["low"]) or pd.isna(ci["high"]) else _interval_errors([ci])
+            ax.errorbar(ci["value"], i + (j - 1) * 0.22, xerr=error, fmt=marker, color=colours[variant], capsize=3,
+                        markersize=7, label=variant if k == 0 else None)
+    ax.axvline(0.5, color="black", linestyle="--", linewidth=1, label="chance")
+    ax.set_yticks(range(len(models)), models)
+    ax.set_ylim(len(models) - 0.5, -0.5)
+    ax.set_xlim(0, 1.02)
+    ax.set_xlabel(f"test {metric.replace('_', ' ').replace('roc auc', 'ROC AUC')} (95% interval)")
+    _legend_off_the_data(ax, beside=True)
+    return fig
+
+
 def plot_leaderboard(
     results: dict[str, dict[str, dict[str, float]]],
     metric: str,

@@ -77,11 +77,24 @@ def test_a_table_for_the_page_rounds_says_dashes_and_words_and_cuts_nothing():
     assert "&lt; 0.001" in page and "e-46" not in page
     assert ">yes<" in page and ">no<" in page and "True" not in page
     assert ">30<" in page and "30.0" not in page
-    assert long in page and "..." not in page and "NaN" not in page and "nan" not in page
+    unbroken = long.replace(", 0", ",\u00a00")  # an interval wraps before its bracket, never inside it
+    assert unbroken in page and "..." not in page and "NaN" not in page and "nan" not in page
     assert "row_heading" not in page  # no 0, 1, 2 index column
-    assert page.count("xray-text") == 2 and f'class="data row0 col5 xray-text" >{long}' in page  # a sentence may wrap
+    assert page.count("xray-text") == 2 and f'class="data row0 col5 xray-text" >{unbroken}' in page  # a sentence may wrap
     named = book.page_table(frame.set_index("model"))
     assert "row_heading" in named  # a meaningful index stays
+
+
+def test_a_table_for_the_page_names_columns_and_models_as_a_reader_does():
+    import pandas as pd
+
+    frame = pd.DataFrame({"roc_auc": ["0.871 [0.790, 0.935]"], "balanced_accuracy": [0.5]},
+                         index=pd.Index(["01_vgg16_binary/VGG16"], name="model"))
+    page = book.page_table(frame)
+    assert ">ROC AUC<" in page and ">balanced accuracy<" in page and "roc_auc" not in page
+    assert ">VGG16 (01)<" in page and "01_vgg16_binary" not in page
+    by_model = book.page_table(pd.DataFrame({"02_vgg16_vs_alexnet/AlexNet": [3]}))
+    assert ">AlexNet (02)<" in by_model
 
 
 def test_the_rerun_box_says_what_a_chapter_needs_took_and_how_to_run_it_again():

@@ -16,6 +16,7 @@ import html
 import logging
 import os
 import platform
+import re
 import subprocess
 import time
 import warnings
@@ -217,8 +218,10 @@ def page_table(frame: pd.DataFrame) -> str:
 
     Rates and metrics get three decimals, p-values ``< 0.001`` below it, True and
     False read "yes" and "no", a missing value "–"; a default 0, 1, 2 ... index is
-    left out (a meaningful index, such as a model's name, stays).  The results
-    files keep full precision: this is only how the page shows it.
+    left out (a meaningful index, such as a model's name, stays).  Column names
+    read as words (``roc_auc`` is "ROC AUC"), and an interval may wrap only before
+    its bracket, so a table narrows to the text column instead of running past it.
+    The results files keep full precision: this is only how the page shows it.
     """
     shown = frame.copy()
     for column in shown.columns:
@@ -233,6 +236,11 @@ def page_table(frame: pd.DataFrame) -> str:
             shown[column] = [("–" if pd.isna(v) else f"{int(v):,}" if whole else f"{v:.3f}") for v in values]
         elif values.dtype == object:
             shown[column] = [_cell(v) for v in values]
+    texts = (pd.api.types.is_object_dtype, pd.api.types.is_string_dtype)  # pandas 3 keeps text as "str", not object
+    shown = shown.rename(columns=header, index=header if any(t(shown.index) for t in texts) else None)
+    for column in shown.columns:
+        if any(t(shown[column]) for t in texts):
+            shown[column] = [_readable(v) for v in shown[column]]
     plain = isinstance(shown.index, pd.RangeIndex) and shown.index.name is None
     styler = shown.style.format(na_rep="–", escape="html")
     prose_columns = [c for c in shown.columns if shown[c].map(lambda v: isinstance(v, str) and len(v) > LONG_CELL).any()]
@@ -243,6 +251,39 @@ def page_table(frame: pd.DataFrame) -> str:
     if plain:
         styler = styler.hide(axis="index")
     return styler.set_table_attributes('class="dataframe xray-table"').to_html()
+
+
+#: An interval's bracket, ``[0.790, 0.935]``, whose inner space must not break a line.
+_INTERVAL = re.compile(r"\[[^\[\]]{0,40}\]")
+#: Words a column name spells as code and a reader spells otherwise.
+_WORDS = {"roc auc": "ROC AUC", "f1": "F1", "ece": "ECE"}
+
+
+#: How results files name a model, ``<chapter>/<model>``: a page names it ``<model> (<chapter number>)``.
+_MODEL_KEY = re.compile(r"^(\d\d)_[a-z0-9_]+/(\S+)$")
+
+
+def header(name: Any) -> Any:
+    """A column or row name as a reader writes it: ``"roc_auc"`` -> ``"ROC AUC"``, ``"01_vgg16_binary/VGG16"`` -> ``"VGG16 (01)"``.
+
+    >>> header("roc_auc over seeds"), header("f1_macro"), header("02_vgg16_vs_alexnet/AlexNet"), header(3)
+    ('ROC AUC over seeds', 'F1 macro', 'AlexNet (02)', 3)
+    """
+    if not isinstance(name, str):
+        return name
+    if key := _MODEL_KEY.match(name):
+        return f"{key[2]} ({key[1]})"
+    if "/" in name:
+        return name
+    text = name.replace("_", " ")
+    return re.sub(r"\b(roc auc|f1|ece)\b", lambda m: _WORDS[m[0]], text)
+
+
+def _readable(value: Any) -> Any:
+    """A text cell with a model's key as its name (:func:`header`) and each interval unbreakable inside its brackets."""
+    if not isinstance(value, str):
+        return value
+    return _INTERVAL.sub(lambda m: m[0].replace(" ", "\u00a0"), header(value) if _MODEL_KEY.match(value) else value)
 
 
 def _cell(value: Any) -> Any:

@@ -2,8 +2,8 @@
 
 :mod:`xrayutils.pagecheck` reads the HTML; a browser runs it.  Here a page
 fails on a JavaScript error or a console error, an image that does not load,
-and an element wider than the text column (outside a box that scrolls), at the
-1400 px window the book is read in.  CI runs it on the smoke book::
+an element wider than the text column (outside a box that scrolls), and a table
+wider than the column even inside one, at the 1400 px window the book is read in.  CI runs it on the smoke book::
 
     python -m xrayutils.browser _build/smoke/site/_build/html
 
@@ -39,6 +39,18 @@ _TOO_WIDE = """() => {
   return wide.filter((el) => !wide.includes(el.parentElement)).map(
     (el) => `<${el.tagName.toLowerCase()} class="${el.className}"> ${Math.round(el.getBoundingClientRect().right - limit)} px too wide`);
 }"""
+# Tables wider than the article column, even inside a box that scrolls: a reader should not have to scroll
+# sideways to find the column that decides (a model's interval, "like for like").
+_WIDE_TABLES = """() => {
+  const column = document.querySelector("article.bd-article") || document.body;
+  const width = column.getBoundingClientRect().width;
+  return [...column.querySelectorAll("table")].filter((t) => t.scrollWidth > width + 2).map((t) => {
+    const head = [...t.querySelectorAll("thead th")].map((th) => th.textContent.trim()).filter((x) => x).slice(0, 4).join(" | ");
+    const section = t.closest("section");
+    const where = section && section.querySelector("h1, h2, h3") ? section.querySelector("h1, h2, h3").textContent.trim() : "";
+    return `${Math.round(t.scrollWidth)} px in a ${Math.round(width)} px column (section "${where.replace(/#$/, "")}"; columns ${head})`;
+  });
+}"""
 _BROKEN_IMAGES = "() => [...document.images].filter((i) => !i.complete || i.naturalWidth === 0).map((i) => i.src)"
 
 
@@ -64,6 +76,7 @@ def check_pages(pages: list[Path], root: Path, executable: str | None = None) ->
             found += [Problem(name, "a console error", text) for text in messages if not text.startswith(BENIGN)]
             found += [Problem(name, "an image that does not load", src) for src in page.evaluate(_BROKEN_IMAGES)]
             found += [Problem(name, "an element wider than the text column", text) for text in page.evaluate(_TOO_WIDE)]
+            found += [Problem(name, "a table wider than the text column", text) for text in page.evaluate(_WIDE_TABLES)]
             page.close()
         browser.close()
     return found

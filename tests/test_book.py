@@ -4,11 +4,14 @@ from xrayutils import book
 
 
 def test_stamp_states_every_fact(tmp_path):
-    run = book.Chapter("00_test", profile="smoke", parameters={"seed": 3}, output_root=tmp_path)
+    run = book.Chapter("00_test", profile="smoke", parameters={"seed": 3, "model_names": ["ResNet34", "InceptionV3"],
+                                                            "model_settings": {"AlexNet": {"num_epochs": 10}}}, output_root=tmp_path)
     info = run.provenance()
     text = book.stamp_markdown(info)
-    for fact in ("Profile", "`smoke`", "`seed` = `3`", "Data", "Weights", "tensorflow", "Commit", "Device", "Wall time"):
+    for fact in ("Profile", "`smoke`", "`seed` = 3", "Data", "Weights", "tensorflow", "Commit", "Device", "Wall time"):
         assert fact in text
+    assert "`model_names` = ResNet34, InceptionV3" in text and "`model_settings` = AlexNet: num_epochs 10" in text
+    assert "['" not in text and "{'" not in text  # no Python reprs
     assert info["versions"]["python"].count(".") == 2
 
 

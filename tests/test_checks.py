@@ -133,7 +133,7 @@ def test_best_records_calibration_and_findings(saved_chapter):
     assert set(found) == {"gradcam", "shortcut", "leakage", "external", "adults", "calibration"}
     assert found["adults"] == "Adults without COVID-19: it says COVID-19 for 1/4 = 0.25 [0.05, 0.70] of the adults without it."
     assert "80% of its heat" in found["gradcam"] and "the test is open" in found["shortcut"]
-    assert "changes its accuracy by +0.000" in found["leakage"]
+    assert "changes its accuracy by 0.000" in found["leakage"]
     assert "normal recall is 0.75" in found["external"]  # 3 of the 4 images, all normal now, are called normal
 
 

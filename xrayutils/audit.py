@@ -152,14 +152,15 @@ def summarise_duplicates(report: pd.DataFrame) -> pd.DataFrame:
 def summarise_properties(table: pd.DataFrame) -> pd.DataFrame:
     """Per dataset, split and class: image count, median and range of sizes, and the modes seen.
 
-    ``table`` is metadata joined with :func:`image_properties`.
+    ``table`` is metadata joined with :func:`image_properties`.  Sizes are whole
+    pixels (a median of an even count is rounded).
     """
     sides = table[["width", "height"]]
     table = table.assign(short_side=sides.min(axis=1), long_side=sides.max(axis=1))
     return table.groupby(["dataset", "split", "class_name"], sort=False).agg(
         images=("file", "size"),
-        median_width=("width", "median"),
-        median_height=("height", "median"),
+        median_width=("width", lambda w: round(w.median())),
+        median_height=("height", lambda h: round(h.median())),
         smallest_side=("short_side", "min"),
         largest_side=("long_side", "max"),
         modes=("mode", lambda m: ", ".join(f"{k} ({v})" for k, v in m.value_counts().items())),

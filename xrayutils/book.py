@@ -27,7 +27,7 @@ from typing import Any
 
 import pandas as pd
 
-from xrayutils import progress, results
+from xrayutils import progress, prose, results
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ["tensorflow", "keras", "numpy", "pandas", "scikit-learn", "pillow", "imagehash", "matplotlib"]
@@ -233,7 +233,7 @@ def page_table(frame: pd.DataFrame) -> str:
             shown[column] = values.map({True: "yes", False: "no"})
         elif pd.api.types.is_float_dtype(values):
             whole = values.dropna().apply(float.is_integer).all() and len(values.dropna())
-            shown[column] = [("–" if pd.isna(v) else f"{int(v):,}" if whole else f"{v:.3f}") for v in values]
+            shown[column] = [("–" if pd.isna(v) else f"{int(v):,}" if whole else f"{round(v, 3) + 0.0:.3f}") for v in values]
         elif values.dtype == object:
             shown[column] = [_cell(v) for v in values]
     texts = (pd.api.types.is_object_dtype, pd.api.types.is_string_dtype)  # pandas 3 keeps text as "str", not object
@@ -293,7 +293,7 @@ def _cell(value: Any) -> Any:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
-        return f"{int(value):,}" if value.is_integer() else f"{value:.3f}"
+        return f"{int(value):,}" if value.is_integer() else f"{round(value, 3) + 0.0:.3f}"  # never "-0.000"
     if isinstance(value, Path):
         return value.name
     return value
@@ -450,7 +450,7 @@ def stamp_markdown(info: dict[str, Any]) -> str:
 
     def cell(value: Any) -> str:
         if isinstance(value, dict):
-            return "<br>".join(f"`{k}` = `{v}`" for k, v in value.items()) or "none"
+            return "<br>".join(f"`{k}` = {prose.plain(v)}" for k, v in value.items()) or "none"
         return str(value)
 
     datasets = {

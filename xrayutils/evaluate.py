@@ -283,11 +283,17 @@ def signed_interval(ci: dict[str, float], digits: int = 3) -> str:
     >>> signed_interval({"value": -0.0001, "low": -0.2, "high": 0.1}, digits=2)
     '0.00 [-0.20, +0.10]'
     """
-    def signed(x: float) -> str:
-        text = number(x, f"+.{digits}f")
-        return text[1:] if text.lstrip("+-").strip("0.") == "" else text
+    return f"{signed(ci['value'], digits)} [{signed(ci['low'], digits)}, {signed(ci['high'], digits)}]"
 
-    return f"{signed(ci['value'])} [{signed(ci['low'])}, {signed(ci['high'])}]"
+
+def signed(x: float, digits: int = 3) -> str:
+    """A change with its sign, ``"+0.012"``; one that rounds to zero is ``"0.000"``, never ``"-0.000"``.
+
+    >>> signed(0.0123), signed(-0.00004), signed(float("nan"))
+    ('+0.012', '0.000', 'n/a')
+    """
+    text = number(x, f"+.{digits}f")
+    return text[1:] if text[0] in "+-" and text[1:].strip("0.") == "" else text
 
 
 def metrics_table(results: dict[str, dict[str, dict[str, float]]], metric_names: list[str]) -> pd.DataFrame:

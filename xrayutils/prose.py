@@ -46,6 +46,21 @@ def join(items: Iterable[str], *, empty: str = "none", last: str = "and") -> str
     return f"{', '.join(items[:-1])} {last} {items[-1]}"
 
 
+def plain(value: Any) -> str:
+    """A parameter's value as a person writes it, not as Python prints it: lists joined, mappings as ``name: value``.
+
+    >>> plain(["ResNet34", "InceptionV3"]), plain({"AlexNet": {"num_epochs": 10}}), plain(0.0001), plain([])
+    ('ResNet34, InceptionV3', 'AlexNet: num_epochs 10', '0.0001', 'none')
+    """
+    if isinstance(value, Mapping):
+        return "; ".join(f"{k}: {plain(v)}" if isinstance(v, Mapping) else f"{k} {plain(v)}" for k, v in value.items()) or "none"
+    if isinstance(value, (list, tuple, set)):
+        return ", ".join(plain(v) for v in value) or "none"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
 def sentence(text: str) -> str:
     """``text`` with a capital first letter and one full stop at the end.
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from xrayutils import datasets, evaluate, results
+from xrayutils import datasets, evaluate, prose, results
 from xrayutils.protocol import TrainingProtocol
 
 #: The published study and task each modelling chapter reproduces (rows of ``published_results.csv``).
@@ -182,7 +182,7 @@ def setup_beside(
                                      f"{protocol.optimizer}, {protocol.learning_rate:g}"),
         "class weights": ("none", protocol.class_weight),
         "training seeds": ("1 run", ", ".join(map(str, protocol.training_seeds))),
-        "per-model settings": ("none", "; ".join(f"{model}: {changes}" for model, changes in protocol.model_settings.items()) or "none"),
+        "per-model settings": ("none", prose.plain(protocol.model_settings)),
         **{name.replace("_", " "): pair for name, pair in extra.items()},
     }
     return pd.DataFrame(setups, index=["published", "this run"]).T

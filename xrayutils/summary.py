@@ -112,7 +112,7 @@ def trust_table(trust: dict[str, Any]) -> pd.DataFrame:
                          "result": "failed" if m is None
                          else f"ROC AUC {evaluate.interval(m['roc_auc'])}, accuracy {evaluate.interval(m['accuracy'])}"})
     for key, leak in trust.get("leakage", {}).items():
-        change = "no image left" if leak["without"] is None else f"{checks.metric_change(leak):+.3f}"
+        change = "no image left" if leak["without"] is None else evaluate.signed(checks.metric_change(leak))
         rows.append({"check": "leakage: near-duplicates removed", "model": key,
                      "result": f"{leak['n_removed']} of {leak['n_all']} test images removed, accuracy change {change}"})
     for key, r in trust.get("patients", {}).items():

@@ -32,7 +32,7 @@ import pandas as pd
 import tensorflow as tf
 from keras import layers
 
-from xrayutils import caching, evaluate, models, pipeline, predict, results, train
+from xrayutils import caching, models, pipeline, predict, results, train
 from xrayutils.protocol import TrainingProtocol
 
 #: The published task-1 protocol (../shared/reference): the benchmark's defaults.
@@ -475,7 +475,9 @@ def seed_comparison(table: pd.DataFrame, *, against: str = STYLES[2], called: st
                 diff = (runs[metric] - original[metric].reindex(runs.index)).dropna()
                 if len(diff) > 1:
                     half = stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / np.sqrt(len(diff))
-                    row[f"{metric} minus {called} [95% CI]"] = evaluate.signed_interval({"value": diff.mean(), "low": diff.mean() - half, "high": diff.mean() + half})
+                    mean = diff.mean()
+                    ci = {"value": mean, "low": mean - half, "high": mean + half}
+                    row[f"{metric} minus {called} [95% CI]"] = evaluate.signed_interval(ci)
                 elif len(diff):
                     row[f"{metric} minus {called} [95% CI]"] = f"{evaluate.signed(diff.mean())} (1 seed)"
         rows.append(row)

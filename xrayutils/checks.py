@@ -630,7 +630,8 @@ def findings(checks: dict[str, Any]) -> dict[str, dict[str, str]]:
     for chapter, s in checks.get("shortcut", {}).items():
         say(f"{chapter}/{s['model']}", "shortcut", f"Shortcut test: {s['verdict']}.")
     for name, r in checks.get("leakage", {}).items():
-        say(name, "leakage", f"Removing {r['n_removed']} near-duplicated test images changes its accuracy by {evaluate.signed(metric_change(r))}.")
+        change = evaluate.signed(metric_change(r))
+        say(name, "leakage", f"Removing {r['n_removed']} near-duplicated test images changes its accuracy by {change}.")
     images = checks.get("external", {}).get("images")
     for name, rows in checks.get("external", {}).get("rates", {}).items():
         n = class_rate(pd.DataFrame(rows), "normal")

@@ -104,11 +104,13 @@ def test_the_rerun_box_says_what_a_chapter_needs_took_and_how_to_run_it_again():
     box = book.rerun_box("04_trust_checks", ["coronahack/two", "covid-chestxray-dataset/adults", "coronahack/two"], 750.0, "cpu")
     assert box.count("coronahack (Kaggle") == 1 and "Kaggle credentials" in box and "covid-chestxray-dataset (GitHub" in box
     assert "the results of 00_data_exploration, 01_vgg16_binary, 02_vgg16_vs_alexnet, 03_coronahack_models" in box
-    assert "12.5 minutes under the <code>cpu</code> profile" in box and "a GPU for the <code>paper</code> profile" in box
+    assert "this chapter took 12 minutes under the <code>cpu</code> profile" in box and "a GPU for the <code>paper</code> profile" in box
+    assert "the whole book under it took 109 minutes on 2 AVX2-only cores (AMD EPYC) (2026-12-03)" in box  # profiles.yml's measured
     assert "xray-book run notebooks/04_trust_checks.ipynb" in box and "papermill notebooks/04_trust_checks.ipynb" in box
-    assert 'class="admonition tip dropdown"' in box  # folded: the findings stay at the top
+    assert 'class="admonition tip"' in box  # open: the rerun facts are in view
     summary = book.rerun_box("05_summary", [], 12.0, "smoke")
     assert "no GPU: it trains nothing" in summary and "Kaggle" not in summary
+    assert "took 12 seconds under the <code>smoke</code>" in summary  # never "0.2 minutes"
 
 
 def test_every_chapter_pastes_its_rerun_box_under_its_title():

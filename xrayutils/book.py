@@ -414,7 +414,7 @@ TRAINS = (results.TASK1, results.TASK2, results.CORONAHACK, results.TRUST_CHECKS
 
 
 def rerun_box(chapter: str, datasets: list[str], wall_time_s: float, profile: str) -> str:
-    """The folded box under a chapter's title: what it needs, what it took in this build, and how to run it again.
+    """The box under a chapter's title: what it needs, what it took in this build and the whole book elsewhere, how to run it again.
 
     ``datasets`` are the keys the chapter recorded (``"covid-xray/two"``);
     the chapters it reads results from come from :data:`xrayutils.results.NEEDS`.
@@ -424,11 +424,13 @@ def rerun_box(chapter: str, datasets: list[str], wall_time_s: float, profile: st
     earlier = results.NEEDS.get(chapter, ())
     if earlier:
         needs.append(f"the results of {', '.join(earlier)} in the same output folder (`xray-book build` runs them first)")
+    measured = [f"{m['minutes']} minutes on {m['machine']} ({m['date']})" for m in measured_times(profile)]
     gpu = ("a GPU for the <code>paper</code> profile (<code>xray-book plan --profile paper</code> estimates its time on "
            "your machine); the <code>cpu</code> profile runs on a laptop") if chapter in TRAINS else "no GPU: it trains nothing"
     items = [
         f"<b>Needs</b>: {html.escape('; '.join(needs) or 'nothing beyond the package')}",
-        f"<b>This build</b>: {wall_time_s / 60:.1f} minutes under the <code>{html.escape(profile)}</code> profile",
+        f"<b>This build</b>: this chapter took {prose.duration(wall_time_s)} under the <code>{html.escape(profile)}</code> profile"
+        + (f"; the whole book under it took {html.escape('; '.join(measured))}" if measured else ""),
         f"<b>Hardware</b>: {gpu}",
         f"<b>Rerun</b>: <code>xray-book run notebooks/{chapter}.ipynb --profile cpu -p NAME VALUE</code> from a clone "
         f"(after <code>make setup</code>), or <code>papermill notebooks/{chapter}.ipynb out.ipynb -p NAME VALUE</code>; "
@@ -436,7 +438,16 @@ def rerun_box(chapter: str, datasets: list[str], wall_time_s: float, profile: st
         "<code>pip install /path/to/repository</code>. The download button gives this page's notebook, which finds the data "
         "through <code>XRAY_DATA_DIR</code>",
     ]
-    return admonition("Running this chapter", items, "tip dropdown")
+    return admonition("Running this chapter", items, "tip")
+
+
+def measured_times(profile: str, path: Path = REPO_ROOT / "profiles.yml") -> list[dict[str, Any]]:
+    """The whole book's recorded wall times under ``profile`` (``measured:`` in ``profiles.yml``); none where the file is not at hand."""
+    if not path.is_file():  # an installed package: the profiles live in the repository
+        return []
+    import yaml
+
+    return yaml.safe_load(path.read_text()).get(profile, {}).get("measured", [])
 
 
 def admonition(title: str, items: list[str], kind: str) -> str:

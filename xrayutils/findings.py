@@ -164,7 +164,7 @@ def build_box(output_root: str | Path, records: list[dict[str, Any]]) -> str:
     items = [
         f"<b>Profile</b>: <code>{html.escape(first.get('profile', '?'))}</code>",
         f"<b>Machine</b>: {html.escape(str(first.get('device', 'unknown')))}; the chapters ran "
-        f"{_minutes(sum(times.values()))} in all" if times else f"<b>Machine</b>: {html.escape(str(first.get('device')))}",
+        f"{prose.duration(sum(times.values()))} in all" if times else f"<b>Machine</b>: {html.escape(str(first.get('device')))}",
         f"<b>Weights</b>: {html.escape(records_weights_line(records))}",
     ]
     data = _data_lines(saved)
@@ -211,10 +211,6 @@ def build_caveat(output_root: str | Path, records: list[dict[str, Any]]) -> str:
         return ""
     return (f"**These are this build's numbers, not the published protocols'** ({profile} profile: "
             f"{prose.join(reasons)}; the box below the findings says what was shrunk).")
-
-
-def _minutes(seconds: float) -> str:
-    return f"{seconds / 60:.0f} minutes" if seconds >= 90 else f"{seconds:.0f} seconds"
 
 
 # What the book found

@@ -61,6 +61,17 @@ def plain(value: Any) -> str:
     return str(value)
 
 
+def duration(seconds: float) -> str:
+    """A wall time as a page gives it: ``"12 seconds"``, ``"3.4 minutes"``, ``"18 minutes"``, never ``"0.0 minutes"``.
+
+    >>> duration(12.4), duration(204), duration(1090)
+    ('12 seconds', '3.4 minutes', '18 minutes')
+    """
+    if seconds < 90:
+        return f"{seconds:.0f} seconds"
+    return f"{seconds / 60:.1f} minutes" if seconds < 600 else f"{seconds / 60:.0f} minutes"
+
+
 def sentence(text: str) -> str:
     """``text`` with a capital first letter and one full stop at the end.
 

@@ -214,6 +214,11 @@ def test_gradcam_text_says_when_maps_are_flat():
         {"images": 30, "flat_maps": 4, "border_share": 0.8}, 0.51)
     assert checks.gradcam_text({"images": 30, "flat_maps": 30, "border_share": None}, 0.51) == (
         "Grad-CAM gives no explanation: all 30 of its maps are flat.")
+    # InceptionV3 at 96 px: one cell of feature map, so every map is flat whatever the model learned
+    one_cell = {"images": 30, "flat_maps": 30, "border_share": None, "feature_map": [1, 1]}
+    assert "flat by construction" in checks.gradcam_text(one_cell, 0.51)
+    table = checks.gradcam_table({"03/InceptionV3": one_cell, "03/ResNet34": {**one_cell, "feature_map": [3, 3]}}, 0.15)
+    assert table["feature map (cells)"].tolist() == ["1 × 1: flat by construction", "3 × 3"]
 
 
 def test_leakage_by_patient_and_view_leaves_out_seen_patients_and_laterals(data_dir, tmp_path):

@@ -70,6 +70,8 @@ def gradcam(
     The border share is averaged over ``heatmap_images`` test images drawn with
     ``seed`` (0: all of them), less their flat maps (:func:`xrayutils.explain.flat_maps`),
     which are counted instead: ``border_share`` is ``None`` when every map is flat.
+    ``feature_map`` is the explained map's height and width in cells: at 1 x 1
+    (InceptionV3 at 96 px) every map is flat by construction.
     """
     shown, heat = {}, {}
     for record in best.values():
@@ -81,21 +83,35 @@ def gradcam(
         maps = explain.examples(model, sample, root, classes)["heatmaps"]
         share = pd.Series(explain.border_share(maps, border_fraction)).mean()
         heat[key(record)] = {"images": len(sample), "flat_maps": int(explain.flat_maps(maps).sum()),
-                             "border_share": None if pd.isna(share) else float(share)}
+                             "border_share": None if pd.isna(share) else float(share),
+                             "feature_map": [int(n) for n in explain.feature_map_layer(model).input.shape[1:3]]}
     return shown, heat
 
 
 def gradcam_table(heat: dict[str, dict[str, Any]], border_fraction: float) -> pd.DataFrame:
-    """The measured border shares (of the maps that are not flat) beside an even map's."""
-    return pd.DataFrame(heat).T.assign(even_map=even_border_share(border_fraction)).rename(
-        columns={"border_share": "share of heat in the border (maps not flat)", "images": "test images",
-                 "flat_maps": "flat maps (no explanation)", "even_map": "an even map"}
+    """The measured border shares (of the maps that are not flat) beside an even map's, and each explained map's size."""
+    table = pd.DataFrame(heat).T.assign(even_map=even_border_share(border_fraction))
+    if "feature_map" in table:
+        table["feature_map"] = [feature_map_text(size) for size in table["feature_map"]]
+    return table.rename(
+        columns={"border_share": "heat in the border (maps not flat)", "images": "test images",
+                 "flat_maps": "flat maps (no explanation)", "even_map": "an even map", "feature_map": "feature map (cells)"}
     )
 
 
+def feature_map_text(size: list[int] | None) -> str:
+    """``"3 × 3"``, or ``"1 × 1: flat by construction"`` for a map of one cell, which Grad-CAM cannot localise within."""
+    if not size:
+        return "–"
+    return f"{size[0]} × {size[1]}" + (": flat by construction" if list(size) == [1, 1] else "")
+
+
 def gradcam_text(h: dict[str, Any], even: float) -> str:
-    """What one model's Grad-CAM maps show, in a sentence: the border share, or that its maps are flat."""
+    """What one model's Grad-CAM maps show, in a sentence: the border share, or that its maps are flat (and why, where it must be)."""
     flat = h.get("flat_maps", 0)
+    if h.get("feature_map") == [1, 1]:
+        return ("Grad-CAM cannot explain it at this image size: its last feature map is a single cell, so every map is flat "
+                "by construction (a larger image gives the map cells to localise with).")
     if h["border_share"] is None:
         return f"Grad-CAM gives no explanation: all {h['images']} of its maps are flat."
     of = f" of its {h['images'] - flat} maps that are not flat ({flat} flat)" if flat else ""

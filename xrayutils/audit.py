@@ -62,6 +62,16 @@ def intensity_histograms(paths: Sequence[str], *, bins: int = 64, size: int = 12
     return hist / hist.sum(axis=1, keepdims=True)
 
 
+def mean_grey_levels(histograms: np.ndarray, groups: Sequence[str]) -> pd.Series:
+    """Each group's mean grey level (0 black, 255 white) from :func:`intensity_histograms`' rows, darkest first.
+
+    >>> mean_grey_levels(np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]]), ["a", "b", "b"]).round().tolist()
+    [64.0, 159.0]
+    """
+    centres = (np.arange(histograms.shape[1]) + 0.5) / histograms.shape[1] * 255
+    return pd.Series(histograms @ centres).groupby(list(groups)).mean().sort_values()
+
+
 def perceptual_hashes(paths: Sequence[str], *, hash_size: int = 8) -> np.ndarray:
     """DCT perceptual hash (``imagehash.phash``) of each image, shape ``(n, hash_size**2)`` of bool.
 
@@ -117,14 +127,16 @@ def duplicate_report(metadata: pd.DataFrame, hashes: np.ndarray, *, max_distance
         One row per pair: both sides' dataset, file, split and class, the
         ``distance``, ``identical`` (distance 0), ``scope`` (e.g. ``"train-test"``,
         a leak when both sides are in one dataset; :data:`SAME_IMAGE` when two
-        datasets name one image of the collection by the same file stem) and
-        ``label_conflict``.
+        datasets name one image of the collection by the same file stem),
+        ``label_conflict`` and, where ``metadata`` has ``patient_id``,
+        ``same_patient``: ``"yes"``, ``"no"`` (two different patients, named by
+        their metadata or file names) or ``"unknown"`` (a side names no patient).
     """
     if len(metadata) != len(hashes):
         raise ValueError(f"{len(metadata)} metadata rows but {len(hashes)} hashes")
     pairs = near_duplicate_pairs(hashes, max_distance=max_distance)
     meta = metadata.reset_index(drop=True)
-    cols = ["dataset", "file", "path", "split", "class_name"]
+    cols = ["dataset", "file", "path", "split", "class_name", *(["patient_id"] if "patient_id" in meta else [])]
     a = meta.loc[pairs[:, 0], cols].reset_index(drop=True).add_suffix("_a")
     b = meta.loc[pairs[:, 1], cols].reset_index(drop=True).add_suffix("_b")
     report = pd.concat([a, b], axis=1)
@@ -137,7 +149,29 @@ def duplicate_report(metadata: pd.DataFrame, hashes: np.ndarray, *, max_distance
                                           report["file_a"], report["file_b"])
     ]
     report["label_conflict"] = report["class_name_a"] != report["class_name_b"]
+    if "patient_id" in meta:
+        report["same_patient"] = [same_patient(fa, pa, fb, pb) for fa, pa, fb, pb in
+                                  zip(report["file_a"], report["patient_id_a"], report["file_b"], report["patient_id_b"])]
     return report
+
+
+def same_patient(file_a: str, patient_a: str, file_b: str, patient_b: str) -> str:
+    """Whether two images are of one patient: ``"yes"``, ``"no"``, or ``"unknown"`` when a side names no patient.
+
+    A patient id equal to the file's stem means neither metadata nor the file
+    name named one (:func:`xrayutils.datasets.patient_id`).
+
+    >>> same_patient("person1_virus_6.jpeg", "person1", "person1_virus_8.jpeg", "person1")
+    'yes'
+    >>> same_patient("person1_virus_6.jpeg", "person1", "person7_bacteria_2.jpeg", "person7")
+    'no'
+    >>> same_patient("scan.png", "scan", "person7_bacteria_2.jpeg", "person7")
+    'unknown'
+    """
+    if patient_a == patient_b:
+        return "yes"
+    named = patient_a != Path(file_a).stem and patient_b != Path(file_b).stem
+    return "no" if named else "unknown"
 
 
 def summarise_duplicates(report: pd.DataFrame) -> pd.DataFrame:

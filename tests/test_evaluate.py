@@ -194,6 +194,20 @@ def test_predictions_frame_marks_mistakes():
     np.testing.assert_allclose(table["p_normal"], [0.2, 0.3])
 
 
+def test_the_paired_difference_cancels_what_both_models_share_and_two_intervals_cannot():
+    # Two models right on the same 70 of 100 images, one of them on 5 more: their separate intervals overlap,
+    # the paired one never sees the second do worse on any resample.
+    y = np.array([0, 1] * 50)
+    a = np.where(np.arange(100) < 70, y, 1 - y).astype(float)
+    b = np.where(np.arange(100) < 75, y, 1 - y).astype(float)
+    d = evaluate.paired_difference("accuracy", y, b, a, n_resamples=300, seed=0)
+    assert d["value"] == pytest.approx(0.05) and d["low"] > 0
+    separate = [evaluate.proportion(70, 100), evaluate.proportion(75, 100)]
+    assert separate[0]["high"] > separate[1]["low"]  # what overlap would call "no difference"
+    auc = evaluate.paired_difference("roc_auc", y, a, a, n_resamples=50)
+    assert (auc["value"], auc["low"], auc["high"]) == (0.0, 0.0, 0.0)
+
+
 def test_balanced_accuracy_is_the_mean_recall():
     result = evaluate.point_metrics([0, 0, 1, 1], [0.2, 0.7, 0.8, 0.9], classes=["a", "b"])
     assert result["balanced_accuracy"] == pytest.approx(0.75)
@@ -205,10 +219,11 @@ def test_leaderboard_sorts_by_the_metric_and_tests_each_model_against_the_best()
     bad = 1 - y
     bad[:2] = y[:2]
     ci = lambda v: {"accuracy": {"value": v, "low": v - 0.1, "high": v + 0.1}}  # noqa: E731
-    board = evaluate.leaderboard({"bad": ci(0.45), "good": ci(1.0)}, {"bad": bad, "good": good}, y, metric="accuracy", columns=["accuracy"])
+    board = evaluate.leaderboard({"bad": ci(0.45), "good": ci(1.0)}, {"bad": bad, "good": good}, y, metric="accuracy", columns=["accuracy"],
+                                 n_resamples=200)
     assert board["model"].tolist() == ["good", "bad"]
-    assert np.isnan(board.loc[1, "mcnemar_p_vs_best"])
-    assert board.loc[2, "mcnemar_p_vs_best"] < 0.001  # 18 images only the best gets right
+    assert board.loc[1, "minus the best"] == "–" and board.loc[1, "told apart"] == "–"
+    assert board.loc[2, "minus the best"].startswith("-0.900 [") and board.loc[2, "told apart"] == "yes"  # 18 of 20 images
     with pytest.raises(ValueError, match="must be one of the columns"):
         evaluate.leaderboard({"good": ci(1.0)}, {"good": good}, y, metric="roc_auc", columns=["accuracy"])
 

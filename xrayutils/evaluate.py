@@ -423,6 +423,42 @@ def ranking_score(
     return -np.inf if pd.isna(value) else float(value)
 
 
+def _balanced_accuracy(y_true: np.ndarray, y_prob: np.ndarray) -> float:
+    counts = confusion(np.asarray(y_true), predicted_classes(y_prob), as_probabilities(y_prob).shape[1])
+    support = counts.sum(axis=1)
+    return float(np.mean(np.diag(counts)[support > 0] / support[support > 0]))
+
+
+#: The leaderboard metrics as functions of ``(y_true, y_prob)``, for paired comparisons on resampled images.
+STATISTICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
+    "roc_auc": roc_auc,
+    "accuracy": lambda y_true, y_prob: float(np.mean(predicted_classes(y_prob) == np.asarray(y_true))),
+    "balanced_accuracy": _balanced_accuracy,
+}
+
+
+def paired_difference(
+    metric: str, y_true: np.ndarray, proba_a: np.ndarray, proba_b: np.ndarray, *,
+    n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0,
+) -> dict[str, float]:
+    """``metric`` of model a minus model b on the same test images, with a paired percentile bootstrap interval.
+
+    Each resample draws the same images for both models, so what they share (how
+    hard the drawn images are) cancels, which two separate intervals cannot do.
+    For ROC AUC this is the paired bootstrap DeLong's test approximates.
+
+    >>> y = np.array([0, 1] * 20)
+    >>> d = paired_difference("accuracy", y, y.astype(float), 1.0 - y, n_resamples=200)
+    >>> d["value"], d["low"] > 0
+    (1.0, True)
+    """
+    statistic, y = STATISTICS[metric], np.asarray(y_true)
+    a, b = as_probabilities(proba_a), as_probabilities(proba_b)
+    return _bootstrap(lambda idx: {"d": statistic(y[idx], a[idx]) - statistic(y[idx], b[idx])},
+                      {"d": statistic(y, a) - statistic(y, b)}, len(y),
+                      n_resamples=n_resamples, confidence=confidence, seed=seed, skip_nan=True)["d"]
+
+
 def leaderboard(
     results: dict[str, dict[str, dict[str, float]]],
     probabilities: dict[str, np.ndarray],
@@ -431,15 +467,19 @@ def leaderboard(
     metric: str,
     columns: list[str],
     per_seed: dict[str, pd.DataFrame] | None = None,
+    n_resamples: int = 1000,
+    seed: int = 0,
 ) -> pd.DataFrame:
-    """Models ranked by ``metric`` (best first), each column ``value [low, high]``, and McNemar against the best.
+    """Models ranked by ``metric`` (best first), each column ``value [low, high]``, and each one set against the best by ``metric``.
 
     ``probabilities`` holds each model's class probabilities on the same test
-    images (a 1-D array: P(class 1)); McNemar's test compares the most probable
-    classes, and ``mcnemar_p_vs_best`` is the exact p-value of the best model
-    against each other one.  With ``per_seed`` (each model's :func:`seed_metrics`)
+    images (a 1-D array: P(class 1)).  ``minus the best`` is :func:`paired_difference`
+    of ``metric``, model minus the best, on the same images; with several models
+    its interval is Bonferroni-corrected for the comparisons made (each at
+    ``1 - 0.05 / comparisons``), and ``told apart`` says whether it excludes zero.
+    The metric that ranks is the metric that tests.  With ``per_seed`` (each model's :func:`seed_metrics`)
     ``results`` and ``probabilities`` are the seed ensembles', the ranking is by
-    the mean over seeds, and every column gets a ``"<column> over seeds"`` twin
+    the mean over seeds, and ``metric`` gets a ``"<metric> over seeds"`` twin
     (mean ± sd).  A model whose every prediction is one class is not ranked
     (rank ``-``, listed last, ``decides`` says so): its accuracy is the class
     share, not a skill.  Nor is a model whose accuracy interval lies wholly below
@@ -455,18 +495,20 @@ def leaderboard(
     unranked = one_class | below
     order = sorted(results, key=lambda name: (name in unranked, -ranking_score(results, per_seed, name, metric)))
     best = order[0]
-    predictions = {name: predicted_classes(proba) for name, proba in probabilities.items()}
+    confidence = 1 - 0.05 / max(1, len(order) - 1)
     rows = []
     for rank, name in enumerate(order, start=1):
-        test = None if name == best else mcnemar_test(y_true, predictions[best], predictions[name])
         row = {"rank": "-" if name in unranked else rank, "model": name}
         if name in spreads:
             row["seeds"] = len(per_seed[name])
         for c in columns:
             row[c] = interval(results[name][c])
-            if name in spreads:
+            if name in spreads and c == metric:
                 row[f"{c} over seeds"] = spread_text(spreads[name][c])
-        row["mcnemar_p_vs_best"] = np.nan if test is None else test["p_value"]
+        d = None if name == best else paired_difference(metric, y_true, probabilities[name], probabilities[best],
+                                                        n_resamples=n_resamples, confidence=confidence, seed=seed)
+        row["minus the best"] = "–" if d is None else signed_interval(d)
+        row["told apart"] = "–" if d is None else "yes" if d["high"] < 0 or d["low"] > 0 else "no"
         row["decides"] = ("one class for all" if name in one_class
                           else f"no: accuracy below the constant answer's {constant:.3f}" if name in below else "yes")
         rows.append(row)

@@ -524,14 +524,14 @@ def coronahack_summary(board: pd.DataFrame, metric: str, n_test: int, left_out: 
         leader = ranked.iloc[0]
         lines.append(f"by {METRIC_NAMES.get(metric, metric)}, {leader['model']} leads with {leader[metric]} on {n_test} test images")
         others = ranked.iloc[1:]
-        if len(others) > 1:
-            clear = int((others["mcnemar_p_vs_best"] < 0.05).sum())
-            lines.append(f"McNemar's test separates the leader from {clear} of the other {prose.count(len(others), 'ranked model')}")
+        apart = others[others["told apart"] == "yes"]["model"].tolist()
+        name = METRIC_NAMES.get(metric, metric)
+        if len(others) and not apart:
+            lines.append(f"these {prose.count(len(ranked), 'model', words=True)} cannot be told apart on this test set: the paired "
+                         f"interval of each one's {name} minus the leader's holds zero")
         elif len(others):
-            other = others.iloc[0]
-            verb = "separates" if other["mcnemar_p_vs_best"] < 0.05 else "does not separate"
-            lines.append(f"McNemar's test on the same test images {verb} it from {other['model']} ({other[metric]}; "
-                         f"p {p_value(other['mcnemar_p_vs_best'])})")
+            lines.append(f"on the same test images, the paired interval of {name} tells the leader from {prose.join(apart)} "
+                         f"({len(apart)} of the other {prose.count(len(others), 'ranked model')}), not from the rest")
     for row in board[board.index == "-"].itertuples():
         lines.append(f"{row.model} is not ranked: " + ("it gives every test image the same class" if row.decides == "one class for all"
                                                        else f"its accuracy, {row.accuracy}, is below always answering the "

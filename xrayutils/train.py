@@ -685,7 +685,7 @@ def train_and_test(
             if protocol.batchnorm_momentum is not None:
                 models.set_batchnorm_momentum(model, protocol.batchnorm_momentum)
             cache = protocol.cache_features and caching.split_frozen(model) is not None
-            if protocol.cache_features and not cache:
+            if protocol.cache_features and not cache and protocol.seed == protocol.training_seeds[0]:  # once per model, not per seed
                 print(f"{name}: no frozen base, so no feature caching: the whole model trains on images")
             protocol = dataclasses.replace(protocol, cache_features=cache)
             splits = pipeline.make_datasets(

@@ -259,10 +259,6 @@ _INTERVAL = re.compile(r"\[[^\[\]]{0,40}\]")
 _WORDS = {"roc auc": "ROC AUC", "f1": "F1", "ece": "ECE"}
 
 
-#: How results files name a model, ``<chapter>/<model>``: a page names it ``<model> (<chapter number>)``.
-_MODEL_KEY = re.compile(r"^(\d\d)_[a-z0-9_]+/(\S+)$")
-
-
 def header(name: Any) -> Any:
     """A column or row name as a reader writes it: ``"roc_auc"`` -> ``"ROC AUC"``, ``"01_vgg16_binary/VGG16"`` -> ``"VGG16 (01)"``.
 
@@ -271,8 +267,8 @@ def header(name: Any) -> Any:
     """
     if not isinstance(name, str):
         return name
-    if key := _MODEL_KEY.match(name):
-        return f"{key[2]} ({key[1]})"
+    if results.MODEL_KEY.match(name):
+        return results.display_name(name)
     if "/" in name:
         return name
     text = name.replace("_", " ")
@@ -283,7 +279,7 @@ def _readable(value: Any) -> Any:
     """A text cell with a model's key as its name (:func:`header`) and each interval unbreakable inside its brackets."""
     if not isinstance(value, str):
         return value
-    return _INTERVAL.sub(lambda m: m[0].replace(" ", "\u00a0"), header(value) if _MODEL_KEY.match(value) else value)
+    return _INTERVAL.sub(lambda m: m[0].replace(" ", "\u00a0"), results.display_name(value))
 
 
 def _cell(value: Any) -> Any:

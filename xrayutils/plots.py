@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from xrayutils import evaluate, images, prose
+from xrayutils import evaluate, images, prose, results
 
 sns.set_theme(style="whitegrid", context="notebook")
 
@@ -472,7 +472,7 @@ def plot_reliability(bins: dict[str, pd.DataFrame], ece: dict[str, dict[str, flo
         ax.scatter(table["confidence"], table["accuracy"], s=20 + 300 * table["count"] / table["count"].sum(),
                    color=sns.color_palette()[0], zorder=3, label="bins (area: images)")
         ax.set(xlim=(0, 1.02), ylim=(-0.02, 1.02), xlabel="confidence (probability of the predicted class)",
-               ylabel="accuracy", title=f"{name}\nECE {ece[name]['value']:.3f} [{ece[name]['low']:.3f}, {ece[name]['high']:.3f}]")
+               ylabel="accuracy", title=f"{results.display_name(name)}\nECE {evaluate.interval(ece[name])}")
         ax.legend(fontsize="small", loc="upper left")
     return fig
 
@@ -494,7 +494,7 @@ def plot_class_rates(rates: dict[str, pd.DataFrame]) -> plt.Figure:
                         fmt="o", color=color, capsize=3, label="own test set" if where == "test" else "external (CoronaHack TEST)")
         ax.set_yticks(y, labels)
         ax.invert_yaxis()
-        ax.set(xlim=(-0.02, 1.02), xlabel="share (95% Wilson interval)", title=name)
+        ax.set(xlim=(-0.02, 1.02), xlabel="share (95% Wilson interval)", title=results.display_name(name))
     fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=2, fontsize="small")
     return fig
 
@@ -515,7 +515,7 @@ def plot_shares(shares: dict[str, dict[str, dict[str, float]]], *, xlabel: str) 
         if kept:
             ax.errorbar([ci["value"] for ci in kept], y[known] + offset, xerr=_interval_errors(kept), fmt="o",
                         color=sns.color_palette()[i], capsize=3, label=group)
-    ax.set_yticks(y, list(shares))
+    ax.set_yticks(y, [results.display_name(name) for name in shares])
     ax.invert_yaxis()
     ax.set(xlim=(-0.02, 1.02), xlabel=xlabel)
     fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=min(4, len(groups)), fontsize="small")

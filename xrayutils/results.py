@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
+import re
 import tempfile
 from dataclasses import dataclass
 from importlib import resources
@@ -45,6 +46,20 @@ PERFORMANCE = "performance"
 START = "index"
 #: The chapters that train models, in book order.
 MODELLING = (TASK1, TASK2, CORONAHACK)
+
+#: How results files and findings name a model: ``<chapter>/<model>`` (:func:`xrayutils.checks.key`).
+MODEL_KEY = re.compile(r"^(\d\d)_[a-z0-9_]+/(\S+)$")
+
+
+def display_name(name: str) -> str:
+    """A model's key as a page names it: ``"01_vgg16_binary/VGG16"`` -> ``"VGG16 (01)"``; any other name unchanged.
+
+    >>> display_name("03_coronahack_models/ResNet34"), display_name("thumbnails")
+    ('ResNet34 (03)', 'thumbnails')
+    """
+    key = MODEL_KEY.match(name) if isinstance(name, str) else None
+    return f"{key[2]} ({key[1]})" if key else name
+
 
 #: The chapters whose results a chapter reads: the runner runs them first.
 NEEDS: dict[str, tuple[str, ...]] = {

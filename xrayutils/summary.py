@@ -89,8 +89,9 @@ def model_card(record: dict[str, Any], findings: dict[str, str] | None = None) -
     if "metrics" in record:
         m = record["metrics"]
         lines.append(
-            f"- **Test metrics** (95% intervals: Wilson for accuracy, bootstrap for the others): accuracy {evaluate.interval(m['accuracy'])}, balanced "
-            f"accuracy {evaluate.interval(m['balanced_accuracy'])}, ROC AUC {evaluate.interval(m['roc_auc'])}"
+            f"- **Test metrics** (95% intervals: Wilson for accuracy, bootstrap for the others): "
+            f"accuracy {evaluate.interval(m['accuracy'])}, balanced accuracy {evaluate.interval(m['balanced_accuracy'])}, "
+            f"ROC AUC {evaluate.interval(m['roc_auc'])}"
             + (f"; one seed alone: ROC AUC {evaluate.spread_text(record['seed_spread']['roc_auc'])}." if "seed_spread" in record else ".")
         )
     else:

@@ -306,3 +306,27 @@ def test_coronahack_keeps_its_finding_and_counts_its_covid_images(data_dir):
     counted = audit.covid_images(ds.metadata)
     assert counted["train"]["covid"] == 1 and counted["train"]["filed as"] == {"pneumonia": {"covid": 1, "of": 6}}
     assert counted["test"]["covid"] == 0
+
+
+def test_dicom_and_other_files_in_a_class_folder_are_named_and_left_out(data_dir):
+    folder = data_dir / "covid-xray" / "two" / "train" / "covid"
+    (folder / "scan-1.dcm").write_bytes(b"DICM")
+    (folder / "scan-2.dcm").write_bytes(b"DICM")
+    (folder / "notes.txt").write_text("not an image")
+    (folder / ".DS_Store").write_bytes(b"")
+    with pytest.warns(UserWarning) as caught:
+        data = datasets.load("covid-xray", task="two", data_dir=data_dir)
+    said = [str(w.message) for w in caught]
+    assert any(text.startswith("2 files in the class folders of") and "a DICOM file: convert it to PNG first" in text for text in said)
+    assert any("notes.txt" in text and "not an image file the pipeline reads (.txt" in text for text in said)
+    assert sorted(data.skipped["file"]) == ["two/train/covid/notes.txt", "two/train/covid/scan-1.dcm", "two/train/covid/scan-2.dcm"]
+    assert not data.metadata["file"].str.endswith((".dcm", ".txt")).any()
+
+
+def test_a_class_folder_of_dicom_files_only_says_so(data_dir):
+    folder = data_dir / "covid-xray" / "two" / "test" / "normal"
+    for image in folder.iterdir():
+        image.unlink()
+    (folder / "scan.dcm").write_bytes(b"DICM")
+    with pytest.raises(datasets.DataNotFoundError, match=r"no images in .*normal \(1 other file, such as scan.dcm: a DICOM file"):
+        datasets.load("covid-xray", task="two", data_dir=data_dir)

@@ -342,7 +342,10 @@ def check_layout(name: str, root: Path, tasks: tuple[str, ...] = ("two", "all"))
                     if not folder.is_dir():
                         problems.append(f"missing folder {folder}")
                     elif not _image_files(folder):
-                        problems.append(f"no images in {folder}")
+                        others = _other_files(folder)
+                        files = f"{len(others)} other file{'s' if len(others) > 1 else ''}"
+                        problems.append(f"no images in {folder}" + (f" ({files}, such as {others[0].name}: {not_an_image(others[0])})"
+                                                                     if others else ""))
     elif name == ADULTS:
         if not (root / "metadata.csv").is_file():
             problems.append(f"missing file {root / 'metadata.csv'}")
@@ -369,6 +372,23 @@ def _check_name(name: str) -> None:
 
 def _image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def _other_files(folder: Path) -> list[Path]:
+    """The files of ``folder`` that are not images the pipeline reads (hidden files such as ``.DS_Store`` apart)."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() not in IMAGE_SUFFIXES and not p.name.startswith("."))
+
+
+def not_an_image(path: Path) -> str:
+    """Why a file in a class folder is left out, in words that say what to do about it.
+
+    >>> not_an_image(Path("x.dcm"))
+    'a DICOM file: convert it to PNG first (pydicom reads it, Pillow writes it); the pipeline reads .bmp, .gif, .jpeg, .jpg, .png'
+    """
+    reads = ", ".join(sorted(IMAGE_SUFFIXES))
+    if path.suffix.lower() in (".dcm", ".dicom"):
+        return f"a DICOM file: convert it to PNG first (pydicom reads it, Pillow writes it); the pipeline reads {reads}"
+    return f"not an image file the pipeline reads ({path.suffix or 'no suffix'}; it reads {reads})"
 
 
 # --------------------------------------------------------------------------- loading
@@ -462,13 +482,17 @@ def _covid_xray_rows(root: Path, task: str) -> tuple[pd.DataFrame, pd.DataFrame]
         if extra:
             warnings.warn(f"{root / task / split} holds folder(s) {extra} that are no class of task {task!r} "
                           f"({CLASSES[('covid-xray', task)]}): their images are not used", stacklevel=3)
-    rows = [
-        {"path": str(p), "file": str(p.relative_to(root)), "split": split, "class_name": cls}
-        for split in SPLITS
-        for cls in CLASSES[("covid-xray", task)]
-        for p in _image_files(root / task / split / cls)
-    ]
-    return pd.DataFrame(rows), _left_out([], "")
+    folders = [(split, cls, root / task / split / cls) for split in SPLITS for cls in CLASSES[("covid-xray", task)]]
+    rows = [{"path": str(p), "file": str(p.relative_to(root)), "split": split, "class_name": cls}
+            for split, cls, folder in folders for p in _image_files(folder)]
+    others = [p for _, _, folder in folders for p in _other_files(folder)]
+    for reason in dict.fromkeys(not_an_image(p) for p in others):  # one warning per kind of file, not one per file
+        kind = [p for p in others if not_an_image(p) == reason]
+        warnings.warn(f"{len(kind)} file{'s' if len(kind) > 1 else ''} in the class folders of {root / task} left out, such as "
+                      f"{kind[0].relative_to(root)}: {reason}", stacklevel=3)
+    left_out = pd.DataFrame({"file": [str(p.relative_to(root)) for p in others], "reason": [not_an_image(p) for p in others]},
+                            columns=["file", "reason"])
+    return pd.DataFrame(rows), left_out
 
 
 def _coronahack_class(row: pd.Series, task: str) -> str | None:

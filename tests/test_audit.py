@@ -132,3 +132,19 @@ def test_patients_in_both_splits_and_who_they_are():
     columns = ["images", "patients", "age, years", "no age", "female", "male"]
     assert who.loc["covid", columns].tolist() == [3, 2, "50-50, median 50", 1, 2, 1]
     assert who.loc["children", "age, years"] == "1-5 (Kermany et al.)" and who.loc["children", "sex unknown"] == 2
+
+
+@pytest.mark.parametrize("max_distance", [0, 1, 4, 9])
+def test_near_duplicate_pairs_match_the_full_distance_matrix(max_distance):
+    # Random hashes with planted near-copies (a few bits flipped) and many alike: the blockwise search must find
+    # exactly the pairs the full n x n matrix finds.
+    rng = np.random.default_rng(max_distance)
+    base = rng.random((300, 64)) < 0.5
+    alike = base[:40] ^ (rng.random((40, 64)) < 0.03)
+    hashes = np.vstack([base, alike, np.repeat(base[:1], 5, axis=0)])
+    full = audit.hamming_distances(hashes)
+    i, j = np.triu_indices(len(hashes), k=1)
+    expected = sorted((a, b, full[a, b]) for a, b in zip(i, j) if full[a, b] <= max_distance)
+    found = audit.near_duplicate_pairs(hashes, max_distance=max_distance, chunk=64)
+    assert sorted(map(tuple, found.tolist())) == [tuple(map(int, e)) for e in expected]
+    assert len(found) > 0

@@ -81,3 +81,15 @@ def test_every_xrayutils_call_in_a_code_cell_links_to_its_reference(tmp_path):
 def test_a_failed_chapters_page_may_show_its_traceback(tmp_path):
     html = CLEAN.replace("p &lt; 0.001.</p>", "p &lt; 0.001.</p><pre>Traceback (most recent call last):</pre>")
     assert pagecheck.check_book(_book(tmp_path, html), failed=("01_vgg16_binary",)) == []
+
+
+def test_the_reference_pages_are_read_for_machine_paths_and_may_name_what_they_document(tmp_path):
+    html_dir = _book(tmp_path, CLEAN)
+    api = html_dir / "book" / "api"
+    api.mkdir(parents=True)
+    (api / "runner.html").write_text("<html><body><main><dl><dt>load_profiles(path: Path = PosixPath('/home/me/clone/profiles.yml'))"
+                                     "</dt><dd>A NaN becomes null; {glue:text}`name` pastes it.</dd></dl></main></body></html>")
+    (api / "plan.html").write_text('<html><body><main><dt>STORED = Path("&lt;repository&gt;/xrayutils/measurements")</dt>'
+                                   "</main></body></html>")
+    found = pagecheck.check_book(html_dir)
+    assert [(p.page, p.what) for p in found] == [("book/api/runner.html", "a machine path")]

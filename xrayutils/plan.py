@@ -32,7 +32,7 @@ import keras
 import pandas as pd
 import tensorflow as tf
 
-from xrayutils import benchmark, caching, models, results, train
+from xrayutils import benchmark, caching, models, prose, results, train
 from xrayutils.protocol import TrainingProtocol
 
 #: The chapters that train: their study, dataset and task, and their models (chapter 03's come from ``model_names``).
@@ -249,7 +249,7 @@ def verdict(plan: pd.DataFrame, profile: str) -> str:
     if hours > GPU_ADVISED_HOURS:
         return (f"The {profile} profile's training would take about {hours:.1f} hours on this machine (a lower bound): "
                 "it is meant for a GPU.")
-    return f"The {profile} profile's training takes about {hours * 60:.0f} minutes on this machine (a lower bound)."
+    return f"The {profile} profile's training takes about {prose.duration(hours * 3600)} on this machine (a lower bound)."
 
 
 def last_build(build_dir: Path) -> pd.Series | None:

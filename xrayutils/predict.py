@@ -40,7 +40,8 @@ def load_model(path: str | Path) -> tuple[keras.Model, list[str]]:
         model = keras.models.load_model(path, compile=False)
     except Exception as error:  # noqa: BLE001 - Keras raises many kinds; the message says which
         first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        raise ModelFileError(f"{path} could not be loaded as a Keras model ({type(error).__name__}: {first[:200]})") from None
+        shown = first if len(first) <= 300 else first[:300].rsplit(" ", 1)[0] + " …"  # cut at a word, and say so
+        raise ModelFileError(f"{path} could not be loaded as a Keras model ({type(error).__name__}: {shown})") from None
     sidecar = path.with_suffix(".json")
     if sidecar.is_file():
         classes = json.loads(sidecar.read_text())["results"]["classes"]

@@ -68,7 +68,8 @@ def build(request: Build) -> int:
         timings = run_notebooks(notebooks, request.profile, request.overrides, build_dir, request.data_dir, request.jobs,
                                 force=request.force or bool(request.only))
         ok = [t["notebook"] for t in timings if t["status"] == "ok"]
-        failed = [t["notebook"] for t in timings if t["status"] != "ok"]
+        failed = [t["notebook"] for t in timings if t["status"] not in ("ok", "skipped")]
+        skipped = [t["notebook"] for t in timings if t["status"] == "skipped"]
         stopped = any(t["status"] == "stopped" for t in timings)
         below = results.floor_failures(build_dir / "outputs", floors, ok)
         if request.html and not stopped:  # with failed chapters too: their pages say where they stopped
@@ -89,8 +90,10 @@ def build(request: Build) -> int:
         print(f"\nStopped (Ctrl-C); not run: {', '.join(left) or 'none'}. The HTML was not rebuilt: the next build "
               "resumes where this one stopped.", file=sys.stderr)
         return 130
-    if failed:
-        print(f"\nFailed: {', '.join(failed)}", file=sys.stderr)
+    if failed or skipped:
+        said = [f"Failed: {', '.join(failed)}"] if failed else []
+        said += [f"not run, as they need results that were not made: {', '.join(skipped)}"] if skipped else []
+        print("\n" + "; ".join(said), file=sys.stderr)
         return 1
     return 0
 

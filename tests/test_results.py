@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import tempfile
 
 import pytest
 
@@ -126,3 +128,34 @@ def test_a_build_below_a_floor_fails_after_running_everything(floored, monkeypat
     malformed = [{"chapter": results.TASK1, "metric": "roc_auc"}]
     monkeypatch.setattr(parameters, "load_profiles", lambda: {"cpu": {"notebooks": {}, "floors": malformed}})
     assert cli.main(["build", "--profile", "cpu", "--build-dir", str(floored), "--no-html"]) == 2  # malformed: refused before running
+
+
+def test_a_write_that_fails_leaves_no_partial_file_and_the_old_result_intact(tmp_path, monkeypatch):
+    path = tmp_path / "results.json"
+    results.write_json_atomic(path, {"kept": 1})
+
+    class FullDisk(io.StringIO):
+        def write(self, text):
+            raise OSError(28, "No space left on device")
+
+    real = tempfile.NamedTemporaryFile
+
+    def full(*args, **kwargs):
+        handle = real(*args, **kwargs)
+        handle.write = FullDisk().write
+        return handle
+
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", full)
+    with pytest.raises(OSError, match="No space left"):
+        results.write_json_atomic(path, {"new": 2})
+    assert json.loads(path.read_text()) == {"kept": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
+
+
+def test_a_build_sweeps_the_partial_files_a_killed_writer_left(tmp_path):
+    folder = tmp_path / "outputs" / "00_data_exploration"
+    folder.mkdir(parents=True)
+    (folder / ".results.json.abc123.partial").write_text('{"half')
+    (folder / "results.json").write_text("{}")
+    assert [p.name for p in results.sweep_partial(tmp_path)] == [".results.json.abc123.partial"]
+    assert [p.name for p in folder.iterdir()] == ["results.json"]

@@ -95,15 +95,40 @@ NEAR_DUPLICATES_FILE = "near_duplicates.csv"
 
 # Writing
 
+#: The suffix of a file :func:`write_atomic` has not finished: never a result, removed by :func:`sweep_partial`.
+PARTIAL = ".partial"
+
+
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path`` and rename it: a reader never sees half a file."""
+    """Write ``text`` to a temporary file beside ``path`` and rename it: a reader never sees half a file.
+
+    When the write fails (a full disk) the temporary file is removed and
+    ``path``, if it existed, is left as it was.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as handle:
-        handle.write(text)
-        tmp = Path(handle.name)
-    tmp.chmod(0o644)  # NamedTemporaryFile makes files private; results are for every reader
-    tmp.replace(path)
+    handle = tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=PARTIAL, delete=False)  # noqa: SIM115
+    tmp = Path(handle.name)
+    try:
+        with handle:
+            handle.write(text)
+        tmp.chmod(0o644)  # NamedTemporaryFile makes files private; results are for every reader
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def sweep_partial(folder: Path) -> list[Path]:
+    """Remove the unfinished files a killed process left under ``folder`` (:data:`PARTIAL`); the ones removed.
+
+    The runner calls it when a build starts, under the build's lock, so no
+    writer of this build folder is running.
+    """
+    left = sorted(Path(folder).rglob(f".*{PARTIAL}")) if Path(folder).is_dir() else []
+    for path in left:
+        path.unlink(missing_ok=True)
+    return left
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:

@@ -64,6 +64,8 @@ def build(request: Build) -> int:
     floors = profile_floors(request.profile)
     build_dir = request.build_dir
     with build_lock(build_dir):
+        for path in results.sweep_partial(build_dir):
+            print(f"Removed {path.relative_to(build_dir)}: a file an earlier build did not finish writing")
         extra = {"fetch data": fetch(request.data_dir)}
         timings = run_notebooks(notebooks, request.profile, request.overrides, build_dir, request.data_dir, request.jobs,
                                 force=request.force or bool(request.only))

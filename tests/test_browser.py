@@ -12,19 +12,25 @@ pytestmark = pytest.mark.skipif(browser.chromium() is None, reason="no chromium 
 
 PAGE = """<!DOCTYPE html><html><head><style>body {{ margin: 0 }} article {{ width: 800px; margin-left: 200px }}</style></head>
 <body><article class="bd-article"><h1>Task 1</h1><p>Accuracy 0.903 [0.823, 0.968].</p>
-<div style="overflow-x: auto; max-width: 100%"><table><tr><td style="white-space: nowrap">{wide_in_a_box}</td></tr></table></div>
+<div style="overflow-x: auto; max-width: 100%"><table><tr><td style="white-space: {wrap}">{long_cell}</td></tr></table></div>
 {extra}</article></body></html>"""
 
 
-def _check(tmp_path, extra=""):
+def _check(tmp_path, extra="", wrap="normal"):
     (tmp_path / "notebooks").mkdir()
     page = tmp_path / "notebooks" / "01_vgg16_binary.html"
-    page.write_text(PAGE.format(wide_in_a_box="x " * 600, extra=extra))
+    page.write_text(PAGE.format(long_cell="x " * 600, wrap=wrap, extra=extra))
     return [(p.what, p.text) for p in browser.check_pages([page], tmp_path)]
 
 
-def test_a_page_that_fits_passes_a_wide_table_in_its_scroll_box_included(tmp_path):
+def test_a_page_that_fits_passes_a_long_cell_wrapping_in_its_table(tmp_path):
     assert _check(tmp_path) == []
+
+
+def test_a_table_wider_than_the_column_fails_even_inside_its_scroll_box(tmp_path):
+    problems = _check(tmp_path, wrap="nowrap")  # the reader would scroll sideways to find the deciding column
+    assert [what for what, _ in problems] == ["a table wider than the text column"]
+    assert "in a 800 px column" in problems[0][1]
 
 
 def test_a_page_made_too_wide_fails(tmp_path):

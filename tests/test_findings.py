@@ -69,7 +69,11 @@ def outputs(tmp_path):
             "01_vgg16_binary/VGG16": [{"class": "normal", "measure": "recall", "value_test": 1.0, "low_test": 0.89, "high_test": 1.0,
                                        "value_external": 0.93, "low_external": 0.84, "high_external": 0.97}],
             "02_vgg16_vs_alexnet/AlexNet": [{"class": "normal", "measure": "recall", "value_test": 0.61, "low_test": 0.44,
-                                             "high_test": 0.76, "value_external": 0.33, "low_external": 0.23, "high_external": 0.46}]}},
+                                             "high_test": 0.76, "value_external": 0.33, "low_external": 0.23, "high_external": 0.46},
+                                            {"class": "pneumonia_vir", "measure": "recall", "value_test": 0.81, "low_test": 0.64,
+                                             "high_test": 0.91, "value_external": 0.12, "low_external": 0.07, "high_external": 0.2},
+                                            {"class": "covid", "measure": "recall", "value_test": 0.9, "low_test": 0.75,
+                                             "high_test": 0.97, "value_external": None, "low_external": None, "high_external": None}]}},
     }
     (tmp_path / results.TRUST_CHECKS).mkdir()
     (tmp_path / results.TRUST_CHECKS / results.RESULTS_FILE).write_text(json.dumps({"provenance": {}, "results": trust}))
@@ -87,6 +91,10 @@ def test_the_start_page_leads_with_the_adults_then_external_data_then_the_publis
     external = found[1].text
     assert "the task-1 VGG16's normal recall shows no clear change" in external
     assert "the task-2 AlexNet's normal recall falls from 0.61 [0.44, 0.76]" in external
+    # the larger shift is in viral pneumonia (COVID-19 has no external images: no rate there to compare)
+    assert ("; its largest shift: viral pneumonia recall falls from 0.81 [0.64, 0.91] on its own test set to 0.12 [0.07, 0.20] "
+            "on the external images") in external
+    assert external.count("largest shift") == 1  # the task-1 VGG16's only class here is normal
     reproduction = found[2].text
     assert "a frozen, randomly initialised VGG16 base" in reproduction
     assert "AlexNet is ahead of VGG16 here (0.710 against 0.610), the reverse of the published order" in reproduction

@@ -278,20 +278,42 @@ def within_finding(trust: Mapping[str, Any]) -> Finding | None:
     return Finding(lead, f"On {who}: " + "; ".join(within.get("verdicts", {}).values()))
 
 
+#: How a sentence names a class of the data.
+CLASS_WORDS = {"covid": "COVID-19", "normal": "normal", "pneumonia": "pneumonia", "pneumonia_bac": "bacterial pneumonia",
+               "pneumonia_vir": "viral pneumonia"}
+
+
 def external_clauses(rates: Mapping[str, Any]) -> tuple[list[str], int]:
     """One clause per model on its normal recall, own test set against the external images, and how many fall.
 
+    Where another class's recall moved more than normal's, the clause says that
+    too: the external images hold pneumonia as well, and its shift can be the larger.
     ``rates`` maps a model (:func:`xrayutils.checks.key`) to its
     :func:`~xrayutils.checks.rates_beside` table or that table's records.
     """
     clauses, falls = [], 0
     for name, rows in rates.items():
-        row = checks.class_rate(pd.DataFrame(rows), "normal")
+        shifts = recall_shifts(pd.DataFrame(rows))
+        own, external = shifts["normal"]
+        falls += prose.change(own, external) == "falls"
+        clause = prose.external_change(_model_name(name), "normal recall", own, external)
+        largest = max(shifts, key=lambda c: abs(shifts[c][1]["value"] - shifts[c][0]["value"]))
+        if largest != "normal":
+            moved = prose.external_change("", f"{CLASS_WORDS.get(largest, largest)} recall", *shifts[largest]).removeprefix("'s ")
+            clause += f"; its largest shift: {moved}"
+        clauses.append(clause)
+    return clauses, falls
+
+
+def recall_shifts(table: pd.DataFrame) -> dict[str, tuple[dict[str, float], dict[str, float]]]:
+    """Each class's recall on the own test set and on the external images (both defined), by class."""
+    shifts = {}
+    for row in table[table["measure"] == "recall"].to_dict("records"):
         own = {p: row[f"{p}_test"] for p in ("value", "low", "high")}
         external = {p: row[f"{p}_external"] for p in ("value", "low", "high")}
-        falls += prose.change(own, external) == "falls"
-        clauses.append(prose.external_change(_model_name(name), "normal recall", own, external))
-    return clauses, falls
+        if not (pd.isna(own["value"]) or pd.isna(external["value"])):
+            shifts[row["class"]] = (own, external)
+    return shifts
 
 
 def external_finding(trust: Mapping[str, Any]) -> Finding | None:

@@ -254,8 +254,8 @@ def adults_finding(trust: Mapping[str, Any]) -> Finding | None:
         text += (f". A logistic regression on {source['thumbnail']}x{source['thumbnail']} grey thumbnails tells adults' "
                  f"images from children's with ROC AUC {evaluate.interval(auc, 2)}")
         if confounded and auc["value"] >= checks.NEAR_PERFECT_AUC:
-            text += (". Every COVID-19 image here is an adult's and every other image a child's, so these scores measure, "
-                     "at least in part, age and source, not COVID-19")
+            text += (". The COVID-19 images here are adults' (nearly all: chapter 00 gives their ages) and every other image "
+                     "a child's, so these scores measure, at least in part, age and source, not COVID-19")
     return Finding(lead, text)
 
 

@@ -162,15 +162,18 @@ def against_published(records: list[dict[str, Any]], reported: pd.DataFrame) -> 
 
 
 def accuracies_beside_published(records: list[dict[str, Any]], reported: pd.DataFrame) -> tuple[dict, dict]:
-    """Test accuracy of every model that ran, and the published accuracy of those the studies reported, by label.
+    """Test accuracy of every model that ran, and the published test accuracy of those the studies reported, by label.
 
     The labels (``"VGG16 (01)"``) are those of the summary's leaderboard figure.
+    A published number measured on validation images (task 1's) is left out:
+    the figure's axis is test accuracy, and the tables give it with what it measured.
     """
     ran = {f"{r['model']} ({r['chapter'][:2]})": r for r in records if "metrics" in r}
     papers = {label: published.row(reported, r["chapter"], r["model"]) for label, r in ran.items()}
     return (
         {label: r["metrics"] for label, r in ran.items()},
-        {label: paper["accuracy"] for label, paper in papers.items() if paper is not None},
+        {label: paper["accuracy"] for label, paper in papers.items()
+         if paper is not None and str(paper["split"]).lower().startswith("test")},
     )
 
 

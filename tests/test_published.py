@@ -93,3 +93,15 @@ def test_the_comparison_table_and_the_settings_give_each_model_its_own():
     setup = published.setup_beside(rows, protocol, frames, weights)
     assert setup.loc["epochs"].tolist() == ["100", "VGG16 100, AlexNet 10"]
     assert setup.loc["image size"].tolist() == ["224", "128"]
+
+
+def test_the_comparison_shows_only_the_metrics_the_study_reported():
+    import pandas as pd
+
+    from xrayutils.models import Weights
+
+    frames = {"train": pd.DataFrame(index=range(256)), "validation": pd.DataFrame(index=range(64)), "test": pd.DataFrame(index=range(124))}
+    ci = {"value": 0.68, "low": 0.59, "high": 0.76}
+    table = published.compare({"AlexNet": {"accuracy": ci, "roc_auc": ci}}, published.chapter_rows(results.TASK2), ["accuracy", "roc_auc"],
+                              protocol=_cpu_protocol(), frames=frames, weights={"AlexNet": Weights(None, "random")}, source="here")
+    assert list(table.columns) == ["model", "source", "test images", "accuracy", "like for like"]  # the study gave no ROC AUC

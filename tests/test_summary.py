@@ -49,23 +49,29 @@ def outputs(tmp_path):
 
 def test_summary_table_from_two_results_files(outputs):
     assert results.modelling_chapters(outputs) == ["01_vgg16_binary", "03_coronahack_models"]
-    table = summary.summary_table(results.model_records(outputs), published.table())
+    table = summary.summary_table(results.model_records(outputs))
     assert table["model"].tolist() == ["VGG16", "Xception", "ResNet34", "VGG19"]
     vgg16 = table.iloc[0]
     assert vgg16["accuracy"] == "0.800 [0.700, 0.900]" and vgg16["ROC AUC"] == "0.850 [0.750, 0.950]"
     assert vgg16["weights"] == "ImageNet" and vgg16["test images"] == 62 and vgg16["chapter"] == "01"
-    assert vgg16["published"] == "accuracy 0.900 [0.699, 0.972] (20 validation (last epoch) images)"  # 18 of 20
+    assert table.iloc[2]["weights"] == "random"
+    assert table.iloc[3]["accuracy"] == "failed: ResourceExhaustedError: out of memory"
+    assert not any("…" in str(v) for v in table.to_numpy().ravel())
+
+
+def test_the_published_table_sets_each_reported_accuracy_beside_ours_with_the_difference_and_every_unlike_setting(outputs):
+    table = summary.published_table(results.model_records(outputs), published.table()).set_index("model")
+    assert list(table.index) == ["VGG16 (01)", "Xception (03)", "ResNet34 (03)"]  # the failed VGG19 has nothing to set beside
+    vgg16 = table.loc["VGG16 (01)"]
+    assert vgg16["published"] == "0.900 [0.699, 0.972] (20 validation (last epoch) images)"  # 18 of 20
+    assert vgg16["here minus published"].endswith(": no difference detected")
     assert vgg16["like for like"] == ("no: a validation (last epoch) score there; 128 px here, 224 there; 3 epochs here, 40 there; "
                                       "adamax at 0.001 here, Adam at 0.0005 there; 12 training images here, 130 there; "
                                       "62 test images here, 20 there")
-    resnet = table.iloc[2]
-    # CoronaHack's "ROC AUC" came from hard labels: it stands as a balanced accuracy, not beside ROC AUC
-    assert resnet["published"] == "balanced accuracy 0.924 (624 TEST images)"
-    assert resnet["like for like"] == ("no: 128 px here, 150 there; 3 epochs here, 100 there; 10 batch here, 64 there; "
-                                       "adam at 0.001 here, Adam at 0.0001 there; 12 training images here, 5,286 there")
-    assert resnet["weights"] == "random"
-    assert table.iloc[3]["accuracy"] == "failed: ResourceExhaustedError: out of memory"
-    assert not any("…" in str(v) for v in table.to_numpy().ravel())
+    assert table.loc["Xception (03)", "here minus published"].endswith(": lower")  # 0.60 against 570 of 624
+    assert table.loc["ResNet34 (03)", "like for like"] == ("no: 128 px here, 150 there; 3 epochs here, 100 there; 10 batch here, "
+                                                          "64 there; adam at 0.001 here, Adam at 0.0001 there; "
+                                                          "12 training images here, 5,286 there")
 
 
 def test_best_model_skips_failed_ones_and_each_accuracy_is_set_against_the_published_by_their_difference(outputs):

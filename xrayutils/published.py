@@ -110,8 +110,9 @@ def compare(
     """Our models and the published ones in one table, by model name, each published accuracy with its Wilson interval.
 
     ``results`` maps a model name to :func:`~xrayutils.evaluate.bootstrap_metrics`
-    output; ``rows`` are the chapter's rows of :func:`table` (a metric the study did
-    not report shows as ``-``); ``weights`` maps model names to
+    output; ``rows`` are the chapter's rows of :func:`table`: only the metrics the
+    study reported are compared (the chapter's own table has the rest), and one it
+    reported for some models only shows as ``-``; ``weights`` maps model names to
     :class:`~xrayutils.models.Weights`.  The ``like for like`` column is :func:`unlike`'s verdict.
     """
     n_train, n_test = len(frames["train"]) + len(frames.get("validation", ())), len(frames["test"])
@@ -127,8 +128,13 @@ def compare(
             shown["accuracy"] = evaluate.interval(accuracy(paper))
         reasons = unlike(paper, protocol.for_model(name), pretrained=weights[name].pretrained, n_train=n_train, n_test=n_test)
         table.append({"model": name, "source": f"published ({paper['split']})", "test images": int(paper["n_test"]),
-                      **shown, "like for like": like_for_like(reasons)})
-    return pd.DataFrame(table)
+                      **shown, "like for like": like_for_like(reasons), "_published": True})
+    frame = pd.DataFrame(table)
+    if "_published" not in frame:
+        return frame
+    theirs = frame["_published"].eq(True)
+    unreported = [m for m in metric_names if (frame.loc[theirs, m] == "-").all()]
+    return frame.drop(columns=[*unreported, "_published"])
 
 
 def _first(rows: pd.DataFrame) -> pd.Series | None:

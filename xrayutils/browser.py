@@ -44,11 +44,12 @@ _TOO_WIDE = """() => {
 _WIDE_TABLES = """() => {
   const column = document.querySelector("article.bd-article") || document.body;
   const width = column.getBoundingClientRect().width;
-  return [...column.querySelectorAll("table")].filter((t) => t.scrollWidth > width + 2).map((t) => {
+  const room = (t) => Math.min(width, (t.closest("div.cell_output") || column).getBoundingClientRect().width);
+  return [...column.querySelectorAll("table")].filter((t) => t.scrollWidth > room(t) + 2).map((t) => {
     const head = [...t.querySelectorAll("thead th")].map((th) => th.textContent.trim()).filter((x) => x).slice(0, 4).join(" | ");
     const section = t.closest("section");
     const where = section && section.querySelector("h1, h2, h3") ? section.querySelector("h1, h2, h3").textContent.trim() : "";
-    return `${Math.round(t.scrollWidth)} px in a ${Math.round(width)} px column (section "${where.replace(/#$/, "")}"; columns ${head})`;
+    return `${Math.round(t.scrollWidth)} px in a ${Math.round(room(t))} px column (section "${where.replace(/#$/, "")}"; columns ${head})`;
   });
 }"""
 _BROKEN_IMAGES = "() => [...document.images].filter((i) => !i.complete || i.naturalWidth === 0).map((i) => i.src)"

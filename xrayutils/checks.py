@@ -297,10 +297,10 @@ def metric_change(rescored: dict[str, Any], metric: str = "accuracy") -> float:
 
 
 def leakage_table(rescored: dict[str, dict[str, Any]]) -> pd.DataFrame:
-    """Per model: test images, how many were removed, and accuracy and ROC AUC with and without them."""
+    """Per model: how many of its test images were removed, and accuracy and ROC AUC with and without them."""
     rows = []
     for name, r in rescored.items():
-        row = {"model": name, "test images": r["n_all"], "removed": r["n_removed"]}
+        row = {"model": name, "removed": f"{r['n_removed']} of {r['n_all']}"}
         for metric in ("accuracy", "roc_auc"):
             row[f"{metric}, all"] = evaluate.interval(r["all"][metric])
             row[f"{metric}, without duplicates"] = evaluate.interval(r["without"][metric]) if r["without"] else "no image left"

@@ -499,8 +499,6 @@ def leaderboard(
     rows = []
     for rank, name in enumerate(order, start=1):
         row = {"rank": "-" if name in unranked else rank, "model": name}
-        if name in spreads:
-            row["seeds"] = len(per_seed[name])
         for c in columns:
             row[c] = interval(results[name][c])
             if name in spreads and c == metric:

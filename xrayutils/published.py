@@ -83,7 +83,8 @@ def unlike(paper: pd.Series, protocol: TrainingProtocol, *, pretrained: bool, n_
     if paper["pretrained"] == "imagenet" and not pretrained:
         reasons.append("ImageNet weights there, random here")
     def differ(pairs: dict[str, tuple[int, int]]) -> list[str]:
-        return [f"{ours:,} {what} here, {published:,} there" for what, (ours, published) in pairs.items() if ours != published]
+        return [f"{ours:,} {what[:-1] if ours == 1 and what.endswith('s') else what} here, {published:,} there"
+                for what, (ours, published) in pairs.items() if ours != published]
 
     reasons += differ({"px": (protocol.image_size, int(paper["image_size"])), "epochs": (protocol.num_epochs, int(paper["epochs"])),
                        "batch": (protocol.batch_size, int(paper["batch_size"]))})

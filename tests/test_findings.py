@@ -186,6 +186,9 @@ def test_chapter_03s_summary_flags_the_model_below_the_constant_answer_and_one_s
     assert "InceptionV3 leads with 0.900 [0.87, 0.93] on 624 test images" in text
     assert "ResNet34 is not ranked: its accuracy, 0.473 [0.43, 0.51], is below always answering" in text
     assert "with 1 training seed per model the ranking shows no luck of training" in text
+    errors = {"ResNet34": "calls 111 of 234 normal images pneumonia and misses 2 of 390 pneumonias"}
+    assert "ResNet34 calls 111 of 234 normal images pneumonia" in " ".join(
+        findings.coronahack_summary(board, "roc_auc", 624, [], 1, weights, errors))
     assert "told" not in text  # one ranked model: nothing to tell it from
     ranked = board.rename(index={"-": 2})
     text = " ".join(findings.coronahack_summary(ranked, "roc_auc", 624, [], 1, weights))

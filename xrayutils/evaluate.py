@@ -423,6 +423,18 @@ def ranking_score(
     return -np.inf if pd.isna(value) else float(value)
 
 
+def error_counts(y_true: np.ndarray, y_prob: np.ndarray, classes: list[str]) -> str:
+    """Which way a binary model is wrong, in counts: ``"calls 111 of 234 normal images pneumonia and misses 102 of 390 pneumonias"``.
+
+    >>> error_counts([0, 0, 1, 1, 1], [0.9, 0.2, 0.1, 0.8, 0.7], ["normal", "pneumonia"])
+    'calls 1 of 2 normal images pneumonia and misses 1 of 3 pneumonias'
+    """
+    counts = confusion(np.asarray(y_true), predicted_classes(y_prob), len(classes))
+    negative, positive = classes[0], classes[1]
+    return (f"calls {counts[0, 1]} of {counts[0].sum()} {negative} images {positive} and misses "
+            f"{counts[1, 0]} of {counts[1].sum()} {positive}s")
+
+
 def _balanced_accuracy(y_true: np.ndarray, y_prob: np.ndarray) -> float:
     counts = confusion(np.asarray(y_true), predicted_classes(y_prob), as_probabilities(y_prob).shape[1])
     support = counts.sum(axis=1)

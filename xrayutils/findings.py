@@ -535,8 +535,12 @@ METRIC_NAMES = {"roc_auc": "ROC AUC", "accuracy": "accuracy", "balanced_accuracy
 
 
 def coronahack_summary(board: pd.DataFrame, metric: str, n_test: int, left_out: list[str], n_seeds: int,
-                       weights: Mapping[str, Any]) -> list[str]:
-    """Chapter 03's summary list: the leader with its interval, who is below the constant answer, what one seed cannot show."""
+                       weights: Mapping[str, Any], errors: Mapping[str, str] | None = None) -> list[str]:
+    """Chapter 03's summary list: the leader, who is below the constant answer, each model's errors, what one seed cannot show.
+
+    ``errors`` maps a model to :func:`xrayutils.evaluate.error_counts`' sentence:
+    a ranking says nothing of which way a model is wrong, a clinician needs both.
+    """
     ranked = board[board.index != "-"]
     lines = [f"{prose.count(len(board), 'model')} ran under one protocol, each with {prose.count(n_seeds, 'training seed')}"
              + (f"; left out: {prose.join(left_out)}" if left_out else "")]
@@ -554,6 +558,7 @@ def coronahack_summary(board: pd.DataFrame, metric: str, n_test: int, left_out: 
         elif len(others):
             lines.append(f"on the same test images, the paired interval of {name} tells the leader from {prose.join(apart)} "
                          f"({len(apart)} of the other {prose.count(len(others), 'ranked model')}), not from the rest")
+    lines += [f"{name} {said}" for name, said in (errors or {}).items()]
     for row in board[board.index == "-"].itertuples():
         lines.append(f"{row.model} is not ranked: " + ("it gives every test image the same class" if row.decides == "one class for all"
                                                        else f"its accuracy, {row.accuracy}, is below always answering the "

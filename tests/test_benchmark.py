@@ -95,7 +95,7 @@ def test_seed_comparison_takes_differences_seed_by_seed():
     rows = {row["style"]: row for row in benchmark.seed_comparison(table).to_dict("records")}
     # the seeds differ by 0.3, but the cached style is 0.1 better on every seed: a paired interval of zero width
     assert rows[benchmark.STYLES[0]]["accuracy minus original [95% CI]"] == "+0.100 [+0.100, +0.100]"
-    assert rows[benchmark.STYLES[1]]["accuracy minus original [95% CI]"] == "+0.000 [+0.000, +0.000]"
+    assert rows[benchmark.STYLES[1]]["accuracy minus original [95% CI]"] == "0.000 [0.000, 0.000]"
     assert rows[benchmark.STYLES[2]]["accuracy"] == "0.750 ± 0.150 (mean ± sd of 3 seeds)"
 
 

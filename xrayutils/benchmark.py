@@ -128,6 +128,8 @@ class Measurement:
 
 
 def _compile(model: keras.Model, protocol: TrainingProtocol) -> None:
+    """Compile as ``protocol`` says; op determinism set as training sets it, since Keras silently drops XLA while it is on."""
+    train.set_seed(protocol.seed, protocol.jit_compile)
     train.compile_model(model, num_classes=max(2, model.output_shape[-1]), optimizer=protocol.optimizer,
                         learning_rate=protocol.learning_rate, jit_compile=protocol.jit_compile)
 

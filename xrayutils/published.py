@@ -82,6 +82,7 @@ def unlike(paper: pd.Series, protocol: TrainingProtocol, *, pretrained: bool, n_
     reasons = [] if str(paper["split"]).lower().startswith("test") else [f"a {paper['split']} score there"]
     if paper["pretrained"] == "imagenet" and not pretrained:
         reasons.append("ImageNet weights there, random here")
+
     def differ(pairs: dict[str, tuple[int, int]]) -> list[str]:
         return [f"{ours:,} {what[:-1] if ours == 1 and what.endswith('s') else what} here, {published:,} there"
                 for what, (ours, published) in pairs.items() if ours != published]

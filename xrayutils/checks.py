@@ -253,7 +253,7 @@ def shortcut_scores(tests: dict[str, ShortcutTest]) -> dict[str, dict[str, Any]]
 
 def shortcut_verdict(record: dict[str, Any], hidden: dict[str, Any] | None) -> str:
     """What the lungs-hidden model's ROC AUC interval says: the border alone separates the classes, or no evidence of it."""
-    model, chapter = record["model"], record["chapter"]
+    model, chapter = record["model"], f"chapter {record['chapter'][:2]}"
     if hidden is None:
         return f"the lungs-hidden {model} of {chapter} failed to train, so the test is open"
     auc = evaluate.interval(hidden["roc_auc"])

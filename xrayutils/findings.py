@@ -365,12 +365,13 @@ def trust_summary(trust: Mapping[str, Any], *, besides_findings: bool = False) -
         moved = max(abs(checks.metric_change(r)) for r in leakage.values() if r.get("without") is not None) \
             if any(r.get("without") is not None for r in leakage.values()) else float("nan")
         removed = max(r["n_removed"] for r in leakage.values())
-        lines.append(f"leakage: at most {prose.count(removed, 'near-duplicated test image')} of a chapter removed; "
+        lines.append("leakage: no chapter's test set had a near-duplicated image to remove" if not removed else
+                     f"leakage: at most {prose.count(removed, 'near-duplicated test image')} of a chapter removed; "
                      f"no accuracy moved by more than {evaluate.number(moved)}")
     for name, r in trust.get("patients", {}).items():
-        lines.append(f"patients and views ({name}): {checks.patient_view_text(r)}")
+        lines.append(f"patients and views ({results.display_name(name)}): {checks.patient_view_text(r)}")
     for name, a in trust.get("adults", {}).get("pneumonia_models", {}).items():
-        lines.append(f"adults without COVID-19 ({name}): it {a['verdict']}")
+        lines.append(f"adults without COVID-19 ({results.display_name(name)}): it {a['verdict']}")
     if besides_findings:
         return lines + _calibration(trust)
     clauses, _ = external_clauses(trust.get("external", {}).get("rates", {}))

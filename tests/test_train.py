@@ -100,6 +100,14 @@ def test_a_failing_model_is_reported_not_raised(splits, tmp_path, capsys):
     assert "cannot build this one" in capsys.readouterr().err
 
 
+def test_a_run_that_diverges_to_nan_fails_with_its_reason_and_saves_nothing(splits, tmp_path):
+    diverging = dataclasses.replace(PROTOCOL, optimizer="sgd", learning_rate=1e30)  # the first update overflows
+    result = _run(splits, tmp_path, protocol=diverging)
+    assert not result.ok and result.error.startswith("NotFinite: not finite: loss at epoch(s) ")
+    assert "weight tensor(s)" in result.error and "lower the learning rate" in result.error
+    assert not (tmp_path / "m.keras").exists()  # never saved, never scored as if it had trained
+
+
 def test_saved_model_predicts_like_the_trained_one(splits, tmp_path):
     data, frames = splits
     result = _run(splits, tmp_path)

@@ -702,6 +702,7 @@ def train_and_test(
             history["threads"] = cpu_threads()
             history["layers"] = models.describe(model)
         probabilities, seconds_per_image = evaluate.predict_proba(model, splits["test"])
+        check_finite(model, history, probabilities)
         if path is not None:
             save_model(model, path, classes=classes, history=history, provenance=provenance)
         weight_counts = dict(zip(("total", "trainable"), models.count_parameters(model)))
@@ -714,6 +715,33 @@ def train_and_test(
         model = None
         keras.backend.clear_session()
     return ModelRun(name, model, history, probabilities, seconds_per_image, None if path is None else Path(path), weight_counts)
+
+
+class NotFinite(ArithmeticError):
+    """A run whose weights, losses or test probabilities hold NaN or infinity: it failed, whatever ``fit`` returned."""
+
+
+def check_finite(model: keras.Model, history: dict[str, Any], probabilities: np.ndarray) -> None:
+    """Raise :class:`NotFinite`, naming what, when a run's numbers are not finite.
+
+    An overflow (a learning rate too high, half precision without loss scaling,
+    an empty batch on a replica) leaves NaN weights or losses while Keras
+    reports a finished ``fit``; saved and scored, such a model would be a row
+    of metrics computed on NaN.  One NaN is enough: an epoch that diverged
+    means the protocol did not train this model.
+    """
+    said = [f"{name} at epoch(s) {', '.join(str(i + 1) for i in np.flatnonzero(~np.isfinite(values)))}"
+            for name in ("loss", "val_loss") if len(values := np.asarray(history.get(name, []), dtype=float))
+            and not np.isfinite(values).all()]
+    bad = [w.path for w in model.weights if not np.isfinite(keras.ops.convert_to_numpy(w)).all()]
+    if bad:
+        said.append(f"{len(bad)} weight tensor(s), the first {bad[0]}")
+    unfinished = ~np.isfinite(np.asarray(probabilities, dtype=float))
+    if unfinished.any():
+        images = unfinished.any(axis=-1) if unfinished.ndim > 1 else unfinished
+        said.append(f"the test probabilities of {int(images.sum())} image(s)")
+    if said:
+        raise NotFinite("not finite: " + "; ".join(said) + " (lower the learning rate, or train in float32)")
 
 
 def run_label(name: str, seed: int) -> str:

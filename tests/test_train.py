@@ -244,7 +244,7 @@ def test_a_chapters_own_model_fit_and_augmentation_are_what_trains_and_what_is_r
 
     def small_head(input_shape, num_classes):
         inputs = keras.Input(input_shape)
-        x = layers.GlobalAveragePooling2D()(layers.Conv2D(4, 3, name="conv")(inputs))
+        x = layers.GlobalAveragePooling2D()(layers.Conv2D(4, 3, name="conv")(layers.Rescaling(1 / 255)(inputs)))  # raw pixels: NaN
         x = layers.Dropout(0.5, name="dropout")(layers.Dense(8, activation="relu", name="features")(x))
         return keras.Model(inputs, chapter_models.classifier(x, num_classes))
 

@@ -82,10 +82,11 @@ def perceptual_hashes(paths: Sequence[str], *, hash_size: int = 8) -> np.ndarray
     return np.asarray(hashes, dtype=bool).reshape(len(hashes), hash_size * hash_size)
 
 
-def hamming_distances(hashes: np.ndarray) -> np.ndarray:
-    """All pairwise Hamming distances, shape ``(n, n)``: bits that differ between two hashes."""
-    bits = hashes.astype(np.int32)
-    return bits @ (1 - bits).T + (1 - bits) @ bits.T
+def hamming_distances(hashes: np.ndarray, others: np.ndarray | None = None) -> np.ndarray:
+    """Hamming distances (bits that differ) from each of ``hashes`` to each of ``others`` (default: ``hashes``), shape ``(n, m)``."""
+    a = hashes.astype(np.int32)
+    b = a if others is None else others.astype(np.int32)
+    return a @ (1 - b).T + (1 - a) @ b.T
 
 
 def near_duplicate_pairs(hashes: np.ndarray, *, max_distance: int, chunk: int = 2048) -> np.ndarray:
@@ -120,11 +121,10 @@ def near_duplicate_pairs(hashes: np.ndarray, *, max_distance: int, chunk: int = 
 
 def _close_pairs(hashes: np.ndarray, members: np.ndarray, max_distance: int, chunk: int) -> np.ndarray:
     """The pairs of ``members`` (sorted indices) within ``max_distance``, compared ``chunk`` rows at a time."""
-    bits = hashes[members].astype(np.int16)
+    bits = hashes[members]
     out = []
     for start in range(0, len(members), chunk):
-        block = bits[start:start + chunk]
-        distances = block @ (1 - bits).T + (1 - block) @ bits.T
+        distances = hamming_distances(bits[start:start + chunk], bits)
         rows, cols = np.nonzero(distances <= max_distance)
         keep = rows + start < cols
         rows, cols = rows[keep], cols[keep]

@@ -265,12 +265,8 @@ def header(name: Any) -> Any:
     >>> header("roc_auc over seeds"), header("f1_macro"), header("02_vgg16_vs_alexnet/AlexNet"), header(3)
     ('ROC AUC over seeds', 'F1 macro', 'AlexNet (02)', 3)
     """
-    if not isinstance(name, str):
-        return name
-    if results.MODEL_KEY.match(name):
+    if not isinstance(name, str) or "/" in name:
         return results.display_name(name)
-    if "/" in name:
-        return name
     text = name.replace("_", " ")
     return re.sub(r"\b(roc auc|f1|ece)\b", lambda m: _WORDS[m[0]], text)
 
@@ -441,9 +437,9 @@ def measured_times(profile: str, path: Path = REPO_ROOT / "profiles.yml") -> lis
     """The whole book's recorded wall times under ``profile`` (``measured:`` in ``profiles.yml``); none where the file is not at hand."""
     if not path.is_file():  # an installed package: the profiles live in the repository
         return []
-    import yaml
+    from xrayutils.runner.parameters import load_profiles  # here: the runner imports this module
 
-    return yaml.safe_load(path.read_text()).get(profile, {}).get("measured", [])
+    return load_profiles(path).get(profile, {}).get("measured", [])
 
 
 def admonition(title: str, items: list[str], kind: str) -> str:

@@ -510,9 +510,9 @@ def adult_verdict(shares: dict[str, dict[str, float]], call: Call = CALLS["covid
     d = adult_difference(shares, call)
     said = (f"says {call.said} for {share_text(adults)} of {who}, against {share_text(own)} of {mine} "
             f"(difference {evaluate.signed_interval(d)})")
-    if d["low"] > 0:
+    if evaluate.side(d) > 0:
         return f"{said}: more often, so it answers to what the adults' images share (age, source), not to {call.said} alone"
-    if d["high"] < 0:
+    if evaluate.side(d) < 0:
         return f"{said}: fewer, so the adults' age and source do not by themselves make it say {call.said}"
     return (f"{said}: no difference detected at this number of images, so this check finds no sign, "
             "and no proof against, that age or source drive it")

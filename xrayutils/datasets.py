@@ -485,13 +485,11 @@ def _covid_xray_rows(root: Path, task: str) -> tuple[pd.DataFrame, pd.DataFrame]
     folders = [(split, cls, root / task / split / cls) for split in SPLITS for cls in CLASSES[("covid-xray", task)]]
     rows = [{"path": str(p), "file": str(p.relative_to(root)), "split": split, "class_name": cls}
             for split, cls, folder in folders for p in _image_files(folder)]
-    others = [p for _, _, folder in folders for p in _other_files(folder)]
-    for reason in dict.fromkeys(not_an_image(p) for p in others):  # one warning per kind of file, not one per file
-        kind = [p for p in others if not_an_image(p) == reason]
-        warnings.warn(f"{len(kind)} file{'s' if len(kind) > 1 else ''} in the class folders of {root / task} left out, such as "
-                      f"{kind[0].relative_to(root)}: {reason}", stacklevel=3)
-    left_out = pd.DataFrame({"file": [str(p.relative_to(root)) for p in others], "reason": [not_an_image(p) for p in others]},
-                            columns=["file", "reason"])
+    left_out = pd.DataFrame([{"file": str(p.relative_to(root)), "reason": not_an_image(p)}
+                             for _, _, folder in folders for p in _other_files(folder)], columns=["file", "reason"])
+    for reason, files in left_out.groupby("reason", sort=False)["file"]:  # one warning per kind of file, not one per file
+        warnings.warn(f"{len(files)} file{'s' if len(files) > 1 else ''} in the class folders of {root / task} left out, such as "
+                      f"{files.iloc[0]}: {reason}", stacklevel=3)
     return pd.DataFrame(rows), left_out
 
 

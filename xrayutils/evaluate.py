@@ -518,7 +518,7 @@ def leaderboard(
         d = None if name == best else paired_difference(metric, y_true, probabilities[name], probabilities[best],
                                                         n_resamples=n_resamples, confidence=confidence, seed=seed)
         row["minus the best"] = "–" if d is None else signed_interval(d)
-        row["told apart"] = "–" if d is None else "yes" if d["high"] < 0 or d["low"] > 0 else "no"
+        row["told apart"] = "–" if d is None else "yes" if side(d) else "no"
         row["decides"] = ("one class for all" if name in one_class
                           else f"no: accuracy below the constant answer's {constant:.3f}" if name in below else "yes")
         rows.append(row)
@@ -593,6 +593,17 @@ def proportion(successes: int, n: int, confidence: float = 0.95) -> dict[str, fl
         return {"value": float("nan"), "low": float("nan"), "high": float("nan")}
     ci = stats.binomtest(successes, n).proportion_ci(confidence, method="wilson")
     return {"value": successes / n, "low": float(ci.low), "high": float(ci.high)}
+
+
+def side(ci: dict[str, float], at: float = 0.0) -> int:
+    """Where the interval ``ci`` lies against ``at``: ``1`` wholly above, ``-1`` wholly below, ``0`` holding it (or undefined).
+
+    The one rule behind every "higher", "lower", "falls" and "told apart" of the book.
+
+    >>> side({"low": 0.1, "high": 0.3}), side({"low": -0.1, "high": 0.1}), side({"low": 0.4, "high": 0.6}, at=0.5)
+    (1, 0, 0)
+    """
+    return 1 if ci["low"] > at else -1 if ci["high"] < at else 0
 
 
 def difference(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:

@@ -244,7 +244,7 @@ def adults_finding(trust: Mapping[str, Any]) -> Finding | None:
         parts.append(f"{_model_name(name)} calls {adults['called']} of {adults['n']} ({evaluate.interval(adults, 2)}) of them "
                      f"COVID-19, against {own['called']} of {own['n']} ({evaluate.interval(own, 2)}) "
                      "of its own test images without COVID-19")
-    confounded = [n for n, c in models.items() if checks.adult_difference(c["shares"])["low"] > 0]
+    confounded = [n for n, c in models.items() if evaluate.side(checks.adult_difference(c["shares"])) > 0]
     lead = ("Adults without COVID-19 are called COVID-19." if confounded
             else "Adults without COVID-19 are not called COVID-19 more often than the models' own negatives.")
     text = "Shown X-rays of adults without COVID-19 from the COVID-19 images' own collection, " + "; ".join(parts)
@@ -266,7 +266,7 @@ def within_finding(trust: Mapping[str, Any]) -> Finding | None:
         return None
     first = next(iter(within["methods"].values()))["metrics"]["roc_auc"]
     headline = within.get("headline", {}).get("roc_auc")
-    lower = headline is not None and evaluate.difference(headline, first)["high"] < 0
+    lower = headline is not None and evaluate.side(evaluate.difference(headline, first)) < 0
     if first["low"] > 0.5:
         lead = "Without the children, less is left, though more than chance." if lower else \
             "Without the children, COVID-19 is still told from other adult findings."
@@ -337,7 +337,7 @@ def adults_short(models: Mapping[str, Any]) -> str:
     """How many COVID-19 detectors call adults without COVID-19 "COVID-19" more often than their own negatives, in one clause."""
     if not models:
         return "no model with a COVID-19 class was shown the adults without COVID-19"
-    more = [n for n, c in models.items() if checks.adult_difference(c["shares"])["low"] > 0]
+    more = [n for n, c in models.items() if evaluate.side(checks.adult_difference(c["shares"])) > 0]
     shares = prose.join(f"{_model_name(n)} {c['shares']['adults, all']['called']} of {c['shares']['adults, all']['n']}"
                         for n, c in models.items())
     if len(more) == len(models):
@@ -531,10 +531,6 @@ def p_value(p: float) -> str:
     return "< 0.001" if p < 0.001 else f"= {p:.3f}"
 
 
-#: How a sentence names a leaderboard's metric.
-METRIC_NAMES = {"roc_auc": "ROC AUC", "accuracy": "accuracy", "balanced_accuracy": "balanced accuracy"}
-
-
 def coronahack_summary(board: pd.DataFrame, metric: str, n_test: int, left_out: list[str], n_seeds: int,
                        weights: Mapping[str, Any], errors: Mapping[str, str] | None = None) -> list[str]:
     """Chapter 03's summary list: the leader, who is below the constant answer, each model's errors, what one seed cannot show.
@@ -549,10 +545,10 @@ def coronahack_summary(board: pd.DataFrame, metric: str, n_test: int, left_out: 
         lines.append("every model started from random weights: none of these numbers is the published fine-tuning of ImageNet models")
     if len(ranked):
         leader = ranked.iloc[0]
-        lines.append(f"by {METRIC_NAMES.get(metric, metric)}, {leader['model']} leads with {leader[metric]} on {n_test} test images")
+        lines.append(f"by {book.header(metric)}, {leader['model']} leads with {leader[metric]} on {n_test} test images")
         others = ranked.iloc[1:]
         apart = others[others["told apart"] == "yes"]["model"].tolist()
-        name = METRIC_NAMES.get(metric, metric)
+        name = book.header(metric)
         if len(others) and not apart:
             lines.append(f"these {prose.count(len(ranked), 'model', words=True)} cannot be told apart on this test set: the paired "
                          f"interval of each one's {name} minus the leader's holds zero")

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from xrayutils import evaluate, images, prose, results
+from xrayutils import book, evaluate, images, prose, results
 
 sns.set_theme(style="whitegrid", context="notebook")
 
@@ -351,7 +351,7 @@ def plot_shortcut_test(scores: dict[str, dict[str, dict[str, Any]]], metric: str
     ax.set_yticks(range(len(models)), models)
     ax.set_ylim(len(models) - 0.5, -0.5)
     ax.set_xlim(0, 1.02)
-    ax.set_xlabel(f"test {metric.replace('_', ' ').replace('roc auc', 'ROC AUC')} (95% interval)")
+    ax.set_xlabel(f"test {book.header(metric)} (95% interval)")
     _legend_off_the_data(ax, beside=True)
     return fig
 

@@ -129,12 +129,7 @@ def change(before: Mapping[str, float], after: Mapping[str, float]) -> str:
     >>> change({"value": .9, "low": .8, "high": .95}, {"value": .3, "low": .2, "high": .45})
     'falls'
     """
-    d = evaluate.difference(before, after)
-    if d["high"] < 0:
-        return "falls"
-    if d["low"] > 0:
-        return "rises"
-    return "holds"
+    return {-1: "falls", 0: "holds", 1: "rises"}[evaluate.side(evaluate.difference(before, after))]
 
 
 def external_change(model: str, measure: str, own: Mapping[str, float], external: Mapping[str, float]) -> str:
@@ -177,11 +172,8 @@ def difference(name: str, diff: Mapping[str, float], digits: int = 3) -> str:
     'no difference in accuracy detected: +0.132 [-0.037, +0.302]'
     """
     text = evaluate.signed_interval(diff, digits)
-    if diff["low"] > 0:
-        return f"{name} higher by {text}"
-    if diff["high"] < 0:
-        return f"{name} lower by {text}"
-    return f"no difference in {name} detected: {text}"
+    return {1: f"{name} higher by {text}", -1: f"{name} lower by {text}",
+            0: f"no difference in {name} detected: {text}"}[evaluate.side(diff)]
 
 
 def bullets(lines: Iterable[str]) -> str:

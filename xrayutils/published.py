@@ -54,6 +54,11 @@ def _naming(rows: pd.DataFrame, model: str) -> pd.DataFrame:
 DATASET = {"class-challenge": "covid-xray", "coronahack": "coronahack"}
 
 
+def on_test_images(paper: pd.Series) -> bool:
+    """Whether a published number was measured on test images (task 1's was a last-epoch validation accuracy)."""
+    return str(paper["split"]).lower().startswith("test")
+
+
 def images(paper: pd.Series) -> dict[str, int]:
     """The training and test images behind a published number: the split its dataset column names, else the full dataset's."""
     named = re.search(r"(\d+) train", str(paper["dataset"]))
@@ -79,7 +84,7 @@ def unlike(paper: pd.Series, protocol: TrainingProtocol, *, pretrained: bool, n_
     training and test images.  Decided from the numbers, never from the words of a page.
     """
     theirs = images(paper)
-    reasons = [] if str(paper["split"]).lower().startswith("test") else [f"a {paper['split']} score there"]
+    reasons = [] if on_test_images(paper) else [f"a {paper['split']} score there"]
     if paper["pretrained"] == "imagenet" and not pretrained:
         reasons.append("ImageNet weights there, random here")
 
@@ -118,25 +123,22 @@ def compare(
     :class:`~xrayutils.models.Weights`.  The ``like for like`` column is :func:`unlike`'s verdict.
     """
     n_train, n_test = len(frames["train"]) + len(frames.get("validation", ())), len(frames["test"])
+    papers = {name: paper for name in results if (paper := _first(_naming(rows, name))) is not None}
+    reported = [m for m in metric_names if not papers or any(not pd.isna(p.get(m)) for p in papers.values())]
     table = []
     for name, cis in results.items():
         table.append({"model": name, "source": source, "test images": n_test,
-                      **{m: evaluate.interval(cis[m]) for m in metric_names}, "like for like": ""})
-        paper = _first(_naming(rows, name))
-        if paper is None:
+                      **{m: evaluate.interval(cis[m]) for m in reported}, "like for like": ""})
+        if name not in papers:
             continue
-        shown = {m: "-" if pd.isna(paper.get(m)) else f"{paper[m]:.3f}" for m in metric_names}
+        paper = papers[name]
+        shown = {m: "-" if pd.isna(paper.get(m)) else f"{paper[m]:.3f}" for m in reported}
         if "accuracy" in shown and not pd.isna(paper["accuracy"]):
             shown["accuracy"] = evaluate.interval(accuracy(paper))
         reasons = unlike(paper, protocol.for_model(name), pretrained=weights[name].pretrained, n_train=n_train, n_test=n_test)
         table.append({"model": name, "source": f"published ({paper['split']})", "test images": int(paper["n_test"]),
-                      **shown, "like for like": like_for_like(reasons), "_published": True})
-    frame = pd.DataFrame(table)
-    if "_published" not in frame:
-        return frame
-    theirs = frame["_published"].eq(True)
-    unreported = [m for m in metric_names if (frame.loc[theirs, m] == "-").all()]
-    return frame.drop(columns=[*unreported, "_published"])
+                      **shown, "like for like": like_for_like(reasons)})
+    return pd.DataFrame(table)
 
 
 def _first(rows: pd.DataFrame) -> pd.Series | None:

@@ -48,7 +48,7 @@ START = "index"
 MODELLING = (TASK1, TASK2, CORONAHACK)
 
 #: How results files and findings name a model: ``<chapter>/<model>`` (:func:`xrayutils.checks.key`).
-MODEL_KEY = re.compile(r"^(\d\d)_[a-z0-9_]+/(\S+)$")
+_MODEL_KEY = re.compile(r"^(\d\d)_[a-z0-9_]+/(\S+)$")
 
 
 def display_name(name: str) -> str:
@@ -57,7 +57,7 @@ def display_name(name: str) -> str:
     >>> display_name("03_coronahack_models/ResNet34"), display_name("thumbnails")
     ('ResNet34 (03)', 'thumbnails')
     """
-    key = MODEL_KEY.match(name) if isinstance(name, str) else None
+    key = _MODEL_KEY.match(name) if isinstance(name, str) else None
     return f"{key[2]} ({key[1]})" if key else name
 
 

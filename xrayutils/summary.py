@@ -70,7 +70,7 @@ def _difference(record: dict[str, Any], paper: pd.Series) -> dict[str, float]:
 
 
 def _verdict(d: dict[str, float]) -> str:
-    return "lower" if d["high"] < 0 else "higher" if d["low"] > 0 else "no difference detected"
+    return {-1: "lower", 0: "no difference detected", 1: "higher"}[evaluate.side(d)]
 
 
 def _like_for_like(record: dict[str, Any], paper: pd.Series) -> str:
@@ -191,7 +191,7 @@ def accuracies_beside_published(records: list[dict[str, Any]], reported: pd.Data
     return (
         {label: r["metrics"] for label, r in ran.items()},
         {label: paper["accuracy"] for label, paper in papers.items()
-         if paper is not None and str(paper["split"]).lower().startswith("test")},
+         if paper is not None and published.on_test_images(paper)},
     )
 
 

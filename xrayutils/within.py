@@ -234,10 +234,10 @@ def verdict(method: str, inside: dict[str, float], headline: dict[str, float] | 
     beside = f"task 1's {evaluate.interval(headline, 2)} on covid-xray, where the children are the other class"
     d = evaluate.difference(headline, inside)
     by = f"(difference {evaluate.signed_interval(d)})"
-    if d["high"] < 0:
+    if evaluate.side(d) < 0:
         return (f"{said}, {chance}, and lower than {beside} {by}: part of task 1's score came from what separates the children "
                 "from the adults, not from COVID-19")
-    if d["low"] > 0:
+    if evaluate.side(d) > 0:
         return f"{said}, {chance}, and higher than {beside} {by}"
     return f"{said}, {chance}, with no difference from {beside} detected at this number of images {by}"
 

@@ -428,9 +428,14 @@ def class_rate(rates: pd.DataFrame, cls: str, measure: str = "recall") -> dict[s
     return rates[(rates["class"] == cls) & (rates["measure"] == measure)].iloc[0].to_dict()
 
 
+def rate_at(rate: dict[str, float], where: str) -> dict[str, float]:
+    """A :func:`class_rate` on the model's own test set (``where="test"``) or on ``"external"`` images, as ``{"value", "low", "high"}``."""
+    return {part: rate[f"{part}_{where}"] for part in ("value", "low", "high")}
+
+
 def rate_text(rate: dict[str, float], where: str) -> str:
-    """``"0.90 [0.80, 0.95]"``: a :func:`class_rate` on the model's own test set (``where="test"``) or on ``"external"`` images."""
-    return evaluate.interval({part: rate[f"{part}_{where}"] for part in ("value", "low", "high")}, 2)
+    """``"0.90 [0.80, 0.95]"``: :func:`rate_at` as a page gives it."""
+    return evaluate.interval(rate_at(rate, where), 2)
 
 
 # 5. Adults without COVID-19

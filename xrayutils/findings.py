@@ -309,8 +309,7 @@ def recall_shifts(table: pd.DataFrame) -> dict[str, tuple[dict[str, float], dict
     """Each class's recall on the own test set and on the external images (both defined), by class."""
     shifts = {}
     for row in table[table["measure"] == "recall"].to_dict("records"):
-        own = {p: row[f"{p}_test"] for p in ("value", "low", "high")}
-        external = {p: row[f"{p}_external"] for p in ("value", "low", "high")}
+        own, external = checks.rate_at(row, "test"), checks.rate_at(row, "external")
         if not (pd.isna(own["value"]) or pd.isna(external["value"])):
             shifts[row["class"]] = (own, external)
     return shifts

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pandas as pd
+
 from xrayutils import book
 
 
@@ -131,3 +133,11 @@ def test_every_module_a_chapter_can_call_has_a_reference_page_listed_in_the_inde
     assert modules == {p.stem for p in (root / "book" / "api").glob("*.md")}
     index = (root / "book" / "api.md").read_text()
     assert [m for m in sorted(modules) if f"   xrayutils.{m}\n" not in index] == []
+
+
+def test_a_table_whose_rows_share_a_name_is_shown_whole():
+    """Two unranked models both have rank "-": the table still renders, the rank as a column, long text wrapping."""
+    board = pd.DataFrame({"rank": [1, "-", "-"], "model": ["A", "B", "C"],
+                          "decides": ["yes", "no: accuracy below the constant answer's 0.625", "one class for all"]}).set_index("rank")
+    page = book.page_table(board)
+    assert page.count("<tr>") == 4 and ">rank<" in page and "xray-text" in page

@@ -118,3 +118,39 @@ def test_caching_a_model_without_a_frozen_base_is_an_error(frames):
         protocol = TrainingProtocol(study="class-challenge", image_size=72, batch_size=2, num_epochs=1, optimizer="adam",
                                     learning_rate=1e-3, validation_fraction=0.25, seed=0, cache_features=True)
         train.fit(chapter_models.alexnet((72, 72, 3), 2), ds["train"], ds["validation"], protocol)
+
+
+def test_a_frozen_base_is_encoded_once_for_every_run_that_starts_from_its_weights(frames):
+    """Seeds sharing a frozen base share its encoding; a base with other weights, or other images, is encoded afresh."""
+    ds = pipeline.make_datasets(frames, image_size=32, batch_size=2, num_classes=2, seed=0, shuffle_train=False)
+    train.set_seed(0)
+    model = frozen_base_model()
+    encoder, _ = caching.split_frozen(model)
+    first = caching.encode_shared(encoder, ds["train"], key="train")
+    again = caching.encode_shared(encoder, ds["train"], key="train")
+    assert not first[3] and again[3] and again[0] is first[0]
+    assert not caching.encode_shared(encoder, ds["test"], key="test")[3]  # other images
+    other = frozen_base_model()  # another random draw
+    encoder_b, _ = caching.split_frozen(other)
+    fresh = caching.encode_shared(encoder_b, ds["train"], key="train")
+    assert not fresh[3] and not np.allclose(fresh[0], first[0])
+    assert not caching.encode_shared(encoder, ds["train"], key="train")[3]  # only the latest base's encodings are kept
+
+
+def test_training_seeds_of_a_frozen_base_share_its_encoding_and_predict_as_the_whole_model(frames):
+    protocol = TrainingProtocol(study="coronahack", image_size=32, batch_size=2, num_epochs=2, optimizer="adam", learning_rate=1e-2,
+                                validation_fraction=0.25, seed=5, augment=False, cache_features=True, seeds=(1, 2))
+    weights = frozen_base_model().get_weights()
+
+    def build():  # one frozen base for both seeds, as from ImageNet or a drawn file; the head drawn by each seed
+        model = frozen_base_model()
+        model.get_layer("base").set_weights(weights[:4])
+        return model
+
+    runs = [train.train_and_test("tiny", build, frames, protocol.for_seed(s), path=None, classes=["covid", "normal"], provenance={},
+                                 keep_model=True) for s in (1, 2)]
+    assert [r.history["cache"]["reused"] for r in runs] == [False, True]
+    assert not np.allclose(runs[0].probabilities, runs[1].probabilities)  # the heads differ
+    images = pipeline.make_datasets(frames, image_size=32, batch_size=2, num_classes=2, seed=0)["test"].map(lambda x, y: x)
+    whole = runs[1].model.predict(images, verbose=0)[:, 0]
+    np.testing.assert_allclose(runs[1].probabilities[:, 1], whole, atol=1e-5)

@@ -308,3 +308,27 @@ def test_a_model_below_the_constant_answer_is_flagged_and_not_ranked():
     assert board["model"].tolist() == ["good", "bad"]  # ranked below although its ROC AUC is higher
     assert board.index.tolist() == [1, "-"]
     assert board["decides"].tolist() == ["yes", "no: accuracy below the constant answer's 0.625"]
+
+
+def test_rank_intervals_pin_a_clear_leader_and_spread_two_models_that_chance_orders():
+    rng = np.random.default_rng(3)
+    y = np.repeat([0, 1], 100)
+    clear = np.clip(y * 0.6 + rng.normal(0.2, 0.1, 200), 0, 1)  # ROC AUC near 1
+    twins = {s: np.clip(y * 0.1 + rng.normal(0.45, 0.2, 200), 0, 1) for s in (1, 2)}  # two alike, weak models
+    other = {s: np.clip(y * 0.1 + rng.normal(0.45, 0.2, 200), 0, 1) for s in (1, 2)}
+    ranks = evaluate.rank_intervals(y, {"clear": {1: clear, 2: clear}, "a": twins, "b": other}, "roc_auc", n_resamples=300)
+    assert (ranks["clear"]["value"], ranks["clear"]["low"], ranks["clear"]["high"]) == (1.0, 1.0, 1.0)
+    assert ranks["a"]["low"] == ranks["b"]["low"] == 2.0 and ranks["a"]["high"] == ranks["b"]["high"] == 3.0
+
+
+def test_rank_correlation_against_a_reference_order_with_both_of_its_uncertainties():
+    rng = np.random.default_rng(4)
+    y = np.repeat([0, 1], 150)
+    strength = {f"m{i}": 0.1 * i for i in range(6)}  # a model's signal grows with i
+    by_seed = {name: {1: np.clip(y * s + rng.normal(0.3, 0.15, 300), 0, 1)} for name, s in strength.items()}
+    agree = evaluate.rank_correlation(strength, y, by_seed, "roc_auc", n_resamples=200)
+    assert agree["value"] == pytest.approx(1.0) and agree["low"] > 0.8 and agree["p"] < 0.01 and agree["models"] == 6
+    reverse = evaluate.rank_correlation({k: -v for k, v in strength.items()}, y, by_seed, "roc_auc", n_resamples=200)
+    assert reverse["value"] == pytest.approx(-1.0) and reverse["high"] < -0.8
+    with pytest.raises(ValueError, match="at least 3 models"):
+        evaluate.rank_correlation({"m0": 1.0, "m1": 2.0}, y, by_seed, "roc_auc")

@@ -243,3 +243,27 @@ def test_a_within_collection_test_that_could_not_run_is_said_and_leads_nothing()
     assert findings.within_finding(trust) is None
     assert "within one collection, without the children: not run (1 patient in class covid; the test needs at least 2 in each)" \
         in findings.trust_summary(trust)
+
+
+@pytest.mark.parametrize(("ci", "p", "says"), [
+    ({"value": 0.7, "low": 0.4, "high": 0.9}, 0.04, "ImageNet accuracy orders the backbones' scores here"),
+    ({"value": 0.7, "low": 0.4, "high": 0.9}, 0.06, "does not predict the score here"),  # sure of the order, too few models
+    ({"value": 0.7, "low": -0.1, "high": 0.9}, 0.01, "does not predict the score here"),  # the test set is not sure of it
+    ({"value": -0.8, "low": -0.95, "high": -0.5}, 0.01, "ImageNet accuracy reverses"),
+])
+def test_the_imagenet_correlation_is_called_one_only_when_both_its_uncertainties_allow(ci, p, says):
+    verdict = findings.imagenet_verdict(ci | {"p": p, "models": 8}, pretrained=True, frozen=True)
+    assert says in verdict and "before any fine-tuning" in verdict
+    random = findings.imagenet_verdict(ci | {"p": p, "models": 8}, pretrained=False, frozen=True)
+    assert "ImageNet taught them nothing" in random
+    assert "too few backbones" in findings.imagenet_verdict(None, pretrained=True, frozen=True).lower()
+
+
+def test_the_seed_spread_is_set_beside_the_spread_between_models():
+    per_seed = {"A": pd.DataFrame({"roc_auc": [0.80, 0.82, 0.84]}), "B": pd.DataFrame({"roc_auc": [0.70, 0.70, 0.70]}),
+                "C": pd.DataFrame({"roc_auc": [0.5, 0.9, 0.7]})}
+    said = findings.seeds_against_models(per_seed, ["A", "B"], "roc_auc")
+    assert said == ("between the 2 ranked models' seed means, ROC AUC has a standard deviation of 0.085; "
+                    "within one model, over its seeds, up to 0.020 (A)")
+    assert "up to 0.200 (C)" in findings.seeds_against_models(per_seed, ["A", "B", "C"], "roc_auc")
+    assert findings.seeds_against_models({"A": per_seed["A"].iloc[:1]}, ["A"], "roc_auc") == ""

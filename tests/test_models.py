@@ -21,6 +21,7 @@ def test_alexnet_four_classes_has_the_published_parameter_count():
 
 def test_auto_weights_fall_back_visibly_when_imagenet_is_unavailable(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))  # an empty cache
+    monkeypatch.setattr(models, "_OFFLINE", [])
 
     def offline(*args, **kwargs):
         print("Downloading data from https://storage.googleapis.com/vgg16.h5")
@@ -33,6 +34,9 @@ def test_auto_weights_fall_back_visibly_when_imagenet_is_unavailable(tmp_path, m
     assert not weights.pretrained
     assert weights.description == "random initialisation (auto: ImageNet weights could not be downloaded: no network)"
     assert "https://" not in capsys.readouterr().out  # the page does not show the URL Keras tried
+    monkeypatch.setattr(models.keras.applications, "Xception", lambda **kw: pytest.fail("asked the network again"))
+    with pytest.warns(UserWarning, match="falling back"):  # no network for one backbone: none for the next
+        assert models.resolve_weights("auto", architecture="Xception").description == weights.description
 
 
 def test_a_download_failure_other_than_no_network_keeps_its_first_line_without_the_url():
@@ -107,6 +111,7 @@ def test_resnet34_is_the_standard_resnet34_with_a_5x5_stem():
 
 def test_auto_weights_try_the_named_architecture(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setattr(models, "_OFFLINE", [])
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / models.BACKBONES["EfficientNetV2S"]).write_bytes(b"")
     assert models.resolve_weights("auto", architecture="EfficientNetV2S").pretrained
@@ -201,7 +206,8 @@ def test_fused_batch_norm_trains_and_predicts_as_keras_batch_norm_does():
     keras.utils.set_random_seed(0)
     plain = _bn_net(fused=False)
     fused = _bn_net(fused=True)
-    assert [type(layer).__name__ for layer in fused.layers].count("FusedBatchNormalization") == 2
+    kinds = [type(layer).__name__ for layer in fused.layers]
+    assert kinds.count("FusedBatchNormalization") == 1 and kinds.count("BatchNormalization") == 1  # the 2-D one stays Keras' own
     fused.set_weights(plain.get_weights())
     images = np.random.default_rng(0).normal(size=(8, 6, 6, 3)).astype("float32")
     labels = np.arange(8, dtype="float32")[:, None]
@@ -231,3 +237,22 @@ def test_the_models_trained_whole_run_fused_batch_norm_and_load_back_with_it(tmp
     without = _bn_net(fused=False)
     plain = keras.Model(without.input, without.layers[1].output)  # the convolution alone: no batch norm to swap
     assert models.with_fused_batch_norm(plain) is plain
+
+
+def test_a_frozen_random_backbone_is_one_draw_that_every_training_seed_loads(tmp_path):
+    random = models.resolve_weights("none")
+    drawn = models.one_random_draw("VGG16", random, (32, 32, 3), seed=42, folder=tmp_path)
+    assert drawn.keras_arg and not drawn.pretrained and "drawn once (seed 42)" in drawn.description
+    assert models.one_random_draw("VGG16", drawn, (32, 32, 3), seed=42, folder=tmp_path) == drawn  # a file is kept as it is
+    assert models.one_random_draw("ResNet34", random, (32, 32, 3), seed=42, folder=tmp_path) is random  # no backbone to freeze
+    built = []
+    for seed in (1, 2):
+        keras.utils.set_random_seed(seed)
+        built.append(models.coronahack_model("VGG16", (32, 32, 3), 2, drawn, fine_tune=False))
+    (a, b) = built
+    for wa, wb in zip(a.get_layer("vgg16").get_weights(), b.get_layer("vgg16").get_weights()):
+        np.testing.assert_array_equal(wa, wb)
+    assert not np.allclose(a.get_layer("predictions").get_weights()[0], b.get_layer("predictions").get_weights()[0])
+    assert not a.get_layer("vgg16").trainable_weights and a.get_layer("probe_norm").trainable_weights
+    frozen = chapter_models.backbone_classifier("InceptionV3", (75, 75, 3), 2, fine_tune=False)
+    assert models.with_fused_batch_norm(frozen) is frozen  # nothing that trains to fuse: no clone of the whole backbone

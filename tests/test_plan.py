@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pandas as pd
@@ -19,6 +20,8 @@ def test_a_plan_multiplies_measured_costs_by_images_epochs_and_runs():
     assert work.seconds(whole) == pytest.approx(3 * (40 * (10 * 2.0 + 24 * 0.1) + 30 * 0.1))
     cached = {"step": 0.01, "forward": 0.25, "cached": True}  # the base once per view and validation image, then the head's epochs
     assert work.seconds(cached) == pytest.approx(3 * ((3 * 95 + 24) * 0.25 + 40 * 10 * 0.01 + 30 * 0.25))
+    plain = plan.Work("03", "VGG16", dataclasses.replace(PROTOCOL, augment=False), IMAGES, runs=3)  # encoded once, for every seed
+    assert plain.seconds(cached) == pytest.approx((95 + 24 + 30) * 0.25 + 3 * 40 * 10 * 0.01)
 
 
 def test_a_gpu_figure_comes_only_from_a_step_time_stored_on_a_gpu(tmp_path):

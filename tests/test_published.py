@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import pandas as pd
 import pytest
 
-from xrayutils import evaluate, published, results
+from xrayutils import evaluate, models, published, results
 from xrayutils.protocol import TrainingProtocol
 
 
@@ -105,3 +108,27 @@ def test_the_comparison_shows_only_the_metrics_the_study_reported():
     table = published.compare({"AlexNet": {"accuracy": ci, "roc_auc": ci}}, published.chapter_rows(results.TASK2), ["accuracy", "roc_auc"],
                               protocol=_cpu_protocol(), frames=frames, weights={"AlexNet": Weights(None, "random")}, source="here")
     assert list(table.columns) == ["model", "source", "test images", "accuracy", "like for like"]  # the study gave no ROC AUC
+
+
+def test_a_frozen_backbone_is_not_like_for_like_with_the_studys_fine_tuning_but_its_resnet34_may_be():
+    rows = published.chapter_rows(results.CORONAHACK)
+    frozen = TrainingProtocol(study="coronahack", image_size=150, batch_size=64, num_epochs=100, optimizer="adamax", learning_rate=1e-4,
+                              validation_fraction=0.1, seed=42, fine_tune=False, resnet34_optimizer="adam")
+    xception = published.row(rows, results.CORONAHACK, "Xception")
+    assert published.unlike(xception, frozen, pretrained=True, n_train=5286, n_test=624) == [
+        "frozen backbone (a linear probe) here, fine-tuned whole there"]
+    assert published.unlike(xception, dataclasses.replace(frozen, fine_tune=True), pretrained=True, n_train=5286, n_test=624) == []
+    resnet34 = published.row(rows, results.CORONAHACK, "ResNet34")  # trained whole from random weights there and here
+    assert published.unlike(resnet34, frozen.for_model("ResNet34"), pretrained=False, n_train=5286, n_test=624) == []
+
+
+def test_three_orders_stand_in_the_studys_order_with_imagenet_accuracy_from_keras_table():
+    imagenet = published.imagenet_accuracy()
+    assert set(imagenet.index) == set(models.BACKBONES) and imagenet.loc["EfficientNetV2M", "imagenet_top1"] == pytest.approx(0.853)
+    board = pd.DataFrame({"rank": [1, 2, "-"], "model": ["Xception", "ResNet34", "VGG19"], "roc_auc": ["0.9", "0.8", "0.5"],
+                          "rank interval": ["1 to 2", "1 to 2", "–"]}).set_index("rank")
+    table = published.orders(board, "roc_auc", results.CORONAHACK)
+    assert list(table.index) == ["VGG19", "ResNet34", "Xception"]  # the study's order: accuracy 0.9455, 0.9343, 0.9135
+    assert list(table["published rank"]) == [1, 2, 7]
+    assert table.loc["ResNet34", "ImageNet top-1"] == "–" and table.loc["Xception", "ImageNet top-1"] == "0.790"
+    assert table.loc["VGG19", "rank here"] == "-" and table.loc["Xception", "rank interval"] == "1 to 2"

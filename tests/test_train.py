@@ -72,6 +72,26 @@ def test_best_epoch_weights_are_restored_at_the_end():
     assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), first))
 
 
+def test_best_epoch_restores_what_training_changes_and_leaves_a_frozen_base_alone():
+    from keras import layers
+
+    base = keras.Sequential([keras.Input((4,)), layers.Dense(3), layers.BatchNormalization()], name="base")
+    base.trainable = False
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, layers.Dense(1)(layers.BatchNormalization(name="head_norm")(base(inputs, training=False))))
+    callback = train._BestWeights(model)
+    head = model.get_layer("head_norm")
+    assert len(callback.changing) == 6  # the head's batch norm (2 weights, 2 statistics) and Dense; nothing of the base
+    callback.on_epoch_begin(0)
+    callback.on_epoch_end(0, {"val_loss": 0.5})
+    kept = keras.ops.convert_to_numpy(head.moving_mean).copy()
+    head.moving_mean.assign(kept + 1.0)  # a later, worse epoch moved the statistics
+    callback.on_epoch_begin(1)
+    callback.on_epoch_end(1, {"val_loss": 0.9})
+    callback.on_train_end()
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(head.moving_mean), kept)
+
+
 def test_same_seed_gives_the_same_model_and_numbers(splits, tmp_path):
     a = _run(splits, tmp_path / "a")
     b = _run(splits, tmp_path / "b")

@@ -234,8 +234,13 @@ def epoch_times(
     for name in names:
         run, own = runs.get(name), protocol.for_model(name)
         steps_per_epoch = np.ceil(train_images / own.batch_size)
+        once = 0.0  # seconds paid once for all epochs and seeds: a frozen base's shared encoding
         if run is not None and run.ok:
             seconds, how = statistics.median(run.history["seconds"]), "measured (median epoch, validation included)"
+            cache = run.history.get("cache")
+            if cache is not None and not run.history.get("augmented"):
+                once = cache["encode_seconds"]
+                how = f"measured: the frozen base's encoding once ({once:.0f} s, shared by the seeds), then the head's epochs"
         elif stored is not None:
             if name not in stored:
                 continue
@@ -248,7 +253,7 @@ def epoch_times(
             how = f"estimated from {steps} in-memory steps (lower bound)"
         rows.append({"model": name, "trained here": run is not None and run.ok, "s per epoch": round(seconds, 1), "how": how,
                      f"{protocol.num_epochs} epochs x {len(protocol.training_seeds)} seed(s) (min)":
-                     round(seconds * own.num_epochs * len(own.training_seeds) / 60, 1)})
+                     round((once + seconds * own.num_epochs * len(own.training_seeds)) / 60, 1)})
     keras.backend.clear_session()
     return pd.DataFrame(rows).set_index("model")
 

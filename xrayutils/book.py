@@ -241,6 +241,8 @@ def page_table(frame: pd.DataFrame) -> str:
     for column in shown.columns:
         if any(t(shown[column]) for t in texts):
             shown[column] = [_readable(v) for v in shown[column]]
+    if not shown.index.is_unique:  # e.g. several unranked models, rank "-": a column of its own (the styler needs unique rows)
+        shown = shown.reset_index()
     plain = isinstance(shown.index, pd.RangeIndex) and shown.index.name is None
     styler = shown.style.format(na_rep="–", escape="html")
     prose_columns = [c for c in shown.columns if shown[c].map(lambda v: isinstance(v, str) and len(v) > LONG_CELL).any()]

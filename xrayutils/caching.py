@@ -12,11 +12,19 @@ cached features trains the model itself (:func:`xrayutils.train.fit`).
 
 With augmentation this is not the same as augmenting afresh at every epoch: each
 image is seen in ``views`` versions only.  Chapters state the ``views`` they used.
+
+Without augmentation a frozen base gives the same output for the same image in
+every run that starts from the same weights: :func:`encode_shared` computes it
+for the first training seed and hands it to the others (chapter 03's nine
+frozen backbones, three seeds each, encode each image once, not three times).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import hashlib
+import time
+import weakref
+from collections.abc import Callable, Hashable, Iterator
 
 import keras
 import numpy as np
@@ -33,6 +41,26 @@ def all_layers(model: keras.Model) -> Iterator[keras.Layer]:
         yield layer
         if isinstance(layer, keras.Model):
             yield from all_layers(layer)
+
+
+def called_in_inference(layer: keras.Layer) -> bool:
+    """Whether every call of ``layer`` in the models around it fixes ``training=False``, Keras' way to run a frozen base as at test time."""
+    nodes = getattr(layer, "_inbound_nodes", [])
+    return bool(nodes) and all(node.arguments.kwargs.get("training") is False for node in nodes)
+
+
+def random_layers(model: keras.Model) -> Iterator[keras.Layer]:
+    """The layers of ``model`` that are random in training (:data:`STOCHASTIC_LAYERS`), but not inside a model called in inference.
+
+    EfficientNetV2's stochastic depth is dropout inside the backbone; called
+    with ``training=False`` it never drops, so its output can be cached.
+    """
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            if not called_in_inference(layer):
+                yield from random_layers(layer)
+        elif isinstance(layer, STOCHASTIC_LAYERS):
+            yield layer
 
 
 def split_frozen(model: keras.Model) -> tuple[keras.Model, keras.Model] | None:
@@ -66,7 +94,7 @@ def split_frozen(model: keras.Model) -> tuple[keras.Model, keras.Model] | None:
     encoder = keras.Model(model.inputs, boundary, name=f"{model.name}_encoder")
     if not encoder.weights:
         return None
-    random = [layer.name for layer in all_layers(encoder) if isinstance(layer, STOCHASTIC_LAYERS)]
+    random = [layer.name for layer in random_layers(encoder)]
     if random:
         raise ValueError(
             f"{model.name}'s frozen part holds layers that are random in training ({', '.join(random)}): its output cannot be cached"
@@ -133,6 +161,61 @@ def encode(
         features.append(np.concatenate([f for f, _ in batches]))
         labels.append(np.concatenate([y for _, y in batches]))
     return np.stack(features), np.stack(labels)
+
+
+def weights_fingerprint(model: keras.Model) -> str:
+    """A hash of every weight of ``model``: two encoders with equal fingerprints compute the same features.
+
+    Computed once per model object (a frozen encoder's weights do not change);
+    hashing a large backbone takes a fraction of a second.
+    """
+    if model in _FINGERPRINTS:
+        return _FINGERPRINTS[model]
+    digest = hashlib.blake2b(digest_size=16)
+    for weight in model.weights:
+        digest.update(str(tuple(weight.shape)).encode())  # not its path: a name Keras numbers anew in each model
+        digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight)).tobytes())
+    _FINGERPRINTS[model] = digest.hexdigest()
+    return _FINGERPRINTS[model]
+
+
+#: :func:`weights_fingerprint` by encoder, kept while the encoder lives.
+_FINGERPRINTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+#: :func:`encode_shared`'s encodings of one encoder (its fingerprint): ``{key: (features, labels, seconds)}``.
+_SHARED: dict[tuple[str, Hashable], tuple[np.ndarray, np.ndarray, float]] = {}
+
+
+def encode_shared(
+    encoder: keras.Model, images: tf.data.Dataset, *, key: Hashable, on_batch: Callable[[int, int], None] | None = None
+) -> tuple[np.ndarray, np.ndarray, float, bool]:
+    """:func:`encode` of unaugmented ``images`` (one view), reused while the same encoder meets the same ``key`` again.
+
+    ``key`` names what ``images`` holds, in order (a split's image files and
+    size); the encoder is named by its :func:`weights_fingerprint`, so a base
+    whose weights differ (a random one drawn afresh by another seed) is encoded
+    afresh.  Only the latest encoder's encodings are kept, so memory holds one
+    model's features whatever the number of models.
+
+    Returns
+    -------
+    features, labels
+        As :func:`encode` returns them.
+    seconds : float
+        What encoding took when it was computed.
+    reused : bool
+        Whether it was computed by an earlier call.
+    """
+    name = (weights_fingerprint(encoder), key)
+    if name in _SHARED:
+        return (*_SHARED[name], True)
+    for old in [k for k in _SHARED if k[0] != name[0]]:
+        del _SHARED[old]
+    started = time.perf_counter()
+    features, labels = encode(encoder, images, on_batch=on_batch)
+    _SHARED[name] = (features, labels, time.perf_counter() - started)
+    return (*_SHARED[name], False)
 
 
 def feature_dataset(

@@ -93,15 +93,19 @@ def backbone_classifier(
     input_shape: tuple[int, int, int] = (150, 150, 3),
     num_classes: int = 2,
     weights: str | None = None,
+    fine_tune: bool = True,
 ) -> keras.Model:
-    """The backbone ``name``, global average pooling, the classifier; all of it trains."""
+    """The backbone ``name``, global average pooling, the classifier; the backbone trains too unless ``fine_tune=False``."""
     backbone = getattr(keras.applications, name)
     base = backbone(include_top=False, weights=weights, input_shape=input_shape)
+    base.trainable = fine_tune
     inputs = keras.Input(shape=input_shape, name="image")
     x = PREPROCESSING[name](inputs)
-    x = base(x)
+    x = base(x, training=None if fine_tune else False)  # frozen, it runs as at test time: no dropout, fixed batch statistics
     # pooling outside the backbone, so that Grad-CAM reaches its last feature map
     x = layers.GlobalAveragePooling2D(name="features")(x)
+    if not fine_tune:  # a linear probe: the features standardised, then the classifier
+        x = layers.BatchNormalization(name="probe_norm")(x)
     return keras.Model(inputs, classifier(x, num_classes), name=name.lower())
 
 

@@ -164,7 +164,7 @@ def shortcut_runs(
     stem = Path(train.model_filename(model, protocol.image_size, data.name, data.task)).stem
 
     def masked(keep: str) -> keras.Model:
-        plain = models.build(protocol.study, model, protocol.input_shape, len(data.classes), weights)
+        plain = models.build(protocol.study, model, protocol.input_shape, len(data.classes), weights, fine_tune=protocol.fine_tune)
         return mask(plain, keep, border_fraction)
 
     return {

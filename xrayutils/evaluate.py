@@ -471,6 +471,75 @@ def paired_difference(
                       n_resamples=n_resamples, confidence=confidence, seed=seed, skip_nan=True)["d"]
 
 
+def _scores(y: np.ndarray, probabilities: dict[str, list[np.ndarray]], idx: np.ndarray, statistic: Callable, pick) -> dict[str, float]:
+    """Each model's ``statistic`` on the images ``idx``, from one of its seeds' probabilities (``pick(n)`` chooses which)."""
+    return {name: statistic(y[idx], runs[pick(len(runs))][idx]) for name, runs in probabilities.items()}
+
+
+def _ranks(scores: dict[str, float]) -> dict[str, float]:
+    """1 for the highest score, ties sharing the better rank; all NaN when a score is undefined."""
+    values = np.array(list(scores.values()), dtype=float)
+    if np.isnan(values).any():
+        return dict.fromkeys(scores, float("nan"))
+    return dict(zip(scores, stats.rankdata(-values, method="min").astype(float)))
+
+
+def rank_intervals(
+    y_true: np.ndarray, by_seed: dict[str, dict[int, np.ndarray]], metric: str, *,
+    n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0,
+) -> dict[str, dict[str, float]]:
+    """Each model's rank by ``metric`` (1 the best) with a percentile interval over test images and training seeds.
+
+    A bare order hides how easily it would change: each resample draws the test
+    images with replacement (the same ones for every model) and, for every model,
+    one of its training seeds, and ranks the models on that draw.  A model whose
+    interval spans most ranks has no place in the order this test set can give.
+    The point value is the rank of the mean over seeds, as :func:`leaderboard` ranks.
+
+    >>> y = np.array([0, 1] * 50)
+    >>> good, noise = y * 0.8 + 0.1, np.random.default_rng(0).random(100)
+    >>> r = rank_intervals(y, {"good": {1: good}, "noise": {1: noise}}, "roc_auc", n_resamples=100)
+    >>> r["good"]["high"], r["noise"]["low"]
+    (1.0, 2.0)
+    """
+    statistic, y = STATISTICS[metric], np.asarray(y_true)
+    runs = {name: [as_probabilities(p) for p in seeds.values()] for name, seeds in by_seed.items()}
+    point = _ranks({name: float(np.mean([statistic(y, p) for p in proba])) for name, proba in runs.items()})
+    pick = np.random.default_rng([seed, 1]).integers
+    return _bootstrap(lambda idx: _ranks(_scores(y, runs, idx, statistic, pick)), point, len(y),
+                      n_resamples=n_resamples, confidence=confidence, seed=seed, skip_nan=True)
+
+
+def rank_correlation(
+    reference: dict[str, float], y_true: np.ndarray, by_seed: dict[str, dict[int, np.ndarray]], metric: str, *,
+    n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0,
+) -> dict[str, float]:
+    """Spearman's rank correlation of ``reference`` (a number per model) with each model's ``metric`` here, and its intervals.
+
+    ``value`` uses the mean over seeds; ``low`` and ``high`` are the percentile
+    interval over test images and seeds (drawn as :func:`rank_intervals` draws
+    them): how sure this test set is of the order it gives.  ``p`` is
+    scipy's test that the correlation is zero across these models, which is the
+    other uncertainty: with eight models, only a strong correlation is told from none.
+    """
+    names = [name for name in by_seed if name in reference]
+    if len(names) < 3:
+        raise ValueError(f"a rank correlation needs at least 3 models with a reference value, got {names}")
+    statistic, y = STATISTICS[metric], np.asarray(y_true)
+    runs = {name: [as_probabilities(p) for p in by_seed[name].values()] for name in names}
+    ref = [reference[name] for name in names]
+
+    def rho(scores: dict[str, float]) -> float:
+        values = [scores[name] for name in names]
+        return float("nan") if np.isnan(values).any() or np.ptp(values) == 0 else float(stats.spearmanr(ref, values).statistic)
+
+    mean = {name: float(np.mean([statistic(y, p) for p in proba])) for name, proba in runs.items()}
+    pick = np.random.default_rng([seed, 2]).integers
+    ci = _bootstrap(lambda idx: {"rho": rho(_scores(y, runs, idx, statistic, pick))}, {"rho": rho(mean)}, len(y),
+                    n_resamples=n_resamples, confidence=confidence, seed=seed, skip_nan=True)["rho"]
+    return ci | {"p": float(stats.spearmanr(ref, [mean[name] for name in names]).pvalue), "models": len(names)}
+
+
 def leaderboard(
     results: dict[str, dict[str, dict[str, float]]],
     probabilities: dict[str, np.ndarray],
@@ -479,6 +548,7 @@ def leaderboard(
     metric: str,
     columns: list[str],
     per_seed: dict[str, pd.DataFrame] | None = None,
+    seed_probabilities: dict[str, dict[int, np.ndarray]] | None = None,
     n_resamples: int = 1000,
     seed: int = 0,
 ) -> pd.DataFrame:
@@ -496,7 +566,9 @@ def leaderboard(
     (rank ``-``, listed last, ``decides`` says so): its accuracy is the class
     share, not a skill.  Nor is a model whose accuracy interval lies wholly below
     that share (always answering the largest test class): it has not learned the
-    task, however its ROC AUC ranks.
+    task, however its ROC AUC ranks.  With ``seed_probabilities`` (each model's
+    probabilities by training seed) a ranked model's ``rank interval`` is
+    :func:`rank_intervals`' among the ranked models.
     """
     if metric not in columns:
         raise ValueError(f"metric {metric!r} must be one of the columns {columns}")
@@ -508,9 +580,14 @@ def leaderboard(
     order = sorted(results, key=lambda name: (name in unranked, -ranking_score(results, per_seed, name, metric)))
     best = order[0]
     confidence = 1 - 0.05 / max(1, len(order) - 1)
+    ranked = [name for name in order if name not in unranked]
+    ranks = (rank_intervals(y_true, {name: seed_probabilities[name] for name in ranked}, metric, n_resamples=n_resamples, seed=seed)
+             if seed_probabilities and len(ranked) > 1 else {})
     rows = []
     for rank, name in enumerate(order, start=1):
         row = {"rank": "-" if name in unranked else rank, "model": name}
+        if ranks:
+            row["rank interval"] = f"{ranks[name]['low']:.0f} to {ranks[name]['high']:.0f}" if name in ranks else "–"
         for c in columns:
             row[c] = interval(results[name][c])
             if name in spreads and c == metric:

@@ -103,6 +103,9 @@ def shrunk(chapter: str, protocol: TrainingProtocol, models_run: list[str], weig
     random_instead = [m for m in models_run if m in paper_pretrained and not weights.get(m, False)]
     if random_instead:
         said.append(f"random instead of ImageNet weights for {prose.join(random_instead)}")
+    frozen = [m for m in models_run if m in paper_pretrained and published.frozen_instead(protocol.for_model(m))]
+    if frozen:
+        said.append(f"frozen backbones with a trained head (linear probes) instead of fine-tuning for {prose.join(frozen)}")
     if chapter == results.CORONAHACK:
         published_models = [m for m in _coronahack_names() if m not in models_run]
         if published_models:
@@ -530,18 +533,63 @@ def p_value(p: float) -> str:
     return "< 0.001" if p < 0.001 else f"= {p:.3f}"
 
 
+def seeds_against_models(per_seed: Mapping[str, pd.DataFrame], ranked: list[str], metric: str) -> str:
+    """How far ``metric`` moves between the ranked models beside how far it moves within one over its training seeds.
+
+    A gap between two models smaller than one model's own seed spread is luck of
+    training as much as architecture.  Empty with fewer than two ranked models or seeds.
+    """
+    spreads = {name: evaluate.seed_spread(per_seed[name])[metric] for name in ranked if name in per_seed}
+    within = {name: s["sd"] for name, s in spreads.items() if s["sd"] is not None}
+    if len(spreads) < 2 or not within:
+        return ""
+    between = float(pd.Series([s["mean"] for s in spreads.values()]).std(ddof=1))
+    widest = max(within, key=within.get)
+    return (f"between the {len(spreads)} ranked models' seed means, {book.header(metric)} has a standard deviation of "
+            f"{between:.3f}; within one model, over its seeds, up to {within[widest]:.3f} ({widest})")
+
+
+def imagenet_verdict(correlation: Mapping[str, float] | None, *, pretrained: bool, frozen: bool) -> str:
+    """What the rank correlation of ImageNet top-1 with the score here says, by the rule chapter 03 states, and what it can mean.
+
+    The correlation is told from none when both its interval over test images
+    and seeds excludes zero and its p-value over the models is below 0.05: the
+    first says this test set is sure of the order, the second that so few models could not give it by chance.
+    """
+    if correlation is None:
+        return "Too few backbones with an ImageNet accuracy ran here for a rank correlation (it needs three)."
+    told = evaluate.side(correlation) != 0 and correlation["p"] < 0.05
+    rho = (f"Spearman's rho is {evaluate.signed(correlation['value'], 2)} "
+           f"[{evaluate.signed(correlation['low'], 2)}, {evaluate.signed(correlation['high'], 2)}] over test images and seeds "
+           f"(p = {correlation['p']:.2f} over {correlation['models']} models)")
+    said = (f"{rho}: ImageNet accuracy {'orders' if correlation['value'] > 0 else 'reverses'} the backbones' scores here"
+            if told else f"{rho}: ImageNet accuracy does not predict the score here, as CheXtransfer found on CheXpert")
+    if not pretrained:
+        said += (". These backbones started from random weights, so ImageNet taught them nothing: the question answered is whether "
+                 "the architectures that do well on ImageNet pass on more useful random features, not whether ImageNet training helps")
+    elif frozen:
+        said += ". The backbones were frozen: this is the order of their ImageNet features as they are, before any fine-tuning"
+    return said + "."
+
+
 def coronahack_summary(board: pd.DataFrame, metric: str, n_test: int, left_out: list[str], n_seeds: int,
-                       weights: Mapping[str, Any], errors: Mapping[str, str] | None = None) -> list[str]:
+                       weights: Mapping[str, Any], errors: Mapping[str, str] | None = None, *, frozen: bool = False,
+                       spread: str = "", imagenet: str | None = None) -> list[str]:
     """Chapter 03's summary list: the leader, who is below the constant answer, each model's errors, what one seed cannot show.
 
     ``errors`` maps a model to :func:`xrayutils.evaluate.error_counts`' sentence:
     a ranking says nothing of which way a model is wrong, a clinician needs both.
+    ``frozen`` says the backbones were linear probes; ``spread`` is :func:`seeds_against_models`'
+    sentence and ``imagenet`` :func:`imagenet_verdict`'s.
     """
     ranked = board[board.index != "-"]
     lines = [f"{prose.count(len(board), 'model')} ran under one protocol, each with {prose.count(n_seeds, 'training seed')}"
              + (f"; left out: {prose.join(left_out)}" if left_out else "")]
     if weights and not any(w.pretrained for w in weights.values()):
-        lines.append("every model started from random weights: none of these numbers is the published fine-tuning of ImageNet models")
+        lines.append("every model started from random weights: none of these numbers is the published fine-tuning of ImageNet models"
+                     + ("; the frozen backbones' scores measure what a random network of each architecture passes on" if frozen else ""))
+    elif frozen:
+        lines.append("the backbones were frozen, each with a trained head: this ranks their ImageNet features, not their fine-tuning")
     if len(ranked):
         leader = ranked.iloc[0]
         lines.append(f"by {book.header(metric)}, {leader['model']} leads with {leader[metric]} on {n_test} test images")
@@ -554,6 +602,13 @@ def coronahack_summary(board: pd.DataFrame, metric: str, n_test: int, left_out: 
         elif len(others):
             lines.append(f"on the same test images, the paired interval of {name} tells the leader from {prose.join(apart)} "
                          f"({len(apart)} of the other {prose.count(len(others), 'ranked model')}), not from the rest")
+    if "rank interval" in ranked.columns and len(ranked) > 1:
+        wide = [text for text in ranked["rank interval"] if len(set(text.split(" to "))) > 1]
+        lines.append(f"{prose.count(len(wide), 'ranked model', words=True)} of {len(ranked)} could take more than one rank "
+                     "over redraws of the test images and seeds (the leaderboard's rank intervals)")
+    lines += [spread] if spread else []
+    if imagenet:
+        lines.append(imagenet.rstrip("."))
     lines += [f"{name} {said}" for name, said in (errors or {}).items()]
     for row in board[board.index == "-"].itertuples():
         lines.append(f"{row.model} is not ranked: " + ("it gives every test image the same class" if row.decides == "one class for all"

@@ -47,10 +47,11 @@ class Weights:
 
     keras_arg: str | None
     description: str
+    drawn: bool = False  # a file of random weights (:func:`one_random_draw`): Keras loads it, but it learned nothing
 
     @property
     def pretrained(self) -> bool:
-        return self.keras_arg is not None
+        return self.keras_arg is not None and not self.drawn
 
 
 def resolve_weights(choice: str, *, architecture: str = "VGG16") -> Weights:
@@ -71,10 +72,14 @@ def resolve_weights(choice: str, *, architecture: str = "VGG16") -> Weights:
         if cached.is_file():
             return Weights("imagenet", f"ImageNet (auto: found {cache_file} in the Keras cache)")
         try:
+            if _OFFLINE:  # one backbone found no network: the next would wait for the same answer
+                raise OSError(_OFFLINE[0])
             with contextlib.redirect_stdout(io.StringIO()):  # Keras prints the URL it tries; the page need not show it
                 getattr(keras.applications, architecture)(include_top=False, weights="imagenet", input_shape=(96, 96, 3))
         except Exception as error:  # offline: URL fetch failure, as Keras reports it
             reason = download_failure(error)
+            if reason.endswith("no network"):
+                _OFFLINE[:] = ["[Errno -3] Temporary failure in name resolution"]
             warnings.warn(f"ImageNet weights unavailable ({reason}); falling back to random initialisation", stacklevel=2)
             return Weights(None, f"random initialisation (auto: {reason})")
         return Weights("imagenet", "ImageNet (auto: downloaded by Keras)")
@@ -85,6 +90,10 @@ def resolve_weights(choice: str, *, architecture: str = "VGG16") -> Weights:
         raise ValueError(f"weights must be 'imagenet', 'none', 'auto', an existing file or a folder of weights files; "
                          f"{choice!r} is none of these")
     return Weights(str(path.resolve()), f"file {path.resolve()}")
+
+
+#: Set once a download found no network, for the rest of the process (a kernel runs one chapter).
+_OFFLINE: list[str] = []
 
 
 def download_failure(error: BaseException) -> str:
@@ -119,6 +128,31 @@ def weights_in_folder(folder: Path, architecture: str) -> Weights:
         return Weights(str(path), f"file {name} from the folder {folder.resolve()}")
     warnings.warn(f"no {name} in {folder.resolve()} for {architecture}; falling back to random initialisation", stacklevel=3)
     return Weights(None, f"random initialisation ({architecture}'s file {name} is not in the folder {folder.resolve()})")
+
+
+def one_random_draw(name: str, weights: Weights, input_shape: tuple[int, int, int], *, seed: int, folder: Path) -> Weights:
+    """``weights``, unless it is random for a :data:`BACKBONES` entry: then one random draw of its base, saved for every seed to load.
+
+    A frozen base is what training leaves alone: from ImageNet weights, every
+    training seed starts from the same base and draws only the head.  Drawn by
+    each seed, a frozen random base would differ from seed to seed, the spread
+    over seeds would mix two things, and its output could not be computed once
+    for all seeds (:func:`xrayutils.caching.encode_shared`).  Drawn once, with
+    ``seed``, and saved in ``folder``, it plays the part ImageNet weights play,
+    on any engine: a Ray worker loads the same file.
+    """
+    if weights.keras_arg is not None or name not in BACKBONES:
+        return weights
+    path = Path(folder) / f"{name.lower()}_{input_shape[0]}px_random_seed{seed}_notop.weights.h5"
+    if not path.is_file():
+        keras.utils.set_random_seed(seed)
+        base = getattr(keras.applications, name)(include_top=False, weights=None, input_shape=input_shape)
+        partial = path.with_name(f".{path.name}.partial.weights.h5")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        base.save_weights(partial)
+        partial.replace(path)  # a file with this name is whole
+        keras.backend.clear_session()
+    return Weights(str(path), f"random initialisation, drawn once (seed {seed}) for every training seed", drawn=True)
 
 
 def set_batchnorm_momentum(model: keras.Model, momentum: float) -> int:
@@ -180,13 +214,29 @@ class FusedBatchNormalization(layers.BatchNormalization):
         return tf.cast(y, self.compute_dtype)
 
 
+def _fusable(layer: keras.Layer) -> bool:
+    """A Keras BatchNormalization that trains, on images (4-D): where the fused kernel saves time."""
+    if type(layer) is not layers.BatchNormalization or not layer.trainable:
+        return False
+    try:
+        return len(layer.input.shape) == 4
+    except (AttributeError, ValueError):  # never called: the fused layer itself falls back on other inputs
+        return True
+
+
 def with_fused_batch_norm(model: keras.Model) -> keras.Model:
-    """``model`` with every BatchNormalization layer (nested ones too) a :class:`FusedBatchNormalization`, its weights kept."""
-    if not any(type(layer) is layers.BatchNormalization for layer in caching.all_layers(model)):
+    """``model`` with each BatchNormalization layer that trains on images (nested ones too) fused, its weights kept.
+
+    Each becomes a :class:`FusedBatchNormalization`.  A frozen layer computes
+    the same few operations either way, so a frozen backbone (chapter 03's
+    probes) is returned as built: cloning a large model for nothing took
+    seconds per training seed.
+    """
+    if not any(_fusable(layer) for layer in caching.all_layers(model)):
         return model
 
     def swap(layer: keras.Layer) -> keras.Layer:
-        kind = FusedBatchNormalization if type(layer) is layers.BatchNormalization else type(layer)
+        kind = FusedBatchNormalization if _fusable(layer) else type(layer)
         return kind.from_config(layer.get_config())
 
     clone = keras.models.clone_model(model, clone_function=swap, recursive=True)
@@ -195,15 +245,16 @@ def with_fused_batch_norm(model: keras.Model) -> keras.Model:
 
 
 def coronahack_model(name: str, input_shape: tuple[int, int, int], num_classes: int, weights: Weights, *,
-                     fused_batch_norm: bool = True) -> keras.Model:
-    """Any of chapter 03's nine models by name: a :data:`BACKBONES` entry, or ``"ResNet34"`` (always from scratch).
+                     fused_batch_norm: bool = True, fine_tune: bool = True) -> keras.Model:
+    """Any of chapter 03's nine models by name: a :data:`BACKBONES` entry, or ``"ResNet34"`` (always from scratch, always whole).
 
-    Its batch normalisation runs fused (:class:`FusedBatchNormalization`) unless ``fused_batch_norm=False``.
+    Its batch normalisation runs fused (:class:`FusedBatchNormalization`) unless
+    ``fused_batch_norm=False``; ``fine_tune=False`` freezes a backbone (chapter 03's probes).
     """
     if name == "ResNet34":
         page = chapter_models.resnet34
     elif name in BACKBONES:
-        page = functools.partial(chapter_models.backbone_classifier, name)
+        page = functools.partial(chapter_models.backbone_classifier, name, fine_tune=fine_tune)
     else:
         raise ValueError(f"unknown backbone {name!r}; choose from {', '.join(BACKBONES)} or ResNet34")
     return from_page(page, input_shape, num_classes, weights, fused_batch_norm=fused_batch_norm)
@@ -228,19 +279,19 @@ def from_page(build: Callable[..., keras.Model], input_shape: tuple[int, int, in
     (:class:`FusedBatchNormalization`) gives the same numbers faster; a model
     without batch normalisation is returned as built.
     """
-    model = build(input_shape, num_classes, weights=weights.keras_arg) if weights.pretrained else build(input_shape, num_classes)
+    model = build(input_shape, num_classes, weights=weights.keras_arg) if weights.keras_arg else build(input_shape, num_classes)
     return with_fused_batch_norm(model) if fused_batch_norm else model
 
 
 def build(study: str, name: str, input_shape: tuple[int, int, int], num_classes: int, weights: Weights, *,
-          fused_batch_norm: bool = True) -> keras.Model:
+          fused_batch_norm: bool = True, fine_tune: bool = True) -> keras.Model:
     """A fresh model ``name`` as ``study`` defined it: class-challenge's VGG16 head and AlexNet, or CoronaHack's nine.
 
     The two studies put different heads on VGG16, so the name alone does not say which model it is.
     ``fused_batch_norm`` as :func:`coronahack_model` takes it (AlexNet's too).
     """
     if study == "coronahack":
-        return coronahack_model(name, input_shape, num_classes, weights, fused_batch_norm=fused_batch_norm)
+        return coronahack_model(name, input_shape, num_classes, weights, fused_batch_norm=fused_batch_norm, fine_tune=fine_tune)
     pages = {"VGG16": chapter_models.vgg16_transfer, "AlexNet": chapter_models.alexnet}
     if study == "class-challenge" and name in pages:
         return from_page(pages[name], input_shape, num_classes, weights, fused_batch_norm=fused_batch_norm)

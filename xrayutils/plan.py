@@ -68,20 +68,23 @@ class Work:
         """Time of every run from measured costs (:func:`measure`): training steps, validation passes, the test split.
 
         With a cached frozen base, the base runs once per augmented view of each
-        training image and once per validation image; the epochs train only the head.
+        training image and once per validation and test image; the epochs train
+        only the head.  Unaugmented, that encoding is done once for every seed
+        (:func:`xrayutils.caching.encode_shared`).
         """
         p, n = self.protocol, self.images
         if cost["cached"]:
             views = p.augmented_views if p.augment else 1
-            one = (views * n["train"] + n["validation"]) * cost["forward"] + p.num_epochs * self.steps_per_epoch * cost["step"]
-        else:
-            one = p.num_epochs * (self.steps_per_epoch * cost["step"] + n["validation"] * cost["forward"])
+            encoding = (views * n["train"] + n["validation"] + n["test"]) * cost["forward"]
+            head = p.num_epochs * self.steps_per_epoch * cost["step"]
+            return (self.runs if p.augment else 1) * encoding + self.runs * head
+        one = p.num_epochs * (self.steps_per_epoch * cost["step"] + n["validation"] * cost["forward"])
         return self.runs * (one + n["test"] * cost["forward"])
 
     def key(self) -> tuple:
         """What a step's time depends on: the same key is measured once."""
         p = self.protocol
-        return (p.study, self.model, p.image_size, p.batch_size, p.cache_features, p.augment, str(p.mixed_precision),
+        return (p.study, self.model, p.image_size, p.batch_size, p.cache_features, p.fine_tune, p.augment, str(p.mixed_precision),
                 str(p.jit_compile), self.images["classes"])
 
 
@@ -118,7 +121,8 @@ def measure(work: Work, *, steps: int = 2) -> dict[str, Any]:
     keras.backend.clear_session()
     train.set_seed(0, p.jit_compile)
     def build() -> keras.Model:
-        return models.build(p.study, work.model, p.input_shape, work.images["classes"], models.resolve_weights("none"))
+        return models.build(p.study, work.model, p.input_shape, work.images["classes"], models.resolve_weights("none"),
+                            fine_tune=p.fine_tune)
 
     policy = train.set_precision(p.mixed_precision, model=work.model, work=train.work_of(build))
     try:

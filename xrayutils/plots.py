@@ -394,6 +394,42 @@ def plot_leaderboard(
     return fig
 
 
+def plot_against_imagenet(
+    results: dict[str, dict[str, dict[str, float]]],
+    metric: str,
+    imagenet: pd.DataFrame,
+    *,
+    correlation: dict[str, float] | None = None,
+    chance: float | None = None,
+    ax: plt.Axes | None = None,
+) -> plt.Figure:
+    """Each backbone's ``metric`` here (95% interval) against its ImageNet top-1 accuracy, coloured by family.
+
+    ``imagenet`` is :func:`xrayutils.published.imagenet_accuracy`; models without
+    an ImageNet accuracy (ResNet34) are left out.  ``correlation``
+    (:func:`xrayutils.evaluate.rank_correlation`) goes in the title.
+    """
+    names = [name for name in results if name in imagenet.index]
+    fig, ax = _axes(ax, (7, 4.2))
+    families = list(dict.fromkeys(imagenet.loc[names, "family"]))
+    colours = dict(zip(families, sns.color_palette(n_colors=len(families))))
+    for name in names:
+        x, ci = imagenet.loc[name, "imagenet_top1"], results[name][metric]
+        family = imagenet.loc[name, "family"]
+        ax.errorbar(x, ci["value"], yerr=_interval_errors([ci]), fmt="o", capsize=3, color=colours[family],
+                    label=family if name == next(n for n in names if imagenet.loc[n, "family"] == family) else None)
+        ax.annotate(name, (x, ci["value"]), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    if chance is not None:
+        ax.axhline(chance, color="black", linestyle="--", linewidth=1, label=f"chance ({chance:.2f})")
+    ax.set_xlabel("ImageNet top-1 accuracy (Keras' table)")
+    ax.set_ylabel(f"test {book.header(metric)} here (95% interval)")
+    if correlation is not None:
+        ax.set_title(f"Spearman's rho {correlation['value']:+.2f} [{correlation['low']:+.2f}, {correlation['high']:+.2f}] "
+                     f"over test images and seeds; p = {correlation['p']:.2f} over {correlation['models']} models", fontsize=10)
+    _legend_off_the_data(ax, beside=True)
+    return fig
+
+
 def _legend_off_the_data(ax: plt.Axes, *, beside: bool = False) -> None:
     """The axes' legend under it, or to its right (``beside``: below, it would meet a short panel's axis label).
 

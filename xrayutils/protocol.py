@@ -52,6 +52,8 @@ class TrainingProtocol:
     time however well it trained.  ``model_settings`` changes settings for one
     model (:meth:`for_model`), e.g. ``{"AlexNet": {"num_epochs": 10}}``: a network
     trained whole from scratch may need a shorter run than a cached head beside it.
+    ``fine_tune=False`` freezes chapter 03's backbones (a linear probe of their
+    features, each image's encoding computed once); the published protocol trains them whole.
     """
 
     study: str
@@ -66,6 +68,7 @@ class TrainingProtocol:
     augment: bool = True
     cache_features: bool = False
     augmented_views: int = 1
+    fine_tune: bool = True
     mixed_precision: bool | str = False
     jit_compile: bool | str = "auto"
     max_images_per_class: int = 0

@@ -50,6 +50,44 @@ def _naming(rows: pd.DataFrame, model: str) -> pd.DataFrame:
     return rows[rows["model"].map(lambda text: pattern.search(text) is not None)]
 
 
+def imagenet_accuracy() -> pd.DataFrame:
+    """Each CoronaHack backbone's ImageNet top-1 accuracy, family and size (millions of weights, with its ImageNet classifier).
+
+    From Keras' table of its applications (``imagenet_accuracy.csv``, its ``source``):
+    what CheXtransfer (Ke et al., CHIL 2021) set against chest X-ray scores.
+    """
+    with resources.files("xrayutils").joinpath("imagenet_accuracy.csv").open() as handle:
+        return pd.read_csv(handle).set_index("model")
+
+
+def orders(board: pd.DataFrame, metric: str, chapter: str) -> pd.DataFrame:
+    """Three orders of the same models side by side: ImageNet's top-1, the study's accuracy, and this run's ``metric``.
+
+    ``board`` is :func:`xrayutils.evaluate.leaderboard`'s table (its ``rank
+    interval`` where it has one); the study's rank is over the models it
+    published, ours over the models this run ranked.  Rows follow the study's order.
+    """
+    paper = chapter_rows(chapter)
+    imagenet = imagenet_accuracy()
+    ours = board.reset_index().set_index("model")
+    rows = []
+    for model in ours.index:
+        found = _first(_naming(paper, model))
+        rows.append({
+            "model": model,
+            "family": imagenet.loc[model, "family"] if model in imagenet.index else "self-defined (no ImageNet weights)",
+            "ImageNet top-1": f"{imagenet.loc[model, 'imagenet_top1']:.3f}" if model in imagenet.index else "–",
+            "published accuracy": "–" if found is None else f"{found['accuracy']:.3f}",
+            "published rank": "–" if found is None else int((paper["accuracy"] > found["accuracy"]).sum() + 1),
+            f"{metric} here": ours.loc[model, metric],
+            "rank here": ours.loc[model, "rank"],
+            **({"rank interval": ours.loc[model, "rank interval"]} if "rank interval" in ours.columns else {}),
+        })
+    table = pd.DataFrame(rows).set_index("model")
+    return table.sort_values("published rank", key=lambda ranks: pd.to_numeric(ranks, errors="coerce"), na_position="last",
+                             kind="stable")
+
+
 #: The dataset each study's rows were measured on (``published_results.csv`` names it in words).
 DATASET = {"class-challenge": "covid-xray", "coronahack": "coronahack"}
 
@@ -76,6 +114,14 @@ def accuracy(paper: pd.Series) -> dict[str, float]:
     return {"n": n, **evaluate.proportion(round(float(paper["accuracy"]) * n), n)}
 
 
+def frozen_instead(protocol: TrainingProtocol) -> bool:
+    """Whether ``protocol`` freezes a backbone the study fine-tuned whole (CoronaHack's, under ``fine_tune=False``).
+
+    The class-challenge study froze its VGG16 itself, so only CoronaHack's protocol can differ here.
+    """
+    return protocol.study == "coronahack" and not protocol.fine_tune
+
+
 def unlike(paper: pd.Series, protocol: TrainingProtocol, *, pretrained: bool, n_train: int, n_test: int) -> list[str]:
     """Every way this model's run (``protocol`` for the model, its weights and image counts) differs from the published one.
 
@@ -87,6 +133,8 @@ def unlike(paper: pd.Series, protocol: TrainingProtocol, *, pretrained: bool, n_
     reasons = [] if on_test_images(paper) else [f"a {paper['split']} score there"]
     if paper["pretrained"] == "imagenet" and not pretrained:
         reasons.append("ImageNet weights there, random here")
+    if paper["pretrained"] == "imagenet" and frozen_instead(protocol):
+        reasons.append("frozen backbone (a linear probe) here, fine-tuned whole there")
 
     def differ(pairs: dict[str, tuple[int, int]]) -> list[str]:
         return [f"{ours:,} {what[:-1] if ours == 1 and what.endswith('s') else what} here, {published:,} there"

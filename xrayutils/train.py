@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import os
 import time
 import traceback
-from collections.abc import Callable, Iterator
+import weakref
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -218,15 +220,21 @@ def work_of(build: Callable[[], keras.Model]) -> Callable[[], str]:
     its time running the base forward, once per image and view with feature
     caching and every epoch without; else the whole network trains.  Telling
     needs the model built (in float32, then dropped), so it is called only when
-    the precision depends on it.
+    the precision depends on it, and once per ``build`` (every seed of a model shares it).
     """
     def work() -> str:
-        keras.mixed_precision.set_global_policy("float32")
-        frozen = caching.split_frozen(build()) is not None
-        keras.backend.clear_session()
-        return precision.FROZEN_FORWARD if frozen else precision.WHOLE_NETWORK
+        if build not in _WORK:
+            keras.mixed_precision.set_global_policy("float32")
+            frozen = caching.split_frozen(build()) is not None
+            keras.backend.clear_session()
+            _WORK[build] = precision.FROZEN_FORWARD if frozen else precision.WHOLE_NETWORK
+        return _WORK[build]
 
     return work
+
+
+#: :func:`work_of`'s answers by model builder, kept while the builder lives.
+_WORK: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def speed_note(history: dict[str, Any]) -> str:
@@ -318,11 +326,19 @@ def with_class_weights(dataset: tf.data.Dataset, class_weight: dict[int, float])
 
 
 class _BestWeights(keras.callbacks.Callback):
-    """Remember the weights of the epoch with the lowest validation loss; put them back at the end."""
+    """Remember the weights of the epoch with the lowest validation loss; put them back at the end.
+
+    Only the weights that training can change are copied: those of the layers
+    that train (a trained batch normalisation's moving statistics included).
+    Copying a frozen backbone's 50 million weights at every better epoch took
+    longer than training its head.
+    """
 
     def __init__(self, model: keras.Model) -> None:
         super().__init__()
         self.target = model
+        layers_that_train = [layer for layer in caching.all_layers(model) if layer.trainable and not isinstance(layer, keras.Model)]
+        self.changing = list({id(w): w for layer in layers_that_train for w in layer.weights}.values())
         self.best_loss = np.inf
         self.best_epoch = 0
         self.best_weights: list[np.ndarray] | None = None
@@ -336,11 +352,12 @@ class _BestWeights(keras.callbacks.Callback):
         loss = (logs or {}).get("val_loss", np.inf)
         if loss < self.best_loss:
             self.best_loss, self.best_epoch = loss, epoch + 1
-            self.best_weights = self.target.get_weights()
+            self.best_weights = [keras.ops.convert_to_numpy(w) for w in self.changing]
 
     def on_train_end(self, logs: dict | None = None) -> None:
         if self.best_weights is not None:
-            self.target.set_weights(self.best_weights)
+            for weight, value in zip(self.changing, self.best_weights):
+                weight.assign(value)
 
 
 class EpochProgress(keras.callbacks.Callback):
@@ -380,6 +397,7 @@ def fit(
     verbose: int = 2,
     fit_model: FitModel | None = None,
     augmentation: Callable[[int], keras.Layer] | None = None,
+    shared: Hashable | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` in place as ``protocol`` says and return its history; the best epoch's weights (by validation loss) are kept.
 
@@ -407,7 +425,11 @@ def fit(
     ``augmented_views`` times per training image when augmenting, and only the
     head trains, on batches of the cached features shuffled with the protocol's
     seed.  ``train`` is then read once per view, best unshuffled.  It is the same
-    model and the same loss: only the base's repeated work is skipped.
+    model and the same loss: only the base's repeated work is skipped.  Given
+    ``shared``, a name for the images behind ``train`` and ``validation`` (in
+    order), unaugmented encodings are shared with other runs of the same frozen
+    base (:func:`xrayutils.caching.encode_shared`): a later training seed trains
+    its head at once.
 
     Returns
     -------
@@ -431,12 +453,19 @@ def fit(
         encoder, trainer = split
         views = protocol.augmented_views if layer is not None else 1
         reporter = next((c for c in callbacks or [] if isinstance(c, EpochProgress)), None)
-        features, labels = caching.encode(encoder, train, views=views, augmentation=layer,
-                                          on_batch=reporter.encoding if reporter else None)
+        on_batch = reporter.encoding if reporter else None
+        reused = False
+        if layer is None and shared is not None:
+            features, labels, _, reused = caching.encode_shared(encoder, train, key=(shared, "train"), on_batch=on_batch)
+            encoded_validation = caching.encode_shared(encoder, validation, key=(shared, "validation"))[:2]
+        else:
+            features, labels = caching.encode(encoder, train, views=views, augmentation=layer, on_batch=on_batch)
+            encoded_validation = caching.encode(encoder, validation)
         batches = dict(batch_size=protocol.batch_size, seed=protocol.seed)
         train = caching.feature_dataset(features, labels, shuffle=True, **batches)
-        validation = caching.feature_dataset(*caching.encode(encoder, validation), shuffle=False, **batches)
-        cache = {"views": views, "encode_seconds": round(time.perf_counter() - started, 1), "feature_shape": list(features.shape[2:])}
+        validation = caching.feature_dataset(*encoded_validation, shuffle=False, **batches)
+        cache = {"views": views, "encode_seconds": round(time.perf_counter() - started, 1), "feature_shape": list(features.shape[2:]),
+                 "reused": reused}
     elif layer is not None:
         train = augmented(train, layer)
     if class_weight is not None:
@@ -695,13 +724,17 @@ def train_and_test(
             class_weight = protocol.class_weights(frames["train"]["label"].to_numpy(), len(classes))
             label = run_label(name, protocol.seed)
             progress.report(f"{label}: {'encoding the training images' if cache else 'starting'}")
+            shared = (protocol.image_size, data_key(frames))
             history = fit(model, splits["train"], splits["validation"], protocol, class_weight=class_weight,
                           callbacks=[EpochProgress(label, protocol.num_epochs)], verbose=0,  # the page: one line per model
-                          fit_model=fit_model, augmentation=augmentation)
+                          fit_model=fit_model, augmentation=augmentation, shared=shared)
             history["precision_reason"] = chosen.reason
             history["threads"] = cpu_threads()
             history["layers"] = models.describe(model)
-        probabilities, seconds_per_image = evaluate.predict_proba(model, splits["test"])
+        if cache and not history["augmented"]:  # the frozen base's test encodings, shared between seeds like the training ones
+            probabilities, seconds_per_image = predict_cached(model, splits["test"], key=(shared, "test"))
+        else:
+            probabilities, seconds_per_image = evaluate.predict_proba(model, splits["test"])
         check_finite(model, history, probabilities)
         if path is not None:
             save_model(model, path, classes=classes, history=history, provenance=provenance)
@@ -715,6 +748,26 @@ def train_and_test(
         model = None
         keras.backend.clear_session()
     return ModelRun(name, model, history, probabilities, seconds_per_image, None if path is None else Path(path), weight_counts)
+
+
+def data_key(frames: dict[str, pd.DataFrame]) -> str:
+    """A short name for the images of every split, in order: runs on equal keys read the same images."""
+    digest = hashlib.blake2b(digest_size=12)
+    for split in sorted(frames):
+        digest.update(f"{split}:{chr(10).join(map(str, frames[split]['path']))}".encode())
+    return digest.hexdigest()
+
+
+def predict_cached(model: keras.Model, images: tf.data.Dataset, *, key: Hashable) -> tuple[np.ndarray, float]:
+    """:func:`xrayutils.evaluate.predict_proba` of a model with a frozen base, the base's output shared between runs.
+
+    The seconds per image are the whole model's: the base's encoding (when it
+    was computed) and the head's prediction.
+    """
+    encoder, head = caching.split_frozen(model)
+    features, _, encode_seconds, _ = caching.encode_shared(encoder, images, key=key)
+    probabilities, head_seconds = evaluate.predict_proba(head, tf.data.Dataset.from_tensor_slices(features[0]).batch(256))
+    return probabilities, encode_seconds / max(len(probabilities), 1) + head_seconds
 
 
 class NotFinite(ArithmeticError):

@@ -247,8 +247,8 @@ def test_a_within_collection_test_that_could_not_run_is_said_and_leads_nothing()
 
 @pytest.mark.parametrize(("ci", "p", "says"), [
     ({"value": 0.7, "low": 0.4, "high": 0.9}, 0.04, "ImageNet accuracy orders the backbones' scores here"),
-    ({"value": 0.7, "low": 0.4, "high": 0.9}, 0.06, "does not predict the score here"),  # sure of the order, too few models
-    ({"value": 0.7, "low": -0.1, "high": 0.9}, 0.01, "does not predict the score here"),  # the test set is not sure of it
+    ({"value": 0.7, "low": 0.4, "high": 0.9}, 0.06, "no relation of ImageNet accuracy"),  # sure of the order, too few models
+    ({"value": 0.7, "low": -0.1, "high": 0.9}, 0.01, "no relation of ImageNet accuracy"),  # the test set is not sure of it
     ({"value": -0.8, "low": -0.95, "high": -0.5}, 0.01, "ImageNet accuracy reverses"),
 ])
 def test_the_imagenet_correlation_is_called_one_only_when_both_its_uncertainties_allow(ci, p, says):

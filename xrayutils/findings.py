@@ -563,7 +563,8 @@ def imagenet_verdict(correlation: Mapping[str, float] | None, *, pretrained: boo
            f"[{evaluate.signed(correlation['low'], 2)}, {evaluate.signed(correlation['high'], 2)}] over test images and seeds "
            f"(p = {correlation['p']:.2f} over {correlation['models']} models)")
     said = (f"{rho}: ImageNet accuracy {'orders' if correlation['value'] > 0 else 'reverses'} the backbones' scores here"
-            if told else f"{rho}: ImageNet accuracy does not predict the score here, as CheXtransfer found on CheXpert")
+            if told else f"{rho}: by chapter 03's rule (the interval excludes zero and p < 0.05) no relation of ImageNet "
+                         "accuracy to the score here is shown, as CheXtransfer found none on CheXpert")
     if not pretrained:
         said += (". These backbones started from random weights, so ImageNet taught them nothing: the question answered is whether "
                  "the architectures that do well on ImageNet pass on more useful random features, not whether ImageNet training helps")
@@ -604,8 +605,10 @@ def coronahack_summary(board: pd.DataFrame, metric: str, n_test: int, left_out: 
                          f"({len(apart)} of the other {prose.count(len(others), 'ranked model')}), not from the rest")
     if "rank interval" in ranked.columns and len(ranked) > 1:
         wide = [text for text in ranked["rank interval"] if len(set(text.split(" to "))) > 1]
-        lines.append(f"{prose.count(len(wide), 'ranked model', words=True)} of {len(ranked)} could take more than one rank "
-                     "over redraws of the test images and seeds (the leaderboard's rank intervals)")
+        which = (f"every one of the {len(ranked)} ranked models" if len(wide) == len(ranked)
+                 else f"{prose.count(len(wide), 'ranked model', words=True)} of {len(ranked)}")
+        lines.append(f"{which} could take more than one rank over redraws of the test images and seeds (the leaderboard's rank "
+                     "intervals)")
     lines += [spread] if spread else []
     if imagenet:
         lines.append(imagenet.rstrip("."))

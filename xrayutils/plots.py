@@ -388,7 +388,7 @@ def plot_leaderboard(
     if chance is not None:
         ax.axvline(chance, color="black", linestyle="--", linewidth=1, label=f"constant answer ({chance:.2f})")
     ax.set_xlim(0, 1.02)
-    ax.set_xlabel(f"test {metric.replace('_', ' ')} (95% interval)")
+    ax.set_xlabel(f"test {book.header(metric)} (95% interval)")
     if marked or per_seed or chance is not None:
         _legend_off_the_data(ax, beside=True)
     return fig

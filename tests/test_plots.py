@@ -136,3 +136,20 @@ def test_the_shortcut_figure_draws_every_variant_of_every_model_on_a_readable_ax
     assert points.count((0.9, "full image")) == 3 and (0.5, "lungs hidden") in points and len(points) == 3 * 3 + 2
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert legend == ["chance", "full image", "lungs hidden", "border hidden"]
+
+
+def test_the_imagenet_figure_puts_each_backbone_at_its_imagenet_accuracy_and_score():
+    from xrayutils import published
+
+    def ci(v):
+        return {"roc_auc": {"value": v, "low": v - 0.05, "high": v + 0.05}}
+
+    imagenet = published.imagenet_accuracy()
+    fig = plots.plot_against_imagenet({"VGG16": ci(0.8), "EfficientNetV2M": ci(0.6), "ResNet34": ci(0.9)}, "roc_auc", imagenet,
+                                      correlation={"value": -1.0, "low": -1.0, "high": -0.5, "p": 0.0, "models": 2})
+    ax = fig.axes[0]
+    points = sorted((round(float(c.lines[0].get_xdata()[0]), 3), round(float(c.lines[0].get_ydata()[0]), 3)) for c in ax.containers)
+    assert points == [(0.713, 0.8), (0.853, 0.6)]  # ResNet34 has no ImageNet accuracy: not drawn
+    assert "rho -1.00" in ax.get_title() and ax.get_xlabel().startswith("ImageNet top-1")
+    empty = plots.plot_against_imagenet({"ResNet34": ci(0.9)}, "roc_auc", imagenet)
+    assert "no backbone" in empty.axes[0].texts[0].get_text()

@@ -411,6 +411,8 @@ def plot_against_imagenet(
     """
     names = [name for name in results if name in imagenet.index]
     fig, ax = _axes(ax, (7, 4.2))
+    if not names:
+        ax.text(0.5, 0.5, "no backbone with an ImageNet accuracy ran", ha="center", va="center", transform=ax.transAxes)
     families = list(dict.fromkeys(imagenet.loc[names, "family"]))
     colours = dict(zip(families, sns.color_palette(n_colors=len(families))))
     for name in names:

@@ -267,3 +267,19 @@ def test_the_seed_spread_is_set_beside_the_spread_between_models():
                     "within one model, over its seeds, up to 0.020 (A)")
     assert "up to 0.200 (C)" in findings.seeds_against_models(per_seed, ["A", "B", "C"], "roc_auc")
     assert findings.seeds_against_models({"A": per_seed["A"].iloc[:1]}, ["A"], "roc_auc") == ""
+
+
+def test_chapter_03s_summary_names_a_model_no_better_than_chance_and_what_the_frozen_probes_measure():
+    board = pd.DataFrame([{"rank": 1, "model": "VGG19", "roc_auc": "0.901 [0.875, 0.924]", "accuracy": "0.8 [..]",
+                           "minus the best": "–", "told apart": "–", "decides": "yes", "rank interval": "1 to 2"},
+                          {"rank": 2, "model": "EfficientNetV2M", "roc_auc": "0.504 [0.454, 0.553]", "accuracy": "0.6 [..]",
+                           "minus the best": "-0.397 [-0.473, -0.320]", "told apart": "yes", "decides": "yes",
+                           "rank interval": "2 to 2"}]).set_index("rank")
+    weights = {name: models.Weights("f.weights.h5", "random, drawn once", drawn=True) for name in ("VGG19", "EfficientNetV2M")}
+    metrics = {"VGG19": {"roc_auc": {"value": 0.901, "low": 0.875, "high": 0.924}},
+               "EfficientNetV2M": {"roc_auc": {"value": 0.504, "low": 0.454, "high": 0.553}}}
+    text = " ".join(findings.coronahack_summary(board, "roc_auc", 624, [], 3, weights, frozen=True, metrics=metrics))
+    assert "ROC AUC no better than chance (its interval holds or lies below 0.5): EfficientNetV2M 0.504 [0.454, 0.553]" in text
+    assert "VGG19 0.901" not in text.split("no better than chance")[1]
+    assert "frozen backbones' scores measure what a random network of each architecture passes on" in text  # drawn: not pretrained
+    assert "1 of the 2 ranked models could take more than one rank" in text

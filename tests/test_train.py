@@ -345,15 +345,23 @@ def test_class_weights_become_sample_weights_for_one_hot_and_binary_labels():
 
 
 def test_the_cpu_profile_chapter03_protocol_trains_each_of_its_models(data_dir, tmp_path):
-    """Chapter 03 as the cpu profile sets it, on generated images, shrunk only in image size, epochs and seeds."""
+    """Chapter 03 as the cpu profile sets it, on generated images, shrunk in image size, epochs, seeds and models.
+
+    ResNet34 trained whole; VGG16 and EfficientNetV2S (whose stochastic depth is
+    dropout inside the frozen base) as probes, each base one random draw that both
+    seeds load and encode once.
+    """
     notebook = parameters.ROOT / "notebooks" / "03_coronahack_models.ipynb"
     chosen = parameters.with_defaults(notebook, parameters.resolve_parameters(notebook, "cpu", {}))
-    protocol = TrainingProtocol.from_parameters({**chosen, "image_size": 75, "num_epochs": 1, "seeds": [1]}, study="coronahack")
+    assert chosen["model_names"] == list(models.CORONAHACK_MODELS) and not chosen["fine_tune"]  # all nine, backbones frozen
+    protocol = TrainingProtocol.from_parameters({**chosen, "image_size": 75, "num_epochs": 1, "seeds": [1, 2]}, study="coronahack")
+    protocol = dataclasses.replace(protocol, model_settings={"ResNet34": {**protocol.model_settings["ResNet34"], "num_epochs": 1}})
     data, frames = train.load_split("coronahack", "two", protocol, data_dir)
-    names = chosen["model_names"]
-    weights = {name: models.starting_weights(name, protocol.weights) for name in names}
-    builders = {name: chapter_models.resnet34 if name == "ResNet34" else functools.partial(chapter_models.backbone_classifier, name)
-                for name in names}
+    names = ["ResNet34", "VGG16", "EfficientNetV2S"]
+    weights = {name: models.one_random_draw(name, models.starting_weights(name, "none"), protocol.input_shape, seed=42, folder=tmp_path)
+               for name in names}
+    builders = {name: chapter_models.resnet34 if name == "ResNet34"
+                else functools.partial(chapter_models.backbone_classifier, name, fine_tune=protocol.fine_tune) for name in names}
     runs = train.train_models(builders, protocol, data, frames, weights=weights, output_dir=tmp_path, provenance={}, keep_models=False)
     expected_weights = protocol.class_weights(frames["train"]["label"].to_numpy(), 2)
     assert expected_weights and protocol.batchnorm_momentum is not None  # what the cpu profile sets for training from scratch
@@ -363,6 +371,11 @@ def test_the_cpu_profile_chapter03_protocol_trains_each_of_its_models(data_dir, 
         saved = keras.models.load_model(run.path)
         momenta = {layer.momentum for layer in caching.all_layers(saved) if isinstance(layer, layers.BatchNormalization)}
         assert momenta == {protocol.batchnorm_momentum}, name
+        cached = [seed_run.history.get("cache") for seed_run in run.by_seed.values()]
+        if name == "ResNet34":
+            assert cached == [None, None] and run.history["augmented"]  # whole, on augmented images
+        else:
+            assert [c["reused"] for c in cached] == [False, True] and not run.history["augmented"], name
 
 
 def test_a_class_left_without_test_images_stops_the_chapter_naming_class_split_and_file(data_dir):

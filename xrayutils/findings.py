@@ -575,13 +575,15 @@ def imagenet_verdict(correlation: Mapping[str, float] | None, *, pretrained: boo
 
 def coronahack_summary(board: pd.DataFrame, metric: str, n_test: int, left_out: list[str], n_seeds: int,
                        weights: Mapping[str, Any], errors: Mapping[str, str] | None = None, *, frozen: bool = False,
-                       spread: str = "", imagenet: str | None = None) -> list[str]:
+                       spread: str = "", imagenet: str | None = None,
+                       metrics: Mapping[str, Mapping[str, Mapping[str, float]]] | None = None) -> list[str]:
     """Chapter 03's summary list: the leader, who is below the constant answer, each model's errors, what one seed cannot show.
 
     ``errors`` maps a model to :func:`xrayutils.evaluate.error_counts`' sentence:
     a ranking says nothing of which way a model is wrong, a clinician needs both.
     ``frozen`` says the backbones were linear probes; ``spread`` is :func:`seeds_against_models`'
-    sentence and ``imagenet`` :func:`imagenet_verdict`'s.
+    sentence and ``imagenet`` :func:`imagenet_verdict`'s.  With ``metrics`` (each model's
+    intervals) a model whose ROC AUC interval holds 0.5 is named: it is not shown to tell the classes apart at all.
     """
     ranked = board[board.index != "-"]
     lines = [f"{prose.count(len(board), 'model')} ran under one protocol, each with {prose.count(n_seeds, 'training seed')}"
@@ -606,9 +608,13 @@ def coronahack_summary(board: pd.DataFrame, metric: str, n_test: int, left_out: 
     if "rank interval" in ranked.columns and len(ranked) > 1:
         wide = [text for text in ranked["rank interval"] if len(set(text.split(" to "))) > 1]
         which = (f"every one of the {len(ranked)} ranked models" if len(wide) == len(ranked)
-                 else f"{prose.count(len(wide), 'ranked model', words=True)} of {len(ranked)}")
+                 else f"{len(wide)} of the {len(ranked)} ranked models")
         lines.append(f"{which} could take more than one rank over redraws of the test images and seeds (the leaderboard's rank "
                      "intervals)")
+    chance = [f"{name} {evaluate.interval(m['roc_auc'])}" for name, m in (metrics or {}).items()
+              if "roc_auc" in m and evaluate.side(m["roc_auc"], 0.5) <= 0]
+    if chance:
+        lines.append(f"ROC AUC no better than chance (its interval holds or lies below 0.5): {prose.join(chance)}")
     lines += [spread] if spread else []
     if imagenet:
         lines.append(imagenet.rstrip("."))

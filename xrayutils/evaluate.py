@@ -471,6 +471,14 @@ def paired_difference(
                       n_resamples=n_resamples, confidence=confidence, seed=seed, skip_nan=True)["d"]
 
 
+def _over_seeds(
+    y: np.ndarray, by_seed: dict[str, dict[int, np.ndarray]], names: list[str], statistic: Callable
+) -> tuple[dict[str, list[np.ndarray]], dict[str, float]]:
+    """Each of ``names``' seeds' probabilities as :func:`as_probabilities` gives them, and ``statistic``'s mean over its seeds."""
+    runs = {name: [as_probabilities(p) for p in by_seed[name].values()] for name in names}
+    return runs, {name: float(np.mean([statistic(y, p) for p in proba])) for name, proba in runs.items()}
+
+
 def _scores(y: np.ndarray, probabilities: dict[str, list[np.ndarray]], idx: np.ndarray, statistic: Callable, pick) -> dict[str, float]:
     """Each model's ``statistic`` on the images ``idx``, from one of its seeds' probabilities (``pick(n)`` chooses which)."""
     return {name: statistic(y[idx], runs[pick(len(runs))][idx]) for name, runs in probabilities.items()}
@@ -503,8 +511,8 @@ def rank_intervals(
     (1.0, 2.0)
     """
     statistic, y = STATISTICS[metric], np.asarray(y_true)
-    runs = {name: [as_probabilities(p) for p in seeds.values()] for name, seeds in by_seed.items()}
-    point = _ranks({name: float(np.mean([statistic(y, p) for p in proba])) for name, proba in runs.items()})
+    runs, mean = _over_seeds(y, by_seed, list(by_seed), statistic)
+    point = _ranks(mean)
     pick = np.random.default_rng([seed, 1]).integers
     return _bootstrap(lambda idx: _ranks(_scores(y, runs, idx, statistic, pick)), point, len(y),
                       n_resamples=n_resamples, confidence=confidence, seed=seed, skip_nan=True)
@@ -526,14 +534,13 @@ def rank_correlation(
     if len(names) < 3:
         raise ValueError(f"a rank correlation needs at least 3 models with a reference value, got {names}")
     statistic, y = STATISTICS[metric], np.asarray(y_true)
-    runs = {name: [as_probabilities(p) for p in by_seed[name].values()] for name in names}
+    runs, mean = _over_seeds(y, by_seed, names, statistic)
     ref = [reference[name] for name in names]
 
     def rho(scores: dict[str, float]) -> float:
         values = [scores[name] for name in names]
         return float("nan") if np.isnan(values).any() or np.ptp(values) == 0 else float(stats.spearmanr(ref, values).statistic)
 
-    mean = {name: float(np.mean([statistic(y, p) for p in proba])) for name, proba in runs.items()}
     pick = np.random.default_rng([seed, 2]).integers
     ci = _bootstrap(lambda idx: {"rho": rho(_scores(y, runs, idx, statistic, pick))}, {"rho": rho(mean)}, len(y),
                     n_resamples=n_resamples, confidence=confidence, seed=seed, skip_nan=True)["rho"]

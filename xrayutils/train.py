@@ -617,9 +617,14 @@ class ModelRun:
         results.write_atomic(path, evaluate.predictions_frame(test, self.probabilities, classes).to_csv(index=False))
         return path
 
+    @property
+    def seed_probabilities(self) -> dict[int, np.ndarray]:
+        """Each training seed's own test probabilities (``probabilities`` is their mean)."""
+        return {seed: run.probabilities for seed, run in self.by_seed.items()}
+
     def seed_table(self, y_true: np.ndarray, classes: list[str]) -> pd.DataFrame:
         """Each seed's test metrics (:func:`~xrayutils.evaluate.point_metrics`), one row per seed."""
-        return evaluate.seed_metrics(y_true, {seed: run.probabilities for seed, run in self.by_seed.items()}, classes=classes)
+        return evaluate.seed_metrics(y_true, self.seed_probabilities, classes=classes)
 
     def record(self, metrics: dict[str, Any] | None, weights: models.Weights, seeds: pd.DataFrame | None = None) -> dict[str, Any]:
         """This model's entry in its chapter's results file: metrics, history, size, times and weights, or its error.

@@ -292,8 +292,13 @@ def test_leaderboard_over_seeds_ranks_by_the_seed_mean_and_leaves_one_class_mode
                                  {"steady": steady, "lucky": lucky, "constant": constant}, y, metric="accuracy",
                                  columns=["accuracy"], per_seed=per_seed)
     assert board["model"].tolist() == ["steady", "lucky", "constant"]  # by the mean over seeds: 0.8 > 0.725
-    assert board.index.tolist() == [1, 2, "-"] and board["decides"].tolist() == ["yes", "yes", "one class for all"]
+    assert board.index.tolist() == [1, 2, "-"] and board["rank interval"].tolist() == ["–", "–", "not ranked: one class for all"]
     assert board.loc[1, "accuracy over seeds"] == "0.800 and 0.800 (2 seeds)" and "seeds" not in board  # said in the cell
+    three = {name: pd.concat([table, table.iloc[:1]], ignore_index=True) for name, table in per_seed.items()}
+    board = evaluate.leaderboard({"steady": ci(0.8), "lucky": ci(0.9), "constant": ci(0.5)},
+                                 {"steady": steady, "lucky": lucky, "constant": constant}, y, metric="accuracy",
+                                 columns=["accuracy"], per_seed=three)
+    assert board.loc[1, "accuracy over 3 seeds (mean ± sd)"] == "0.800 ± 0.000"  # the count said once, in the header
     assert evaluate.predicts_one_class(constant) and not evaluate.predicts_one_class(steady)
 
 
@@ -307,7 +312,7 @@ def test_a_model_below_the_constant_answer_is_flagged_and_not_ranked():
                                  metric="roc_auc", columns=["roc_auc", "accuracy"])
     assert board["model"].tolist() == ["good", "bad"]  # ranked below although its ROC AUC is higher
     assert board.index.tolist() == [1, "-"]
-    assert board["decides"].tolist() == ["yes", "no: accuracy below the constant answer's 0.625"]
+    assert board["rank interval"].tolist() == ["–", "not ranked: below the constant answer"]
 
 
 def test_rank_intervals_pin_a_clear_leader_and_spread_two_models_that_chance_orders():

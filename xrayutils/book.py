@@ -274,10 +274,10 @@ def header(name: Any) -> Any:
 
 
 def _readable(value: Any) -> Any:
-    """A text cell with a model's key as its name (:func:`header`) and each interval unbreakable inside its brackets."""
+    """A text cell with a model's key as its name (:func:`header`), each interval unbreakable inside its brackets, "± sd" unbroken."""
     if not isinstance(value, str):
         return value
-    return _INTERVAL.sub(lambda m: m[0].replace(" ", "\u00a0"), results.display_name(value))
+    return _INTERVAL.sub(lambda m: m[0].replace(" ", "\u00a0"), results.display_name(value)).replace("± ", "±\u00a0")
 
 
 def _cell(value: Any) -> Any:

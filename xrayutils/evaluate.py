@@ -386,11 +386,12 @@ def seed_spread(table: pd.DataFrame) -> dict[str, dict[str, float | None]]:
     }
 
 
-def spread_text(spread: dict[str, float | None], digits: int = 3) -> str:
+def spread_text(spread: dict[str, float | None], digits: int = 3, *, counted: bool = True) -> str:
     """What single seeds reached: ``"0.712 ± 0.034 (mean ± sd of 3 seeds)"``, or each value where there are too few for a spread.
 
     A standard deviation of two values says little: below three seeds the values
-    themselves are given.
+    themselves are given.  ``counted=False`` leaves out "(mean ± sd of N seeds)",
+    for a table whose column header says it once.
 
     >>> spread_text({"n": 3, "mean": 0.7, "sd": 0.05, "min": 0.65, "max": 0.75}, digits=2)
     '0.70 ± 0.05 (mean ± sd of 3 seeds)'
@@ -403,7 +404,7 @@ def spread_text(spread: dict[str, float | None], digits: int = 3) -> str:
         return f"{spread['mean']:.{digits}f} (1 seed)"
     if spread["n"] == 2:
         return f"{spread['min']:.{digits}f} and {spread['max']:.{digits}f} (2 seeds)"
-    return f"{spread['mean']:.{digits}f} ± {spread['sd']:.{digits}f} (mean ± sd of {spread['n']} seeds)"
+    return f"{spread['mean']:.{digits}f} ± {spread['sd']:.{digits}f}" + ("" if not counted else f" (mean ± sd of {spread['n']} seeds)")
 
 
 def spread_table(per_seed: dict[str, pd.DataFrame], metric_names: list[str]) -> pd.DataFrame:
@@ -547,6 +548,11 @@ def rank_correlation(
     return ci | {"p": float(stats.spearmanr(ref, [mean[name] for name in names]).pvalue), "models": len(names)}
 
 
+#: Why a model has no rank, in its ``rank interval`` cell (:func:`leaderboard`): short, so that nine rows fit the page's column.
+NOT_RANKED_ONE_CLASS = "not ranked: one class for all"
+NOT_RANKED_BELOW = "not ranked: below the constant answer"
+
+
 def leaderboard(
     results: dict[str, dict[str, dict[str, float]]],
     probabilities: dict[str, np.ndarray],
@@ -569,8 +575,9 @@ def leaderboard(
     The metric that ranks is the metric that tests.  With ``per_seed`` (each model's :func:`seed_metrics`)
     ``results`` and ``probabilities`` are the seed ensembles', the ranking is by
     the mean over seeds, and ``metric`` gets a ``"<metric> over seeds"`` twin
-    (mean ± sd).  A model whose every prediction is one class is not ranked
-    (rank ``-``, listed last, ``decides`` says so): its accuracy is the class
+    (mean ± sd; "over 3 seeds (mean ± sd)" in the header when every model had the
+    same three or more).  A model whose every prediction is one class is not ranked
+    (rank ``-``, listed last, its ``rank interval`` cell says why): its accuracy is the class
     share, not a skill.  Nor is a model whose accuracy interval lies wholly below
     that share (always answering the largest test class): it has not learned the
     task, however its ROC AUC ranks.  With ``seed_probabilities`` (each model's
@@ -590,21 +597,23 @@ def leaderboard(
     ranked = [name for name in order if name not in unranked]
     ranks = (rank_intervals(y_true, {name: seed_probabilities[name] for name in ranked}, metric, n_resamples=n_resamples, seed=seed)
              if seed_probabilities and len(ranked) > 1 else {})
+    counts = {spreads[name][metric]["n"] for name in spreads}
+    n_seeds = counts.pop() if len(counts) == 1 and min(counts) >= 3 else None  # one count for all: said once, in the header
+    seeds_column = f"{metric} over {n_seeds} seeds (mean ± sd)" if n_seeds else f"{metric} over seeds"
     rows = []
     for rank, name in enumerate(order, start=1):
         row = {"rank": "-" if name in unranked else rank, "model": name}
-        if ranks:
-            row["rank interval"] = f"{ranks[name]['low']:.0f} to {ranks[name]['high']:.0f}" if name in ranks else "–"
+        if ranks or unranked:
+            row["rank interval"] = (f"{ranks[name]['low']:.0f} to {ranks[name]['high']:.0f}" if name in ranks
+                                    else NOT_RANKED_ONE_CLASS if name in one_class else NOT_RANKED_BELOW if name in below else "–")
         for c in columns:
             row[c] = interval(results[name][c])
             if name in spreads and c == metric:
-                row[f"{c} over seeds"] = spread_text(spreads[name][c])
+                row[seeds_column] = spread_text(spreads[name][c], counted=not n_seeds)
         d = None if name == best else paired_difference(metric, y_true, probabilities[name], probabilities[best],
                                                         n_resamples=n_resamples, confidence=confidence, seed=seed)
         row["minus the best"] = "–" if d is None else signed_interval(d)
         row["told apart"] = "–" if d is None else "yes" if side(d) else "no"
-        row["decides"] = ("one class for all" if name in one_class
-                          else f"no: accuracy below the constant answer's {constant:.3f}" if name in below else "yes")
         rows.append(row)
     return pd.DataFrame(rows).set_index("rank")
 

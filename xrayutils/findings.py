@@ -619,10 +619,11 @@ def coronahack_summary(board: pd.DataFrame, metric: str, n_test: int, left_out: 
     if imagenet:
         lines.append(imagenet.rstrip("."))
     lines += [f"{name} {said}" for name, said in (errors or {}).items()]
-    for row in board[board.index == "-"].itertuples():
-        lines.append(f"{row.model} is not ranked: " + ("it gives every test image the same class" if row.decides == "one class for all"
-                                                       else f"its accuracy, {row.accuracy}, is below always answering the "
-                                                            "largest test class: it has not learned the task"))
+    for _, row in board[board.index == "-"].iterrows():
+        lines.append(f"{row['model']} is not ranked: " + ("it gives every test image the same class"
+                                                          if row.get("rank interval") == evaluate.NOT_RANKED_ONE_CLASS
+                                                          else f"its accuracy, {row['accuracy']}, is below always answering the "
+                                                               "largest test class: it has not learned the task"))
     if n_seeds < 3:
         lines.append(f"with {prose.count(n_seeds, 'training seed')} per model the ranking shows no luck of training: "
                      "a model's score can move by more than the gaps between models when only its seed changes")

@@ -141,3 +141,14 @@ def test_a_table_whose_rows_share_a_name_is_shown_whole():
                           "decides": ["yes", "no: accuracy below the constant answer's 0.625", "one class for all"]}).set_index("rank")
     page = book.page_table(board)
     assert page.count("<tr>") == 4 and ">rank<" in page and "xray-text" in page
+
+
+def test_a_filtered_tables_row_numbers_are_hidden_and_a_file_path_may_break():
+    """Near-duplicate pairs filtered from a longer frame keep row numbers 394, 401: not shown; their long paths may wrap."""
+    pairs = pd.DataFrame({"file a": ["all/test/covid/F4341CE7-73C9.jpeg", "x"], "distance": [2, 4],
+                          "sd": ["0.900 ± 0.004", "0.8 ± 0.1"]}, index=[394, 401])
+    page = book.page_table(pairs)
+    assert ">394<" not in page and ">401<" not in page
+    assert "xray-path" in page.split("F4341CE7")[0].rsplit("<td", 1)[1]  # the path's own cell
+    assert "xray-path" not in page.split(">2<")[0].rsplit("<td", 1)[1]  # not the distance beside it
+    assert "0.900 ±\u00a00.004" in page  # the sd never wraps away from its sign

@@ -108,6 +108,8 @@ def test_leakage_rescores_every_model_without_its_duplicated_test_images(saved_c
     assert list(leakage) == ["01_vgg16_binary/VGG16"] and leakage["01_vgg16_binary/VGG16"]["n_removed"] == 1
     table = checks.leakage_table(leakage)
     assert table.iloc[0]["accuracy change"] == 0.25 and table.iloc[0]["removed"] == "1 of 4"
+    all_four = leakage["01_vgg16_binary/VGG16"]["all"]["accuracy"]["value"]
+    assert table.iloc[0]["accuracy without duplicates"].startswith(f"{all_four + 0.25:.3f} [")
 
 
 def test_best_records_calibration_and_findings(saved_chapter):

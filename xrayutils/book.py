@@ -209,6 +209,7 @@ def tables_for_the_page() -> None:
 
 #: A text cell longer than this is a sentence: its column may wrap.
 LONG_CELL = 40
+_PATH = re.compile(r"[^\s/]+(/[^\s/]+)+")  # a relative file path: one unbreakable word as long as the folders it names
 #: Columns whose numbers are p-values, shown as ``< 0.001`` below that.
 P_VALUE_COLUMNS = ("p_value", "mcnemar_p_vs_best", "p-value", "McNemar p")
 
@@ -217,8 +218,8 @@ def page_table(frame: pd.DataFrame) -> str:
     """A table as a page shows it: no cell cut short, numbers rounded for reading, no NaN, no index of row numbers.
 
     Rates and metrics get three decimals, p-values ``< 0.001`` below it, True and
-    False read "yes" and "no", a missing value "–"; a default 0, 1, 2 ... index is
-    left out (a meaningful index, such as a model's name, stays).  Column names
+    False read "yes" and "no", a missing value "–"; an unnamed index of row numbers
+    (0, 1, 2 ..., or what a filter kept of them) is left out (a meaningful index, such as a model's name, stays).  Column names
     read as words (``roc_auc`` is "ROC AUC"), and an interval may wrap only before
     its bracket, so a table narrows to the text column instead of running past it.
     The results files keep full precision: this is only how the page shows it.
@@ -243,12 +244,14 @@ def page_table(frame: pd.DataFrame) -> str:
             shown[column] = [_readable(v) for v in shown[column]]
     if not shown.index.is_unique:  # e.g. several unranked models, rank "-": a column of its own (the styler needs unique rows)
         shown = shown.reset_index()
-    plain = isinstance(shown.index, pd.RangeIndex) and shown.index.name is None
+    plain = shown.index.name is None and pd.api.types.is_integer_dtype(shown.index)  # row numbers, also of a filtered frame
     styler = shown.style.format(na_rep="–", escape="html")
     prose_columns = [c for c in shown.columns if shown[c].map(lambda v: isinstance(v, str) and len(v) > LONG_CELL).any()]
-    if prose_columns:  # a sentence wraps in its cell; a number or interval stays on one line (_static/xray.css)
-        classes = pd.DataFrame("", index=shown.index, columns=shown.columns)
+    path_columns = [c for c in shown.columns if shown[c].map(lambda v: isinstance(v, str) and bool(_PATH.fullmatch(v))).any()]
+    if prose_columns or path_columns:  # a sentence wraps in its cell, a file path anywhere; a number or interval stays whole
+        classes = pd.DataFrame("", index=shown.index, columns=shown.columns)  # (_static/xray.css)
         classes[prose_columns] = "xray-text"
+        classes[path_columns] = "xray-path"
         styler = styler.set_td_classes(classes)
     if plain:
         styler = styler.hide(axis="index")

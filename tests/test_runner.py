@@ -5,16 +5,21 @@ Each test reproduces one item of what a new user met (issue 26) and shows the ru
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import os
 import shutil
 
 import nbformat
 import numpy as np
 import pytest
+from bs4 import BeautifulSoup
 from PIL import Image
 
-from xrayutils import cli, datasets, rerun, results
-from xrayutils.runner import data, execution, pages, parameters
+from tests.conftest import make_tiny_data
+from xrayutils import cli, datasets, pagecheck, rerun, results
+from xrayutils.runner import build, data, execution, pages, parameters
 
 NOTEBOOKS = parameters.chapter_notebooks()
 CHAPTER = {nb.stem[:2]: nb for nb in NOTEBOOKS}
@@ -65,14 +70,24 @@ def test_a_page_a_killed_build_left_is_marked_at_the_next_build_and_counted_as_n
     assert sum("killed" in c.source for c in nbformat.read(site / "notebooks" / CHAPTER["03"].name, as_version=4).cells) == 1
 
 
-def test_a_failed_chapter_still_gives_the_book_its_summary_check_and_timings(tmp_path, monkeypatch, capsys, data_dir):
+@pytest.fixture(scope="module")
+def failed_book(tmp_path_factory):
+    """A smoke build whose only chapter, 01, broke at its third code cell: the HTML book built around it, and what the build printed."""
     def execute(nb, output, parameters):  # chapter 01 breaks at its third code cell, before any of its figures
         _half_run(nb, output, error="this chapter is broken")
         raise RuntimeError("ValueError: this chapter is broken")
 
-    monkeypatch.setattr(execution, "execute", execute)
-    code = cli.main(["build", "--profile", "smoke", "--build-dir", str(tmp_path), "--data-dir", str(data_dir), "--only", "01"])
-    out, err = capsys.readouterr()
+    folder = tmp_path_factory.mktemp("failed_book")
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(io.StringIO()) as out, \
+            contextlib.redirect_stderr(io.StringIO()) as err:
+        patch.setattr(execution, "execute", execute)
+        code = cli.main(["build", "--profile", "smoke", "--build-dir", str(folder / "build"),
+                         "--data-dir", str(make_tiny_data(folder / "data")), "--only", "01"])
+    return code, folder / "build", out.getvalue(), err.getvalue()
+
+
+def test_a_failed_chapter_still_gives_the_book_its_summary_check_and_timings(failed_book):
+    code, tmp_path, out, err = failed_book
     assert code == 1
     assert "Summary" in out and "01_vgg16_binary" in out and "Failed: 01_vgg16_binary" in err
     assert "jupyter-book build failed" not in out + err and "HTML check" not in out
@@ -80,6 +95,26 @@ def test_a_failed_chapter_still_gives_the_book_its_summary_check_and_timings(tmp
     html = (tmp_path / "site" / "_build" / "html" / "notebooks" / "01_vgg16_binary.html").read_text()
     assert "This chapter failed at code cell 3" in html and "not computed: the chapter failed at code cell 3" in html
     assert "Not drawn: the chapter failed at code cell 3" in html  # its figures, which the text refers to by number
+
+
+def test_a_page_rewritten_from_an_old_environment_keeps_its_links_to_the_reference(failed_book):
+    """Issue 41: after a build whose link cache lacked a page, Sphinx rewrote that page without a link, in every later build.
+
+    The state is made directly: the cache gone and one unchanged page's HTML older
+    than its source, so that an incremental build writes it from the pickled
+    environment (there it showed 60 names unlinked, the page check failed).
+    """
+    _, build_dir, _, _ = failed_book
+    site, html = build_dir / "site", build_dir / "site" / "_build" / "html"
+    (site / "_build" / ".doctrees" / "codeautolink-cache.json").unlink()
+    page = html / "notebooks" / "01_vgg16_binary.html"  # the page with code cells (the others are placeholders)
+    linked = len(BeautifulSoup(page.read_text(encoding="utf-8"), "html.parser").select("div.cell_input a.sphinx-codeautolink-a"))
+    os.utime(page, (0, 0))
+    build.build_html(site)
+    assert page.stat().st_mtime > 0  # written again
+    soup = BeautifulSoup(page.read_text(encoding="utf-8"), "html.parser")
+    assert linked > 10 and len(soup.select("div.cell_input a.sphinx-codeautolink-a")) == linked
+    assert pagecheck.unlinked_names(page.name, soup) == []
 
 
 def test_a_chapter_whose_page_a_kill_cut_off_runs_again_although_its_record_is_older(tmp_path, fake_chapters):
@@ -305,8 +340,6 @@ def test_staging_pages_again_with_nothing_changed_writes_none_so_the_html_rebuil
 
 
 def test_a_build_whose_pages_did_not_change_does_not_run_jupyter_book_again(tmp_path, monkeypatch, data_dir):
-    from xrayutils.runner import build
-
     version = {"text": "first"}
 
     def execute(nb, output, parameters):  # the chapter's page, with what this run printed

@@ -30,7 +30,13 @@ choice there (:mod:`xrayutils.precision`), both policies in turn:
     python benchmarks/whole_network_speed.py --models AlexNet --image-size 128 --batch-sizes 10 --steps 3 \
         --mixed-precision false mixed_bfloat16 --output xrayutils/measurements/bfloat16_speedups.json --append
 
-(the second: chapter 02's AlexNet at its ``cpu`` size and batch).
+(the second: chapter 02's AlexNet at its ``cpu`` size and batch), and chapter 03's eight backbones frozen, as its
+``cpu`` profile's linear probes encode the images (96 px, batch 32):
+
+    python benchmarks/whole_network_speed.py --models Xception VGG16 VGG19 ResNet101V2 InceptionV3 \
+        InceptionResNetV2 EfficientNetV2S EfficientNetV2M --image-size 96 --batch-sizes 32 --steps 3 \
+        --mixed-precision false mixed_bfloat16 --frozen-forward --forward-only \
+        --output xrayutils/measurements/bfloat16_speedups.json --append
 """
 
 from __future__ import annotations
@@ -56,8 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mixed-precision", nargs="+", default=["false"], choices=["false", "mixed_float16", "mixed_bfloat16"],
                         help="Keras policies, timed in turn for each trial (mixed_float16: the GPU's, with loss scaling)")
     parser.add_argument("--frozen-forward", action="store_true",
-                        help="also time task 1's VGG16 frozen base forward (feature caching's work) at --forward-size px")
+                        help="also time task 1's VGG16 frozen base forward (feature caching's work) at --forward-size px, "
+                             "and each --models backbone's frozen base forward at --image-size (chapter 03's linear probes)")
     parser.add_argument("--forward-size", type=int, default=224)
+    parser.add_argument("--forward-only", action="store_true", help="with --frozen-forward: time only the forwards, no training")
     parser.add_argument("--keras-batch-norm", action="store_true",
                         help="Keras' own batch normalisation, op by op, instead of the book's fused one (models.FusedBatchNormalization)")
     parser.add_argument("--output", type=Path, help="write the table here as JSON")
@@ -68,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     import pandas as pd
     import tensorflow as tf
 
-    from xrayutils import benchmark, book, caching, datasets, models, plan, precision, results
+    from xrayutils import benchmark, book, caching, chapter_models, datasets, models, plan, precision, results
     from xrayutils.protocol import TrainingProtocol
 
     base = TrainingProtocol(study="coronahack", image_size=args.image_size, batch_size=1, num_epochs=1, optimizer="adam",
@@ -80,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({**row, "threads": os.environ.get("TF_NUM_INTRAOP_THREADS", "all")})
         print(pd.DataFrame(rows[-1:]).to_string(index=False, header=len(rows) == 1, float_format=lambda v: f"{v:.2f}"), flush=True)
 
-    for name in args.models:
+    for name in [] if args.forward_only else args.models:
         study, dataset, task, _ = plan.TRAINING[results.TASK2 if name == "AlexNet" else results.CORONAHACK]  # the chapter that trains it
         own = dataclasses.replace(base, study=study)
         build = partial(models.build, study, name, own.input_shape, len(datasets.CLASSES[(dataset, task)]),
@@ -99,17 +107,22 @@ def main(argv: list[str] | None = None) -> int:
                          "augment": protocol.augment, "XLA asked": jit, "precision": policy, "s/step": step,
                          "images/s": batch / step, "GFLOP/s": batch / step * flops / 1e9})
     if args.frozen_forward:
-        shape = (args.forward_size, args.forward_size, 3)
-        for batch in args.batch_sizes:
-            images = tf.random.uniform((batch, *shape), 0, 255, seed=0)
-            for policy in policies:
-                keras.backend.clear_session()
-                keras.mixed_precision.set_global_policy(policy)
-                encoder, _ = caching.split_frozen(models.build("class-challenge", "VGG16", shape, 2, models.resolve_weights("none")))
-                seconds = plan.forward_seconds(encoder, images, args.steps)
-                add({"model": "VGG16", "work": precision.FROZEN_FORWARD, "image size": args.forward_size, "batch": batch,
-                     "augment": False, "XLA asked": "false", "precision": policy, "s/step": seconds * batch,
-                     "images/s": 1 / seconds})
+        probe = (args.image_size, args.image_size, 3)  # chapter 03's backbones frozen, as its cpu profile trains them
+        forwards = [("VGG16", (args.forward_size, args.forward_size, 3),
+                     partial(models.build, "class-challenge", "VGG16", (args.forward_size,) * 2 + (3,), 2, models.resolve_weights("none")))]
+        forwards += [(name, probe, partial(chapter_models.backbone_classifier, name, probe, 2, None, fine_tune=False))
+                     for name in args.models if name in chapter_models.PREPROCESSING]
+        for name, shape, build_frozen in forwards:
+            for batch in args.batch_sizes:
+                images = tf.random.uniform((batch, *shape), 0, 255, seed=0)
+                for policy in policies:
+                    keras.backend.clear_session()
+                    keras.mixed_precision.set_global_policy(policy)
+                    encoder, _ = caching.split_frozen(build_frozen())
+                    seconds = plan.forward_seconds(encoder, images, args.steps)
+                    add({"model": name, "work": precision.FROZEN_FORWARD, "image size": shape[0], "batch": batch,
+                         "augment": False, "XLA asked": "false", "precision": policy, "s/step": seconds * batch,
+                         "images/s": 1 / seconds})
     keras.mixed_precision.set_global_policy("float32")
     if args.output:
         kept = results.read_json(args.output) if args.append and args.output.is_file() else {}

@@ -6,6 +6,7 @@ import json
 
 import keras
 import numpy as np
+import pandas as pd
 import pytest
 from keras import layers
 
@@ -206,3 +207,11 @@ def test_epoch_times_take_stored_step_times_for_the_others_and_only_those_matchi
     assert table.loc["Xception", "s per epoch"] == 6.0  # 2 s x 3 steps of 16 images
     assert "CPU (test)" in table.loc["Xception", "how"] and not table.loc["Xception", "trained here"]
     assert benchmark.stored_step_times(protocol, tmp_path / "missing.json") == {}
+
+
+def test_the_original_style_above_the_compute_only_rate_is_explained_only_when_it_happened():
+    table = pd.DataFrame({"method": ["compute only (random tensors in memory)", "book pipeline, no caching",
+                                     "original style: ImageDataGenerator"], "GFLOP/s": [665.0, 400.0, 779.0]})
+    note = benchmark.ceiling_note(table)
+    assert note.startswith("The original style (779 GFLOP/s) ran above the compute-only rate (665)")
+    assert benchmark.ceiling_note(table.assign(**{"GFLOP/s": [665.0, 400.0, 600.0]})) == ""

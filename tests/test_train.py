@@ -189,8 +189,6 @@ def test_accelerator_switches_resolve_auto_to_the_devices_present(monkeypatch):
     assert train.resolve_switch("auto", "jit_compile") is True
     assert train.resolve_switch(False, "jit_compile") is False  # an explicit choice wins over the device
     assert type(train.distribution()).__name__ != "MirroredStrategy"  # one GPU: no replicas to mirror
-    monkeypatch.setattr(train, "gpu_count", lambda: 2)
-    assert isinstance(train.distribution(), tf.distribute.MirroredStrategy)
     monkeypatch.undo()
     with pytest.raises(ValueError, match="jit_compile must be"):
         train.resolve_switch("yes", "jit_compile")

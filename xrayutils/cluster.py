@@ -65,12 +65,28 @@ class DataNotVisible(RuntimeError):
 
 
 def engine(name: str, *, threads: int = 0, retries: int = 1) -> train.LocalEngine | RayEngine:
-    """The engine the chapters' ``engine`` parameter names: ``local`` or ``ray`` (``threads`` and ``retries`` as :class:`RayEngine`)."""
-    if name == "local":
-        return train.LocalEngine()
+    """The engine the chapters' ``engine`` parameter names (``threads`` and ``retries`` as :class:`RayEngine`).
+
+    ``local``: one run after another in the kernel; ``ray``: the runs side by
+    side as Ray tasks; ``auto``: Ray with one run per GPU where this machine has
+    several (or ``RAY_ADDRESS`` names a cluster), else local; ``mirrored``: local,
+    each run's batches split over every GPU (:func:`xrayutils.train.distribution`).
+    ``auto`` without Ray installed stays local and says so.
+    """
+    if name == "auto":
+        if train.gpu_count() < 2 and not os.environ.get("RAY_ADDRESS"):
+            return train.LocalEngine()
+        try:
+            import_ray()
+        except ImportError as error:
+            print(f"engine auto: {error}; the runs go one after another in this kernel", flush=True)
+            return train.LocalEngine()
+        return RayEngine(threads=threads, retries=retries)
+    if name in ("local", "mirrored"):
+        return train.LocalEngine(mirrored=name == "mirrored")
     if name == "ray":
         return RayEngine(threads=threads, retries=retries)
-    raise ValueError(f"engine takes {' or '.join(ENGINES)}, got {name!r}")
+    raise ValueError(f"engine takes {', '.join(ENGINES)}, got {name!r}")
 
 
 def token_auth(environ: dict[str, str], home: Path) -> bool:
@@ -126,6 +142,12 @@ def capacity() -> tuple[int, int]:
     connect()
     total = import_ray().cluster_resources()
     return int(total.get("CPU", 1)), int(total.get("GPU", 0))
+
+
+def cpus_per_gpu() -> int | None:
+    """The fewest CPUs per GPU on the cluster's live GPU nodes (``None`` without GPUs): what one GPU's run can count on."""
+    nodes = [node["Resources"] for node in import_ray().nodes() if node.get("Alive") and node["Resources"].get("GPU")]
+    return min(int(node.get("CPU", 0) // node["GPU"]) for node in nodes) if nodes else None
 
 
 def workers() -> int:
@@ -200,10 +222,17 @@ class RayEngine:
     started_seconds: float = 0.0
     description: str = "ray"
 
-    def resources(self, runs: int, cpus: int, gpus: int) -> dict[str, int]:
-        """What each of ``runs`` runs asks Ray for on a cluster of ``cpus`` CPUs and ``gpus`` GPUs."""
-        threads = self.threads or max(1, cpus // max(1, min(runs, gpus or runs)))
-        return {"num_cpus": threads, "num_gpus": 1 if gpus else 0}
+    def resources(self, runs: int, cpus: int, gpus: int, cpus_per_gpu: int | None = None) -> dict[str, int]:
+        """What each of ``runs`` runs asks Ray for on a cluster of ``cpus`` CPUs and ``gpus`` GPUs.
+
+        With GPUs a run asks for one GPU and at most ``cpus_per_gpu``, the fewest
+        CPUs a GPU node has per GPU (:func:`cpus_per_gpu`): the cluster's CPUs
+        shared out asked a GPU node with one CPU for two, and no run ever started.
+        """
+        if gpus:
+            share = cpus // gpus if cpus_per_gpu is None else cpus_per_gpu
+            return {"num_cpus": min(self.threads or max(1, share), share), "num_gpus": 1}
+        return {"num_cpus": self.threads or max(1, cpus // max(1, runs)), "num_gpus": 0}
 
     def run(self, runs: list[train.Run], frames: dict[str, pd.DataFrame], *, classes: list[str],
             provenance: dict[str, Any]) -> Iterator[tuple[train.Run, train.ModelRun]]:
@@ -213,11 +242,11 @@ class RayEngine:
 
         self.started_seconds = connect()
         cpus, gpus = capacity()
-        asked = self.resources(len(runs), cpus, gpus)
-        threads = str(asked["num_cpus"])
+        asked = self.resources(len(runs), cpus, gpus, cpus_per_gpu() if gpus else None)
+        threads = str(max(1, asked["num_cpus"]))
         env = {"TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": threads, "OMP_NUM_THREADS": threads,
                "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
-        side_by_side = max(1, min(cpus // asked["num_cpus"], gpus or cpus))
+        side_by_side = max(1, min(cpus // max(1, asked["num_cpus"]), gpus or cpus))
         self.description = (f"ray: {len(runs)} runs, {asked['num_cpus']} CPU thread{'s' if asked['num_cpus'] > 1 else ''}"
                             f"{' and a GPU' if asked['num_gpus'] else ''} each, up to {side_by_side} side by side")
         print(f"Training on Ray ({self.description}; cluster joined in {self.started_seconds:.1f} s).", flush=True)

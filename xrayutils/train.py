@@ -10,6 +10,7 @@ size, history, provenance) so that :mod:`xrayutils.predict` can use it later;
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -146,13 +147,83 @@ def resolve_switch(value: bool | str, name: str) -> bool:
     raise ValueError(f"{name} must be True, False or 'auto', got {value!r}")
 
 
-def distribution() -> tf.distribute.Strategy:
-    """``MirroredStrategy`` over all GPUs when there are several, else TensorFlow's default (one device).
+def grow_gpu_memory() -> None:
+    """Let TensorFlow take GPU memory as it needs it, not all of it at start, in this process.
 
-    Models are built and trained inside its ``scope()``, so a multi-GPU machine uses
-    every GPU without a change to the chapters; ``batch_size`` is then the global batch.
+    A chapter's kernel starts TensorFlow before it hands runs to Ray workers on
+    the same GPUs (engine ``auto`` or ``ray``), and two chapters may share a GPU
+    (``--jobs 2``): by default the first process to touch a GPU reserves nearly
+    all its memory and the others fail.  Called when :mod:`xrayutils.train` is
+    imported, before any GPU is used; a GPU already in use keeps its setting.
     """
-    return tf.distribute.MirroredStrategy() if gpu_count() > 1 else tf.distribute.get_strategy()
+    for gpu in tf.config.list_physical_devices("GPU"):
+        with contextlib.suppress(RuntimeError):  # already initialised in this process
+            tf.config.experimental.set_memory_growth(gpu, True)
+
+
+grow_gpu_memory()
+
+
+def replica_devices() -> list[str]:
+    """The devices a mirrored run spreads one batch over: every GPU TensorFlow sees (the tests split the CPU instead)."""
+    return [device.name for device in tf.config.list_logical_devices("GPU")]
+
+
+#: The mirrored strategy of this process, by its devices (:func:`distribution`).
+_MIRRORED: dict[tuple[str, ...], tf.distribute.Strategy] = {}
+
+
+def distribution(mirrored: bool = False) -> tf.distribute.Strategy:
+    """TensorFlow's default strategy (one device); with ``mirrored``, a ``MirroredStrategy`` over :func:`replica_devices`.
+
+    Several GPUs are used by default one run per GPU (engine ``auto``: the
+    book's runs are independent, and a run alone on its GPU needs no collective
+    at all); mirroring splits each batch of one run over the GPUs (engine
+    ``mirrored``), and ``batch_size`` is then the global batch.  The strategy is
+    made once per process: a second ``MirroredStrategy`` reuses the first one's
+    collective keys, and the second architecture trained aborted with "Shape
+    mismatch in the collective instance" (TensorFlow issue 62790).
+    """
+    devices = tuple(replica_devices()) if mirrored else ()
+    if len(devices) < 2:
+        return tf.distribute.get_strategy()
+    if devices not in _MIRRORED:
+        _MIRRORED[devices] = tf.distribute.MirroredStrategy(list(devices))
+    return _MIRRORED[devices]
+
+
+def for_replicas(protocol: TrainingProtocol, chosen: precision.Precision, replicas: int, *, train_images: int,
+                 validation_images: int) -> tuple[TrainingProtocol, precision.Precision, str]:
+    """The protocol and precision one run takes on ``replicas`` mirrored devices, and what changed, in words ("" when nothing).
+
+    Every batch must divide over the replicas (:func:`fit`): Keras 3 fails on an
+    uneven one ("Inputs to operation AddN must have the same size"), and a
+    replica with no image computes NaN batch statistics.  So the global batch is
+    rounded up to a multiple of the replicas, the training images' last partial
+    batch is left out (a different one each epoch, as they are shuffled) and so
+    are the last ``validation_images % replicas`` validation images; the test
+    split is scored whole, on one device.  Each replica normalises by its own
+    part of the batch (batch statistics are not synchronised; the moving ones
+    are averaged over the replicas).  Float16 becomes float32: Keras 3.15's
+    loss scaling judges overflow on one replica's gradients before they are
+    combined, and an overflow on another replica turned the weights into NaN.
+    """
+    if replicas < 2:
+        return protocol, chosen, ""
+    left = validation_images % replicas
+    said = ["any last partial batch of training images left out each epoch"
+            + (f", and the last {left} validation images" if left > 1 else ", and the last validation image" if left else "")]
+    batch = -(-protocol.batch_size // replicas) * replicas
+    if batch > train_images:
+        raise ValueError(f"{train_images} training images fill no batch of {batch} on {replicas} mirrored devices: "
+                         "lower batch_size, or train one run per GPU (engine auto)")
+    if batch != protocol.batch_size:
+        said.append(f"batch {protocol.batch_size} rounded up to {batch} ({batch // replicas} per replica)")
+        protocol = dataclasses.replace(protocol, batch_size=batch)
+    if chosen.policy == "mixed_float16":
+        chosen = precision.Precision("float32", f"{replicas} replicas: Keras' loss scaling checks one replica's gradients only")
+        said.append("float32 instead of mixed_float16")
+    return protocol, chosen, "; ".join(said)
 
 
 #: Keras' mixed-precision policies, which ``mixed_precision`` may also name to choose one whatever the device.
@@ -470,6 +541,10 @@ def fit(
         train = augmented(train, layer)
     if class_weight is not None:
         train, validation = with_class_weights(train, class_weight), with_class_weights(validation, class_weight)
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    if replicas > 1:  # every batch must divide over the replicas: Keras 3 fails on an uneven one, an empty one has NaN statistics
+        train = train.rebatch(protocol.batch_size, drop_remainder=True)
+        validation = validation.rebatch(replicas, drop_remainder=True).rebatch(protocol.batch_size)
     best = _BestWeights(model)
     if fit_model is None:
         compile_model(trainer, num_classes=num_classes, optimizer=protocol.optimizer, learning_rate=protocol.learning_rate,
@@ -491,6 +566,7 @@ def fit(
     result.update(
         augmented=layer is not None, precision=keras.mixed_precision.global_policy().name, jit_compile=bool(trainer.jit_compile),
         loss_scaling=isinstance(trainer.optimizer, keras.optimizers.LossScaleOptimizer), **compiled_with(trainer),
+        replicas=replicas,
     )
     if class_weight is not None:
         result["class_weight"] = {str(c): round(w, 4) for c, w in class_weight.items()}
@@ -694,6 +770,7 @@ def train_and_test(
     architecture: str | None = None,
     fit_model: FitModel | None = None,
     augmentation: Callable[[int], keras.Layer] | None = None,
+    mirrored: bool = False,
 ) -> ModelRun:
     """Seed, build, :func:`fit`, predict the test split and :func:`save_model`; an error is returned, not raised.
 
@@ -706,15 +783,23 @@ def train_and_test(
     cleared, so that many models can run one after another in one process;
     ``path=None`` saves nothing.  Feature caching is skipped, with a message,
     for a model without a frozen base.  The model is built and trained in the
-    :func:`distribution` scope, at the precision :func:`choose_precision` picks
+    :func:`distribution` scope (``mirrored``: one batch over every GPU, with
+    :func:`for_replicas`' changes recorded in the history as ``replicated``),
+    at the precision :func:`choose_precision` picks
     for its ``architecture`` (``name`` unless given) and work, recorded with the
     reason in its history, with the protocol's class weights and batch-normalisation
     momentum.  ``fit_model`` and ``augmentation`` are the chapter's own (:func:`fit`).
     """
     try:
-        chosen = use_precision(protocol.mixed_precision, model=architecture or name, work=work_of(build))
+        chosen = choose_precision(protocol.mixed_precision, model=architecture or name, work=work_of(build))
+        strategy = distribution(mirrored)
+        protocol, chosen, replicated = for_replicas(protocol, chosen, strategy.num_replicas_in_sync,
+                                                    train_images=len(frames["train"]), validation_images=len(frames["validation"]))
+        if replicated and protocol.seed == protocol.training_seeds[0]:
+            print(f"{name} on {strategy.num_replicas_in_sync} mirrored devices: {replicated}")
+        keras.mixed_precision.set_global_policy(chosen.policy)
         set_seed(protocol.seed, protocol.jit_compile)  # after choosing, which may have built a model
-        with distribution().scope():
+        with strategy.scope():
             model = build()
             if protocol.batchnorm_momentum is not None:
                 models.set_batchnorm_momentum(model, protocol.batchnorm_momentum)
@@ -734,9 +819,15 @@ def train_and_test(
                           callbacks=[EpochProgress(label, protocol.num_epochs)], verbose=0,  # the page: one line per model
                           fit_model=fit_model, augmentation=augmentation, shared=shared)
             history["precision_reason"] = chosen.reason
+            if replicated:
+                history["replicated"] = replicated
             history["threads"] = cpu_threads()
             history["layers"] = models.describe(model)
-        if cache and not history["augmented"]:  # the frozen base's test encodings, shared between seeds like the training ones
+        replicas = strategy.num_replicas_in_sync
+        if replicas > 1:  # every test image scored: the last batch filled up for the replicas, the fillers' answers dropped
+            probabilities, seconds_per_image = evaluate.predict_proba(model, filled(splits["test"], replicas, protocol.batch_size))
+            probabilities = probabilities[:len(frames["test"])]
+        elif cache and not history["augmented"]:  # the frozen base's test encodings, shared between seeds like the training ones
             probabilities, seconds_per_image = predict_cached(model, splits["test"], key=(shared, "test"))
         else:
             probabilities, seconds_per_image = evaluate.predict_proba(model, splits["test"])
@@ -753,6 +844,18 @@ def train_and_test(
         model = None
         keras.backend.clear_session()
     return ModelRun(name, model, history, probabilities, seconds_per_image, None if path is None else Path(path), weight_counts)
+
+
+def filled(batches: tf.data.Dataset, replicas: int, batch_size: int) -> tf.data.Dataset:
+    """``batches`` rebatched to ``batch_size`` (a multiple of ``replicas``), the last one filled up with copies of the first image.
+
+    A mirrored model cannot predict a batch that does not divide over its
+    replicas (a replica left without an image fails); the caller drops the
+    answers past its own number of images.
+    """
+    images = batches.unbatch()
+    filler = images.take(1).repeat(replicas - 1)
+    return images.concatenate(filler).batch(replicas, drop_remainder=True).rebatch(batch_size)
 
 
 def data_key(frames: dict[str, pd.DataFrame]) -> str:
@@ -837,10 +940,18 @@ class Run:
         return run_label(self.name, self.seed)
 
 
+@dataclass
 class LocalEngine:
-    """Runs a chapter's :class:`Run` s one after another in this process (the default: a laptop, Colab, one GPU)."""
+    """Runs a chapter's :class:`Run` s one after another in this process (a laptop, Colab, one GPU).
 
-    description = "local: one run after another in this kernel"
+    ``mirrored``: each run spreads its batches over every GPU (:func:`distribution`).
+    """
+
+    mirrored: bool = False
+
+    @property
+    def description(self) -> str:
+        return "local: one run after another in this kernel" + (", each over every GPU (mirrored)" if self.mirrored else "")
 
     def run(self, runs: list[Run], frames: dict[str, pd.DataFrame], *, classes: list[str],
             provenance: dict[str, Any]) -> Iterator[tuple[Run, ModelRun]]:
@@ -848,7 +959,7 @@ class LocalEngine:
         for run in runs:
             yield run, train_and_test(run.name, run.build, frames, run.protocol, path=run.path, classes=classes,
                                       provenance=provenance, keep_model=run.keep_model, fit_model=run.fit_model,
-                                      augmentation=run.augmentation)
+                                      augmentation=run.augmentation, mirrored=self.mirrored)
 
 
 def train_models(

@@ -100,7 +100,7 @@ MODEL_NAMES = ("Xception", "VGG16", "VGG19", "ResNet101V2", "InceptionV3", "Ince
 METRICS = ("roc_auc", "balanced_accuracy", "accuracy", "precision_macro", "recall_macro", "f1_macro", "precision_weighted",
            "recall_weighted", "f1_weighted")
 #: Where chapters 01-03 train their runs (:func:`xrayutils.cluster.engine`).
-ENGINES = ("local", "ray")
+ENGINES = ("auto", "local", "ray", "mirrored")
 #: Parameters that take one of a few values (each item, for a list).
 CHOICES: dict[str, tuple[Any, ...]] = {
     "optimizer": OPTIMIZERS,

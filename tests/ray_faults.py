@@ -7,7 +7,8 @@ FOLDER``: Ctrl-C (a KeyboardInterrupt in the driver) once both runs started;
 prints whether their worker processes ended. ``python -m tests.ray_faults one_cpu
 FOLDER``: both runs on a cluster of one CPU; prints where and when each ran.
 ``python -m tests.ray_faults join FOLDER``: joins a cluster ``ray start --head``
-started with a token (Ray's token authentication); prints its CPUs.
+started with a token (Ray's token authentication); prints its CPUs. ``python -m tests.ray_faults
+gpu_node FOLDER``: both runs on a cluster whose one GPU node has one CPU; prints whether they finished.
 The last line printed is JSON.
 """
 
@@ -121,6 +122,34 @@ def one_cpu(folder: Path) -> dict:
     return {label: row.history["worker"] for label, row in rows.items()}
 
 
+def gpu_node(folder: Path) -> dict:
+    """A head with 2 CPUs and no GPU, and a node with 1 CPU and 1 GPU (declared, so none needed): both runs must still start.
+
+    Before, a run asked for the cluster's CPUs shared out (3) and a GPU, which no node has, and Ray waited forever.
+    """
+    from ray.cluster_utils import Cluster
+
+    runs, frames, classes = tiny_runs(folder)
+    nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "num_gpus": 0, "include_dashboard": False})
+    nodes.add_node(num_cpus=1, num_gpus=1)
+    cluster.import_ray().init(address=nodes.address, log_to_driver=False)
+    engine = cluster.RayEngine()
+    done = threading.Event()
+    rows: dict = {}
+
+    def train_all() -> None:
+        rows.update({run.label: row.ok for run, row in engine.run(runs, frames, classes=classes, provenance={"test": 1})})
+        done.set()
+
+    threading.Thread(target=train_all, daemon=True).start()
+    finished = done.wait(WAIT)
+    try:
+        return {"finished": finished, "rows": rows, "description": engine.description}
+    finally:
+        cluster.import_ray().shutdown()
+        nodes.shutdown()
+
+
 def join(folder: Path) -> dict:
     """Join a cluster that ``ray start --head`` started with a token, as the README says: its CPUs, or the error."""
     home, temp = folder / "home", Path(tempfile.mkdtemp(prefix="xr", dir="/tmp"))  # Ray's socket paths must stay short
@@ -161,7 +190,7 @@ def main(argv: list[str]) -> None:
     if scenario == "kill":
         result = kill(int(rest[0]), Path(rest[1]))
     else:
-        result = {"interrupt": interrupt, "one_cpu": one_cpu, "join": join}[scenario](Path(rest[0]))
+        result = {"interrupt": interrupt, "one_cpu": one_cpu, "join": join, "gpu_node": gpu_node}[scenario](Path(rest[0]))
     cluster.import_ray().shutdown()
     print(json.dumps(result), flush=True)
 

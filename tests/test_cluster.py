@@ -123,3 +123,9 @@ def test_ctrl_c_cancels_the_submitted_runs(tmp_path):
     found = _faults("interrupt", folder=tmp_path)
     assert found["interrupted"] and found["finished"] == []
     assert len(found["pids"]) == 2 and found["ended"], f"workers still running after Ctrl-C: {found['alive']}"
+
+
+def test_runs_start_on_a_cluster_whose_gpu_node_has_fewer_cpus_than_the_cluster_shares_out(tmp_path):
+    found = _faults("gpu_node", folder=tmp_path)
+    assert found["finished"], "no run started in time: a run asked for more CPUs than the GPU node has"
+    assert found["rows"] == {"tiny, seed 1": True, "tiny, seed 2": True} and "1 CPU thread and a GPU each" in found["description"]

@@ -215,8 +215,20 @@ def test_the_lists_of_accepted_names_are_those_keras_and_the_models_module_accep
 
     for name in parameters.OPTIMIZERS:  # as the chapters compile them (xrayutils.train.compile_model)
         keras.optimizers.get({"class_name": name, "config": {"learning_rate": 0.1}})
-    assert set(parameters.MODEL_NAMES) == set(models.CORONAHACK_MODELS)
+    assert set(parameters.MODEL_NAMES) == set(models.CORONAHACK_MODELS) == set(parameters.MIN_IMAGE_SIZE)
     assert set(train.MIXED_POLICIES) <= set(parameters.CHOICES["mixed_precision"])
+    for name, least in parameters.MIN_IMAGE_SIZE.items():  # Keras refuses one pixel less, before building anything
+        if name in models.BACKBONES:
+            with pytest.raises(ValueError, match=f"{least}"):
+                getattr(keras.applications, name)(include_top=False, weights=None, input_shape=(least - 1, least - 1, 3))
+
+
+def test_an_image_size_too_small_for_a_chosen_model_is_refused_before_anything_runs():
+    with pytest.raises(parameters.ParameterError, match=r"image_size 40 is too small for Xception \(at least 71\)"):
+        parameters.resolve_parameters(CHAPTER["03"], "smoke", {"image_size": 40})
+    with pytest.raises(parameters.ParameterError, match="InceptionV3 \\(at least 75\\)"):
+        parameters.resolve_parameters(CHAPTER["03"], "cpu", {"image_size": 72})
+    assert parameters.resolve_parameters(CHAPTER["03"], "smoke", {"image_size": 40, "model_names": ["ResNet34"]})["image_size"] == 40
 
 
 # 6: the layout of every dataset, before anything runs

@@ -82,6 +82,7 @@ def resolve_parameters(
         )
     for name, value in chosen.items():
         check_value(notebook.name, name, value, declared[name])
+    check_image_size(notebook.name, {**{k: _literal(v) for k, v in declared.items()}, **chosen})
     if chosen.get("weights") not in (None, *WEIGHTS_CHOICES):  # a file or folder: the chapter runs in its own folder
         chosen["weights"] = str(Path(chosen["weights"]).expanduser().resolve())
     return chosen
@@ -96,6 +97,10 @@ OPTIMIZERS = ("adadelta", "adafactor", "adagrad", "adam", "adamax", "adamw", "ft
 #: Chapter 03's models (:data:`xrayutils.models.BACKBONES` and the self-defined ResNet34; a test holds this to the module).
 MODEL_NAMES = ("Xception", "VGG16", "VGG19", "ResNet101V2", "InceptionV3", "InceptionResNetV2", "EfficientNetV2S",
                "EfficientNetV2M", "ResNet34")
+#: The smallest image side each of chapter 03's backbones accepts (Keras refuses less; a test holds this to Keras): checked
+#: before a build, where ``-p image_size 40`` failed Xception after other models had trained for minutes.
+MIN_IMAGE_SIZE = {"Xception": 71, "InceptionV3": 75, "InceptionResNetV2": 75, "VGG16": 32, "VGG19": 32, "ResNet101V2": 32,
+                  "EfficientNetV2S": 32, "EfficientNetV2M": 32, "ResNet34": 32}
 #: The test metrics a leaderboard can rank by (:func:`xrayutils.evaluate.point_metrics`), besides the per-class ones.
 METRICS = ("roc_auc", "balanced_accuracy", "accuracy", "precision_macro", "recall_macro", "f1_macro", "precision_weighted",
            "recall_weighted", "f1_weighted")
@@ -150,6 +155,26 @@ def check_value(notebook: str, name: str, value: Any, default_source: str) -> No
         raise ParameterError(f"{notebook}: {name} must be {_kind_name(default)} like its default {default_source}, got {value!r}")
     if isinstance(value, (int, float)) and not isinstance(value, bool) and (value < 0 or (value == 0 and name in POSITIVE)):
         raise ParameterError(f"{notebook}: {name} must be {'positive' if name in POSITIVE else '0 or more'}, got {value!r}")
+
+
+def _literal(source: str) -> Any:
+    """A parameter's default as a value, or ``None`` where it is an expression."""
+    try:
+        return ast.literal_eval(source)
+    except (ValueError, SyntaxError):
+        return None
+
+
+def check_image_size(notebook: str, values: dict[str, Any]) -> None:
+    """Refuse an ``image_size`` smaller than one of the chosen ``model_names`` accepts (:data:`MIN_IMAGE_SIZE`), naming them."""
+    size, names = values.get("image_size"), values.get("model_names")
+    if not isinstance(size, int) or not isinstance(names, list):
+        return
+    small = {name: MIN_IMAGE_SIZE[name] for name in names if size < MIN_IMAGE_SIZE.get(name, 0)}
+    if small:
+        raise ParameterError(f"{notebook}: image_size {size} is too small for "
+                             + ", ".join(f"{name} (at least {least})" for name, least in small.items())
+                             + ": raise image_size, or leave them out of model_names")
 
 
 def check_allowed(notebook: str, name: str, value: Any) -> None:

@@ -107,3 +107,15 @@ def test_split_counts_has_every_class_in_order_even_an_empty_one():
     frames = {"train": pd.DataFrame({"class_name": ["b", "a", "b"]}), "test": pd.DataFrame({"class_name": ["a"]})}
     counts = pipeline.split_counts(frames, ["a", "b", "c"])
     assert counts.index.tolist() == ["a", "b", "c"] and counts.loc["b", "train"] == 2 and counts.loc["c", "test"] == 0
+
+
+def test_a_corrupt_jpeg_is_named_without_libjpegs_own_line_on_standard_error(tmp_path, capfd):
+    """libjpeg writes "Improper call to JPEG library in state 201" to fd 2 itself; a chapter's page showed it as a stray line."""
+    good = save_image(tmp_path / "good.jpeg", synthetic_xray(1)).read_bytes()
+    corrupt = tmp_path / "corrupt.jpeg"
+    corrupt.write_bytes(good[:200] + bytes(100))
+    assert "Invalid JPEG data" in pipeline.decode_error(str(corrupt))
+    assert "JPEG library" not in capfd.readouterr().err
+    with open(2, "w", closefd=False) as stderr:  # fd 2 works again afterwards
+        print("still here", file=stderr, flush=True)
+    assert "still here" in capfd.readouterr().err

@@ -8,8 +8,11 @@ studies did (``cv2.resize`` / ``flow_from_directory``: aspect ratio not kept).
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -58,10 +61,25 @@ def decode_error(path: str) -> str | None:
     """
     try:
         contents = tf.io.read_file(path)
-        image = tf.io.decode_image(contents, channels=3, expand_animations=False)
+        with _quiet_stderr():  # libjpeg prints "Improper call to JPEG library in state 201" itself: the reason is returned
+            image = tf.io.decode_image(contents, channels=3, expand_animations=False)
     except (tf.errors.OpError, ValueError) as error:
         return plain_error(getattr(error, "message", str(error)))
     return size_error(int(image.shape[0]), int(image.shape[1]))
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Standard error silenced at the file-descriptor level, where C libraries write (a notebook's kernel shows fd 2 on the page)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def split_train_validation(

@@ -19,7 +19,7 @@ from PIL import Image
 
 from tests.conftest import make_tiny_data
 from xrayutils import cli, datasets, pagecheck, rerun, results
-from xrayutils.runner import build, data, execution, pages, parameters
+from xrayutils.runner import build, data, execution, html, pages, parameters
 
 NOTEBOOKS = parameters.chapter_notebooks()
 CHAPTER = {nb.stem[:2]: nb for nb in NOTEBOOKS}
@@ -377,3 +377,11 @@ def test_a_build_whose_pages_did_not_change_does_not_run_jupyter_book_again(tmp_
     assert cli.main(argv) == 0 and len(built) == 1  # the same page: the HTML of the first build stands
     version["text"] = "second"
     assert cli.main(argv) == 0 and len(built) == 2  # a page changed: built again
+
+
+def test_a_jupyter_book_failure_from_a_full_disk_says_so_in_one_line():
+    cause = "OSError: [Errno 28] No space left on device: '/b/site/_build/html/_images/x.png'"
+    log = f"Running Sphinx v7.4.7\nwriting output... [ 50%] notebooks/03\n{cause}\n\nTraceback (most recent call last):\n" \
+          "  ...\nRuntimeError: Look above for the cause\n"
+    assert html.failure_cause(log) == cause
+    assert html.failure_cause("WARNING: undefined label\nsphinx.errors.SphinxWarning: ...") is None

@@ -27,9 +27,24 @@ def build_html(site: Path) -> Path:
     result = subprocess.run(command, capture_output=True, text=True)
     (site / "jupyter-book.log").write_text(result.stdout + result.stderr)
     if result.returncode != 0:
-        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-25:])
+        log = result.stdout + result.stderr
+        cause = failure_cause(log)
+        if cause:
+            raise RuntimeError(f"jupyter-book build failed: {cause} (full log: {site / 'jupyter-book.log'})")
+        tail = "\n".join(log.strip().splitlines()[-25:])
         raise RuntimeError(f"jupyter-book build failed (full log: {site / 'jupyter-book.log'}):\n{tail}")
     return site / "_build" / "html"
+
+
+def failure_cause(log: str) -> str | None:
+    """The operating system's error in a failed Jupyter Book log (a full disk, a permission), as one line; ``None`` when there is none.
+
+    Jupyter Book ends such a failure with its own traceback and "Look above for
+    the cause": the cause, ``[Errno 28] No space left on device``, was in the
+    log file only.
+    """
+    found = re.findall(r"(?:\w+Error: )?\[Errno \d+\][^\n]*", log)
+    return found[-1].strip() if found else None
 
 
 def check_html(html_dir: Path, notebooks: list[Path]) -> list[str]:

@@ -4,9 +4,10 @@ Each of chapter 03's nine models trains two epochs of one step through the book'
 :func:`xrayutils.train.train_and_test` (``fit``, test predictions, ``save_model``),
 under ``mixed_float16`` (the GPU policy, with the loss scaling a GPU uses), is
 reloaded by :func:`xrayutils.predict.load_model` and predicts image files with
-:func:`xrayutils.predict.predict_files`.  At 75 px, the smallest size every
-backbone accepts, and with XLA for VGG16, whose compilation is cheap on 2 cores
-(see ``XLA``).
+:func:`xrayutils.predict.predict_files`.  Each at the smallest size it accepts
+(``parameters.MIN_IMAGE_SIZE``: 32 px, 71 for Xception, 75 for the Inceptions;
+float16 is slow on a CPU without it, and VGG19 took 394 s at 75 px), and with
+XLA for VGG16, whose compilation is cheap on 2 cores (see ``XLA``).
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ def paper_protocol(name: str) -> TrainingProtocol:
     """
     notebook = parameters.ROOT / "notebooks" / "03_coronahack_models.ipynb"
     chosen = parameters.with_defaults(notebook, parameters.resolve_parameters(notebook, "paper", {}))
-    shrunk = {"image_size": 75, "num_epochs": 2, "seeds": [1], "weights": "none", "mixed_precision": "mixed_float16",
+    shrunk = {"image_size": parameters.MIN_IMAGE_SIZE[name], "num_epochs": 2, "seeds": [1], "weights": "none",
+              "mixed_precision": "mixed_float16",
               "jit_compile": name in XLA}
     return TrainingProtocol.from_parameters({**chosen, **shrunk}, study="coronahack")
 
@@ -57,7 +59,8 @@ def test_every_coronahack_model_trains_saves_and_predicts_under_the_paper_switch
     assert (history["precision"], history["loss_scaling"], history["jit_compile"]) == ("mixed_float16", True, name in XLA)
     assert np.isfinite(history["loss"] + history["val_loss"]).all()
     first = f"epoch 1, with tracing{' and XLA compilation' if name in XLA else ''}: {history['seconds'][0]:.1f} s"
-    print(f"{name}: {history['seconds'][1]:.2f} s for epoch 2 (one step on {len(frames['train'])} images at 75 px, validation on "
+    print(f"{name}: {history['seconds'][1]:.2f} s for epoch 2 (one step on {len(frames['train'])} images at {own.image_size} px, "
+          f"validation on "
           f"{len(frames['validation'])}); {first}")
     assert np.isfinite(run.probabilities).all() and run.probabilities.shape == (len(frames["test"]), 2)
 

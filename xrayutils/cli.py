@@ -161,8 +161,9 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--build-dir", help="default: _build/<profile>")
         if name in ("build", "run"):
             p.add_argument("--engine", choices=ENGINES,
-                           help="where chapters 01-03 train their runs: local (in the kernel, the default) or ray "
-                                "(Ray tasks side by side, on RAY_ADDRESS's cluster or a local one); sets their engine parameter")
+                           help="where chapters 01-03 train their runs: auto (the default: ray with several GPUs or RAY_ADDRESS, "
+                                "else local), local (in the kernel), ray (Ray tasks side by side, on RAY_ADDRESS's cluster or a "
+                                "local one) or mirrored (in the kernel, each run over every GPU); sets their engine parameter")
         if name == "build":
             p.add_argument("--only", nargs="+", help="chapters whose name starts with these (e.g. 00)")
             p.add_argument("--no-html", action="store_true", help="execute the notebooks only")

@@ -201,8 +201,8 @@ def for_replicas(protocol: TrainingProtocol, chosen: precision.Precision, replic
     replica with no image computes NaN batch statistics.  So the global batch is
     rounded up to a multiple of the replicas, the training images' last partial
     batch is left out (a different one each epoch, as they are shuffled) and so
-    are the last ``validation_images % replicas`` validation images; the test
-    split is scored whole, on one device.  Each replica normalises by its own
+    are the last ``validation_images % replicas`` validation images; every test
+    image is scored (:func:`filled`).  Each replica normalises by its own
     part of the batch (batch statistics are not synchronised; the moving ones
     are averaged over the replicas).  Float16 becomes float32: Keras 3.15's
     loss scaling judges overflow on one replica's gradients before they are

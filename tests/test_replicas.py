@@ -10,6 +10,7 @@ batch smaller than the replicas (training and test), float16 loss scaling per re
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -48,6 +49,9 @@ def test_the_replicas_change_of_a_protocol_is_said_and_a_batch_too_big_for_the_i
     assert rounded.batch_size == 12 and chosen.policy == "float32"
     assert said == ("any last partial batch of training images left out each epoch, and the last 2 validation images; "
                     "batch 10 rounded up to 12 (3 per replica); float32 instead of mixed_float16")
+    compiled, _, said = train.for_replicas(dataclasses.replace(protocol, jit_compile=True), gpu, 2, train_images=100, validation_images=10)
+    assert compiled.jit_compile is False and said.endswith("XLA off (a mirrored model's variables live on several devices, which "
+                                                           "XLA refused), so ops stay deterministic")
     with pytest.raises(ValueError, match="9 training images fill no batch of 12 on 4 mirrored devices"):
         train.for_replicas(protocol, gpu, 4, train_images=9, validation_images=10)
 

@@ -207,6 +207,9 @@ def for_replicas(protocol: TrainingProtocol, chosen: precision.Precision, replic
     are averaged over the replicas).  Float16 becomes float32: Keras 3.15's
     loss scaling judges overflow on one replica's gradients before they are
     combined, and an overflow on another replica turned the weights into NaN.
+    XLA is turned off, and op determinism with it stays on: on split devices
+    XLA failed ("tf.Variable on a different device"), or Keras left it off while
+    the run had given up determinism for it.
     """
     if replicas < 2:
         return protocol, chosen, ""
@@ -223,6 +226,9 @@ def for_replicas(protocol: TrainingProtocol, chosen: precision.Precision, replic
     if chosen.policy == "mixed_float16":
         chosen = precision.Precision("float32", f"{replicas} replicas: Keras' loss scaling checks one replica's gradients only")
         said.append("float32 instead of mixed_float16")
+    if resolve_switch(protocol.jit_compile, "jit_compile"):
+        protocol = dataclasses.replace(protocol, jit_compile=False)
+        said.append("XLA off (a mirrored model's variables live on several devices, which XLA refused), so ops stay deterministic")
     return protocol, chosen, "; ".join(said)
 
 

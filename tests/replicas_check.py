@@ -48,6 +48,8 @@ protocol = TrainingProtocol(study="class-challenge", image_size=32, batch_size=i
 builders = {
     "ResNet34": lambda: models.with_fused_batch_norm(chapter_models.resnet34((32, 32, 3), 4)),  # fused batch norm, trained whole
     "VGG16 cached": lambda: chapter_models.vgg16_transfer((32, 32, 3), num_classes=4),  # a frozen base, features cached
+    "ResNet34 masked": lambda: chapter_models.masked(models.with_fused_batch_norm(chapter_models.resnet34((32, 32, 3), 4)),
+                                                     "center", 0.25),  # chapter 04's shortcut test
 }
 for name, build in builders.items():
     path = Path(sys.argv[1]) / f"{name}.keras"

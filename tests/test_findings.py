@@ -116,7 +116,7 @@ def test_the_build_box_says_profile_machine_time_weights_data_and_what_was_shrun
     assert "AMD EPYC" in box and "30 minutes in all" in box  # three chapters of 600 s
     assert "every model from random weights: not transfer learning" in box
     assert "coronahack/two: 388 of the full dataset&#x27;s 5,286 training images and 624 of its 624 test images (a small sample)" in box
-    assert "images of 96 px (published 150 px)" in box and "ResNet34 10 epochs (published 100)" in box
+    assert "images of 96 px (published 150 px)" in box and "every model 10 epochs (published 100)" in box  # said once
     assert "2 of the 9 published models (left out: Xception, VGG16, VGG19, ResNet101V2, InceptionResNetV2, EfficientNetV2S " \
            "and EfficientNetV2M)" in box
     assert "1 training seed per model (too few for a spread)" in box
@@ -282,3 +282,13 @@ def test_chapter_03s_summary_names_a_model_no_better_than_chance_and_what_the_fr
     assert "VGG19 0.901" not in text.split("no better than chance")[1]
     assert "frozen backbones' scores measure what a random network of each architecture passes on" in text  # drawn: not pretrained
     assert "1 of the 2 ranked models could take more than one rank" in text
+
+
+def test_the_setup_box_says_each_kind_of_weights_and_each_shrunk_epoch_count_once():
+    protocol = TrainingProtocol(study="coronahack", image_size=96, batch_size=32, num_epochs=30, optimizer="adam", learning_rate=0.01,
+                                validation_fraction=0.1, seed=42, model_settings={"ResNet34": {"num_epochs": 10}})
+    drawn = models.Weights("f.weights.h5", "random initialisation, drawn once (seed 42) for every training seed", drawn=True)
+    weights = {"VGG16": drawn, "VGG19": drawn, "ResNet34": models.Weights(None, "random initialisation (weights=none)")}
+    box = findings.setup_box("cpu", results.CORONAHACK, protocol, weights, "coronahack/two", {"train": 388, "test": 624})
+    assert box.count("drawn once (seed 42)") == 1 and "VGG16 and VGG19: random initialisation, drawn once" in box
+    assert "VGG16 and VGG19 30 epochs (published 100)" in box and "ResNet34 10 epochs (published 100)" in box

@@ -1,8 +1,9 @@
 """Several GPUs without one (issue 42): the CPU split into logical devices, each run's batches mirrored over them.
 
 ``tests/replicas_check.py`` runs in a process of its own (TensorFlow fixes its devices when
-it starts): two architectures one after another in one process (a fused-batch-norm ResNet34
-trained whole, a VGG16 whose frozen base is cached), on 3 replicas, batch 4 and
+it starts): three models one after another in one process (a fused-batch-norm ResNet34
+trained whole, a VGG16 whose frozen base is cached, the ResNet34 behind chapter 04's region
+mask), on 3 replicas, batch 4 and
 mixed_float16 asked, 8 training, 4 validation and 8 test images. Each of those numbers
 meets one defect: a second strategy in one process, a batch that does not divide, a last
 batch smaller than the replicas (training and test), float16 loss scaling per replica.
@@ -30,7 +31,7 @@ def test_runs_mirrored_over_three_devices_train_in_sync_finite_and_score_every_t
     done = subprocess.run([sys.executable, str(SCRIPT), str(data), "3", "4", "mixed_float16"],
                           capture_output=True, text=True, timeout=900)
     rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-    assert [row["name"] for row in rows] == ["ResNet34", "VGG16 cached"], done.stdout + done.stderr[-3000:]
+    assert [row["name"] for row in rows] == ["ResNet34", "VGG16 cached", "ResNet34 masked"], done.stdout + done.stderr[-3000:]
     for row in rows:
         assert row["error"] is None, row["error"]
         assert row["replicas"] == 3 and row["precision"] == "float32"  # float16's loss scaling is per replica

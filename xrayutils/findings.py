@@ -94,11 +94,15 @@ def shrunk(chapter: str, protocol: TrainingProtocol, models_run: list[str], weig
     paper_size = int(rows.iloc[0]["image_size"])
     if any(size != paper_size for size in sizes.values()):
         said.append(f"images of {prose.join(sorted({f'{s} px' for s in sizes.values()}))} (published {paper_size} px)")
+    epochs: dict[tuple[int, int], list[str]] = {}  # models with the same change said once: "A, B and C 30 epochs (published 100)"
     for model in models_run:
         row = published.row(rows, chapter, model)
-        epochs = protocol.for_model(model).num_epochs
-        if row is not None and epochs != int(row["epochs"]):
-            said.append(f"{model} {prose.count(epochs, 'epoch')} (published {int(row['epochs'])})")
+        ours = protocol.for_model(model).num_epochs
+        if row is not None and ours != int(row["epochs"]):
+            epochs.setdefault((ours, int(row["epochs"])), []).append(model)
+    for (ours, theirs), names in epochs.items():
+        who = "every model" if len(names) == len(models_run) > 1 else prose.join(names)
+        said.append(f"{who} {prose.count(ours, 'epoch')} (published {theirs})")
     paper_pretrained = {m for m in models_run if (r := published.row(rows, chapter, m)) is not None and r["pretrained"] == "imagenet"}
     random_instead = [m for m in models_run if m in paper_pretrained and not weights.get(m, False)]
     if random_instead:
@@ -138,12 +142,21 @@ def setup_box(profile: str, chapter: str, protocol: TrainingProtocol, weights: M
     items = [
         f"<b>Profile</b>: <code>{html.escape(profile)}</code>",
         f"<b>Weights</b>: {html.escape(weights_line(pretrained))}"
-        + "".join(f"<br>&nbsp;&nbsp;{html.escape(m)}: {html.escape(w.description)}" for m, w in weights.items()),
+        + "".join(f"<br>&nbsp;&nbsp;{html.escape(prose.join(names))}: {html.escape(description)}"
+                  for description, names in _by_description(weights).items()),
         f"<b>Data</b>: {html.escape(data_line(dataset, n))}",
         f"<b>Against the published protocol</b>: {html.escape(prose.join(differences, empty='no difference'))}",
     ]
     title = f"This run ({profile} profile): " + ("not the published protocol" if warn else "the published protocol")
     return book.admonition(title, items, "warning" if warn else "note")
+
+
+def _by_description(weights: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Models grouped by their weights' description, in order: eight backbones drawn alike are one line, not eight."""
+    groups: dict[str, list[str]] = {}
+    for model, w in weights.items():
+        groups.setdefault(w.description, []).append(model)
+    return groups
 
 
 def chapter_times(output_root: str | Path) -> dict[str, float]:

@@ -107,7 +107,8 @@ def test_the_rerun_box_says_what_a_chapter_needs_took_and_how_to_run_it_again():
     assert box.count("coronahack (Kaggle") == 1 and "Kaggle credentials" in box and "covid-chestxray-dataset (GitHub" in box
     assert "the results of 00_data_exploration, 01_vgg16_binary, 02_vgg16_vs_alexnet, 03_coronahack_models" in box
     assert "this chapter took 12 minutes under the <code>cpu</code> profile" in box and "a GPU for the <code>paper</code> profile" in box
-    assert "the whole book under it took 109 minutes on 2 AVX2-only cores (AMD EPYC) (2026-12-03)" in box  # profiles.yml's measured
+    assert ("the whole book under it took 109 minutes on 2 AVX2-only cores (AMD EPYC), when chapter 03 trained 2 of its 9 models "
+            "(2026-12-03)") in box  # profiles.yml's measured
     assert "xray-book run notebooks/04_trust_checks.ipynb" in box and "papermill notebooks/04_trust_checks.ipynb" in box
     assert 'class="admonition tip"' in box  # open: the rerun facts are in view
     summary = book.rerun_box("05_summary", [], 12.0, "smoke")

@@ -108,8 +108,8 @@ def main(argv: list[str] | None = None) -> int:
                          "images/s": batch / step, "GFLOP/s": batch / step * flops / 1e9})
     if args.frozen_forward:
         probe = (args.image_size, args.image_size, 3)  # chapter 03's backbones frozen, as its cpu profile trains them
-        forwards = [("VGG16", (args.forward_size, args.forward_size, 3),
-                     partial(models.build, "class-challenge", "VGG16", (args.forward_size,) * 2 + (3,), 2, models.resolve_weights("none")))]
+        task1 = (args.forward_size, args.forward_size, 3)
+        forwards = [("VGG16", task1, partial(models.build, "class-challenge", "VGG16", task1, 2, models.resolve_weights("none")))]
         forwards += [(name, probe, partial(chapter_models.backbone_classifier, name, probe, 2, None, fine_tune=False))
                      for name in args.models if name in chapter_models.PREPROCESSING]
         for name, shape, build_frozen in forwards:

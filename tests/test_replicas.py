@@ -15,21 +15,18 @@ import dataclasses
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import make_tiny_data
-from xrayutils import cluster, precision, train
+from xrayutils import cli, cluster, precision, train
 from xrayutils.protocol import TrainingProtocol
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_runs_mirrored_over_three_devices_train_in_sync_finite_and_score_every_test_image(tmp_path):
     data = make_tiny_data(tmp_path / "data")
     done = subprocess.run([sys.executable, "-m", "tests.replicas_check", str(data), "3", "4", "mixed_float16"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+                          cwd=cli.ROOT, capture_output=True, text=True, timeout=900)
     rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     assert [row["name"] for row in rows] == ["ResNet34", "VGG16 cached", "ResNet34 masked"], done.stdout + done.stderr[-3000:]
     for row in rows:

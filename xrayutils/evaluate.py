@@ -404,7 +404,7 @@ def spread_text(spread: dict[str, float | None], digits: int = 3, *, counted: bo
         return f"{spread['mean']:.{digits}f} (1 seed)"
     if spread["n"] == 2:
         return f"{spread['min']:.{digits}f} and {spread['max']:.{digits}f} (2 seeds)"
-    return f"{spread['mean']:.{digits}f} ± {spread['sd']:.{digits}f}" + ("" if not counted else f" (mean ± sd of {spread['n']} seeds)")
+    return f"{spread['mean']:.{digits}f} ± {spread['sd']:.{digits}f}" + (f" (mean ± sd of {spread['n']} seeds)" if counted else "")
 
 
 def spread_table(per_seed: dict[str, pd.DataFrame], metric_names: list[str]) -> pd.DataFrame:

@@ -94,13 +94,9 @@ def shrunk(chapter: str, protocol: TrainingProtocol, models_run: list[str], weig
     paper_size = int(rows.iloc[0]["image_size"])
     if any(size != paper_size for size in sizes.values()):
         said.append(f"images of {prose.join(sorted({f'{s} px' for s in sizes.values()}))} (published {paper_size} px)")
-    epochs: dict[tuple[int, int], list[str]] = {}  # models with the same change said once: "A, B and C 30 epochs (published 100)"
-    for model in models_run:
-        row = published.row(rows, chapter, model)
-        ours = protocol.for_model(model).num_epochs
-        if row is not None and ours != int(row["epochs"]):
-            epochs.setdefault((ours, int(row["epochs"])), []).append(model)
-    for (ours, theirs), names in epochs.items():
+    epochs = {model: (protocol.for_model(model).num_epochs, int(row["epochs"])) for model in models_run
+              if (row := published.row(rows, chapter, model)) is not None}
+    for (ours, theirs), names in _grouped({m: e for m, e in epochs.items() if e[0] != e[1]}).items():  # said once for models alike
         who = "every model" if len(names) == len(models_run) > 1 else prose.join(names)
         said.append(f"{who} {prose.count(ours, 'epoch')} (published {theirs})")
     paper_pretrained = {m for m in models_run if (r := published.row(rows, chapter, m)) is not None and r["pretrained"] == "imagenet"}
@@ -143,7 +139,7 @@ def setup_box(profile: str, chapter: str, protocol: TrainingProtocol, weights: M
         f"<b>Profile</b>: <code>{html.escape(profile)}</code>",
         f"<b>Weights</b>: {html.escape(weights_line(pretrained))}"
         + "".join(f"<br>&nbsp;&nbsp;{html.escape(prose.join(names))}: {html.escape(description)}"
-                  for description, names in _by_description(weights).items()),
+                  for description, names in _grouped({m: w.description for m, w in weights.items()}).items()),
         f"<b>Data</b>: {html.escape(data_line(dataset, n))}",
         f"<b>Against the published protocol</b>: {html.escape(prose.join(differences, empty='no difference'))}",
     ]
@@ -151,11 +147,11 @@ def setup_box(profile: str, chapter: str, protocol: TrainingProtocol, weights: M
     return book.admonition(title, items, "warning" if warn else "note")
 
 
-def _by_description(weights: Mapping[str, Any]) -> dict[str, list[str]]:
-    """Models grouped by their weights' description, in order: eight backbones drawn alike are one line, not eight."""
-    groups: dict[str, list[str]] = {}
-    for model, w in weights.items():
-        groups.setdefault(w.description, []).append(model)
+def _grouped(values: Mapping[str, Any]) -> dict[Any, list[str]]:
+    """Models by what they share, in order: eight backbones drawn alike are said in one line, not eight."""
+    groups: dict[Any, list[str]] = {}
+    for model, value in values.items():
+        groups.setdefault(value, []).append(model)
     return groups
 
 

@@ -82,7 +82,7 @@ def resolve_parameters(
         )
     for name, value in chosen.items():
         check_value(notebook.name, name, value, declared[name])
-    check_image_size(notebook.name, {**{k: _literal(v) for k, v in declared.items()}, **chosen})
+    check_image_size(notebook.name, with_defaults(notebook, chosen))
     if chosen.get("weights") not in (None, *WEIGHTS_CHOICES):  # a file or folder: the chapter runs in its own folder
         chosen["weights"] = str(Path(chosen["weights"]).expanduser().resolve())
     return chosen
@@ -95,12 +95,11 @@ POSITIVE = ("image_size", "batch_size", "num_epochs", "augmented_views", "bootst
 #: The optimizers ``keras.optimizers.get`` knows by name (a test holds this to Keras).
 OPTIMIZERS = ("adadelta", "adafactor", "adagrad", "adam", "adamax", "adamw", "ftrl", "lion", "nadam", "rmsprop", "sgd")
 #: Chapter 03's models (:data:`xrayutils.models.BACKBONES` and the self-defined ResNet34; a test holds this to the module).
-MODEL_NAMES = ("Xception", "VGG16", "VGG19", "ResNet101V2", "InceptionV3", "InceptionResNetV2", "EfficientNetV2S",
-               "EfficientNetV2M", "ResNet34")
-#: The smallest image side each of chapter 03's backbones accepts (Keras refuses less; a test holds this to Keras): checked
-#: before a build, where ``-p image_size 40`` failed Xception after other models had trained for minutes.
-MIN_IMAGE_SIZE = {"Xception": 71, "InceptionV3": 75, "InceptionResNetV2": 75, "VGG16": 32, "VGG19": 32, "ResNet101V2": 32,
+#: With the smallest image side each accepts (Keras refuses less; a test holds this to Keras): checked before a build,
+#: where ``-p image_size 40`` failed Xception after other models had trained for minutes.
+MIN_IMAGE_SIZE = {"Xception": 71, "VGG16": 32, "VGG19": 32, "ResNet101V2": 32, "InceptionV3": 75, "InceptionResNetV2": 75,
                   "EfficientNetV2S": 32, "EfficientNetV2M": 32, "ResNet34": 32}
+MODEL_NAMES = tuple(MIN_IMAGE_SIZE)
 #: The test metrics a leaderboard can rank by (:func:`xrayutils.evaluate.point_metrics`), besides the per-class ones.
 METRICS = ("roc_auc", "balanced_accuracy", "accuracy", "precision_macro", "recall_macro", "f1_macro", "precision_weighted",
            "recall_weighted", "f1_weighted")
@@ -155,14 +154,6 @@ def check_value(notebook: str, name: str, value: Any, default_source: str) -> No
         raise ParameterError(f"{notebook}: {name} must be {_kind_name(default)} like its default {default_source}, got {value!r}")
     if isinstance(value, (int, float)) and not isinstance(value, bool) and (value < 0 or (value == 0 and name in POSITIVE)):
         raise ParameterError(f"{notebook}: {name} must be {'positive' if name in POSITIVE else '0 or more'}, got {value!r}")
-
-
-def _literal(source: str) -> Any:
-    """A parameter's default as a value, or ``None`` where it is an expression."""
-    try:
-        return ast.literal_eval(source)
-    except (ValueError, SyntaxError):
-        return None
 
 
 def check_image_size(notebook: str, values: dict[str, Any]) -> None:

@@ -120,6 +120,26 @@ def test_caching_a_model_without_a_frozen_base_is_an_error(frames):
         train.fit(chapter_models.alexnet((72, 72, 3), 2), ds["train"], ds["validation"], protocol)
 
 
+def test_an_encoder_is_traced_once_for_every_split_and_batch_size_and_not_kept_alive(frames):
+    """Tracing a large backbone costs as much as encoding the test split: once per encoder, whatever the last batch's size."""
+    import gc
+    import weakref
+
+    encoder, _ = caching.split_frozen(frozen_base_model())
+    used = []
+    for split, batch_size in (("train", 2), ("validation", 3), ("test", 5)):
+        images = pipeline.make_dataset(frames[split]["path"], frames[split]["label"], image_size=(32, 32), batch_size=batch_size)
+        features, _ = caching.encode(encoder, images)
+        assert features.shape == (1, len(frames[split]), 196)
+        used += caching._FORWARD[encoder].values()
+    step = used[0]
+    assert all(f is step for f in used) and step.experimental_get_tracing_count() == 1
+    alive = weakref.ref(encoder)
+    del encoder, step
+    gc.collect()
+    assert alive() is None  # the traced function does not hold the encoder
+
+
 def test_a_frozen_base_is_encoded_once_for_every_run_that_starts_from_its_weights(frames):
     """Seeds sharing a frozen base share its encoding; a base with other weights, or other images, is encoded afresh."""
     ds = pipeline.make_datasets(frames, image_size=32, batch_size=2, num_classes=2, seed=0, shuffle_train=False)

@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     import pandas as pd
     import tensorflow as tf
 
-    from xrayutils import benchmark, book, caching, chapter_models, datasets, models, plan, precision, results
+    from xrayutils import benchmark, book, caching, catalogue, chapter_models, chapters, datasets, models, plan, precision, results
     from xrayutils.protocol import TrainingProtocol
 
     base = TrainingProtocol(study="coronahack", image_size=args.image_size, batch_size=1, num_epochs=1, optimizer="adam",
@@ -89,9 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         print(pd.DataFrame(rows[-1:]).to_string(index=False, header=len(rows) == 1, float_format=lambda v: f"{v:.2f}"), flush=True)
 
     for name in [] if args.forward_only else args.models:
-        study, dataset, task, _ = plan.TRAINING[results.TASK2 if name == "AlexNet" else results.CORONAHACK]  # the chapter that trains it
-        own = dataclasses.replace(base, study=study)
-        build = partial(models.build, study, name, own.input_shape, len(datasets.CLASSES[(dataset, task)]),
+        trains_it = chapters.record(chapters.TASK2 if name == "AlexNet" else chapters.CORONAHACK)
+        own = dataclasses.replace(base, study=trains_it.study)
+        build = partial(models.build, trains_it.study, name, own.input_shape, len(datasets.CLASSES[(trains_it.dataset, trains_it.task)]),
                         models.resolve_weights("none"), fused_batch_norm=not args.keras_batch_norm)
         keras.mixed_precision.set_global_policy("float32")
         flops = benchmark.train_step_flops(build())
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         task1 = (args.forward_size, args.forward_size, 3)
         forwards = [("VGG16", task1, partial(models.build, "class-challenge", "VGG16", task1, 2, models.resolve_weights("none")))]
         forwards += [(name, probe, partial(chapter_models.backbone_classifier, name, probe, 2, None, fine_tune=False))
-                     for name in args.models if name in chapter_models.PREPROCESSING]
+                     for name in args.models if name in catalogue.BACKBONES]
         for name, shape, build_frozen in forwards:
             for batch in args.batch_sizes:
                 images = tf.random.uniform((batch, *shape), 0, 255, seed=0)

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from xrayutils import chapter_models, checks, datasets, evaluate, models, results, train
+from xrayutils import chapter_models, chapters, checks, datasets, evaluate, models, results, train
 from xrayutils.protocol import TrainingProtocol
 
 
@@ -86,14 +86,14 @@ def test_without_files_rescores_on_the_rest():
 @pytest.fixture
 def saved_chapter(tmp_path):
     """A chapter-01 results folder with one model whose predictions are :data:`PREDICTIONS`."""
-    folder = tmp_path / results.TASK1
+    folder = tmp_path / chapters.TASK1
     folder.mkdir()
     PREDICTIONS.to_csv(folder / "test_predictions_vgg16.csv", index=False)
     metrics = evaluate.bootstrap_metrics(np.array([0, 0, 1, 1]), PREDICTIONS[["p_covid", "p_normal"]].to_numpy(),
                                          classes=["covid", "normal"], n_resamples=20, seed=0)
     protocol = TrainingProtocol(study="class-challenge", image_size=32, batch_size=4, num_epochs=1, optimizer="adam",
                                 learning_rate=1e-3, validation_fraction=0.25, seed=3)
-    saved = {"provenance": {"chapter": results.TASK1, "datasets": {"covid-xray/two": {}}},
+    saved = {"provenance": {"chapter": chapters.TASK1, "datasets": {"covid-xray/two": {}}},
              "results": {"protocol": protocol.to_dict(), "classes": ["covid", "normal"], "n": {"test": 4},
                          "models": {"VGG16": {"metrics": metrics, "weights": "random", "predictions_file": "test_predictions_vgg16.csv"}}}}
     (folder / "results.json").write_text(json.dumps(saved))
@@ -115,7 +115,7 @@ def test_leakage_rescores_every_model_without_its_duplicated_test_images(saved_c
 def test_best_records_calibration_and_findings(saved_chapter):
     records = results.model_records(saved_chapter)
     best = checks.best_records(records)
-    assert list(best) == [results.TASK1] and best[results.TASK1]["model"] == "VGG16"
+    assert list(best) == [chapters.TASK1] and best[chapters.TASK1]["model"] == "VGG16"
     assert checks.overview(records, best)["best of its chapter (ROC AUC)"].tolist() == [True]
     bins, ece = checks.calibration(best, n_bins=5, n_resamples=20, seed=0)
     assert bins["01_vgg16_binary/VGG16"]["count"].sum() == 4
@@ -125,7 +125,7 @@ def test_best_records_calibration_and_findings(saved_chapter):
     rates = checks.rates_beside(PREDICTIONS, PREDICTIONS.assign(true="normal"), ["covid", "normal"])
     found = checks.findings({
         "gradcam": {"even_map_share": 0.51, "models": {"01_vgg16_binary/VGG16": {"images": 4, "border_share": 0.8}}},
-        "shortcut": {results.TASK1: {"model": "VGG16", "verdict": checks.shortcut_verdict(best[results.TASK1], None)}},
+        "shortcut": {chapters.TASK1: {"model": "VGG16", "verdict": checks.shortcut_verdict(best[chapters.TASK1], None)}},
         "leakage": checks.leakage(records, pd.DataFrame(columns=["dataset_a", "split_a", "file_a", "dataset_b", "split_b", "file_b"]),
                                   n_resamples=5, seed=0),
         "external": {"images": 4, "rates": {"01_vgg16_binary/VGG16": rates.to_dict("records")}},
@@ -235,7 +235,7 @@ def test_leakage_by_patient_and_view_leaves_out_seen_patients_and_laterals(data_
     proba = np.where(test["class_name"].to_numpy()[:, None] == "covid", [0.9, 0.1], [0.2, 0.8])
     proba[test["file"].str.contains("covid-test-0")] = [0.1, 0.9]  # the seen patient's image is the one mistake
     evaluate.predictions_frame(test, proba, task1.classes).to_csv(tmp_path / "predictions.csv", index=False)
-    record = {"chapter": results.TASK1, "model": "VGG16", "dataset": "covid-xray/two", "data_root": str(task1.root),
+    record = {"chapter": chapters.TASK1, "model": "VGG16", "dataset": "covid-xray/two", "data_root": str(task1.root),
               "classes": task1.classes, "folder": str(tmp_path), "predictions_file": "predictions.csv", "metrics": {}}
     rescored = checks.patient_view_leakage([record], n_resamples=20, seed=0)["01_vgg16_binary/VGG16"]
     seen, lateral = (rescored[s] for s in checks.PATIENT_VIEW_SUBSETS)
@@ -256,9 +256,9 @@ def test_pneumonia_detectors_are_counted_on_adults_with_no_finding_against_their
     test = hack.subset("test")
     evaluate.predictions_frame(test, np.full((len(test), 2), 0.5), hack.classes).to_csv(tmp_path / "predictions.csv", index=False)
     train.save_model(_always(answer), tmp_path / "model.keras", classes=hack.classes, history={}, provenance={})
-    record = {"folder": str(tmp_path), "model_file": "model.keras", "predictions_file": "predictions.csv", "chapter": results.CORONAHACK,
+    record = {"folder": str(tmp_path), "model_file": "model.keras", "predictions_file": "predictions.csv", "chapter": chapters.CORONAHACK,
               "model": "ResNet34", "data_root": str(hack.root), "classes": hack.classes, "metrics": {},
-              "protocol": _saved(hack, chapter=results.CORONAHACK, study="coronahack")["results"]["protocol"]}
+              "protocol": _saved(hack, chapter=chapters.CORONAHACK, study="coronahack")["results"]["protocol"]}
     adults = datasets.load(datasets.ADULTS, data_dir=data_dir).subset("test")
     checked, _ = checks.adult_checks([record], adults, checks.CALLS["pneumonia"])
     shares = checked["03_coronahack_models/ResNet34"]["shares"]

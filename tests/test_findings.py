@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from xrayutils import evaluate, findings, models, published, results
+from xrayutils import chapters, evaluate, findings, models, published, results
 from xrayutils.protocol import TrainingProtocol
 
 
@@ -48,14 +48,14 @@ def _model(accuracy, balanced=(0.6, 0.5, 0.7), pretrained=False):
 @pytest.fixture
 def outputs(tmp_path):
     """Chapters 01-03 of a cpu-like build (random weights, the CoronaHack sample) and chapter 04's checks."""
-    _chapter(tmp_path, results.TASK1, "covid-xray/two", _protocol("class-challenge", image_size=224),
+    _chapter(tmp_path, chapters.TASK1, "covid-xray/two", _protocol("class-challenge", image_size=224),
              {"VGG16": _model((0.90, 0.80, 0.95))}, {"train": 124, "validation": 32, "test": 62}, ["covid"] * 31 + ["normal"] * 31)
     task2 = _protocol("class-challenge", num_epochs=100, model_settings={"AlexNet": {"num_epochs": 10}})
-    _chapter(tmp_path, results.TASK2, "covid-xray/all", task2,
+    _chapter(tmp_path, chapters.TASK2, "covid-xray/all", task2,
              {"VGG16": _model((0.61, 0.52, 0.69)), "AlexNet": _model((0.71, 0.62, 0.78))},
              {"train": 252, "validation": 64, "test": 124}, ["covid", "normal", "pneumonia_bac", "pneumonia_vir"] * 31,
              mcnemar_vgg16_vs_alexnet={"p_value": 0.004, "only_a_correct": 3, "only_b_correct": 16})
-    _chapter(tmp_path, results.CORONAHACK, "coronahack/two", _protocol("coronahack", image_size=96, num_epochs=10, seeds=(1,)),
+    _chapter(tmp_path, chapters.CORONAHACK, "coronahack/two", _protocol("coronahack", image_size=96, num_epochs=10, seeds=(1,)),
              {"ResNet34": _model((0.473, 0.43, 0.51), (0.55, 0.5, 0.6)), "InceptionV3": _model((0.85, 0.82, 0.88), (0.82, 0.79, 0.85))},
              {"train": 349, "validation": 39, "test": 624}, ["pneumonia"] * 390 + ["normal"] * 234)
     trust = {
@@ -75,8 +75,8 @@ def outputs(tmp_path):
                                             {"class": "covid", "measure": "recall", "value_test": 0.9, "low_test": 0.75,
                                              "high_test": 0.97, "value_external": None, "low_external": None, "high_external": None}]}},
     }
-    (tmp_path / results.TRUST_CHECKS).mkdir()
-    (tmp_path / results.TRUST_CHECKS / results.RESULTS_FILE).write_text(json.dumps({"provenance": {}, "results": trust}))
+    (tmp_path / chapters.TRUST_CHECKS).mkdir()
+    (tmp_path / chapters.TRUST_CHECKS / results.RESULTS_FILE).write_text(json.dumps({"provenance": {}, "results": trust}))
     return tmp_path
 
 
@@ -136,7 +136,7 @@ def test_the_caveat_above_the_findings_names_random_weights_and_the_sample(outpu
 def test_a_chapters_setup_box_for_the_published_protocol_is_a_note():
     protocol = _protocol("class-challenge", image_size=224, seeds=(1, 2, 3))
     weights = {"VGG16": models.Weights("imagenet", "ImageNet (weights=imagenet)")}
-    box = findings.setup_box("paper", results.TASK1, protocol, weights, "covid-xray/two", {"train": 128, "validation": 32, "test": 62})
+    box = findings.setup_box("paper", chapters.TASK1, protocol, weights, "covid-xray/two", {"train": 128, "validation": 32, "test": 62})
     assert 'class="admonition note"' in box and "the published protocol" in box and "every model from ImageNet weights" in box
     assert "3 training seeds per model" in box and "too few" not in box
 
@@ -144,7 +144,7 @@ def test_a_chapters_setup_box_for_the_published_protocol_is_a_note():
 def test_a_shrunk_setup_box_is_a_warning_naming_each_difference():
     protocol = _protocol("class-challenge", image_size=72, num_epochs=1, max_images_per_class=4, seeds=(1,))
     weights = {"VGG16": models.Weights(None, "random initialisation (weights=none)")}
-    box = findings.setup_box("smoke", results.TASK1, protocol, weights, "covid-xray/two", {"train": 6, "validation": 2, "test": 8})
+    box = findings.setup_box("smoke", chapters.TASK1, protocol, weights, "covid-xray/two", {"train": 6, "validation": 2, "test": 8})
     assert 'class="admonition warning"' in box and "not the published protocol" in box
     for said in ("images of 72 px (published 224 px)", "VGG16 1 epoch (published 40)", "random instead of ImageNet weights for VGG16",
                  "at most 4 images per class and split", "(a small sample)"):
@@ -200,7 +200,7 @@ def test_chapter_03s_summary_flags_the_model_below_the_constant_answer_and_one_s
 
 
 def test_chapter_04s_summary_reports_every_models_external_change(outputs):
-    trust = results.load(outputs, results.TRUST_CHECKS)["results"]
+    trust = results.load(outputs, chapters.TRUST_CHECKS)["results"]
     lines = findings.trust_summary(trust)
     external = next(line for line in lines if line.startswith("external data"))
     assert "task-1 VGG16" in external and "task-2 AlexNet's normal recall falls" in external
@@ -217,8 +217,8 @@ def test_p_values_as_a_page_shows_them():
 
 
 def test_every_modelling_chapter_has_a_task_title_and_published_rows():
-    for chapter in results.MODELLING:
-        assert chapter in findings.TASKS and len(published.chapter_rows(chapter))
+    for chapter in chapters.MODELLING:
+        assert chapters.record(chapter).title and len(published.chapter_rows(chapter))
 
 
 def test_the_within_collection_finding_leads_with_what_is_left_without_the_children():
@@ -289,6 +289,6 @@ def test_the_setup_box_says_each_kind_of_weights_and_each_shrunk_epoch_count_onc
                                 validation_fraction=0.1, seed=42, model_settings={"ResNet34": {"num_epochs": 10}})
     drawn = models.Weights("f.weights.h5", "random initialisation, drawn once (seed 42) for every training seed", drawn=True)
     weights = {"VGG16": drawn, "VGG19": drawn, "ResNet34": models.Weights(None, "random initialisation (weights=none)")}
-    box = findings.setup_box("cpu", results.CORONAHACK, protocol, weights, "coronahack/two", {"train": 388, "test": 624})
+    box = findings.setup_box("cpu", chapters.CORONAHACK, protocol, weights, "coronahack/two", {"train": 388, "test": 624})
     assert box.count("drawn once (seed 42)") == 1 and "VGG16 and VGG19: random initialisation, drawn once" in box
     assert "VGG16 and VGG19 30 epochs (published 100)" in box and "ResNet34 10 epochs (published 100)" in box

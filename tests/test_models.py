@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from xrayutils import chapter_models, models
+from xrayutils import catalogue, chapter_models, models
 
 
 def test_vgg16_binary_has_the_published_parameter_counts():
@@ -47,7 +47,7 @@ def test_a_download_failure_other_than_no_network_keeps_its_first_line_without_t
 def test_auto_weights_use_the_keras_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     (tmp_path / "models").mkdir()
-    (tmp_path / "models" / models.VGG16_NOTOP_FILE).write_bytes(b"")
+    (tmp_path / "models" / catalogue.network("VGG16").imagenet_file).write_bytes(b"")
     assert models.resolve_weights("auto").keras_arg == "imagenet"
 
 
@@ -76,13 +76,13 @@ def test_one_class_is_refused():
 
 
 #: Each backbone's preprocessing module in keras.applications, as Keras' documentation pairs them (written here, not read
-#: from the chapter's table, so that a backbone given another's scaling on the page fails).
+#: from the catalogue, so that a backbone given another's scaling there or on the page fails).
 KERAS_PREPROCESSING = {"Xception": "xception", "VGG16": "vgg16", "VGG19": "vgg19", "ResNet101V2": "resnet_v2",
                        "InceptionV3": "inception_v3", "InceptionResNetV2": "inception_resnet_v2",
                        "EfficientNetV2S": "efficientnet_v2", "EfficientNetV2M": "efficientnet_v2"}
 
 
-@pytest.mark.parametrize("name", list(models.BACKBONES))
+@pytest.mark.parametrize("name", list(catalogue.BACKBONES))
 def test_every_backbone_builds_with_pooling_its_preprocessing_and_one_sigmoid(name):
     model = chapter_models.backbone_classifier(name, (75, 75, 3), num_classes=2)
     assert model.output_shape == (None, 1)
@@ -113,7 +113,7 @@ def test_auto_weights_try_the_named_architecture(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     monkeypatch.setattr(models, "_OFFLINE", [])
     (tmp_path / "models").mkdir()
-    (tmp_path / "models" / models.BACKBONES["EfficientNetV2S"]).write_bytes(b"")
+    (tmp_path / "models" / catalogue.network("EfficientNetV2S").imagenet_file).write_bytes(b"")
     assert models.resolve_weights("auto", architecture="EfficientNetV2S").pretrained
     tried = []
     monkeypatch.setattr(models.keras.applications, "Xception", lambda **kw: tried.append(kw) or (_ for _ in ()).throw(OSError("offline")))
@@ -175,9 +175,10 @@ def test_a_weights_folder_gives_each_backbone_its_own_file_and_a_missing_one_fal
     """A copy of ~/.keras/models made here: VGG16's file is there, Xception's is not."""
     keras.utils.set_random_seed(7)
     source = keras.applications.VGG16(include_top=False, weights=None, input_shape=(32, 32, 3))
-    _keras_named_weights_file(source, tmp_path / models.VGG16_NOTOP_FILE)
+    vgg16_file = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"  # as Keras caches it
+    _keras_named_weights_file(source, tmp_path / vgg16_file)
     weights = models.resolve_weights(str(tmp_path), architecture="VGG16")
-    assert weights.pretrained and weights.description == f"file {models.VGG16_NOTOP_FILE} from the folder {tmp_path.resolve()}"
+    assert weights.pretrained and weights.description == f"file {vgg16_file} from the folder {tmp_path.resolve()}"
 
     keras.utils.set_random_seed(8)  # other initial weights: only the file can make the two agree
     images = np.random.default_rng(0).uniform(-100, 150, (3, 32, 32, 3)).astype("float32")

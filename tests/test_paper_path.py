@@ -5,7 +5,7 @@ Each of chapter 03's nine models trains two epochs of one step through the book'
 under ``mixed_float16`` (the GPU policy, with the loss scaling a GPU uses), is
 reloaded by :func:`xrayutils.predict.load_model` and predicts image files with
 :func:`xrayutils.predict.predict_files`.  Each at the smallest size it accepts
-(``parameters.MIN_IMAGE_SIZE``: 32 px, 71 for Xception, 75 for the Inceptions;
+(each one's ``min_image_size`` in :mod:`xrayutils.catalogue`: 32 px, 71 for Xception, 75 for the Inceptions;
 float16 is slow on a CPU without it, and VGG19 took 394 s at 75 px), and with
 XLA for VGG16, whose compilation is cheap on 2 cores (see ``XLA``).
 """
@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import pytest
 
-from xrayutils import models, predict, train
+from xrayutils import catalogue, models, predict, train
 from xrayutils.protocol import TrainingProtocol
 from xrayutils.runner import parameters
 
@@ -40,13 +40,13 @@ def paper_protocol(name: str) -> TrainingProtocol:
     """
     notebook = parameters.ROOT / "notebooks" / "03_coronahack_models.ipynb"
     chosen = parameters.with_defaults(notebook, parameters.resolve_parameters(notebook, "paper", {}))
-    shrunk = {"image_size": parameters.MIN_IMAGE_SIZE[name], "num_epochs": 2, "seeds": [1], "weights": "none",
+    shrunk = {"image_size": catalogue.network(name).min_image_size, "num_epochs": 2, "seeds": [1], "weights": "none",
               "mixed_precision": "mixed_float16",
               "jit_compile": name in XLA}
     return TrainingProtocol.from_parameters({**chosen, **shrunk}, study="coronahack")
 
 
-@pytest.mark.parametrize("name", models.CORONAHACK_MODELS)
+@pytest.mark.parametrize("name", catalogue.published("coronahack"))
 def test_every_coronahack_model_trains_saves_and_predicts_under_the_paper_switches(name, data_dir, tmp_path):
     protocol = paper_protocol(name)
     data, frames = train.load_split("coronahack", "two", protocol, data_dir)

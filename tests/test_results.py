@@ -8,7 +8,7 @@ import tempfile
 
 import pytest
 
-from xrayutils import results
+from xrayutils import chapters, results
 from xrayutils.runner import build, parameters
 
 
@@ -57,15 +57,19 @@ def test_undefined_numbers_are_written_as_null_and_metrics_read_back_as_nan(tmp_
 
 def test_missing_results_name_the_chapter_to_run(tmp_path):
     with pytest.raises(FileNotFoundError, match="run notebooks/04_trust_checks.ipynb"):
-        results.load(tmp_path, results.TRUST_CHECKS)
+        results.load(tmp_path, chapters.TRUST_CHECKS)
     with pytest.raises(FileNotFoundError, match="run chapter 00_data_exploration"):
         results.near_duplicates(tmp_path)
 
 
-def test_every_chapter_a_chapter_needs_is_a_chapter():
-    chapters = {results.DATA_EXPLORATION, *results.MODELLING, results.TRUST_CHECKS, results.SUMMARY, results.PERFORMANCE, results.START}
-    assert set(results.NEEDS) <= chapters and all(set(needed) <= chapters for needed in results.NEEDS.values())
-    assert results.TASK1 in results.NEEDS[results.PERFORMANCE]  # it reads chapter 01's training time
+def test_every_chapter_a_chapter_needs_is_a_chapter_and_runs_before_it():
+    order = [record.name for record in chapters.CHAPTERS]
+    for record in chapters.CHAPTERS:
+        assert all(order.index(needed) < order.index(record.name) for needed in record.needs), record.name
+    assert chapters.TASK1 in chapters.record(chapters.PERFORMANCE).needs  # it reads chapter 01's training time
+    with pytest.raises(KeyError, match="no chapter '99_mine'; the chapters are 00_data_exploration"):
+        chapters.record("99_mine")
+    assert chapters.get("99_mine") is None
 
 
 def _chapter(root, chapter, models):
@@ -81,51 +85,51 @@ def _scored(value, low, high):
 
 @pytest.fixture
 def floored(tmp_path):
-    _chapter(tmp_path, results.TASK1, {"VGG16": _scored(0.95, 0.9, 1.0)})
-    _chapter(tmp_path, results.CORONAHACK, {"ResNet34": _scored(0.64, 0.58, 0.7), "Xception": _scored(0.5, 0.5, 0.5),
+    _chapter(tmp_path, chapters.TASK1, {"VGG16": _scored(0.95, 0.9, 1.0)})
+    _chapter(tmp_path, chapters.CORONAHACK, {"ResNet34": _scored(0.64, 0.58, 0.7), "Xception": _scored(0.5, 0.5, 0.5),
                                             "VGG19": {"error": "ResourceExhaustedError: out of memory"}})
     return tmp_path
 
 
 def test_results_below_their_floor_are_named_with_chapter_model_metric_value_and_floor(floored):
-    floors = [results.Floor(results.TASK1, "roc_auc", at_least=0.9),
-              results.Floor(results.CORONAHACK, "balanced_accuracy", interval_above=0.5)]
-    failures = results.floor_failures(floored, floors, [results.TASK1, results.CORONAHACK])
+    floors = [results.Floor(chapters.TASK1, "roc_auc", at_least=0.9),
+              results.Floor(chapters.CORONAHACK, "balanced_accuracy", interval_above=0.5)]
+    failures = results.floor_failures(floored, floors, [chapters.TASK1, chapters.CORONAHACK])
     assert failures == [
         "03_coronahack_models, model Xception, balanced_accuracy: 0.500 [0.500, 0.500], below the floor interval above 0.5",
         "03_coronahack_models, model VGG19, balanced_accuracy: no value (the model failed: ResourceExhaustedError: out of memory), "
         "floor interval above 0.5",
     ]
-    assert results.floor_failures(floored, [results.Floor(results.TASK1, "roc_auc", at_least=0.96)], [results.TASK1]) == [
+    assert results.floor_failures(floored, [results.Floor(chapters.TASK1, "roc_auc", at_least=0.96)], [chapters.TASK1]) == [
         "01_vgg16_binary, model VGG16, roc_auc: 0.950, below the floor >= 0.96"
     ]
     # a chapter this build did not run is not held to its floors (its results may be an older build's)
-    assert results.floor_failures(floored, floors, [results.TASK1]) == []
-    assert results.floor_failures(floored, [results.Floor(results.TASK1, "roc_auc", model="AlexNet", at_least=0.5)], [results.TASK1])
+    assert results.floor_failures(floored, floors, [chapters.TASK1]) == []
+    assert results.floor_failures(floored, [results.Floor(chapters.TASK1, "roc_auc", model="AlexNet", at_least=0.5)], [chapters.TASK1])
 
 
 def test_a_floor_must_say_what_it_bounds():
     with pytest.raises(ValueError, match="exactly one of"):
-        results.Floor(results.TASK1, "roc_auc")
+        results.Floor(chapters.TASK1, "roc_auc")
     with pytest.raises(ValueError, match="modelling chapter"):
-        results.Floor(results.SUMMARY, "roc_auc", at_least=0.5)
+        results.Floor(chapters.SUMMARY, "roc_auc", at_least=0.5)
 
 
 def test_a_build_below_a_floor_fails_after_running_everything(floored, monkeypatch, capsys):
     from xrayutils import cli
 
     monkeypatch.setattr(parameters, "load_profiles", lambda: {"cpu": {"notebooks": {}, "floors": [
-        {"chapter": results.CORONAHACK, "metric": "balanced_accuracy", "interval_above": 0.5}]}})
+        {"chapter": chapters.CORONAHACK, "metric": "balanced_accuracy", "interval_above": 0.5}]}})
     monkeypatch.setattr(build, "fetch", lambda data_dir: 0.0)
-    ran = [{"notebook": results.TASK1, "status": "ok", "seconds": 1.0}, {"notebook": results.CORONAHACK, "status": "ok", "seconds": 1.0}]
+    ran = [{"notebook": chapters.TASK1, "status": "ok", "seconds": 1.0}, {"notebook": chapters.CORONAHACK, "status": "ok", "seconds": 1.0}]
     monkeypatch.setattr(build, "run_notebooks", lambda *args, **kwargs: ran)
     (floored / "outputs").mkdir()
-    for chapter in (results.TASK1, results.CORONAHACK):
+    for chapter in (chapters.TASK1, chapters.CORONAHACK):
         (floored / chapter).rename(floored / "outputs" / chapter)
     assert cli.main(["build", "--profile", "cpu", "--build-dir", str(floored), "--no-html"]) == 1
     err = capsys.readouterr().err
     assert "Below its floor (cpu profile): 03_coronahack_models, model Xception" in err and "Failed: floors" in err
-    malformed = [{"chapter": results.TASK1, "metric": "roc_auc"}]
+    malformed = [{"chapter": chapters.TASK1, "metric": "roc_auc"}]
     monkeypatch.setattr(parameters, "load_profiles", lambda: {"cpu": {"notebooks": {}, "floors": malformed}})
     assert cli.main(["build", "--profile", "cpu", "--build-dir", str(floored), "--no-html"]) == 2  # malformed: refused before running
 

@@ -18,7 +18,7 @@ from bs4 import BeautifulSoup
 from PIL import Image
 
 from tests.conftest import make_tiny_data
-from xrayutils import cli, datasets, pagecheck, rerun, results
+from xrayutils import chapters, cli, datasets, pagecheck, rerun, results
 from xrayutils.runner import build, data, execution, html, pages, parameters
 
 NOTEBOOKS = parameters.chapter_notebooks()
@@ -211,16 +211,15 @@ def test_a_weights_file_must_be_one_and_a_relative_one_is_made_absolute(tmp_path
 def test_the_lists_of_accepted_names_are_those_keras_and_the_models_module_accept():
     import keras
 
-    from xrayutils import models, train
+    from xrayutils import catalogue, train
 
     for name in parameters.OPTIMIZERS:  # as the chapters compile them (xrayutils.train.compile_model)
         keras.optimizers.get({"class_name": name, "config": {"learning_rate": 0.1}})
-    assert set(parameters.MODEL_NAMES) == set(models.CORONAHACK_MODELS) == set(parameters.MIN_IMAGE_SIZE)
     assert set(train.MIXED_POLICIES) <= set(parameters.CHOICES["mixed_precision"])
-    for name, least in parameters.MIN_IMAGE_SIZE.items():  # Keras refuses one pixel less, before building anything
-        if name in models.BACKBONES:
-            with pytest.raises(ValueError, match=f"{least}"):
-                getattr(keras.applications, name)(include_top=False, weights=None, input_shape=(least - 1, least - 1, 3))
+    for name, backbone in catalogue.BACKBONES.items():  # Keras refuses one pixel less than the catalogue's, before building anything
+        least = backbone.min_image_size
+        with pytest.raises(ValueError, match=f"{least}"):
+            getattr(keras.applications, name)(include_top=False, weights=None, input_shape=(least - 1, least - 1, 3))
 
 
 def test_an_image_size_too_small_for_a_chosen_model_is_refused_before_anything_runs():
@@ -317,7 +316,7 @@ def test_every_chapter_that_loads_a_dataset_says_so(tmp_path):
         source = "".join(c.source for c in nbformat.read(nb, as_version=4).cells if c.cell_type == "code")
         loaded = {name for name in datasets.UPSTREAM if f'"{name}"' in source}
         loaded |= {datasets.ADULTS} if "datasets.ADULTS" in source else set()
-        assert loaded <= set(results.READS[nb.stem]), nb.stem
+        assert loaded <= set(chapters.record(nb.stem).reads), nb.stem
 
 
 def test_predict_refuses_the_images_the_dataset_loader_refuses(tmp_path):

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 from keras import layers
 
-from xrayutils import caching, chapter_models, models, predict, train
+from xrayutils import caching, catalogue, chapter_models, models, predict, train
 from xrayutils.protocol import PUBLISHED_AUGMENTATION, TrainingProtocol
 from xrayutils.runner import parameters
 
@@ -351,7 +351,7 @@ def test_the_cpu_profile_chapter03_protocol_trains_each_of_its_models(data_dir, 
     """
     notebook = parameters.ROOT / "notebooks" / "03_coronahack_models.ipynb"
     chosen = parameters.with_defaults(notebook, parameters.resolve_parameters(notebook, "cpu", {}))
-    assert chosen["model_names"] == list(models.CORONAHACK_MODELS) and not chosen["fine_tune"]  # all nine, backbones frozen
+    assert chosen["model_names"] == list(catalogue.published("coronahack")) and not chosen["fine_tune"]  # all nine, backbones frozen
     protocol = TrainingProtocol.from_parameters({**chosen, "image_size": 75, "num_epochs": 1, "seeds": [1, 2]}, study="coronahack")
     protocol = dataclasses.replace(protocol, model_settings={"ResNet34": {**protocol.model_settings["ResNet34"], "num_epochs": 1}})
     data, frames = train.load_split("coronahack", "two", protocol, data_dir)

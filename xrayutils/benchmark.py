@@ -32,7 +32,7 @@ import pandas as pd
 import tensorflow as tf
 from keras import layers
 
-from xrayutils import caching, models, pipeline, predict, results, train
+from xrayutils import caching, catalogue, chapters, models, pipeline, predict, results, train
 from xrayutils.protocol import TrainingProtocol
 
 #: The published task-1 protocol (../shared/reference): the benchmark's defaults.
@@ -268,7 +268,7 @@ def model_costs(
     """
     if left_out not in ("measure", "stored", "none"):
         raise ValueError(f"left_out_costs must be measure, stored or none, got {left_out!r}")
-    names = model_names if left_out == "none" else list(models.CORONAHACK_MODELS)
+    names = model_names if left_out == "none" else list(catalogue.published("coronahack"))
     stored = stored_step_times(protocol) if left_out == "stored" else None
     return epoch_times(names, protocol, runs, train_images=train_images, stored=stored)
 
@@ -543,7 +543,7 @@ def chapter01_beside(output_root: str | Path, table: pd.DataFrame) -> str:
     benchmark's image size; otherwise says why it cannot be compared.
     """
     try:
-        saved = results.load(output_root, results.TASK1)
+        saved = results.load(output_root, chapters.TASK1)
     except FileNotFoundError:
         return "Chapter 01 did not run in this build, so there is no real training time to compare with."
     protocol, entry = TrainingProtocol.from_results(saved), saved["results"]["models"].get("VGG16", {})

@@ -27,7 +27,7 @@ from typing import Any
 
 import pandas as pd
 
-from xrayutils import progress, prose, results
+from xrayutils import chapters, progress, prose, results
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ["tensorflow", "keras", "numpy", "pandas", "scikit-learn", "pillow", "imagehash", "matplotlib"]
@@ -324,6 +324,11 @@ class Chapter:
         self.output_dir = self.output_root / self.name
         self.output_dir.mkdir(parents=True, exist_ok=True)
 
+    @property
+    def record(self) -> chapters.ChapterRecord:
+        """What this chapter is (:mod:`xrayutils.chapters`): the study, dataset and task it trains on, the chapters it reads."""
+        return chapters.record(self.name)
+
     def add_dataset(self, dataset: Any) -> None:
         """Record a :class:`~xrayutils.datasets.XrayDataset`'s name, task, size and fingerprint."""
         self.datasets[f"{dataset.name}/{dataset.task}"] = {
@@ -406,24 +411,23 @@ DATASET_NEEDS = {
     "coronahack": "coronahack (Kaggle: downloading it needs Kaggle credentials, ~/.kaggle/kaggle.json)",
     "covid-chestxray-dataset": "covid-chestxray-dataset (GitHub, downloaded by pooch)",
 }
-#: Chapters that train models: a GPU is expected for their ``paper`` profile.
-TRAINS = (results.TASK1, results.TASK2, results.CORONAHACK, results.TRUST_CHECKS, results.PERFORMANCE)
 
 
 def rerun_box(chapter: str, datasets: list[str], wall_time_s: float, profile: str) -> str:
     """The box under a chapter's title: what it needs, what it took in this build and the whole book elsewhere, how to run it again.
 
     ``datasets`` are the keys the chapter recorded (``"covid-xray/two"``);
-    the chapters it reads results from come from :data:`xrayutils.results.NEEDS`.
+    the chapters it reads results from come from its :class:`~xrayutils.chapters.ChapterRecord`.
     """
     names = dict.fromkeys(key.split("/")[0] for key in datasets)
     needs = [DATASET_NEEDS.get(name, name) for name in names]
-    earlier = results.NEEDS.get(chapter, ())
+    record = chapters.get(chapter) or chapters.ChapterRecord(chapter, chapter)  # a page a reader added: needs and trains nothing
+    earlier = record.needs
     if earlier:
         needs.append(f"the results of {', '.join(earlier)} in the same output folder (`xray-book build` runs them first)")
     measured = [f"{m['minutes']} minutes on {m['machine']} ({m['date']})" for m in measured_times(profile)]
     gpu = ("a GPU for the <code>paper</code> profile (<code>xray-book plan --profile paper</code> estimates its time on "
-           "your machine); the <code>cpu</code> profile runs on a laptop") if chapter in TRAINS else "no GPU: it trains nothing"
+           "your machine); the <code>cpu</code> profile runs on a laptop") if record.trains else "no GPU: it trains nothing"
     items = [
         f"<b>Needs</b>: {html.escape('; '.join(needs) or 'nothing beyond the package')}",
         f"<b>This build</b>: this chapter took {prose.duration(wall_time_s)} under the <code>{html.escape(profile)}</code> profile"

@@ -8,6 +8,8 @@ a model, change its chapter's cell and run that command.
 import keras
 from keras import layers
 
+from xrayutils import catalogue
+
 
 # From notebooks/01_vgg16_binary.ipynb
 def classifier(x: keras.KerasTensor, num_classes: int) -> keras.KerasTensor:
@@ -76,16 +78,9 @@ def alexnet(
 
 
 # From notebooks/03_coronahack_models.ipynb
-PREPROCESSING = {  # each backbone's own input scaling, from keras.applications
-    "Xception": keras.applications.xception.preprocess_input,
-    "VGG16": keras.applications.vgg16.preprocess_input,
-    "VGG19": keras.applications.vgg19.preprocess_input,
-    "ResNet101V2": keras.applications.resnet_v2.preprocess_input,
-    "InceptionV3": keras.applications.inception_v3.preprocess_input,
-    "InceptionResNetV2": keras.applications.inception_resnet_v2.preprocess_input,
-    "EfficientNetV2S": keras.applications.efficientnet_v2.preprocess_input,
-    "EfficientNetV2M": keras.applications.efficientnet_v2.preprocess_input,
-}
+def preprocessing(name: str):
+    """The backbone's own input scaling: ``preprocess_input`` of its module in keras.applications (the catalogue names it)."""
+    return getattr(keras.applications, catalogue.network(name).keras_module).preprocess_input
 
 
 def backbone_classifier(
@@ -100,7 +95,7 @@ def backbone_classifier(
     base = backbone(include_top=False, weights=weights, input_shape=input_shape)
     base.trainable = fine_tune
     inputs = keras.Input(shape=input_shape, name="image")
-    x = PREPROCESSING[name](inputs)
+    x = preprocessing(name)(inputs)
     x = base(x, training=None if fine_tune else False)  # frozen, it runs as at test time: no dropout, fixed batch statistics
     # pooling outside the backbone, so that Grad-CAM reaches its last feature map
     x = layers.GlobalAveragePooling2D(name="features")(x)

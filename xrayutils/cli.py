@@ -19,7 +19,7 @@ import os
 import sys
 from pathlib import Path
 
-from xrayutils import book, datasets, results
+from xrayutils import book, chapters, datasets, results
 from xrayutils.runner.build import Build, build, build_lock
 from xrayutils.runner.data import absolute, fetch
 from xrayutils.runner.execution import run_notebooks
@@ -73,9 +73,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
     works: list[plan.Work] = []
     data_dir = absolute(args.data_dir) or None
     for notebook, chosen in chosen_parameters(chapter_notebooks(), args.profile, parse_overrides(args.parameter)).items():
-        if notebook.stem in plan.TRAINING:
+        if (record := chapters.get(notebook.stem)) and record.reproduces:
             works += plan.chapter_work(notebook.stem, with_defaults(notebook, chosen), data_dir)
-        elif notebook.stem == results.TRUST_CHECKS:
+        elif notebook.stem == chapters.TRUST_CHECKS:
             works += plan.shortcut_work(with_defaults(notebook, chosen), works)
     print(f"Profile {args.profile}: {' '.join(load_profiles()[args.profile]['description'].split())}")
     print(f"Measuring {args.steps} training steps of each model here: {book.device()}", flush=True)

@@ -20,15 +20,8 @@ from typing import Any
 
 import pandas as pd
 
-from xrayutils import book, checks, datasets, evaluate, prose, published, results
+from xrayutils import book, catalogue, chapters, checks, datasets, evaluate, prose, published, results
 from xrayutils.protocol import TrainingProtocol
-
-#: What each modelling chapter reproduces, as a title names it.
-TASKS = {
-    results.TASK1: "Task 1: VGG16, COVID-19 against normal",
-    results.TASK2: "Task 2: VGG16 against AlexNet, four classes",
-    results.CORONAHACK: "CoronaHack: CNNs compared, normal against pneumonia",
-}
 
 
 @dataclass(frozen=True)
@@ -106,8 +99,8 @@ def shrunk(chapter: str, protocol: TrainingProtocol, models_run: list[str], weig
     frozen = [m for m in models_run if m in paper_pretrained and published.frozen_instead(protocol.for_model(m))]
     if frozen:
         said.append(f"frozen backbones with a trained head (linear probes) instead of fine-tuning for {prose.join(frozen)}")
-    if chapter == results.CORONAHACK:
-        published_models = [m for m in _coronahack_names() if m not in models_run]
+    if chapter == chapters.CORONAHACK:
+        published_models = [m for m in catalogue.published("coronahack") if m not in models_run]
         if published_models:
             said.append(f"{len(models_run)} of the {len(models_run) + len(published_models)} published models "
                         f"(left out: {prose.join(published_models)})")
@@ -116,12 +109,6 @@ def shrunk(chapter: str, protocol: TrainingProtocol, models_run: list[str], weig
     seeds = len(protocol.training_seeds)
     said.append(f"{prose.count(seeds, 'training seed')} per model" + (" (too few for a spread)" if seeds < 3 else ""))
     return said
-
-
-def _coronahack_names() -> list[str]:
-    from xrayutils import models
-
-    return list(models.CORONAHACK_MODELS)
 
 
 def setup_box(profile: str, chapter: str, protocol: TrainingProtocol, weights: Mapping[str, Any], dataset: str,
@@ -185,7 +172,7 @@ def build_box(output_root: str | Path, records: list[dict[str, Any]]) -> str:
         protocol = TrainingProtocol(**s["results"]["protocol"])
         ran = list(s["results"]["models"])
         pretrained = {m: bool(e.get("pretrained")) for m, e in s["results"]["models"].items()}
-        items.append(f"<b>{html.escape(TASKS[chapter])}</b>: "
+        items.append(f"<b>{html.escape(chapters.record(chapter).title)}</b>: "
                      + html.escape(prose.join(shrunk(chapter, protocol, ran, pretrained), empty="the published protocol")))
     warn = not all(r.get("pretrained") for r in records) or any("sample" in line for line in data.values())
     title = f"This build: the {first.get('profile', '?')} profile" + (", not the published protocols" if warn else "")
@@ -414,7 +401,7 @@ def reproduction_finding(records: list[dict[str, Any]], reported: pd.DataFrame, 
     if not ran:
         return None
     clauses = []
-    task1 = [r for r in ran if r["chapter"] == results.TASK1]
+    task1 = [r for r in ran if r["chapter"] == chapters.TASK1]
     for r in task1:
         paper = published.row(reported, r["chapter"], r["model"])
         base = "an ImageNet-trained" if r.get("pretrained") else "a frozen, randomly initialised"
@@ -422,13 +409,13 @@ def reproduction_finding(records: list[dict[str, Any]], reported: pd.DataFrame, 
                        f"ROC AUC {evaluate.interval(r['metrics']['roc_auc'])}"
                        + (f" (published: {paper['accuracy']:.2f}, a validation accuracy on {int(paper['n_test'])} images)"
                           if paper is not None else ""))
-    task2 = {r["model"]: r["metrics"] for r in ran if r["chapter"] == results.TASK2}
-    paper2 = published.comparable(published.chapter_rows(results.TASK2, reported), list(task2), "accuracy")
+    task2 = {r["model"]: r["metrics"] for r in ran if r["chapter"] == chapters.TASK2}
+    paper2 = published.comparable(published.chapter_rows(chapters.TASK2, reported), list(task2), "accuracy")
     if len(task2) == 2 and len(paper2) == 2:
         differ = None if not mcnemar else mcnemar["p_value"] < 0.05
         clauses.append("task 2: " + prose.order_against_published(task2, paper2, differ=differ)
                        + ("" if not mcnemar else f" (McNemar's p {p_value(mcnemar['p_value'])})"))
-    hack = [r for r in ran if r["chapter"] == results.CORONAHACK]
+    hack = [r for r in ran if r["chapter"] == chapters.CORONAHACK]
     if hack:
         best = max(hack, key=lambda r: r["metrics"]["balanced_accuracy"]["value"])
         clauses.append(f"CoronaHack: of {prose.count(len(hack), 'model')} trained, {best['model']} has the highest balanced "
@@ -443,19 +430,19 @@ def reproduction_finding(records: list[dict[str, Any]], reported: pd.DataFrame, 
 def _model_name(key: str) -> str:
     """``"01_vgg16_binary/VGG16"`` as a reader names it: ``"the task-1 VGG16"``."""
     chapter, _, model = key.partition("/")
-    return {results.TASK1: f"the task-1 {model}", results.TASK2: f"the task-2 {model}",
-            results.CORONAHACK: f"the CoronaHack {model}"}.get(chapter, model)
+    return {chapters.TASK1: f"the task-1 {model}", chapters.TASK2: f"the task-2 {model}",
+            chapters.CORONAHACK: f"the CoronaHack {model}"}.get(chapter, model)
 
 
 def headline_findings(output_root: str | Path) -> list[Finding]:
     """The start page's findings, most important first, from whatever results files this build has."""
     records = results.model_records(output_root)
     try:
-        trust = results.load(output_root, results.TRUST_CHECKS)["results"]
+        trust = results.load(output_root, chapters.TRUST_CHECKS)["results"]
     except FileNotFoundError:
         trust = {}
     try:
-        mcnemar = results.load(output_root, results.TASK2)["results"].get("mcnemar_vgg16_vs_alexnet")
+        mcnemar = results.load(output_root, chapters.TASK2)["results"].get("mcnemar_vgg16_vs_alexnet")
     except FileNotFoundError:
         mcnemar = None
     found = [adults_finding(trust), within_finding(trust), external_finding(trust),
@@ -465,7 +452,7 @@ def headline_findings(output_root: str | Path) -> list[Finding]:
 
 def missing_chapters(output_root: str | Path) -> list[str]:
     """The chapters whose results the start page reads and this build folder does not hold."""
-    needed = (results.DATA_EXPLORATION, *results.MODELLING, results.TRUST_CHECKS)
+    needed = (chapters.DATA_EXPLORATION, *chapters.MODELLING, chapters.TRUST_CHECKS)
     return [c for c in needed if not (Path(output_root) / c / results.RESULTS_FILE).is_file()]
 
 
@@ -520,10 +507,10 @@ def task2_summary(metrics: Mapping[str, Any], spreads: Mapping[str, Any], weight
 
 def task2_differences(protocol: TrainingProtocol, weights: Mapping[str, Any]) -> list[str]:
     """How chapter 02's run differs from the published one, per model: weights, image size, epochs."""
-    rows = published.chapter_rows(results.TASK2)
+    rows = published.chapter_rows(chapters.TASK2)
     said = []
     for name in weights:
-        row = published.row(rows, results.TASK2, name)
+        row = published.row(rows, chapters.TASK2, name)
         if row is None:
             continue
         p = protocol.for_model(name)

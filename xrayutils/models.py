@@ -23,22 +23,7 @@ import keras
 import pandas as pd
 from keras import layers
 
-from xrayutils import caching, chapter_models
-
-#: File Keras caches the ImageNet VGG16 convolutional base under (``~/.keras/models``).
-VGG16_NOTOP_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
-
-#: Chapter 03's ``keras.applications`` backbones (each named as its constructor) -> the file Keras caches its ImageNet no-top weights under.
-BACKBONES = {
-    "Xception": "xception_weights_tf_dim_ordering_tf_kernels_notop.h5",
-    "VGG16": VGG16_NOTOP_FILE,
-    "VGG19": "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5",
-    "ResNet101V2": "resnet101v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
-    "InceptionV3": "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
-    "InceptionResNetV2": "inception_resnet_v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
-    "EfficientNetV2S": "efficientnetv2-s_notop.h5",
-    "EfficientNetV2M": "efficientnetv2-m_notop.h5",
-}
+from xrayutils import caching, catalogue, chapter_models
 
 
 @dataclass(frozen=True)
@@ -67,7 +52,7 @@ def resolve_weights(choice: str, *, architecture: str = "VGG16") -> Weights:
     if choice == "imagenet":
         return Weights("imagenet", "ImageNet (weights=imagenet)")
     if choice == "auto":
-        cache_file = BACKBONES[architecture]
+        cache_file = catalogue.network(architecture).imagenet_file
         cached = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models" / cache_file
         if cached.is_file():
             return Weights("imagenet", f"ImageNet (auto: found {cache_file} in the Keras cache)")
@@ -115,14 +100,14 @@ def download_failure(error: BaseException) -> str:
 
 
 def weights_in_folder(folder: Path, architecture: str) -> Weights:
-    """``architecture``'s weights file in ``folder``, under the name Keras caches its ImageNet file by (:data:`BACKBONES`).
+    """``architecture``'s weights file in ``folder``, under the name Keras caches its ImageNet file by (:mod:`~xrayutils.catalogue`).
 
     A user copies ``~/.keras/models`` to an offline machine and passes the folder
     as ``weights``: each backbone then takes its own file.  A backbone whose file
     is not there falls back, with a warning, to random initialisation, as
     ``auto`` does, and the chapter says so at its top.
     """
-    name = BACKBONES[architecture]
+    name = catalogue.network(architecture).imagenet_file
     path = folder.resolve() / name
     if path.is_file():
         return Weights(str(path), f"file {name} from the folder {folder.resolve()}")
@@ -131,7 +116,7 @@ def weights_in_folder(folder: Path, architecture: str) -> Weights:
 
 
 def one_random_draw(name: str, weights: Weights, input_shape: tuple[int, int, int], *, seed: int, folder: Path) -> Weights:
-    """``weights``, unless it is random for a :data:`BACKBONES` entry: then one random draw of its base, saved for every seed to load.
+    """``weights``, unless it is random for a backbone: then one random draw of its base, saved for every seed to load.
 
     A frozen base is what training leaves alone: from ImageNet weights, every
     training seed starts from the same base and draws only the head.  Drawn by
@@ -141,7 +126,7 @@ def one_random_draw(name: str, weights: Weights, input_shape: tuple[int, int, in
     ``seed``, and saved in ``folder``, it plays the part ImageNet weights play,
     on any engine: a Ray worker loads the same file.
     """
-    if weights.keras_arg is not None or name not in BACKBONES:
+    if weights.keras_arg is not None or name not in catalogue.BACKBONES:
         return weights
     path = Path(folder) / f"{name.lower()}_{input_shape[0]}px_random_seed{seed}_notop.weights.h5"
     if not path.is_file():
@@ -246,27 +231,23 @@ def with_fused_batch_norm(model: keras.Model) -> keras.Model:
 
 def coronahack_model(name: str, input_shape: tuple[int, int, int], num_classes: int, weights: Weights, *,
                      fused_batch_norm: bool = True, fine_tune: bool = True) -> keras.Model:
-    """Any of chapter 03's nine models by name: a :data:`BACKBONES` entry, or ``"ResNet34"`` (always from scratch, always whole).
+    """Any of chapter 03's models by name (:data:`xrayutils.catalogue.CORONAHACK_CHOICES`): a backbone, or ``"ResNet34"``.
 
     Its batch normalisation runs fused (:class:`FusedBatchNormalization`) unless
     ``fused_batch_norm=False``; ``fine_tune=False`` freezes a backbone (chapter 03's probes).
     """
     if name == "ResNet34":
         page = chapter_models.resnet34
-    elif name in BACKBONES:
+    elif name in catalogue.BACKBONES:
         page = functools.partial(chapter_models.backbone_classifier, name, fine_tune=fine_tune)
     else:
-        raise ValueError(f"unknown backbone {name!r}; choose from {', '.join(BACKBONES)} or ResNet34")
+        raise ValueError(f"unknown backbone {name!r}; choose from {', '.join(catalogue.CORONAHACK_CHOICES)}")
     return from_page(page, input_shape, num_classes, weights, fused_batch_norm=fused_batch_norm)
 
 
-#: The models the studies trained from random weights, whatever the ``weights`` parameter says.
-FROM_SCRATCH = frozenset({"AlexNet", "ResNet34"})
-
-
 def starting_weights(name: str, choice: str) -> Weights:
-    """The weights model ``name`` starts from under the ``weights`` parameter ``choice`` (:data:`FROM_SCRATCH` take none)."""
-    return resolve_weights("none") if name in FROM_SCRATCH else resolve_weights(choice, architecture=name)
+    """The weights model ``name`` starts from under the ``weights`` parameter ``choice`` (:mod:`~xrayutils.catalogue`: some take none)."""
+    return resolve_weights("none") if name in catalogue.FROM_SCRATCH else resolve_weights(choice, architecture=name)
 
 
 def from_page(build: Callable[..., keras.Model], input_shape: tuple[int, int, int], num_classes: int, weights: Weights, *,
@@ -334,12 +315,8 @@ def _layer_words(layer: keras.Layer) -> str:
     return type(layer).__name__
 
 
-#: Chapter 03's nine models, in the study's order.
-CORONAHACK_MODELS = (*BACKBONES, "ResNet34")
-
-
 def check_names(names: list[str]) -> None:
-    """Chapter 03's ``model_names`` must all be CoronaHack models: say which are not and what there is."""
-    unknown = sorted(set(names) - set(CORONAHACK_MODELS))
+    """Chapter 03's ``model_names`` must all be networks it can train (:mod:`~xrayutils.catalogue`): say which are not."""
+    unknown = sorted(set(names) - set(catalogue.CORONAHACK_CHOICES))
     if unknown:
-        raise ValueError(f"unknown model names {unknown}; choose from {list(CORONAHACK_MODELS)}")
+        raise ValueError(f"unknown model names {unknown}; choose from {list(catalogue.CORONAHACK_CHOICES)}")

@@ -32,15 +32,9 @@ import keras
 import pandas as pd
 import tensorflow as tf
 
-from xrayutils import benchmark, caching, models, prose, results, train
+from xrayutils import benchmark, caching, chapters, models, prose, results, train
 from xrayutils.protocol import TrainingProtocol
 
-#: The chapters that train: their study, dataset and task, and their models (chapter 03's come from ``model_names``).
-TRAINING: dict[str, tuple[str, str, str, tuple[str, ...] | None]] = {
-    results.TASK1: ("class-challenge", "covid-xray", "two", ("VGG16",)),
-    results.TASK2: ("class-challenge", "covid-xray", "all", ("VGG16", "AlexNet")),
-    results.CORONAHACK: ("coronahack", "coronahack", "two", None),
-}
 #: Chapter 04 trains each chapter of its ``shortcut_chapters`` again: one run per shortcut variant (border only, centre only).
 SHORTCUT_RUNS = 2
 #: Above this many hours here, the plan says the profile is meant for a GPU.
@@ -89,12 +83,15 @@ class Work:
 
 
 def chapter_work(chapter: str, parameters: dict[str, Any], data_dir: str | None) -> list[Work]:
-    """The training a modelling chapter does under ``parameters`` (notebook defaults updated with the profile's)."""
-    study, dataset, task, names = TRAINING[chapter]
-    protocol = TrainingProtocol.from_parameters(parameters, study=study)
-    data, frames = train.load_split(dataset, task, protocol, data_dir)
+    """The training a modelling chapter does under ``parameters`` (notebook defaults updated with the profile's).
+
+    Its study, data and models come from its :class:`~xrayutils.chapters.ChapterRecord`, which its page reads too.
+    """
+    record = chapters.record(chapter)
+    protocol = TrainingProtocol.from_parameters(parameters, study=record.study)
+    data, frames = train.load_split(record.dataset, record.task, protocol, data_dir)
     images = {split: len(frame) for split, frame in frames.items()} | {"classes": len(data.classes)}
-    names = names or tuple(parameters["model_names"])
+    names = record.models or tuple(parameters["model_names"])
     return [Work(chapter, name, protocol.for_model(name), images, len(protocol.training_seeds), "seed(s)") for name in names]
 
 
@@ -104,7 +101,7 @@ def shortcut_work(parameters: dict[str, Any], trained: list[Work]) -> list[Work]
     Which model a chapter retrains (its best) is known only after it ran, so
     its last-listed model stands in for it.
     """
-    return [Work(results.TRUST_CHECKS, work.model, work.protocol, work.images, SHORTCUT_RUNS, f"masks ({chapter[:2]}'s)")
+    return [Work(chapters.TRUST_CHECKS, work.model, work.protocol, work.images, SHORTCUT_RUNS, f"masks ({chapter[:2]}'s)")
             for chapter in parameters.get("shortcut_chapters", [])
             for work in [w for w in trained if w.chapter == chapter][-1:]]
 
@@ -243,7 +240,7 @@ def side_by_side(works: list[Work], plan: pd.DataFrame, workers: int) -> pd.Seri
     for chapter in plan["chapter"].unique():
         runs = [per_run for work, per_run in zip(works, plan["min per run"], strict=True) if work.chapter == chapter
                 for _ in range(work.runs)]
-        minutes[chapter] = longest_first(runs, workers if chapter in TRAINING else 1)
+        minutes[chapter] = longest_first(runs, workers if chapters.record(chapter).reproduces else 1)
     return pd.Series(minutes, dtype=float)
 
 

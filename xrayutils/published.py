@@ -12,15 +12,8 @@ from typing import Any
 
 import pandas as pd
 
-from xrayutils import datasets, evaluate, prose, results
+from xrayutils import catalogue, chapters, datasets, evaluate, prose
 from xrayutils.protocol import TrainingProtocol
-
-#: The published study and task each modelling chapter reproduces (rows of ``published_results.csv``).
-TASK_OF_CHAPTER = {
-    results.TASK1: ("class-challenge", "task 1"),
-    results.TASK2: ("class-challenge", "task 2"),
-    results.CORONAHACK: ("coronahack", "normal vs pneumonia"),
-}
 
 
 def table(study: str | None = None) -> pd.DataFrame:
@@ -32,14 +25,16 @@ def table(study: str | None = None) -> pd.DataFrame:
 
 def chapter_rows(chapter: str, published: pd.DataFrame | None = None) -> pd.DataFrame:
     """The rows of ``published`` (default: :func:`table`) for the task ``chapter`` reproduces, in the file's order."""
-    study, task = TASK_OF_CHAPTER[chapter]
+    chapter_is = chapters.record(chapter)  # its study and the task as the study's table names it
     rows = table() if published is None else published
-    return rows[(rows["study"] == study) & rows["task"].str.startswith(task)].reset_index(drop=True)
+    chosen = (rows["study"] == chapter_is.study) & rows["task"].str.startswith(chapter_is.published_task)
+    return rows[chosen].reset_index(drop=True)
 
 
 def row(published: pd.DataFrame, chapter: str, model: str) -> pd.Series | None:
     """The published result for this chapter's ``model``, if the reproduced study reported one."""
-    if chapter not in TASK_OF_CHAPTER:
+    record = chapters.get(chapter)
+    if record is None or not record.reproduces:
         return None
     return _first(_naming(chapter_rows(chapter, published), model))
 
@@ -53,11 +48,12 @@ def _naming(rows: pd.DataFrame, model: str) -> pd.DataFrame:
 def imagenet_accuracy() -> pd.DataFrame:
     """Each CoronaHack backbone's ImageNet top-1 accuracy, family and size (millions of weights, with its ImageNet classifier).
 
-    From Keras' table of its applications (``imagenet_accuracy.csv``, its ``source``):
-    what CheXtransfer (Ke et al., CHIL 2021) set against chest X-ray scores.
+    From Keras' table of its applications (:data:`xrayutils.catalogue.KERAS_TABLE`, the ``source``), as the
+    catalogue records it: what CheXtransfer (Ke et al., CHIL 2021) set against chest X-ray scores.
     """
-    with resources.files("xrayutils").joinpath("imagenet_accuracy.csv").open() as handle:
-        return pd.read_csv(handle).set_index("model")
+    rows = [{"model": n.name, "family": n.family, "imagenet_top1": n.imagenet_top1, "parameters_millions": n.parameters_millions,
+             "source": catalogue.KERAS_TABLE} for n in catalogue.BACKBONES.values() if n.imagenet_top1 is not None]
+    return pd.DataFrame(rows).set_index("model")
 
 
 def orders(board: pd.DataFrame, metric: str, chapter: str) -> pd.DataFrame:

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from xrayutils import results
+from xrayutils import chapters, results
 
 #: In the build folder: ``{chapter: {"key": ..., "finished": ...}}`` of each chapter's last successful run.
 RUNS_FILE = "runs.json"
@@ -46,7 +46,7 @@ def _files_signature(root: Path, files: Any) -> str:
 
 
 def data_signatures(roots: dict[str, Path]) -> dict[str, str]:
-    """:func:`data_signature` of each dataset, by name: a chapter's key holds those it reads (:data:`~xrayutils.results.READS`)."""
+    """:func:`data_signature` of each dataset, by name: a chapter's key holds those its record ``reads`` (:mod:`xrayutils.chapters`)."""
     return {name: data_signature(root) for name, root in roots.items()}
 
 
@@ -69,7 +69,8 @@ def chapter_key(notebook: Path, parameters: dict[str, Any], *, data: dict[str, s
     changed CoronaHack image does not rerun task 1), ``needed`` the keys of
     the chapters whose results it reads (``None`` for one that never finished here).
     """
-    reads = results.READS.get(Path(notebook).stem, tuple(data))
+    record = chapters.get(Path(notebook).stem)
+    reads = record.reads if record else tuple(data)  # a page the book does not know: every dataset
     return _digest({"notebook": notebook_signature(notebook), "parameters": parameters,
                     "data": {name: data.get(name) for name in reads}, "code": code, "needed": needed})
 

@@ -24,28 +24,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from xrayutils import chapters
+
 #: Measurements the code reads at run time (bfloat16 speed-ups, step times, seed comparisons): package data, so that an
 #: installed package reads the same files as a checkout; ``benchmarks/`` scripts write them (``benchmarks/README.md``).
 MEASUREMENTS = Path(str(resources.files("xrayutils") / "measurements"))
-
-#: Chapter 00: the data, its duplicates and its sizes.
-DATA_EXPLORATION = "00_data_exploration"
-#: Chapter 01: task 1, VGG16, COVID-19 against normal.
-TASK1 = "01_vgg16_binary"
-#: Chapter 02: task 2, VGG16 against AlexNet on four classes.
-TASK2 = "02_vgg16_vs_alexnet"
-#: Chapter 03: the CoronaHack CNNs, normal against pneumonia.
-CORONAHACK = "03_coronahack_models"
-#: Chapter 04: the trust checks on the models 01-03 saved.
-TRUST_CHECKS = "04_trust_checks"
-#: Chapter 05: every results file on one page, and the model cards.
-SUMMARY = "05_summary"
-#: The Performance page: training speed, measured.
-PERFORMANCE = "performance"
-#: The start page: what the book found and what this build is, from every chapter's results.
-START = "index"
-#: The chapters that train models, in book order.
-MODELLING = (TASK1, TASK2, CORONAHACK)
 
 #: How results files and findings name a model: ``<chapter>/<model>`` (:func:`xrayutils.checks.key`).
 _MODEL_KEY = re.compile(r"^(\d\d)_[a-z0-9_]+/(\S+)$")
@@ -60,32 +43,6 @@ def display_name(name: str) -> str:
     key = _MODEL_KEY.match(name) if isinstance(name, str) else None
     return f"{key[2]} ({key[1]})" if key else name
 
-
-#: The chapters whose results a chapter reads: the runner runs them first.
-NEEDS: dict[str, tuple[str, ...]] = {
-    TRUST_CHECKS: (DATA_EXPLORATION, *MODELLING),
-    SUMMARY: (DATA_EXPLORATION, *MODELLING, TRUST_CHECKS),
-    PERFORMANCE: (TASK1,),
-    START: (DATA_EXPLORATION, *MODELLING, TRUST_CHECKS),
-}
-#: The datasets a chapter reads (names as :data:`xrayutils.datasets.UPSTREAM` has them): a chapter reruns only when one
-#: of these changed, or a chapter it needs reran.
-READS: dict[str, tuple[str, ...]] = {
-    DATA_EXPLORATION: ("covid-xray", "coronahack", "covid-chestxray-dataset"),
-    TASK1: ("covid-xray",),
-    TASK2: ("covid-xray",),
-    CORONAHACK: ("coronahack",),
-    TRUST_CHECKS: ("covid-xray", "coronahack", "covid-chestxray-dataset"),
-    SUMMARY: (),
-    PERFORMANCE: ("covid-xray",),
-    START: (),
-}
-#: Chapters by their time in the ``cpu`` book (2 AVX2 cores, 2026-12-03: 03 49 min, 04 36, 02 19, 01 14, 00 0.5), slowest
-#: first: the runner starts the slowest of a wave first, so that the short ones fill the other cores beside it rather than
-#: leave it alone at the end on the share of the cores it started with.
-SLOWEST_FIRST = (CORONAHACK, TRUST_CHECKS, TASK2, TASK1, DATA_EXPLORATION)
-#: Chapters that time themselves: the runner gives them the machine alone.
-RUNS_ALONE = frozenset({PERFORMANCE})
 
 #: The file each chapter writes its results to, in its output folder.
 RESULTS_FILE = "results.json"
@@ -223,7 +180,7 @@ def predictions_filename(model: str) -> str:
 
 def near_duplicates_path(output_root: str | Path) -> Path:
     """Chapter 00's table of near-duplicate pairs, which chapter 04 reads."""
-    return Path(output_root) / DATA_EXPLORATION / NEAR_DUPLICATES_FILE
+    return Path(output_root) / chapters.DATA_EXPLORATION / NEAR_DUPLICATES_FILE
 
 
 # Reading
@@ -243,13 +200,13 @@ def near_duplicates(output_root: str | Path) -> pd.DataFrame:
     """Chapter 00's near-duplicate pairs; a missing file says which chapter makes it."""
     path = near_duplicates_path(output_root)
     if not path.is_file():
-        raise FileNotFoundError(f"no {path}: run chapter {DATA_EXPLORATION} with the same profile and output folder first")
+        raise FileNotFoundError(f"no {path}: run chapter {chapters.DATA_EXPLORATION} with the same profile and output folder first")
     return pd.read_csv(path)
 
 
 def modelling_chapters(output_root: str | Path) -> list[str]:
     """The modelling chapters that left results under ``output_root``, in book order."""
-    return [chapter for chapter in MODELLING if (Path(output_root) / chapter / RESULTS_FILE).is_file()]
+    return [chapter for chapter in chapters.MODELLING if (Path(output_root) / chapter / RESULTS_FILE).is_file()]
 
 
 def model_records(output_root: str | Path, chapters: list[str] | None = None) -> list[dict[str, Any]]:
@@ -327,8 +284,8 @@ class Floor:
     interval_above: float | None = None
 
     def __post_init__(self) -> None:
-        if self.chapter not in MODELLING:
-            raise ValueError(f"a floor needs a modelling chapter ({', '.join(MODELLING)}), got {self.chapter!r}")
+        if self.chapter not in chapters.MODELLING:
+            raise ValueError(f"a floor needs a modelling chapter ({', '.join(chapters.MODELLING)}), got {self.chapter!r}")
         if (self.at_least is None) == (self.interval_above is None):
             raise ValueError(f"a floor on {self.chapter} {self.metric} needs exactly one of at_least and interval_above")
 

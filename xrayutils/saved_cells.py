@@ -33,6 +33,8 @@ a model, change its chapter's cell and run that command.
 
 import keras
 from keras import layers
+
+from xrayutils import catalogue
 '''
 
 

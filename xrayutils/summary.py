@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from xrayutils import checks, datasets, evaluate, published, train, within
+from xrayutils import chapters, checks, datasets, evaluate, published, train, within
 from xrayutils.protocol import TrainingProtocol
 
 
@@ -207,8 +207,8 @@ def accuracy_panels(records: list[dict[str, Any]], reported: pd.DataFrame) -> di
     for chapter in dict.fromkeys(r["chapter"] for r in records if "metrics" in r):
         ran = [r for r in records if r["chapter"] == chapter and "metrics" in r]
         scored, paper = accuracies_beside_published(ran, reported)
-        panels[findings.TASKS.get(chapter, chapter)] = {"scored": scored, "published": paper,
-                                                        "chance": findings.constant_answer(ran[0])[1]}
+        panels[chapters.record(chapter).title] = {"scored": scored, "published": paper,
+                                                  "chance": findings.constant_answer(ran[0])[1]}
     return panels
 
 

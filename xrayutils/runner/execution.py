@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from xrayutils import progress, rerun, results
+from xrayutils import chapters, progress, rerun
 from xrayutils.runner.data import data_roots
 from xrayutils.runner.interrupts import KERNEL_LOG, ctrl_c_passed_on, kernel_messages_to
 from xrayutils.runner.pages import finished, mark_page
@@ -41,8 +41,9 @@ def execute(notebook: Path, output: Path, parameters: dict[str, Any]) -> None:
 
 
 def needs(notebook: Path) -> tuple[str, ...]:
-    """The chapters whose results ``notebook`` reads (:data:`xrayutils.results.NEEDS`): they must run first."""
-    return results.NEEDS.get(notebook.stem, ())
+    """The chapters whose results ``notebook`` reads (its :class:`~xrayutils.chapters.ChapterRecord`): they must run first."""
+    record = chapters.get(notebook.stem)
+    return record.needs if record else ()
 
 
 def waves(notebooks: list[Path]) -> list[list[Path]]:
@@ -50,7 +51,7 @@ def waves(notebooks: list[Path]) -> list[list[Path]]:
 
     Needs outside ``notebooks`` are taken as done (their results are already in
     the output folder).  Book order is kept within a group.  A chapter that times
-    itself (:data:`xrayutils.results.RUNS_ALONE`) gets a group of its own, after
+    itself (``runs_alone`` in its :class:`~xrayutils.chapters.ChapterRecord`) gets a group of its own, after
     the others of its level.
     """
     selected = {nb.stem: nb for nb in notebooks}
@@ -69,8 +70,9 @@ def waves(notebooks: list[Path]) -> list[list[Path]]:
         grouped.setdefault(depth(nb.stem), []).append(nb)
     ordered = []
     for level_ in sorted(grouped):
-        together = [nb for nb in grouped[level_] if nb.stem not in results.RUNS_ALONE]
-        ordered += ([together] if together else []) + [[nb] for nb in grouped[level_] if nb.stem in results.RUNS_ALONE]
+        alone = [nb for nb in grouped[level_] if (record := chapters.get(nb.stem)) and record.runs_alone]
+        together = [nb for nb in grouped[level_] if nb not in alone]
+        ordered += ([together] if together else []) + [[nb] for nb in alone]
     return ordered
 
 
@@ -200,13 +202,13 @@ def _run_all(
 
 
 def slowest_first(wave: list[Path]) -> list[Path]:
-    """``wave`` in the order to start its chapters: :data:`xrayutils.results.SLOWEST_FIRST`, then the others in book order.
+    """``wave`` in the order to start its chapters: :data:`xrayutils.chapters.SLOWEST_FIRST`, then the others in book order.
 
     In the ``cpu`` book, chapter 03 (49 minutes) started after chapter 01 had
     finished and then ran alone on one core of two for 32 minutes: started
     first, the three short chapters run beside it, one after another.
     """
-    rank = {stem: i for i, stem in enumerate(results.SLOWEST_FIRST)}
+    rank = {stem: i for i, stem in enumerate(chapters.SLOWEST_FIRST)}
     return sorted(wave, key=lambda nb: rank.get(nb.stem, len(rank)))  # stable: the unranked keep book order
 
 

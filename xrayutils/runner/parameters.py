@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from xrayutils import book, results
+from xrayutils import book, catalogue, chapters, results
 
 ROOT = book.REPO_ROOT
 # Injected by the runner into every notebook, on top of the profile.
@@ -48,7 +48,7 @@ def notebook_parameters(notebook: Path) -> dict[str, Any]:
 def chapter_notebooks(toc: Path = ROOT / "_toc.yml") -> list[Path]:
     """The notebooks the runner executes, in the order it runs them: the chapters as ``_toc.yml`` lists them, then the start page.
 
-    The start page (``root:``, :data:`xrayutils.results.START`) states what the
+    The start page (``root:``, :data:`xrayutils.chapters.START`) states what the
     chapters found, so it runs after them although the book shows it first.
     """
     text = toc.read_text()
@@ -94,12 +94,6 @@ POSITIVE = ("image_size", "batch_size", "num_epochs", "augmented_views", "bootst
 
 #: The optimizers ``keras.optimizers.get`` knows by name (a test holds this to Keras).
 OPTIMIZERS = ("adadelta", "adafactor", "adagrad", "adam", "adamax", "adamw", "ftrl", "lion", "nadam", "rmsprop", "sgd")
-#: Chapter 03's models (:data:`xrayutils.models.BACKBONES` and the self-defined ResNet34; a test holds this to the module).
-#: With the smallest image side each accepts (Keras refuses less; a test holds this to Keras): checked before a build,
-#: where ``-p image_size 40`` failed Xception after other models had trained for minutes.
-MIN_IMAGE_SIZE = {"Xception": 71, "VGG16": 32, "VGG19": 32, "ResNet101V2": 32, "InceptionV3": 75, "InceptionResNetV2": 75,
-                  "EfficientNetV2S": 32, "EfficientNetV2M": 32, "ResNet34": 32}
-MODEL_NAMES = tuple(MIN_IMAGE_SIZE)
 #: The test metrics a leaderboard can rank by (:func:`xrayutils.evaluate.point_metrics`), besides the per-class ones.
 METRICS = ("roc_auc", "balanced_accuracy", "accuracy", "precision_macro", "recall_macro", "f1_macro", "precision_weighted",
            "recall_weighted", "f1_weighted")
@@ -113,8 +107,8 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "mixed_precision": ("auto", True, False, "mixed_float16", "mixed_bfloat16"),  # xrayutils.train.MIXED_POLICIES too
     "jit_compile": ("auto", True, False),
     "left_out_costs": ("measure", "stored", "none"),
-    "model_names": MODEL_NAMES,
-    "shortcut_chapters": results.MODELLING,
+    "model_names": catalogue.CORONAHACK_CHOICES,
+    "shortcut_chapters": chapters.MODELLING,
     "engine": ENGINES,
 }
 #: Parameters that must lie in an interval: (low, high, whether ``low`` itself is allowed); ``high`` is never allowed.
@@ -157,11 +151,15 @@ def check_value(notebook: str, name: str, value: Any, default_source: str) -> No
 
 
 def check_image_size(notebook: str, values: dict[str, Any]) -> None:
-    """Refuse an ``image_size`` smaller than one of the chosen ``model_names`` accepts (:data:`MIN_IMAGE_SIZE`), naming them."""
+    """Refuse an ``image_size`` smaller than one of the chosen ``model_names`` accepts (its ``min_image_size``), naming them.
+
+    Checked before a build, where ``-p image_size 40`` failed Xception after other models had trained for minutes.
+    """
     size, names = values.get("image_size"), values.get("model_names")
     if not isinstance(size, int) or not isinstance(names, list):
         return
-    small = {name: MIN_IMAGE_SIZE[name] for name in names if size < MIN_IMAGE_SIZE.get(name, 0)}
+    sides = {name: catalogue.network(name).min_image_size or 0 for name in names if name in catalogue.CORONAHACK_CHOICES}
+    small = {name: side for name, side in sides.items() if size < side}
     if small:
         raise ParameterError(f"{notebook}: image_size {size} is too small for "
                              + ", ".join(f"{name} (at least {least})" for name, least in small.items())

@@ -12,7 +12,7 @@ from keras import layers
 
 from tests.conftest import make_tiny_data
 from xrayutils import benchmark, chapter_models
-from xrayutils.book import REPO_ROOT
+from xrayutils.chapters import REPO_ROOT
 
 
 def load_script(name: str):

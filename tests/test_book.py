@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from xrayutils import book
+from xrayutils import book, chapters
 
 
 def test_stamp_states_every_fact(tmp_path):
@@ -119,7 +119,7 @@ def test_the_rerun_box_says_what_a_chapter_needs_took_and_how_to_run_it_again():
 def test_every_chapter_pastes_its_rerun_box_under_its_title():
     import json
 
-    for notebook in sorted((book.REPO_ROOT / "notebooks").glob("[0-9p]*.ipynb")):
+    for notebook in sorted((chapters.REPO_ROOT / "notebooks").glob("[0-9p]*.ipynb")):
         first = "".join(json.loads(notebook.read_text())["cells"][0]["source"])
         assert "```{glue} rerun_box" in first, notebook.name
 

@@ -1,10 +1,10 @@
 """What every chapter does around its science, on the page: provenance, the weights notice, the stamp, glue.
 
-A chapter opens with ``run = book.Chapter(name, profile=profile, output_root=output_dir)``,
+A chapter opens with ``chapter = book.Chapter(name, profile=profile, output_root=output_dir)``,
 which records the notebook's parameters itself (:func:`executed_parameters`),
-records its data with ``run.add_dataset(ds)``, saves results with
-``run.save_results(...)`` (:mod:`xrayutils.results` writes them) and ends with
-``run.stamp()``, which shows profile, parameters, data fingerprints, weights,
+records its data with ``chapter.add_dataset(ds)``, saves results with
+``chapter.save_results(...)`` (:mod:`xrayutils.results` writes them) and ends with
+``chapter.stamp()``, which shows profile, parameters, data fingerprints, weights,
 versions, commit, device and wall time.  Used by every chapter.
 """
 
@@ -29,7 +29,6 @@ import pandas as pd
 
 from xrayutils import chapters, progress, prose, results
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ["tensorflow", "keras", "numpy", "pandas", "scikit-learn", "pillow", "imagehash", "matplotlib"]
 
 
@@ -44,7 +43,7 @@ def versions(packages: list[str] = PACKAGES) -> dict[str, str]:
     return found
 
 
-def git_commit(repo: Path = REPO_ROOT) -> str:
+def git_commit(repo: Path = chapters.REPO_ROOT) -> str:
     """Short commit of the book's sources, with ``+dirty`` when they have uncommitted changes.
 
     An installed package (``pip install .``, Colab) is no checkout: its folder may
@@ -238,7 +237,7 @@ def page_table(frame: pd.DataFrame) -> str:
         elif values.dtype == object:
             shown[column] = [_cell(v) for v in values]
     texts = (pd.api.types.is_object_dtype, pd.api.types.is_string_dtype)  # pandas 3 keeps text as "str", not object
-    shown = shown.rename(columns=header, index=header if any(t(shown.index) for t in texts) else None)
+    shown = shown.rename(columns=prose.header, index=prose.header if any(t(shown.index) for t in texts) else None)
     for column in shown.columns:
         if any(t(shown[column]) for t in texts):
             shown[column] = [_readable(v) for v in shown[column]]
@@ -260,24 +259,10 @@ def page_table(frame: pd.DataFrame) -> str:
 
 #: An interval's bracket, ``[0.790, 0.935]``, whose inner space must not break a line.
 _INTERVAL = re.compile(r"\[[^\[\]]{0,40}\]")
-#: Words a column name spells as code and a reader spells otherwise.
-_WORDS = {"roc auc": "ROC AUC", "f1": "F1", "ece": "ECE"}
-
-
-def header(name: Any) -> Any:
-    """A column or row name as a reader writes it: ``"roc_auc"`` -> ``"ROC AUC"``, ``"01_vgg16_binary/VGG16"`` -> ``"VGG16 (01)"``.
-
-    >>> header("roc_auc over seeds"), header("f1_macro"), header("02_vgg16_vs_alexnet/AlexNet"), header(3)
-    ('ROC AUC over seeds', 'F1 macro', 'AlexNet (02)', 3)
-    """
-    if not isinstance(name, str) or "/" in name:
-        return results.display_name(name)
-    text = name.replace("_", " ")
-    return re.sub(r"\b(roc auc|f1|ece)\b", lambda m: _WORDS[m[0]], text)
 
 
 def _readable(value: Any) -> Any:
-    """A text cell with a model's key as its name (:func:`header`), each interval unbreakable inside its brackets, "± sd" unbroken."""
+    """A text cell with a model's key as its name (:func:`~xrayutils.prose.header`), each interval and "± sd" unbroken."""
     if not isinstance(value, str):
         return value
     return _INTERVAL.sub(lambda m: m[0].replace(" ", "\u00a0"), results.display_name(value)).replace("± ", "±\u00a0")
@@ -439,22 +424,14 @@ def rerun_box(chapter: str, datasets: list[str], wall_time_s: float, profile: st
         "<code>pip install /path/to/repository</code>. The download button gives this page's notebook, which finds the data "
         "through <code>XRAY_DATA_DIR</code>",
     ]
-    return admonition("Running this chapter", items, "tip")
+    return prose.admonition("Running this chapter", items, "tip")
 
 
-def measured_times(profile: str, path: Path = REPO_ROOT / "profiles.yml") -> list[dict[str, Any]]:
+def measured_times(profile: str, path: Path = chapters.PROFILES) -> list[dict[str, Any]]:
     """The whole book's recorded wall times under ``profile`` (``measured:`` in ``profiles.yml``); none where the file is not at hand."""
     if not path.is_file():  # an installed package: the profiles live in the repository
         return []
-    from xrayutils.runner.parameters import load_profiles  # here: the runner imports this module
-
-    return load_profiles(path).get(profile, {}).get("measured", [])
-
-
-def admonition(title: str, items: list[str], kind: str) -> str:
-    """A box of HTML ``items`` under ``title``, with the Sphinx classes the book styles (``kind``: note, warning, tip dropdown)."""
-    body = "".join(f"<li>{item}</li>" for item in items)
-    return f'<div class="admonition {kind}"><p class="admonition-title">{html.escape(title)}</p><ul>{body}</ul></div>'
+    return chapters.load_profiles(path).get(profile, {}).get("measured", [])
 
 
 def stamp_markdown(info: dict[str, Any]) -> str:

@@ -4,12 +4,21 @@ The runner orders and skips chapters by these records, ``xray-book plan`` and
 :mod:`xrayutils.published` find a chapter's study, dataset and task here, and
 the pages name a chapter's task from here; a chapter's page reads its own
 record (``book.Chapter(...).record``), so the page and the plan cannot disagree
-on what it trains on.  Only names and tuples: no TensorFlow, no pandas.
+on what it trains on.  Only names, tuples and the profiles file: no TensorFlow, no pandas.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+#: The checkout the package runs from: its ``notebooks/``, ``profiles.yml`` and ``_toc.yml`` (an installed package has none beside it).
+REPO_ROOT = Path(__file__).resolve().parent.parent
+#: The parameter sets (``smoke``, ``cpu``, ``paper``) each chapter runs under.
+PROFILES = REPO_ROOT / "profiles.yml"
 
 
 @dataclass(frozen=True)
@@ -99,3 +108,8 @@ def get(name: str) -> ChapterRecord | None:
 MODELLING = tuple(chapter.name for chapter in CHAPTERS if chapter.reproduces)
 #: Chapters by their time in the ``cpu`` book, slowest first (those never timed are left out).
 SLOWEST_FIRST = tuple(c.name for c in sorted((c for c in CHAPTERS if c.cpu_minutes is not None), key=lambda c: -c.cpu_minutes))
+
+
+def load_profiles(path: Path = PROFILES) -> dict[str, dict[str, Any]]:
+    """The profiles file: ``{profile: {"description": str, "notebooks": {stem: {name: value}}, "floors": [...], "measured": [...]}}``."""
+    return yaml.safe_load(Path(path).read_text())

@@ -20,11 +20,11 @@ import sys
 from pathlib import Path
 
 from xrayutils import book, chapters, datasets, results
+from xrayutils.protocol import ENGINES
 from xrayutils.runner.build import Build, build, build_lock
 from xrayutils.runner.data import absolute, fetch
 from xrayutils.runner.execution import run_notebooks
 from xrayutils.runner.parameters import (
-    ENGINES,
     ROOT,
     ParameterError,
     chapter_notebooks,

@@ -53,7 +53,7 @@ from typing import Any
 import pandas as pd
 
 from xrayutils import predict, progress, train
-from xrayutils.runner.parameters import ENGINES
+from xrayutils.protocol import ENGINES
 
 #: Tries to start or join the cluster: Ray gives its node 30 s, which a busy 2-core machine sometimes misses.
 STARTS = 3

@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from xrayutils import book, catalogue, chapters, checks, datasets, evaluate, prose, published, results
+from xrayutils import catalogue, chapters, checks, datasets, evaluate, prose, published, results
 from xrayutils.protocol import TrainingProtocol
 
 
@@ -131,7 +131,7 @@ def setup_box(profile: str, chapter: str, protocol: TrainingProtocol, weights: M
         f"<b>Against the published protocol</b>: {html.escape(prose.join(differences, empty='no difference'))}",
     ]
     title = f"This run ({profile} profile): " + ("not the published protocol" if warn else "the published protocol")
-    return book.admonition(title, items, "warning" if warn else "note")
+    return prose.admonition(title, items, "warning" if warn else "note")
 
 
 def _grouped(values: Mapping[str, Any]) -> dict[Any, list[str]]:
@@ -156,7 +156,7 @@ def chapter_times(output_root: str | Path) -> dict[str, float]:
 def build_box(output_root: str | Path, records: list[dict[str, Any]]) -> str:
     """The start page's box: what this build is (profile, machine, time, weights, data, what was shrunk), from its results files."""
     if not records:
-        return book.admonition("This build", ["No modelling chapter has left results here: run the book first (make book)."], "warning")
+        return prose.admonition("This build", ["No modelling chapter has left results here: run the book first (make book)."], "warning")
     saved = {chapter: results.load(output_root, chapter) for chapter in dict.fromkeys(r["chapter"] for r in records)}
     first = next(iter(saved.values()))["provenance"]
     times = chapter_times(output_root)
@@ -176,7 +176,7 @@ def build_box(output_root: str | Path, records: list[dict[str, Any]]) -> str:
                      + html.escape(prose.join(shrunk(chapter, protocol, ran, pretrained), empty="the published protocol")))
     warn = not all(r.get("pretrained") for r in records) or any("sample" in line for line in data.values())
     title = f"This build: the {first.get('profile', '?')} profile" + (", not the published protocols" if warn else "")
-    return book.admonition(title, items, "warning" if warn else "note")
+    return prose.admonition(title, items, "warning" if warn else "note")
 
 
 def _data_lines(saved: Mapping[str, dict[str, Any]]) -> dict[str, str]:
@@ -541,7 +541,7 @@ def seeds_against_models(per_seed: Mapping[str, pd.DataFrame], ranked: list[str]
         return ""
     between = float(pd.Series([s["mean"] for s in spreads.values()]).std(ddof=1))
     widest = max(within, key=within.get)
-    return (f"between the {len(spreads)} ranked models' seed means, {book.header(metric)} has a standard deviation of "
+    return (f"between the {len(spreads)} ranked models' seed means, {prose.header(metric)} has a standard deviation of "
             f"{between:.3f}; within one model, over its seeds, up to {within[widest]:.3f} ({widest})")
 
 
@@ -591,10 +591,10 @@ def coronahack_summary(board: pd.DataFrame, metric: str, n_test: int, left_out: 
         lines.append("the backbones were frozen, each with a trained head: this ranks their ImageNet features, not their fine-tuning")
     if len(ranked):
         leader = ranked.iloc[0]
-        lines.append(f"by {book.header(metric)}, {leader['model']} leads with {leader[metric]} on {n_test} test images")
+        lines.append(f"by {prose.header(metric)}, {leader['model']} leads with {leader[metric]} on {n_test} test images")
         others = ranked.iloc[1:]
         apart = others[others["told apart"] == "yes"]["model"].tolist()
-        name = book.header(metric)
+        name = prose.header(metric)
         if len(others) and not apart:
             lines.append(f"these {prose.count(len(ranked), 'model', words=True)} cannot be told apart on this test set: the paired "
                          f"interval of each one's {name} minus the leader's holds zero")

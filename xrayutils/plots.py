@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from xrayutils import book, evaluate, images, prose, results
+from xrayutils import evaluate, images, prose, results
 
 sns.set_theme(style="whitegrid", context="notebook")
 
@@ -351,7 +351,7 @@ def plot_shortcut_test(scores: dict[str, dict[str, dict[str, Any]]], metric: str
     ax.set_yticks(range(len(models)), models)
     ax.set_ylim(len(models) - 0.5, -0.5)
     ax.set_xlim(0, 1.02)
-    ax.set_xlabel(f"test {book.header(metric)} (95% interval)")
+    ax.set_xlabel(f"test {prose.header(metric)} (95% interval)")
     _legend_off_the_data(ax, beside=True)
     return fig
 
@@ -388,7 +388,7 @@ def plot_leaderboard(
     if chance is not None:
         ax.axvline(chance, color="black", linestyle="--", linewidth=1, label=f"constant answer ({chance:.2f})")
     ax.set_xlim(0, 1.02)
-    ax.set_xlabel(f"test {book.header(metric)} (95% interval)")
+    ax.set_xlabel(f"test {prose.header(metric)} (95% interval)")
     if marked or per_seed or chance is not None:
         _legend_off_the_data(ax, beside=True)
     return fig
@@ -424,7 +424,7 @@ def plot_against_imagenet(
     if chance is not None:
         ax.axhline(chance, color="black", linestyle="--", linewidth=1, label=f"chance ({chance:.2f})")
     ax.set_xlabel("ImageNet top-1 accuracy (Keras' table)")
-    ax.set_ylabel(f"test {book.header(metric)} here (95% interval)")
+    ax.set_ylabel(f"test {prose.header(metric)} here (95% interval)")
     if correlation is not None:
         ax.set_title(f"Spearman's rho {correlation['value']:+.2f} [{correlation['low']:+.2f}, {correlation['high']:+.2f}] "
                      f"over test images and seeds; p = {correlation['p']:.2f} over {correlation['models']} models", fontsize=10)

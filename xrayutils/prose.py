@@ -10,13 +10,15 @@ start page (:mod:`xrayutils.findings`).
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from xrayutils import evaluate
+from xrayutils import evaluate, results
 
 #: Words for small counts, as a person writes them in running text.
-_WORDS = ["no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
+_NUMBERS = ["no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"]
 
 
 def count(n: int, noun: str, plural: str | None = None, *, words: bool = False) -> str:
@@ -28,7 +30,7 @@ def count(n: int, noun: str, plural: str | None = None, *, words: bool = False) 
     many = plural or noun + "s"
     if n == 0:
         return f"no {noun}"
-    shown = _WORDS[n] if words and n < len(_WORDS) else str(n)
+    shown = _NUMBERS[n] if words and n < len(_NUMBERS) else str(n)
     return f"{shown} {noun if n == 1 else many}"
 
 
@@ -188,3 +190,25 @@ def settings_differ(**pairs: tuple[Any, Any]) -> list[str]:
     ['image size 128 (published 224)']
     """
     return [f"{name.replace('_', ' ')} {ours} (published {paper})" for name, (ours, paper) in pairs.items() if ours != paper]
+
+
+#: Words a column name spells as code and a reader spells otherwise.
+_METRIC_WORDS = {"roc auc": "ROC AUC", "f1": "F1", "ece": "ECE"}
+
+
+def header(name: Any) -> Any:
+    """A column or row name as a reader writes it: ``"roc_auc"`` -> ``"ROC AUC"``, ``"01_vgg16_binary/VGG16"`` -> ``"VGG16 (01)"``.
+
+    >>> header("roc_auc over seeds"), header("f1_macro"), header("02_vgg16_vs_alexnet/AlexNet"), header(3)
+    ('ROC AUC over seeds', 'F1 macro', 'AlexNet (02)', 3)
+    """
+    if not isinstance(name, str) or "/" in name:
+        return results.display_name(name)
+    text = name.replace("_", " ")
+    return re.sub(r"\b(roc auc|f1|ece)\b", lambda m: _METRIC_WORDS[m[0]], text)
+
+
+def admonition(title: str, items: list[str], kind: str) -> str:
+    """A box of HTML ``items`` under ``title``, with the Sphinx classes the book styles (``kind``: note, warning, tip dropdown)."""
+    body = "".join(f"<li>{item}</li>" for item in items)
+    return f'<div class="admonition {kind}"><p class="admonition-title">{html.escape(title)}</p><ul>{body}</ul></div>'

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+#: Where chapters 01-03 train their runs, their ``engine`` parameter (:func:`xrayutils.cluster.engine` makes each).
+ENGINES = ("auto", "local", "ray", "mirrored")
 #: The published ``ImageDataGenerator`` settings of each study, as :func:`xrayutils.train.augmentation` options.
 PUBLISHED_AUGMENTATION: dict[str, dict[str, Any]] = {
     "class-challenge": dict(rotation_degrees=50, shift=0.2, shear_degrees=0.25, zoom=0.1, channel_shift=20, flips=True),

@@ -20,8 +20,10 @@ import json
 import sys
 from pathlib import Path
 
+from xrayutils import chapters
+
 MARKER = "#@save"
-NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS = chapters.REPO_ROOT / "notebooks"
 TARGET = Path(__file__).resolve().parent / "chapter_models.py"
 
 HEADER = '''"""The models the chapters define on their pages, for the code that reuses them. GENERATED: do not edit.

@@ -53,7 +53,7 @@ def setup(app: Any) -> dict[str, Any]:
     from sphinx.ext import autodoc
     from sphinx.util import inspect
 
-    from xrayutils.book import REPO_ROOT
+    from xrayutils.chapters import REPO_ROOT
 
     app.connect("html-page-context", unique_scripts, priority=900)
     for module in (autodoc, inspect):  # constants' values (autodoc) and signatures' defaults (inspect)

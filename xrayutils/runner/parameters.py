@@ -11,19 +11,16 @@ from typing import Any
 import yaml
 
 from xrayutils import book, catalogue, chapters, results
+from xrayutils.chapters import load_profiles
+from xrayutils.protocol import ENGINES
 
-ROOT = book.REPO_ROOT
+ROOT = chapters.REPO_ROOT
 # Injected by the runner into every notebook, on top of the profile.
 RUNNER_PARAMETERS = book.RUNNER_PARAMETERS
 
 
 class ParameterError(ValueError):
     """A parameter name that the notebook does not declare, or a profile that does not exist."""
-
-
-def load_profiles(path: Path = ROOT / "profiles.yml") -> dict[str, dict[str, Any]]:
-    """The profiles file: ``{profile: {"description": str, "notebooks": {stem: {name: value}}, "floors": [...]}}``."""
-    return yaml.safe_load(path.read_text())
 
 
 def profile_floors(profile: str, profiles: dict[str, Any] | None = None) -> list[results.Floor]:
@@ -97,8 +94,6 @@ OPTIMIZERS = ("adadelta", "adafactor", "adagrad", "adam", "adamax", "adamw", "ft
 #: The test metrics a leaderboard can rank by (:func:`xrayutils.evaluate.point_metrics`), besides the per-class ones.
 METRICS = ("roc_auc", "balanced_accuracy", "accuracy", "precision_macro", "recall_macro", "f1_macro", "precision_weighted",
            "recall_weighted", "f1_weighted")
-#: Where chapters 01-03 train their runs (:func:`xrayutils.cluster.engine`).
-ENGINES = ("auto", "local", "ray", "mirrored")
 #: Parameters that take one of a few values (each item, for a list).
 CHOICES: dict[str, tuple[Any, ...]] = {
     "optimizer": OPTIMIZERS,

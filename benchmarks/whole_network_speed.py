@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in [] if args.forward_only else args.models:
         trains_it = chapters.record(chapters.TASK2 if name == "AlexNet" else chapters.CORONAHACK)
         own = dataclasses.replace(base, study=trains_it.study)
-        build = partial(models.build, trains_it.study, name, own.input_shape, len(datasets.CLASSES[(trains_it.dataset, trains_it.task)]),
+        build = partial(models.build, trains_it.study, name, own.input_shape, len(datasets.classes(trains_it.dataset, trains_it.task)),
                         models.resolve_weights("none"), fused_batch_norm=not args.keras_batch_norm)
         keras.mixed_precision.set_global_policy("float32")
         flops = benchmark.train_step_flops(build())

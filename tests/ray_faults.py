@@ -29,7 +29,7 @@ from pathlib import Path
 import keras
 
 from tests.conftest import make_tiny_data
-from xrayutils import cluster, train
+from xrayutils import cluster, jobs, train
 from xrayutils.protocol import TrainingProtocol
 
 WAIT = 300  # seconds for a worker to start, or to end once cancelled
@@ -47,14 +47,14 @@ def tiny_cnn(input_shape: tuple[int, int, int]) -> keras.Model:
     return keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid", name="predictions")(x))
 
 
-def tiny_runs(folder: Path) -> tuple[list[train.Run], dict, list[str]]:
+def tiny_runs(folder: Path) -> tuple[list[jobs.Run], dict, list[str]]:
     """Two runs of :func:`tiny_cnn` (seeds 1 and 2, 20 short epochs: seconds each) on tiny images, their split's frames and classes."""
     data = make_tiny_data(folder / "data")
     protocol = TrainingProtocol(study="coronahack", image_size=32, batch_size=4, num_epochs=20, optimizer="adam",
                                 learning_rate=1e-3, validation_fraction=0.25, seed=0, weights="none", augment=False)
     split, frames = train.load_split("coronahack", "two", protocol, data)
     build = functools.partial(tiny_cnn, protocol.input_shape)
-    return [train.Run("tiny", build, protocol.for_seed(seed)) for seed in (1, 2)], frames, split.classes
+    return [jobs.Run("tiny", build, protocol.for_seed(seed)) for seed in (1, 2)], frames, split.classes
 
 
 def alive(pid: int) -> bool:

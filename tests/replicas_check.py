@@ -37,10 +37,10 @@ def main(data_dir: Path, replicas: int, batch_size: int, mixed_precision: str) -
     import keras
     import numpy as np
 
-    from xrayutils import chapter_models, datasets, evaluate, models, pipeline, train
+    from xrayutils import chapter_models, datasets, devices, evaluate, jobs, models, pipeline
     from xrayutils.protocol import TrainingProtocol
 
-    train.replica_devices = lambda: [device.name for device in tf.config.list_logical_devices("CPU")]
+    devices.replica_devices = lambda: [device.name for device in tf.config.list_logical_devices("CPU")]
     data = datasets.load("covid-xray", task="all", data_dir=data_dir)
     frames = pipeline.split_frames(data, validation_fraction=1 / 3, seed=0)  # 8 training, 4 validation, 8 test images
     protocol = TrainingProtocol(study="class-challenge", image_size=32, batch_size=batch_size, num_epochs=2, optimizer="adam",
@@ -54,7 +54,7 @@ def main(data_dir: Path, replicas: int, batch_size: int, mixed_precision: str) -
     }
     for name, build in builders.items():
         path = data_dir / f"{name}.keras"
-        run = train.train_and_test(name, build, frames, dataclasses.replace(protocol, cache_features=name.endswith("cached")),
+        run = jobs.train_and_test(name, build, frames, dataclasses.replace(protocol, cache_features=name.endswith("cached")),
                                    path=path, classes=data.classes, provenance={}, mirrored=True)
         row = {"name": name, "error": run.error}
         if run.ok:

@@ -11,7 +11,7 @@ import pytest
 from keras import layers
 
 from tests.conftest import make_tiny_data
-from xrayutils import benchmark, chapter_models
+from xrayutils import benchmark, chapter_models, jobs
 from xrayutils.chapters import REPO_ROOT
 
 
@@ -177,12 +177,11 @@ def test_the_gap_verdict_says_whether_zero_is_inside_the_paired_interval():
 
 
 def test_epoch_times_take_trained_models_as_measured_and_time_the_others():
-    from xrayutils import train
     from xrayutils.protocol import TrainingProtocol
 
     protocol = TrainingProtocol(study="coronahack", image_size=75, batch_size=2, num_epochs=10, optimizer="adam",
                                 learning_rate=1e-3, validation_fraction=0.1, seed=0, weights="none", seeds=(1, 2))
-    trained = train.ModelRun("ResNet34", history={"seconds": [30.0, 10.0, 12.0]})
+    trained = jobs.ModelRun("ResNet34", history={"seconds": [30.0, 10.0, 12.0]})
     table = benchmark.epoch_times(["ResNet34", "InceptionV3"], protocol, {"ResNet34": trained}, train_images=4, steps=1)
     assert table.loc["ResNet34", "s per epoch"] == 12.0 and table.loc["ResNet34", "trained here"]
     assert table.loc["ResNet34", "10 epochs x 2 seed(s) (min)"] == 4.0  # 12 s x 10 epochs x 2 seeds
@@ -190,7 +189,7 @@ def test_epoch_times_take_trained_models_as_measured_and_time_the_others():
 
 
 def test_epoch_times_take_stored_step_times_for_the_others_and_only_those_matching_the_protocol(tmp_path):
-    from xrayutils import results, train
+    from xrayutils import jobs, results
     from xrayutils.protocol import TrainingProtocol
 
     protocol = TrainingProtocol(study="coronahack", image_size=96, batch_size=16, num_epochs=10, optimizer="adam",
@@ -201,7 +200,7 @@ def test_epoch_times_take_stored_step_times_for_the_others_and_only_those_matchi
         {**row, "model": "Xception"}, {**row, "model": "VGG16", "batch": 32, "s/step": 9.0}]})
     stored = benchmark.stored_step_times(protocol, path)
     assert set(stored) == {"Xception"}  # VGG16 was stored at another batch size
-    trained = train.ModelRun("ResNet34", history={"seconds": [30.0, 10.0, 12.0]})
+    trained = jobs.ModelRun("ResNet34", history={"seconds": [30.0, 10.0, 12.0]})
     table = benchmark.epoch_times(["ResNet34", "Xception", "VGG16"], protocol, {"ResNet34": trained}, train_images=40, stored=stored)
     assert list(table.index) == ["ResNet34", "Xception"]  # VGG16: neither trained nor stored
     assert table.loc["Xception", "s per epoch"] == 6.0  # 2 s x 3 steps of 16 images

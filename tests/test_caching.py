@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from keras import layers
 
-from xrayutils import caching, chapter_models, datasets, pipeline, train
+from xrayutils import augmentations, caching, chapter_models, datasets, jobs, pipeline, train
 from xrayutils.protocol import TrainingProtocol
 
 
@@ -75,7 +75,7 @@ def test_augmented_views_differ_and_one_view_without_augmentation_is_required(fr
     encoder, _ = caching.split_frozen(frozen_base_model())
     images = pipeline.make_dataset(frames["train"]["path"], frames["train"]["label"], image_size=(32, 32), batch_size=2)
     calls = []
-    features, labels = caching.encode(encoder, images, views=2, augmentation=train.augmentation(seed=0),
+    features, labels = caching.encode(encoder, images, views=2, augmentation=augmentations.augmentation(seed=0),
                                       on_batch=lambda done, total: calls.append((done, total)))
     assert features.shape == (2, len(frames["train"]), 196) and labels.shape == (2, len(frames["train"]))
     batches = -(-len(frames["train"]) // 2)
@@ -167,7 +167,7 @@ def test_training_seeds_of_a_frozen_base_share_its_encoding_and_predict_as_the_w
         model.get_layer("base").set_weights(weights[:4])
         return model
 
-    runs = [train.train_and_test("tiny", build, frames, protocol.for_seed(s), path=None, classes=["covid", "normal"], provenance={},
+    runs = [jobs.train_and_test("tiny", build, frames, protocol.for_seed(s), path=None, classes=["covid", "normal"], provenance={},
                                  keep_model=True) for s in (1, 2)]
     assert [r.history["cache"]["reused"] for r in runs] == [False, True]
     assert not np.allclose(runs[0].probabilities, runs[1].probabilities)  # the heads differ

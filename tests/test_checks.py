@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from xrayutils import chapter_models, chapters, checks, datasets, evaluate, models, results, train
+from xrayutils import chapter_models, chapters, checks, datasets, evaluate, jobs, models, results
 from xrayutils.protocol import TrainingProtocol
 
 
@@ -165,7 +165,7 @@ def test_adult_calls_count_covid_calls_of_the_same_model_on_adults_and_on_its_ow
     task1 = datasets.load("covid-xray", task="two", data_dir=data_dir)
     test = task1.subset("test")
     evaluate.predictions_frame(test, np.full((len(test), 2), 0.5), task1.classes).to_csv(tmp_path / "predictions.csv", index=False)
-    train.save_model(_always(answer), tmp_path / "model.keras", classes=task1.classes, history={}, provenance={})
+    jobs.save_model(_always(answer), tmp_path / "model.keras", classes=task1.classes, history={}, provenance={})
     record = {"folder": str(tmp_path), "model_file": "model.keras", "predictions_file": "predictions.csv",
               "data_root": str(task1.root), "protocol": _saved(task1)["results"]["protocol"]}
     adults = datasets.load(datasets.ADULTS, data_dir=data_dir).subset("test")
@@ -255,7 +255,7 @@ def test_pneumonia_detectors_are_counted_on_adults_with_no_finding_against_their
     hack = datasets.load("coronahack", task="two", data_dir=data_dir)
     test = hack.subset("test")
     evaluate.predictions_frame(test, np.full((len(test), 2), 0.5), hack.classes).to_csv(tmp_path / "predictions.csv", index=False)
-    train.save_model(_always(answer), tmp_path / "model.keras", classes=hack.classes, history={}, provenance={})
+    jobs.save_model(_always(answer), tmp_path / "model.keras", classes=hack.classes, history={}, provenance={})
     record = {"folder": str(tmp_path), "model_file": "model.keras", "predictions_file": "predictions.csv", "chapter": chapters.CORONAHACK,
               "model": "ResNet34", "data_root": str(hack.root), "classes": hack.classes, "metrics": {},
               "protocol": _saved(hack, chapter=chapters.CORONAHACK, study="coronahack")["results"]["protocol"]}

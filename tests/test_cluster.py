@@ -11,13 +11,13 @@ import pandas as pd
 import pytest
 
 from tests.conftest import make_tiny_data
-from xrayutils import cli, cluster, train
+from xrayutils import cli, cluster, jobs
 
 CHAPTER_03 = cli.ROOT / "notebooks" / "03_coronahack_models.ipynb"
 
 
 def test_the_engine_parameter_names_local_or_ray():
-    assert isinstance(cluster.engine("local"), train.LocalEngine)
+    assert isinstance(cluster.engine("local"), jobs.LocalEngine)
     assert cluster.engine("ray", threads=3).threads == 3
     with pytest.raises(ValueError, match="engine takes auto, local, ray, mirrored, got 'slurm'"):
         cluster.engine("slurm")
@@ -49,7 +49,7 @@ def _results(build, name="03_coronahack_models"):
 def test_chapter_03_of_the_smoke_book_on_ray_gives_the_local_engines_numbers(tmp_path, monkeypatch):
     """Two models, one seed each: a local Ray cluster runs the two side by side, one thread each, as the kernel does with one thread.
 
-    One seed, not two: the seeds' runs go to Ray as the models' do (``train.train_models`` hands
+    One seed, not two: the seeds' runs go to Ray as the models' do (``jobs.train_models`` hands
     every (model, seed) pair to the engine alike), so a second seed doubled the test's time and tested nothing more.
     """
     monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "1")  # the local kernel's threads: those of each Ray run

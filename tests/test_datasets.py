@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from xrayutils import datasets
+from xrayutils.sources import adults, coronahack
 
 
 def test_covid_xray_all_has_four_classes_in_fixed_order(data_dir):
@@ -29,7 +30,7 @@ def test_coronahack_labels_come_from_the_csv(data_dir):
 
 
 def test_every_dataset_has_the_same_columns(data_dir):
-    for name in datasets.UPSTREAM:
+    for name in datasets.SOURCES:
         columns = list(datasets.load(name, data_dir=data_dir).metadata.columns)
         assert columns[:7] == ["path", "file", "split", "class_name", "label", "patient_id", "view"], name
 
@@ -79,7 +80,7 @@ def test_the_adults_download_keeps_the_metadata_and_only_the_images_it_uses(data
     import pooch
 
     monkeypatch.setenv("XRAY_CACHE_DIR", str(tmp_path / "cache"))
-    archive = tmp_path / "unpacked" / f"covid-chestxray-dataset-{datasets.COHEN_COMMIT}"
+    archive = tmp_path / "unpacked" / f"covid-chestxray-dataset-{adults.COMMIT}"
     shutil.copytree(data_dir / datasets.ADULTS, archive)
     asked = []
 
@@ -90,7 +91,7 @@ def test_the_adults_download_keeps_the_metadata_and_only_the_images_it_uses(data
     monkeypatch.setattr(pooch, "retrieve", retrieve)
     (archive / "images" / "ct-9.jpg").write_bytes(b"")  # an image no X-ray row names is not copied
     path = datasets.locate(datasets.ADULTS)
-    assert asked == [datasets.COHEN_ARCHIVE] and datasets.COHEN_COMMIT in asked[0]
+    assert asked == [adults.ARCHIVE] and adults.COMMIT in asked[0]
     assert path == tmp_path / "cache" / datasets.ADULTS
     assert sorted(p.name for p in (path / "images").iterdir()) == [  # every task's
         "covid-5.jpg", "covid-6.jpg", "covid-7.jpg", "nofinding-1.jpg", "nofinding-2.png", "sars-3.jpeg", "strep-4-L.jpg", "strep-4.jpg"]
@@ -142,7 +143,7 @@ def test_empty_class_folder_is_an_error(data_dir):
 
 def test_csv_row_without_file_is_named_and_left_out(data_dir):
     root = data_dir / "coronahack"
-    victim = next((root / datasets.CORONAHACK_IMAGES / "test").iterdir())
+    victim = next((root / coronahack.IMAGES / "test").iterdir())
     victim.unlink()
     with pytest.warns(UserWarning, match=victim.name):
         ds = datasets.load("coronahack", data_dir=data_dir)
@@ -172,7 +173,7 @@ def test_failed_download_gives_the_upstream_and_layout(tmp_path, monkeypatch):
     assert "covid-xray/two/{train,test}/{covid,normal}" in str(error.value)
     with pytest.raises(datasets.DataNotFoundError, match="no network") as error:
         datasets.locate(datasets.ADULTS)
-    assert f"ieee8023/covid-chestxray-dataset (commit {datasets.COHEN_COMMIT}" in str(error.value)
+    assert f"ieee8023/covid-chestxray-dataset (commit {adults.COMMIT}" in str(error.value)
     assert "covid-chestxray-dataset/metadata.csv" in str(error.value)
 
 

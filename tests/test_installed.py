@@ -21,7 +21,7 @@ import nbformat
 import pytest
 
 from tests.conftest import make_tiny_data
-from xrayutils import precision, train
+from xrayutils import devices, precision
 from xrayutils.runner import parameters
 
 ROOT = parameters.ROOT
@@ -86,7 +86,7 @@ def test_chapter01_with_its_head_changed_runs_from_another_folder_and_records_th
     stamp = json.loads((output / "run_info.json").read_text())["models"]["VGG16"]
     assert f"{saved['weight_counts']['total']:,} parameters" in stamp and "Dense(128, relu)" in stamp
     setting = parameters.with_defaults(ROOT / "notebooks" / "01_vgg16_binary.ipynb", chosen)["mixed_precision"]
-    expected = train.choose_precision(setting, model="VGG16", work=precision.FROZEN_FORWARD).reason
+    expected = devices.choose_precision(setting, model="VGG16", work=precision.FROZEN_FORWARD).reason
     assert saved["history"]["precision_reason"] == expected  # the installed package chooses as the checkout does
     image = next((data / "covid-xray" / "two" / "test" / "normal").iterdir())
     predicted = subprocess.run([str(installed.with_name("xray-book")), "predict", str(output / saved["model_file"]), str(image)],

@@ -1,7 +1,7 @@
 """The path users run on a GPU (the ``paper`` profile), tried here on a CPU: every CoronaHack model under the paper switches.
 
 Each of chapter 03's nine models trains two epochs of one step through the book's own
-:func:`xrayutils.train.train_and_test` (``fit``, test predictions, ``save_model``),
+:func:`xrayutils.jobs.train_and_test` (``fit``, test predictions, ``save_model``),
 under ``mixed_float16`` (the GPU policy, with the loss scaling a GPU uses), is
 reloaded by :func:`xrayutils.predict.load_model` and predicts image files with
 :func:`xrayutils.predict.predict_files`.  Each at the smallest size it accepts
@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import pytest
 
-from xrayutils import catalogue, models, predict, train
+from xrayutils import catalogue, jobs, models, predict, train
 from xrayutils.protocol import TrainingProtocol
 from xrayutils.runner import parameters
 
@@ -52,8 +52,8 @@ def test_every_coronahack_model_trains_saves_and_predicts_under_the_paper_switch
     data, frames = train.load_split("coronahack", "two", protocol, data_dir)
     own = protocol.for_model(name)
     build = lambda: models.build(own.study, name, own.input_shape, len(data.classes), models.starting_weights(name, own.weights))  # noqa: E731
-    path = tmp_path / train.model_filename(name, own.image_size, data.name, data.task)
-    run = train.train_and_test(name, build, frames, own, path=path, classes=data.classes, provenance={}, keep_model=False)
+    path = tmp_path / jobs.model_filename(name, own.image_size, data.name, data.task)
+    run = jobs.train_and_test(name, build, frames, own, path=path, classes=data.classes, provenance={}, keep_model=False)
     assert run.ok, run.error
     history = run.history
     assert (history["precision"], history["loss_scaling"], history["jit_compile"]) == ("mixed_float16", True, name in XLA)

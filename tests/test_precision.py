@@ -7,7 +7,7 @@ import keras
 import pytest
 
 from tests.test_train import PROTOCOL, tiny_model
-from xrayutils import chapter_models, models, precision, train
+from xrayutils import chapter_models, devices, jobs, models, precision
 from xrayutils.precision import FROZEN_FORWARD, WHOLE_NETWORK
 
 AMD_EPYC = {"fpu", "sse4_2", "avx", "avx2", "fma"}  # the AVX2-only machines
@@ -92,8 +92,8 @@ def test_the_stored_measurement_is_the_one_auto_reads(tmp_path):
 
 
 def test_the_work_of_a_model_is_its_frozen_base_when_it_has_one():
-    assert train.work_of(lambda: chapter_models.vgg16_transfer((32, 32, 3)))() == FROZEN_FORWARD
-    assert train.work_of(lambda: tiny_model(num_classes=2))() == WHOLE_NETWORK
+    assert devices.work_of(lambda: chapter_models.vgg16_transfer((32, 32, 3)))() == FROZEN_FORWARD
+    assert devices.work_of(lambda: tiny_model(num_classes=2))() == WHOLE_NETWORK
 
 
 def test_a_chapter_records_which_precision_each_model_ran_with(splits, tmp_path, monkeypatch):
@@ -102,7 +102,7 @@ def test_a_chapter_records_which_precision_each_model_ran_with(splits, tmp_path,
     monkeypatch.setattr(precision, "stored_speedups", lambda: {("fast", WHOLE_NETWORK): 2.0, ("slow", WHOLE_NETWORK): 0.8})
     protocol = dataclasses.replace(PROTOCOL, num_epochs=1, mixed_precision="auto", augment=False)
     try:
-        runs = {name: train.train_and_test(name, lambda: tiny_model(num_classes=4), frames, protocol, path=None,
+        runs = {name: jobs.train_and_test(name, lambda: tiny_model(num_classes=4), frames, protocol, path=None,
                                            classes=data.classes, provenance={}, keep_model=False) for name in ("fast", "slow")}
     finally:
         keras.mixed_precision.set_global_policy("float32")

@@ -8,14 +8,14 @@ from PIL import Image
 
 from tests.conftest import save_image, synthetic_xray
 from tests.test_train import tiny_model
-from xrayutils import cli, datasets, evaluate, predict, train
+from xrayutils import cli, datasets, evaluate, jobs, predict
 
 
 @pytest.fixture
 def saved_model(tmp_path):
     path = tmp_path / "model" / "tiny-res32-test-two.keras"
     path.parent.mkdir()
-    train.save_model(tiny_model(), path, classes=["covid", "normal"], history={}, provenance={})
+    jobs.save_model(tiny_model(), path, classes=["covid", "normal"], history={}, provenance={})
     return path
 
 

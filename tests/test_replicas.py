@@ -19,7 +19,7 @@ import sys
 import pytest
 
 from tests.conftest import make_tiny_data
-from xrayutils import cli, cluster, precision, train
+from xrayutils import cli, cluster, devices, jobs, precision
 from xrayutils.protocol import TrainingProtocol
 
 
@@ -41,29 +41,30 @@ def test_the_replicas_change_of_a_protocol_is_said_and_a_batch_too_big_for_the_i
     protocol = TrainingProtocol(study="coronahack", image_size=32, batch_size=10, num_epochs=1, optimizer="adam",
                                 learning_rate=1e-3, validation_fraction=0.1, seed=1)
     gpu = precision.Precision("mixed_float16", "auto: a GPU")
-    same, chosen, said = train.for_replicas(protocol, gpu, 1, train_images=100, validation_images=10)
+    same, chosen, said = devices.for_replicas(protocol, gpu, 1, train_images=100, validation_images=10)
     assert same is protocol and chosen is gpu and said == ""
-    rounded, chosen, said = train.for_replicas(protocol, gpu, 4, train_images=100, validation_images=10)
+    rounded, chosen, said = devices.for_replicas(protocol, gpu, 4, train_images=100, validation_images=10)
     assert rounded.batch_size == 12 and chosen.policy == "float32"
     assert said == ("any last partial batch of training images left out each epoch, and the last 2 validation images; "
                     "batch 10 rounded up to 12 (3 per replica); float32 instead of mixed_float16")
-    compiled, _, said = train.for_replicas(dataclasses.replace(protocol, jit_compile=True), gpu, 2, train_images=100, validation_images=10)
+    xla = dataclasses.replace(protocol, jit_compile=True)
+    compiled, _, said = devices.for_replicas(xla, gpu, 2, train_images=100, validation_images=10)
     assert compiled.jit_compile is False and said.endswith("XLA off (a mirrored model's variables live on several devices, which "
                                                            "XLA refused), so ops stay deterministic")
     with pytest.raises(ValueError, match="9 training images fill no batch of 12 on 4 mirrored devices"):
-        train.for_replicas(protocol, gpu, 4, train_images=9, validation_images=10)
+        devices.for_replicas(protocol, gpu, 4, train_images=9, validation_images=10)
 
 
 def test_one_run_per_gpu_by_default_and_mirroring_only_when_asked(monkeypatch):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    monkeypatch.setattr(train, "gpu_count", lambda: 1)
-    assert isinstance(cluster.engine("auto"), train.LocalEngine)
-    monkeypatch.setattr(train, "gpu_count", lambda: 4)
+    monkeypatch.setattr(devices, "gpu_count", lambda: 1)
+    assert isinstance(cluster.engine("auto"), jobs.LocalEngine)
+    monkeypatch.setattr(devices, "gpu_count", lambda: 4)
     assert isinstance(cluster.engine("auto"), cluster.RayEngine)  # each run on a GPU of its own
-    assert not train.LocalEngine().mirrored and cluster.engine("mirrored").mirrored
-    assert type(train.distribution()).__name__ != "MirroredStrategy"  # not without being asked, whatever the GPUs
-    monkeypatch.setattr(train, "replica_devices", lambda: ["/cpu:0"])
-    assert type(train.distribution(mirrored=True)).__name__ != "MirroredStrategy"  # one device: nothing to mirror
+    assert not jobs.LocalEngine().mirrored and cluster.engine("mirrored").mirrored
+    assert type(devices.distribution()).__name__ != "MirroredStrategy"  # not without being asked, whatever the GPUs
+    monkeypatch.setattr(devices, "replica_devices", lambda: ["/cpu:0"])
+    assert type(devices.distribution(mirrored=True)).__name__ != "MirroredStrategy"  # one device: nothing to mirror
 
 
 def test_a_run_on_a_gpu_asks_for_no_more_cpus_than_a_gpu_node_has():

@@ -20,6 +20,7 @@ from PIL import Image
 from tests.conftest import make_tiny_data
 from xrayutils import chapters, cli, datasets, pagecheck, rerun, results
 from xrayutils.runner import build, data, execution, html, pages, parameters
+from xrayutils.sources import coronahack
 
 NOTEBOOKS = parameters.chapter_notebooks()
 CHAPTER = {nb.stem[:2]: nb for nb in NOTEBOOKS}
@@ -208,14 +209,13 @@ def test_a_weights_file_must_be_one_and_a_relative_one_is_made_absolute(tmp_path
     assert parameters.resolve_parameters(CHAPTER["01"], "cpu", {"weights": "vgg16.h5"})["weights"] == str(good)
 
 
-def test_the_lists_of_accepted_names_are_those_keras_and_the_models_module_accept():
+def test_the_optimizers_and_image_sizes_accepted_are_those_keras_accepts():
     import keras
 
-    from xrayutils import catalogue, train
+    from xrayutils import catalogue
 
     for name in parameters.OPTIMIZERS:  # as the chapters compile them (xrayutils.train.compile_model)
         keras.optimizers.get({"class_name": name, "config": {"learning_rate": 0.1}})
-    assert set(train.MIXED_POLICIES) <= set(parameters.CHOICES["mixed_precision"])
     for name, backbone in catalogue.BACKBONES.items():  # Keras refuses one pixel less than the catalogue's, before building anything
         least = backbone.min_image_size
         with pytest.raises(ValueError, match=f"{least}"):
@@ -247,7 +247,7 @@ def test_the_data_step_names_every_missing_folder_of_every_dataset(data_dir):
 
 
 def test_malformed_coronahack_rows_are_named_and_left_out_and_the_others_load(data_dir):
-    csv = data_dir / "coronahack" / datasets.CORONAHACK_CSV
+    csv = data_dir / "coronahack" / coronahack.CSV
     lines = csv.read_text().splitlines()
     good = len(lines) - 1
     first = lines[1].split(",")
@@ -314,7 +314,7 @@ def test_the_data_signature_sees_a_same_size_change_with_its_time_set_back(tmp_p
 def test_every_chapter_that_loads_a_dataset_says_so(tmp_path):
     for nb in NOTEBOOKS:
         source = "".join(c.source for c in nbformat.read(nb, as_version=4).cells if c.cell_type == "code")
-        loaded = {name for name in datasets.UPSTREAM if f'"{name}"' in source}
+        loaded = {name for name in datasets.SOURCES if f'"{name}"' in source}
         loaded |= {datasets.ADULTS} if "datasets.ADULTS" in source else set()
         assert loaded <= set(chapters.record(nb.stem).reads), nb.stem
 

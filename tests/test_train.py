@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 from keras import layers
 
-from xrayutils import caching, catalogue, chapter_models, models, predict, train
+from xrayutils import augmentations, caching, catalogue, chapter_models, devices, jobs, models, predict, train
 from xrayutils.protocol import PUBLISHED_AUGMENTATION, TrainingProtocol
 from xrayutils.runner import parameters
 
@@ -33,27 +33,27 @@ PROTOCOL = TrainingProtocol(study="class-challenge", image_size=32, batch_size=4
 
 def _run(splits, tmp_path, name="m", build=None, provenance=None, protocol=PROTOCOL):
     data, frames = splits
-    return train.train_and_test(
+    return jobs.train_and_test(
         name, build or (lambda: tiny_model(num_classes=4)), frames, protocol, path=tmp_path / f"{name}.keras", classes=data.classes,
         provenance=provenance or {"parameters": {"a": 1}},
     )
 
 
 def test_augmentation_has_the_published_transforms_and_a_quarter_degree_shear():
-    stack = train.augmentation(**PUBLISHED)
+    stack = augmentations.augmentation(**PUBLISHED)
     kinds = [type(layer).__name__ for layer in stack.layers]
     assert kinds == ["RandomRotation", "RandomTranslation", "RandomShear", "RandomZoom", "RandomBrightness", "RandomFlip"]
     shear = stack.layers[2]
     assert shear.x_factor[1] == pytest.approx(np.tan(np.radians(0.25)))
     assert stack.layers[0].factor[1] == pytest.approx(50 / 360)
-    assert [type(x).__name__ for x in train.augmentation(rotation_degrees=0, shear_degrees=0, flips=False).layers] == [
+    assert [type(x).__name__ for x in augmentations.augmentation(rotation_degrees=0, shear_degrees=0, flips=False).layers] == [
         "RandomTranslation", "RandomZoom", "RandomBrightness"
     ]
 
 
 def test_augmentation_acts_in_training_only():
     images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
-    stack = train.augmentation(**PUBLISHED, seed=1)
+    stack = augmentations.augmentation(**PUBLISHED, seed=1)
     assert np.array_equal(np.asarray(stack(images, training=False)), images)
     changed = np.asarray(stack(images, training=True))
     assert not np.allclose(changed, images) and changed.min() >= 0 and changed.max() <= 255
@@ -149,15 +149,15 @@ def test_a_rerun_with_other_parameters_keeps_the_earlier_model(splits, tmp_path)
 
 def test_bad_arguments_are_value_errors(tmp_path):
     with pytest.raises(ValueError, match="must end in .keras"):
-        train.save_model(tiny_model(), tmp_path / "m.h5", classes=["a", "b"], history={}, provenance={})
+        jobs.save_model(tiny_model(), tmp_path / "m.h5", classes=["a", "b"], history={}, provenance={})
 
 
 def test_model_files_are_named_by_architecture_resolution_and_data():
-    assert train.model_filename("VGG16", 224, "covid-xray", "two") == "vgg16-res224-covid-xray-two.keras"
+    assert jobs.model_filename("VGG16", 224, "covid-xray", "two") == "vgg16-res224-covid-xray-two.keras"
 
 
 def test_brightness_factor_multiplies_each_image_within_the_range():
-    layer = train.RandomBrightnessFactor(0.5, 1.3, seed=0)
+    layer = augmentations.RandomBrightnessFactor(0.5, 1.3, seed=0)
     images = np.full((16, 4, 4, 3), 100.0, dtype="float32")
     assert np.array_equal(np.asarray(layer(images, training=False)), images)
     out = np.asarray(layer(images, training=True))
@@ -166,13 +166,13 @@ def test_brightness_factor_multiplies_each_image_within_the_range():
     assert per_image.min() >= 50 and per_image.max() <= 130 and per_image.std() > 0
     assert np.asarray(layer(np.full((2, 2, 2, 3), 250.0), training=True)).max() <= 255
     with pytest.raises(ValueError, match="brightness_range"):
-        train.RandomBrightnessFactor(1.3, 0.5)
+        augmentations.RandomBrightnessFactor(1.3, 0.5)
 
 
 def test_a_model_not_kept_is_freed_but_its_results_are(splits, tmp_path):
     data, frames = splits
     protocol = dataclasses.replace(PROTOCOL, study="coronahack", num_epochs=1, optimizer="adamax", learning_rate=1e-3, seed=0)
-    result = train.train_and_test("m", lambda: tiny_model(num_classes=4), frames, protocol, path=tmp_path / "m.keras",
+    result = jobs.train_and_test("m", lambda: tiny_model(num_classes=4), frames, protocol, path=tmp_path / "m.keras",
                                   classes=data.classes, provenance={}, keep_model=False)
     assert result.ok and result.model is None and result.path.exists()
     assert result.weight_counts == dict(zip(("total", "trainable"), models.count_parameters(tiny_model(num_classes=4))))
@@ -182,29 +182,29 @@ def test_a_model_not_kept_is_freed_but_its_results_are(splits, tmp_path):
 
 
 def test_accelerator_switches_resolve_auto_to_the_devices_present(monkeypatch):
-    monkeypatch.setattr(train, "gpu_count", lambda: 0)
-    assert train.resolve_switch("auto", "jit_compile") is False  # XLA gains little on a CPU
-    assert type(train.distribution()).__name__ != "MirroredStrategy"
-    monkeypatch.setattr(train, "gpu_count", lambda: 1)
-    assert train.resolve_switch("auto", "jit_compile") is True
-    assert train.resolve_switch(False, "jit_compile") is False  # an explicit choice wins over the device
-    assert type(train.distribution()).__name__ != "MirroredStrategy"  # one GPU: no replicas to mirror
+    monkeypatch.setattr(devices, "gpu_count", lambda: 0)
+    assert devices.resolve_switch("auto", "jit_compile") is False  # XLA gains little on a CPU
+    assert type(devices.distribution()).__name__ != "MirroredStrategy"
+    monkeypatch.setattr(devices, "gpu_count", lambda: 1)
+    assert devices.resolve_switch("auto", "jit_compile") is True
+    assert devices.resolve_switch(False, "jit_compile") is False  # an explicit choice wins over the device
+    assert type(devices.distribution()).__name__ != "MirroredStrategy"  # one GPU: no replicas to mirror
     monkeypatch.undo()
     with pytest.raises(ValueError, match="jit_compile must be"):
-        train.resolve_switch("yes", "jit_compile")
+        devices.resolve_switch("yes", "jit_compile")
     with pytest.raises(ValueError, match="mixed_precision must be"):
-        train.set_precision("yes")
+        devices.set_precision("yes")
 
 
 def test_mixed_precision_computes_in_half_precision_but_predicts_in_float32():
     try:
-        low = "float16" if train.gpu_count() else "bfloat16"
-        assert train.set_precision(True) == f"mixed_{low}"
+        low = "float16" if devices.gpu_count() else "bfloat16"
+        assert devices.set_precision(True) == f"mixed_{low}"
         model = chapter_models.vgg16_transfer((32, 32, 3))
         assert model.get_layer("features").compute_dtype == low
         assert model.get_layer("predictions").compute_dtype == "float32"
     finally:
-        train.set_precision(False)
+        devices.set_precision(False)
     assert keras.mixed_precision.global_policy().name == "float32"
 
 
@@ -214,7 +214,7 @@ def test_clearing_the_session_keeps_the_precision_keras_would_reset():
         keras.backend.clear_session()
         assert keras.mixed_precision.global_policy().name == "float32"  # Keras 3: why the helper exists
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
-        train.clear_session()
+        devices.clear_session()
         assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
     finally:
         keras.mixed_precision.set_global_policy("float32")
@@ -228,9 +228,9 @@ def test_train_and_test_caches_a_frozen_base_and_says_so(splits, tmp_path):
     run = _run(splits, tmp_path, name="vgg", build=build, protocol=cached)
     assert run.ok, run.error
     assert run.history["cache"]["views"] == 3 and len(run.history["loss"]) == 2
-    assert "3 augmented views" in train.speed_note(run.history)
+    assert "3 augmented views" in jobs.speed_note(run.history)
     skipped = _run(splits, tmp_path, name="tiny", protocol=cached)  # a model trained whole: no cache
-    assert "cache" not in skipped.history and "without feature caching" in train.speed_note(skipped.history)
+    assert "cache" not in skipped.history and "without feature caching" in jobs.speed_note(skipped.history)
 
 
 def test_train_models_trains_each_model_of_the_study_and_saves_its_predictions(splits, tmp_path, capsys):
@@ -238,19 +238,19 @@ def test_train_models_trains_each_model_of_the_study_and_saves_its_predictions(s
     protocol = dataclasses.replace(PROTOCOL, image_size=72, num_epochs=1, augment=False)
     weights = {name: models.resolve_weights("none") for name in ("AlexNet", "VGG16")}
     builders = {"AlexNet": chapter_models.alexnet, "VGG16": chapter_models.vgg16_transfer}
-    runs = train.train_models(builders, protocol, data, frames, weights=weights, output_dir=tmp_path, provenance={})
+    runs = jobs.train_models(builders, protocol, data, frames, weights=weights, output_dir=tmp_path, provenance={})
     assert all(run.ok for run in runs.values()) and (tmp_path / "alexnet-res72-covid-xray-all.keras").exists()
     assert (tmp_path / runs["VGG16"].predictions_file).exists()
     assert "AlexNet: kept epoch 1" in capsys.readouterr().out
-    table = train.runs_table(runs)
+    table = jobs.runs_table(runs)
     assert table.loc["VGG16", "status"] == "ok" and table.loc["AlexNet", "trainable"] != table.loc["VGG16", "trainable"]
-    saved = train.chapter_results(runs, {}, weights, protocol, data.classes, frames)
+    saved = jobs.chapter_results(runs, {}, weights, protocol, data.classes, frames)
     assert TrainingProtocol(**saved["protocol"]) == protocol and saved["n"]["test"] == len(frames["test"])
     def lenet(input_shape, num_classes):
         raise ValueError("LeNet is not written yet")
 
     with pytest.raises(RuntimeError, match="every model failed"):
-        train.train_models({"LeNet": lenet}, protocol, data, frames, weights={"LeNet": weights["VGG16"]}, output_dir=tmp_path,
+        jobs.train_models({"LeNet": lenet}, protocol, data, frames, weights={"LeNet": weights["VGG16"]}, output_dir=tmp_path,
                            provenance={})
 
 
@@ -275,7 +275,7 @@ def test_a_chapters_own_model_fit_and_augmentation_are_what_trains_and_what_is_r
         calls.append(f"augmentation {seed}")
         return keras.Sequential([layers.RandomFlip("horizontal", seed=seed)])
 
-    run = train.train_models({"Small": small_head}, protocol, data, frames, weights={"Small": models.resolve_weights("none")},
+    run = jobs.train_models({"Small": small_head}, protocol, data, frames, weights={"Small": models.resolve_weights("none")},
                              fit_model=fit_model, augmentation=flip_only, output_dir=tmp_path, provenance={})["Small"]
     assert run.ok, run.error
     assert calls == ["augmentation 1", 1]
@@ -291,7 +291,7 @@ def test_a_chapters_own_model_fit_and_augmentation_are_what_trains_and_what_is_r
     def forgot_to_return(model, train_batches, validation, own, callbacks):
         fit_model(model, train_batches, validation, own, callbacks)
 
-    failed = train.train_and_test("Small", lambda: small_head((32, 32, 3), 4), frames, protocol, path=None, classes=data.classes,
+    failed = jobs.train_and_test("Small", lambda: small_head((32, 32, 3), 4), frames, protocol, path=None, classes=data.classes,
                                   provenance={}, fit_model=forgot_to_return)
     assert failed.error == "TypeError: fit_model must return what model.fit returns (a History), got NoneType"
 
@@ -301,7 +301,7 @@ def test_seeds_change_initial_weights_and_order_and_nothing_else(splits, tmp_pat
     protocol = dataclasses.replace(PROTOCOL, image_size=72, num_epochs=1, augment=False, learning_rate=1e-4, seeds=(1, 2))
     weights = {"AlexNet": models.resolve_weights("none")}
     builders = {"AlexNet": chapter_models.alexnet}
-    run = train.train_models(builders, protocol, data, frames, weights=weights, output_dir=tmp_path, provenance={})["AlexNet"]
+    run = jobs.train_models(builders, protocol, data, frames, weights=weights, output_dir=tmp_path, provenance={})["AlexNet"]
     assert run.ok and run.seeds == [1, 2] and "2 seeds" in capsys.readouterr().out
     one, two = run.by_seed[1].probabilities, run.by_seed[2].probabilities
     assert not np.allclose(one, two)  # the seeds trained different models...
@@ -310,14 +310,14 @@ def test_seeds_change_initial_weights_and_order_and_nothing_else(splits, tmp_pat
     np.testing.assert_allclose(run.model.predict(np.zeros((1, 72, 72, 3)), verbose=0),
                                keras.models.load_model(run.path).predict(np.zeros((1, 72, 72, 3)), verbose=0), atol=1e-6)
     # a seed's run is the same as a chapter trained with that seed alone: the split and the rest are untouched
-    alone = train.train_models(builders, dataclasses.replace(protocol, seeds=(2,)), data, frames, weights=weights,
+    alone = jobs.train_models(builders, dataclasses.replace(protocol, seeds=(2,)), data, frames, weights=weights,
                                output_dir=tmp_path / "alone", provenance={})["AlexNet"]
     np.testing.assert_array_equal(alone.probabilities, two)
-    saved = train.chapter_results({"AlexNet": run}, {}, weights, protocol, data.classes, frames)
+    saved = jobs.chapter_results({"AlexNet": run}, {}, weights, protocol, data.classes, frames)
     entry = saved["models"]["AlexNet"]
     assert set(entry["seeds"]) == {"1", "2"} and entry["model_seed"] == 1 and saved["protocol"]["seed"] == PROTOCOL.seed
     assert entry["seed_spread"]["accuracy"]["n"] == 2 and entry["fit_seconds"] == run.fit_seconds
-    assert train.runs_table({"AlexNet": run}).loc["AlexNet", "seeds"] == 2
+    assert jobs.runs_table({"AlexNet": run}).loc["AlexNet", "seeds"] == 2
 
 
 def test_balanced_class_weights_reach_the_loss(splits, tmp_path):
@@ -360,7 +360,7 @@ def test_the_cpu_profile_chapter03_protocol_trains_each_of_its_models(data_dir, 
                for name in names}
     builders = {name: chapter_models.resnet34 if name == "ResNet34"
                 else functools.partial(chapter_models.backbone_classifier, name, fine_tune=protocol.fine_tune) for name in names}
-    runs = train.train_models(builders, protocol, data, frames, weights=weights, output_dir=tmp_path, provenance={}, keep_models=False)
+    runs = jobs.train_models(builders, protocol, data, frames, weights=weights, output_dir=tmp_path, provenance={}, keep_models=False)
     expected_weights = protocol.class_weights(frames["train"]["label"].to_numpy(), 2)
     assert expected_weights and protocol.batchnorm_momentum is not None  # what the cpu profile sets for training from scratch
     for name, run in runs.items():
@@ -403,8 +403,8 @@ def test_asking_for_xla_turns_op_determinism_off_and_the_page_says_so():
     try:
         train.set_seed(0, jit_compile=True)  # Keras would otherwise refuse XLA and train without it, silently
         assert not is_op_determinism_enabled()
-        assert "XLA on (so TensorFlow's ops were not made deterministic" in train.speed_note({"jit_compile": True})
+        assert "XLA on (so TensorFlow's ops were not made deterministic" in jobs.speed_note({"jit_compile": True})
     finally:
         train.set_seed(0)
     assert is_op_determinism_enabled()
-    assert train.speed_note({"jit_compile": False}).endswith("XLA off")
+    assert jobs.speed_note({"jit_compile": False}).endswith("XLA off")

@@ -32,7 +32,7 @@ import pandas as pd
 import tensorflow as tf
 from keras import layers
 
-from xrayutils import caching, catalogue, chapters, models, pipeline, predict, results, train
+from xrayutils import augmentations, caching, catalogue, chapters, devices, jobs, models, pipeline, predict, results, train
 from xrayutils.protocol import TrainingProtocol
 
 #: The published task-1 protocol (../shared/reference): the benchmark's defaults.
@@ -169,14 +169,15 @@ def compute_only(build, protocol: TrainingProtocol, *, steps: int) -> float:
     """
     size, batch = protocol.image_size, protocol.batch_size
     images = tf.random.uniform((batch, size, size, 3), 0, 255, seed=0)
-    return timed_steps(build(), images, protocol, steps=steps, augment=train.augmentation_for(dataclasses.replace(protocol, seed=0)))
+    layer = augmentations.augmentation_for(dataclasses.replace(protocol, seed=0))
+    return timed_steps(build(), images, protocol, steps=steps, augment=layer)
 
 
 def timed_steps(trainer: keras.Model, inputs: tf.Tensor, protocol: TrainingProtocol, *, steps: int,
                 augment: keras.Layer | None = None, warmup_steps: int = 2) -> float:
     """Seconds per training step of ``trainer`` compiled as ``protocol`` says, on the batch ``inputs`` repeated (tracing left out).
 
-    ``augment`` runs on each batch as in training (:func:`xrayutils.train.augmented`).
+    ``augment`` runs on each batch as in training (:func:`xrayutils.augmentations.augmented`).
     Also times a head alone on cached features (:mod:`xrayutils.plan`).
     """
     _compile(trainer, protocol)
@@ -185,7 +186,7 @@ def timed_steps(trainer: keras.Model, inputs: tf.Tensor, protocol: TrainingProto
     labels = tf.one_hot(drawn, classes) if classes > 1 else tf.cast(drawn[:, None], tf.float32)
     data = tf.data.Dataset.from_tensors((inputs, labels)).repeat()
     if augment is not None:
-        data = train.augmented(data, augment)
+        data = augmentations.augmented(data, augment)
     trainer.fit(data, steps_per_epoch=warmup_steps, epochs=1, verbose=0, shuffle=False)  # trace and warm up
     timer = _PhaseTimer()
     trainer.fit(data, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False, callbacks=[timer])
@@ -214,7 +215,7 @@ def stored_step_times(protocol: TrainingProtocol, path: Path = STEP_TIMES) -> di
 def epoch_times(
     names: list[str],
     protocol: TrainingProtocol,
-    runs: dict[str, train.ModelRun],
+    runs: dict[str, jobs.ModelRun],
     *,
     train_images: int,
     steps: int = 2,
@@ -259,7 +260,7 @@ def epoch_times(
 
 
 def model_costs(
-    model_names: list[str], protocol: TrainingProtocol, runs: dict[str, train.ModelRun], *, train_images: int, left_out: str
+    model_names: list[str], protocol: TrainingProtocol, runs: dict[str, jobs.ModelRun], *, train_images: int, left_out: str
 ) -> pd.DataFrame:
     """Chapter 03's cost table: :func:`epoch_times` of the models run, and of the nine models' others as ``left_out`` says.
 
@@ -340,7 +341,7 @@ def run(data_dir: str | Path | None = None, *, image_size: int = 224, timed_epoc
     measured = {}
     for name, measure in trials.items():
         repeated = [measure() for _ in range(repeats)]
-        train.clear_session()  # the next method is built at this one's precision
+        devices.clear_session()  # the next method is built at this one's precision
         first = repeated[0]
         measured[name] = Measurement(
             first.method, first.train_images, statistics.median(t.epoch_seconds for t in repeated),

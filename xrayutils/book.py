@@ -27,7 +27,7 @@ from typing import Any
 
 import pandas as pd
 
-from xrayutils import chapters, progress, prose, results
+from xrayutils import chapters, datasets, progress, prose, results
 
 PACKAGES = ["tensorflow", "keras", "numpy", "pandas", "scikit-learn", "pillow", "imagehash", "matplotlib"]
 
@@ -390,22 +390,14 @@ class Chapter:
         glue_html("rerun_box", rerun_box(self.name, list(self.datasets), info["wall_time_s"], self.profile))
 
 
-#: Datasets a chapter may need, with what fetching them takes beyond ``XRAY_DATA_DIR``, the cache or a download.
-DATASET_NEEDS = {
-    "covid-xray": "covid-xray (GitHub, downloaded by pooch)",
-    "coronahack": "coronahack (Kaggle: downloading it needs Kaggle credentials, ~/.kaggle/kaggle.json)",
-    "covid-chestxray-dataset": "covid-chestxray-dataset (GitHub, downloaded by pooch)",
-}
-
-
-def rerun_box(chapter: str, datasets: list[str], wall_time_s: float, profile: str) -> str:
+def rerun_box(chapter: str, loaded: list[str], wall_time_s: float, profile: str) -> str:
     """The box under a chapter's title: what it needs, what it took in this build and the whole book elsewhere, how to run it again.
 
-    ``datasets`` are the keys the chapter recorded (``"covid-xray/two"``);
+    ``loaded`` are the dataset keys the chapter recorded (``"covid-xray/two"``);
     the chapters it reads results from come from its :class:`~xrayutils.chapters.ChapterRecord`.
     """
-    names = dict.fromkeys(key.split("/")[0] for key in datasets)
-    needs = [DATASET_NEEDS.get(name, name) for name in names]
+    names = dict.fromkeys(key.split("/")[0] for key in loaded)
+    needs = [datasets.SOURCES[name].fetch if name in datasets.SOURCES else name for name in names]
     record = chapters.get(chapter) or chapters.ChapterRecord(chapter, chapter)  # a page a reader added: needs and trains nothing
     earlier = record.needs
     if earlier:

@@ -25,7 +25,7 @@ PROFILES = REPO_ROOT / "profiles.yml"
 class ChapterRecord:
     """What one chapter (a notebook in ``notebooks/``, named by its file's stem) is.
 
-    ``reads``: the datasets it loads (names as :data:`xrayutils.datasets.UPSTREAM`
+    ``reads``: the datasets it loads (names as :data:`xrayutils.datasets.SOURCES`
     has them): a chapter reruns only when one of these changed, or a chapter
     it ``needs`` (whose results files it reads; the runner runs those first)
     reran.  ``trains``: it trains models, so a GPU is expected for its ``paper``

@@ -21,7 +21,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from xrayutils import audit, datasets, evaluate, explain, models, predict, prose, results, train, within
+from xrayutils import audit, datasets, evaluate, explain, jobs, models, predict, prose, results, train, within
 from xrayutils.protocol import TrainingProtocol
 
 #: The shortcut test's variants: what the retrained model sees, by the region it keeps.
@@ -148,7 +148,7 @@ def shortcut_runs(
     weights: models.Weights,
     output_dir: Path,
     provenance: dict[str, Any],
-) -> dict[str, train.ModelRun]:
+) -> dict[str, jobs.ModelRun]:
     """Train ``model`` again, as its chapter did, on images whose centre (``"border"`` kept) or border (``"center"`` kept) is black.
 
     ``mask(model, keep, border_fraction)`` puts the chapter's model behind the
@@ -161,14 +161,14 @@ def shortcut_runs(
     """
     protocol = TrainingProtocol.from_results(saved).for_model(model)
     protocol = protocol.for_seed(protocol.training_seeds[0])  # the seed of the chapter's saved model
-    stem = Path(train.model_filename(model, protocol.image_size, data.name, data.task)).stem
+    stem = Path(jobs.model_filename(model, protocol.image_size, data.name, data.task)).stem
 
     def masked(keep: str) -> keras.Model:
         plain = models.build(protocol.study, model, protocol.input_shape, len(data.classes), weights, fine_tune=protocol.fine_tune)
         return mask(plain, keep, border_fraction)
 
     return {
-        keep: train.train_and_test(
+        keep: jobs.train_and_test(
             f"{model} ({keep} only)", partial(masked, keep), frames, protocol, path=output_dir / f"{stem}-{keep}-only.keras",
             classes=data.classes, provenance=provenance, keep_model=False, architecture=model,
         )
@@ -183,7 +183,7 @@ class ShortcutTest:
     record: dict[str, Any]
     data: datasets.XrayDataset
     weights: models.Weights
-    runs: dict[str, train.ModelRun]
+    runs: dict[str, jobs.ModelRun]
     metrics: dict[str, dict[str, Any] | None] = dataclasses.field(default_factory=dict)
 
     @property
@@ -316,7 +316,7 @@ def patient_view_leakage(records: list[dict[str, Any]], *, n_resamples: int, see
     """Every covid-xray model that ran, re-scored without the test images of patients seen in training, and without lateral views.
 
     Patients and views are the collection's metadata where it names the image
-    (covid-xray's COVID-19 images: :func:`xrayutils.datasets.join_collection`),
+    (covid-xray's COVID-19 images: :func:`xrayutils.sources.adults.join_collection`),
     else what the file name tells.  ``metadata`` says whether the metadata was
     there; each of :data:`PATIENT_VIEW_SUBSETS` holds :func:`without_files`' result.
     """

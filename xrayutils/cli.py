@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--csv", help="also write the table to this CSV file")
             continue
         p.add_argument("--data-dir", default=os.environ.get("XRAY_DATA_DIR", ""),
-                       help="folder holding covid-xray/, coronahack/ and covid-chestxray-dataset/ (default: $XRAY_DATA_DIR)")
+                       help=f"folder holding {', '.join(name + '/' for name in datasets.SOURCES)} (default: $XRAY_DATA_DIR)")
         if name == "fetch":
             continue
         if name == "run":

@@ -2,8 +2,8 @@
 
 Chapters 01-03 train every model once per training seed; the runs share only the
 data and the protocol. :func:`engine` turns the chapters' ``engine`` parameter into
-what :func:`xrayutils.train.train_models` executes its runs with: the
-:class:`~xrayutils.train.LocalEngine` (one after another in the kernel, the default),
+what :func:`xrayutils.jobs.train_models` executes its runs with: the
+:class:`~xrayutils.jobs.LocalEngine` (one after another in the kernel, the default),
 or a :class:`RayEngine`, which submits every run as a `Ray <https://docs.ray.io>`_
 task asking for ``threads`` CPUs (and a GPU where the cluster has them) and gathers
 them as they finish. Ray is an optional extra (``pip install "xrayutils[cluster]"``):
@@ -21,7 +21,7 @@ nothing here imports it until a Ray engine is asked for.
   and most labs' clusters share their storage.
 - **Files.** A worker saves its model in a folder of its own and sends the file
   back; the chapter's kernel writes it (atomically, a different earlier model kept,
-  :func:`xrayutils.train.place_model`) and every results file, as with the local engine.
+  :func:`xrayutils.jobs.place_model`) and every results file, as with the local engine.
 - **Same numbers.** Every run is seeded and deterministic on the CPU, in a fresh
   worker process (``max_calls=1``: nothing left by an earlier run) with
   ``TF_NUM_INTRAOP_THREADS=threads``; its test probabilities equal those of the same
@@ -52,7 +52,7 @@ from typing import Any
 
 import pandas as pd
 
-from xrayutils import predict, progress, train
+from xrayutils import devices, jobs, predict, progress
 from xrayutils.protocol import ENGINES
 
 #: Tries to start or join the cluster: Ray gives its node 30 s, which a busy 2-core machine sometimes misses.
@@ -64,26 +64,26 @@ class DataNotVisible(RuntimeError):
     """A worker does not see the images the chapter's split names (not there, or not the same files)."""
 
 
-def engine(name: str, *, threads: int = 0, retries: int = 1) -> train.LocalEngine | RayEngine:
+def engine(name: str, *, threads: int = 0, retries: int = 1) -> jobs.LocalEngine | RayEngine:
     """The engine the chapters' ``engine`` parameter names (``threads`` and ``retries`` as :class:`RayEngine`).
 
     ``local``: one run after another in the kernel; ``ray``: the runs side by
     side as Ray tasks; ``auto``: Ray with one run per GPU where this machine has
     several (or ``RAY_ADDRESS`` names a cluster), else local; ``mirrored``: local,
-    each run's batches split over every GPU (:func:`xrayutils.train.distribution`).
+    each run's batches split over every GPU (:func:`xrayutils.devices.distribution`).
     ``auto`` without Ray installed stays local and says so.
     """
     if name == "auto":
-        if train.gpu_count() < 2 and not os.environ.get("RAY_ADDRESS"):
-            return train.LocalEngine()
+        if devices.gpu_count() < 2 and not os.environ.get("RAY_ADDRESS"):
+            return jobs.LocalEngine()
         try:
             import_ray()
         except ImportError as error:
             print(f"engine auto: {error}; the runs go one after another in this kernel", flush=True)
-            return train.LocalEngine()
+            return jobs.LocalEngine()
         return RayEngine(threads=threads, retries=retries)
     if name in ("local", "mirrored"):
-        return train.LocalEngine(mirrored=name == "mirrored")
+        return jobs.LocalEngine(mirrored=name == "mirrored")
     if name == "ray":
         return RayEngine(threads=threads, retries=retries)
     raise ValueError(f"engine takes {', '.join(ENGINES)}, got {name!r}")
@@ -173,9 +173,9 @@ def check_visible(files: dict[str, int]) -> None:
                              "Every Ray worker reads the images from the same path: put the data in a folder all nodes share.")
 
 
-def execute(run: train.Run, frames: dict[str, pd.DataFrame], files: dict[str, int], classes: list[str],
-            provenance: dict[str, Any], relay: Any) -> tuple[train.ModelRun, bytes | None, str]:
-    """One run on a worker: check the data, :func:`~xrayutils.train.train_and_test`, and send back its result, model file and output.
+def execute(run: jobs.Run, frames: dict[str, pd.DataFrame], files: dict[str, int], classes: list[str],
+            provenance: dict[str, Any], relay: Any) -> tuple[jobs.ModelRun, bytes | None, str]:
+    """One run on a worker: check the data, :func:`~xrayutils.jobs.train_and_test`, and send back its result, model file and output.
 
     ``relay`` (a Ray queue) carries ``(label, pid, line)`` progress lines to the
     chapter's kernel; the first, sent before anything else, names the worker's pid.
@@ -194,10 +194,10 @@ def execute(run: train.Run, frames: dict[str, pd.DataFrame], files: dict[str, in
         try:
             check_visible(files)
         except DataNotVisible as error:
-            return train.ModelRun(run.name, error=str(error)), None, output.getvalue()
+            return jobs.ModelRun(run.name, error=str(error)), None, output.getvalue()
         with tempfile.TemporaryDirectory() as folder:
             path = None if run.path is None else Path(folder) / run.path.name
-            result = train.train_and_test(run.name, run.build, frames, run.protocol, path=path, classes=classes,
+            result = jobs.train_and_test(run.name, run.build, frames, run.protocol, path=path, classes=classes,
                                           provenance=provenance, keep_model=False, fit_model=run.fit_model,
                                           augmentation=run.augmentation)
             model_file = path.read_bytes() if result.ok and path is not None else None
@@ -234,8 +234,8 @@ class RayEngine:
             return {"num_cpus": min(self.threads or max(1, share), share), "num_gpus": 1}
         return {"num_cpus": self.threads or max(1, cpus // max(1, runs)), "num_gpus": 0}
 
-    def run(self, runs: list[train.Run], frames: dict[str, pd.DataFrame], *, classes: list[str],
-            provenance: dict[str, Any]) -> Iterator[tuple[train.Run, train.ModelRun]]:
+    def run(self, runs: list[jobs.Run], frames: dict[str, pd.DataFrame], *, classes: list[str],
+            provenance: dict[str, Any]) -> Iterator[tuple[jobs.Run, jobs.ModelRun]]:
         """Submit every run, then yield each with its result as it finishes; its model file is written here."""
         ray = import_ray()
         from ray.util.queue import Queue
@@ -281,18 +281,18 @@ class RayEngine:
         if shown:
             progress.report(" | ".join(shown))
 
-    def _gather(self, ray: Any, ref: Any, run: train.Run, classes: list[str], provenance: dict[str, Any]) -> train.ModelRun:
+    def _gather(self, ray: Any, ref: Any, run: jobs.Run, classes: list[str], provenance: dict[str, Any]) -> jobs.ModelRun:
         """A finished task's run, its output printed and its model file placed; a dead worker's is a failed row."""
         try:
             result, model_file, output = ray.get(ref)
         except ray.exceptions.RayError as error:
             reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
-            return train.ModelRun(run.name, error=f"{type(error).__name__}: its worker died, {1 + self.retries} "
+            return jobs.ModelRun(run.name, error=f"{type(error).__name__}: its worker died, {1 + self.retries} "
                                                   f"attempt{'s' if self.retries else ''} ({reason})")
         print(output, end="", flush=True)
         if model_file is None or run.path is None:
             return result
-        train.place_model(run.path, lambda partial: partial.write_bytes(model_file), classes=classes,
+        jobs.place_model(run.path, lambda partial: partial.write_bytes(model_file), classes=classes,
                           image_size=list(run.protocol.input_shape[:2]), history=result.history, provenance=provenance)
         model = predict.load_model(run.path)[0] if run.keep_model else None
         return dataclasses.replace(result, path=run.path, model=model)

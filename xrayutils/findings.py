@@ -46,7 +46,7 @@ def data_line(dataset: str, n: Mapping[str, int]) -> str:
     name, _, task = dataset.partition("/")
     train = int(n.get("train", 0)) + int(n.get("validation", 0))
     test = int(n.get("test", 0))
-    full = datasets.FULL_SIZE.get((name, task))
+    full = datasets.SOURCES[name].full_size.get(task) if name in datasets.SOURCES else None
     if full is None:
         return f"{dataset}: {train:,} training and {test:,} test images"
     share = train / full["train"]

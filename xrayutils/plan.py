@@ -32,7 +32,7 @@ import keras
 import pandas as pd
 import tensorflow as tf
 
-from xrayutils import benchmark, caching, chapters, models, prose, results, train
+from xrayutils import augmentations, benchmark, caching, chapters, devices, models, prose, results, train
 from xrayutils.protocol import TrainingProtocol
 
 #: Chapter 04 trains each chapter of its ``shortcut_chapters`` again: one run per shortcut variant (border only, centre only).
@@ -121,13 +121,13 @@ def measure(work: Work, *, steps: int = 2) -> dict[str, Any]:
         return models.build(p.study, work.model, p.input_shape, work.images["classes"], models.resolve_weights("none"),
                             fine_tune=p.fine_tune)
 
-    policy = train.set_precision(p.mixed_precision, model=work.model, work=train.work_of(build))
+    policy = devices.set_precision(p.mixed_precision, model=work.model, work=devices.work_of(build))
     try:
         model = build()
         split = caching.split_frozen(model) if p.cache_features else None
         images = tf.random.uniform((p.batch_size, *p.input_shape), 0, 255, seed=0)
         if split is None:
-            step = benchmark.timed_steps(model, images, p, steps=steps, augment=train.augmentation_for(p), warmup_steps=1)
+            step = benchmark.timed_steps(model, images, p, steps=steps, augment=augmentations.augmentation_for(p), warmup_steps=1)
             forward = forward_seconds(model, images, steps)
         else:
             encoder, head = split

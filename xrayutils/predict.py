@@ -1,7 +1,7 @@
 """Predict with a saved model: each image file's class probabilities, and a clear message for each bad file.
 
 Used by ``xray-book predict MODEL FILE_OR_FOLDER...`` and by any chapter that
-reloads a model saved by :func:`xrayutils.train.save_model`.
+reloads a model saved by :func:`xrayutils.jobs.save_model`.
 """
 
 from __future__ import annotations

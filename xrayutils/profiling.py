@@ -112,16 +112,16 @@ def profile_steps(build: Callable, protocol, *, steps: int = 3, logdir: Path | N
     import tensorflow as tf
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
-    from xrayutils import benchmark, train
+    from xrayutils import augmentations, benchmark
 
     size, batch = protocol.image_size, protocol.batch_size
     images = tf.random.uniform((batch, size, size, 3), 0, 255, seed=0)
     model = build()
-    augment = train.augmentation_for(dataclasses.replace(protocol, seed=0))
+    augment = augmentations.augmentation_for(dataclasses.replace(protocol, seed=0))
     benchmark.timed_steps(model, images, protocol, steps=1, augment=augment)  # compiles, traces and warms up
     labels = tf.zeros((batch, model.output_shape[-1]))
     data = tf.data.Dataset.from_tensors((images, labels)).repeat()
-    data = train.augmented(data, augment) if augment is not None else data
+    data = augmentations.augmented(data, augment) if augment is not None else data
     model.fit(data, steps_per_epoch=1, epochs=1, verbose=0)
     folder = Path(logdir or tempfile.mkdtemp(prefix="step-profile-"))
     tf.profiler.experimental.start(str(folder))

@@ -2,7 +2,7 @@
 
 Chapters 01-03 build a :class:`TrainingProtocol` from their parameters cell
 (:meth:`TrainingProtocol.from_parameters`), train with it
-(:func:`xrayutils.train.train_and_test`) and record it in their results file;
+(:func:`xrayutils.jobs.train_and_test`) and record it in their results file;
 chapter 04, the benchmark and the model cards rebuild it from there
 (:meth:`TrainingProtocol.from_results`) instead of re-reading settings by name.
 Every field has the name of the notebook parameter it comes from.
@@ -19,7 +19,7 @@ import numpy as np
 
 #: Where chapters 01-03 train their runs, their ``engine`` parameter (:func:`xrayutils.cluster.engine` makes each).
 ENGINES = ("auto", "local", "ray", "mirrored")
-#: The published ``ImageDataGenerator`` settings of each study, as :func:`xrayutils.train.augmentation` options.
+#: The published ``ImageDataGenerator`` settings of each study, as :func:`xrayutils.augmentations.augmentation` options.
 PUBLISHED_AUGMENTATION: dict[str, dict[str, Any]] = {
     "class-challenge": dict(rotation_degrees=50, shift=0.2, shear_degrees=0.25, zoom=0.1, channel_shift=20, flips=True),
     "coronahack": dict(
@@ -156,5 +156,5 @@ class TrainingProtocol:
         return (self.image_size, self.image_size, 3)
 
     def augmentation_options(self) -> dict[str, Any] | None:
-        """The study's published augmentation (:func:`xrayutils.train.augmentation` options), ``None`` with ``augment`` off."""
+        """The study's published augmentation (:func:`xrayutils.augmentations.augmentation` options), ``None`` with ``augment`` off."""
         return PUBLISHED_AUGMENTATION[self.study] if self.augment else None

@@ -96,7 +96,7 @@ def on_test_images(paper: pd.Series) -> bool:
 def images(paper: pd.Series) -> dict[str, int]:
     """The training and test images behind a published number: the split its dataset column names, else the full dataset's."""
     named = re.search(r"(\d+) train", str(paper["dataset"]))
-    full = datasets.FULL_SIZE[(DATASET[paper["study"]], "two")]
+    full = datasets.source(DATASET[paper["study"]]).full_size["two"]
     return {"train": int(named[1]) if named else full["train"], "test": int(paper["n_test"])}
 
 

@@ -3,7 +3,7 @@
 Every chapter writes ``<output_root>/<chapter>/results.json``
 (``{"provenance", "results"}``); a modelling chapter also records its
 :class:`~xrayutils.protocol.TrainingProtocol` under ``results["protocol"]``, one
-entry per model under ``results["models"]`` (:meth:`xrayutils.train.ModelRun.record`)
+entry per model under ``results["models"]`` (:meth:`xrayutils.jobs.ModelRun.record`)
 and one ``test_predictions_<model>.csv`` per model.  Chapters 04, 05 and the
 Performance page read only these files, so every number they show was computed
 by a chapter, never typed in.  This is the only module that names a chapter's files.

@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from xrayutils import chapters, checks, datasets, evaluate, published, train, within
+from xrayutils import augmentations, chapters, checks, datasets, evaluate, published, within
 from xrayutils.protocol import TrainingProtocol
 
 
@@ -89,7 +89,7 @@ def model_card(record: dict[str, Any], findings: dict[str, str] | None = None) -
     p = TrainingProtocol(**record["protocol"]).for_model(record["model"])
     dataset = record["dataset"].split("/")[0]
     n = record.get("n", {})
-    augmentation = train.augmentation_summary(p.augment, (record.get("history") or {}).get("cache"))
+    augmentation = augmentations.augmentation_summary(p.augment, (record.get("history") or {}).get("cache"))
     lines = [
         f"### {record['model']} ({record['chapter']})",
         "",
@@ -98,7 +98,7 @@ def model_card(record: dict[str, Any], findings: dict[str, str] | None = None) -
         f"- **File:** `{record.get('model_file', 'not saved')}` in `{record['chapter']}`'s output folder "
         f"(classes {', '.join(record.get('classes', []))}).",
         f"- **Data:** `{record['dataset']}`, {n.get('train', '?')} train / {n.get('validation', '?')} validation / "
-        f"{n.get('test', '?')} test images. {datasets.SOURCES.get(dataset, '')}",
+        f"{n.get('test', '?')} test images. {datasets.SOURCES[dataset].about if dataset in datasets.SOURCES else ''}",
         f"- **Training:** weights {record.get('weights', '?')}; {p.image_size} px, batch {p.batch_size}, {p.optimizer} at "
         f"learning rate {p.learning_rate}, {p.num_epochs} epochs, augmentation {augmentation}, weights of the "
         f"lowest validation loss kept, class weights {p.class_weight}, split seed {p.seed}, training seeds "

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 #: The task of the collection this test uses, and its classes (COVID-19 first).
 TASK = "covid"
-CLASSES = datasets.CLASSES[(datasets.ADULTS, TASK)]
+CLASSES = datasets.classes(datasets.ADULTS, TASK)
 #: The metrics the test reports, by the names :func:`xrayutils.evaluate.point_metrics` gives them.
 METRICS = {"roc_auc": "ROC AUC", "balanced_accuracy": "balanced accuracy", "recall_covid": "sensitivity",
            "recall_other": "specificity"}
@@ -163,18 +163,18 @@ def vgg16_out_of_fold(
 
     import keras
 
-    from xrayutils import caching, models, pipeline, precision, train
+    from xrayutils import augmentations, caching, devices, models, pipeline, precision, train
 
     started = time.perf_counter()
     train.set_seed(protocol.seed, protocol.jit_compile)
-    policy = train.set_precision(protocol.mixed_precision, model="VGG16", work=precision.FROZEN_FORWARD)
+    policy = devices.set_precision(protocol.mixed_precision, model="VGG16", work=precision.FROZEN_FORWARD)
     model = models.build("class-challenge", "VGG16", protocol.input_shape, len(CLASSES), weights)
     encoder, head = caching.split_frozen(model)
     images = pipeline.make_dataset(frame["path"], frame["label"], image_size=(protocol.image_size,) * 2,
                                    batch_size=protocol.batch_size, cache=False)
     on_step(f"within the collection: encoding {len(frame)} images")
     plain, labels = caching.encode(encoder, images)
-    layer = train.augmentation_for(protocol)
+    layer = augmentations.augmentation_for(protocol)
     views = protocol.augmented_views if layer is not None else 1
     augmented, augmented_labels = caching.encode(encoder, images, views=views, augmentation=layer) if layer is not None else (plain, labels)
     encode_seconds = time.perf_counter() - started

@@ -11,7 +11,7 @@ from xrayutils import datasets
 def data_roots(data_dir: str) -> dict[str, Path]:
     """The folder of each dataset found (without downloading), by dataset name."""
     roots = {}
-    for name in datasets.UPSTREAM:
+    for name in datasets.SOURCES:
         try:
             roots[name] = datasets.locate(name, data_dir or None, download=False)
         except (datasets.DataNotFoundError, ValueError):
@@ -32,7 +32,7 @@ def fetch(data_dir: str | None) -> float:
     """
     start = time.perf_counter()
     problems = []
-    for name in datasets.UPSTREAM:
+    for name in datasets.SOURCES:
         try:
             path = datasets.locate(name, data_dir or None)
             datasets.check_layout(name, path)

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from xrayutils import book, catalogue, chapters, results
+from xrayutils import book, catalogue, chapters, precision, results
 from xrayutils.chapters import load_profiles
 from xrayutils.protocol import ENGINES
 
@@ -99,7 +99,7 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "optimizer": OPTIMIZERS,
     "resnet34_optimizer": OPTIMIZERS,
     "class_weight": ("none", "balanced"),
-    "mixed_precision": ("auto", True, False, "mixed_float16", "mixed_bfloat16"),  # xrayutils.train.MIXED_POLICIES too
+    "mixed_precision": ("auto", True, False, *precision.MIXED_POLICIES),
     "jit_compile": ("auto", True, False),
     "left_out_costs": ("measure", "stored", "none"),
     "model_names": catalogue.CORONAHACK_CHOICES,

@@ -47,10 +47,10 @@ def tiny_cnn(input_shape: tuple[int, int, int]) -> keras.Model:
     return keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid", name="predictions")(x))
 
 
-def tiny_runs(folder: Path) -> tuple[list[jobs.Run], dict, list[str]]:
-    """Two runs of :func:`tiny_cnn` (seeds 1 and 2, 20 short epochs: seconds each) on tiny images, their split's frames and classes."""
+def tiny_runs(folder: Path, epochs: int = 20) -> tuple[list[jobs.Run], dict, list[str]]:
+    """Two runs of :func:`tiny_cnn` (seeds 1 and 2, ``epochs`` short epochs: 20 take seconds) on tiny images, their frames and classes."""
     data = make_tiny_data(folder / "data")
-    protocol = TrainingProtocol(study="coronahack", image_size=32, batch_size=4, num_epochs=20, optimizer="adam",
+    protocol = TrainingProtocol(study="coronahack", image_size=32, batch_size=4, num_epochs=epochs, optimizer="adam",
                                 learning_rate=1e-3, validation_fraction=0.25, seed=0, weights="none", augment=False)
     split, frames = train.load_split("coronahack", "two", protocol, data)
     build = functools.partial(tiny_cnn, protocol.input_shape)
@@ -92,13 +92,17 @@ def kill(retries: int, folder: Path) -> dict:
 
 
 def interrupt(folder: Path) -> dict:
-    """Ctrl-C once both runs have started: whether it reached the chapter and their workers ended."""
-    runs, frames, classes = tiny_runs(folder)
+    """Ctrl-C once both runs have started: whether it reached the chapter and their workers ended.
+
+    The runs are long (1,000 epochs, minutes) so that neither can finish before the Ctrl-C, however loaded the
+    machine: with 20 epochs, a test run beside the others sometimes saw both finish first.
+    """
+    runs, frames, classes = tiny_runs(folder, epochs=1000)
     engine = cluster.RayEngine(threads=1, retries=1)
 
     def ctrl_c() -> None:
         if when(lambda: all(engine.pids.get(run.label) for run in runs)):
-            time.sleep(2)  # both are in their first epoch
+            time.sleep(1)  # both are training
             os.kill(os.getpid(), signal.SIGINT)
 
     threading.Thread(target=ctrl_c, daemon=True).start()

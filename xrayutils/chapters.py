@@ -58,13 +58,21 @@ class ChapterRecord:
         return self.study is not None
 
 
+#: Chapter 00: the data, its duplicates and its sizes.
 DATA_EXPLORATION = "00_data_exploration"
+#: Chapter 01: task 1, VGG16, COVID-19 against normal.
 TASK1 = "01_vgg16_binary"
+#: Chapter 02: task 2, VGG16 against AlexNet on four classes.
 TASK2 = "02_vgg16_vs_alexnet"
+#: Chapter 03: the CoronaHack CNNs, normal against pneumonia.
 CORONAHACK = "03_coronahack_models"
+#: Chapter 04: the trust checks on the models 01-03 saved.
 TRUST_CHECKS = "04_trust_checks"
+#: Chapter 05: every results file on one page, and the model cards.
 SUMMARY = "05_summary"
+#: The Performance page: training speed, measured.
 PERFORMANCE = "performance"
+#: The start page: what the book found and what this build is, from every chapter's results.
 START = "index"
 
 _ALL_DATA = ("covid-xray", "coronahack", "covid-chestxray-dataset")

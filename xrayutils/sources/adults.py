@@ -17,10 +17,12 @@ import pandas as pd
 
 from xrayutils.sources.base import Source, existing, image_files, left_out, listing, retrieve
 
+#: The dataset's name, and its folder's.
 NAME = "covid-chestxray-dataset"
 #: The upstream commit the adults' download is pinned to, and its archive.
 COMMIT = "6a4242344473ccb5ed0d2148d8c7bfb1691e4ed8"
 ARCHIVE = f"https://github.com/ieee8023/covid-chestxray-dataset/archive/{COMMIT}.zip"
+#: The columns of ``metadata.csv`` this book reads.
 COLUMNS = {"patientid", "age", "sex", "finding", "view", "filename"}
 #: The ``view`` values of frontal images in the collection's metadata (``L`` is lateral; CT rows have others).
 FRONTAL_VIEWS = ("PA", "AP", "AP Supine", "AP Erect")
@@ -136,6 +138,7 @@ def join_collection(frame: pd.DataFrame, root: Path | None) -> pd.DataFrame:
     return frame
 
 
+#: The record :mod:`xrayutils.datasets` assembles.
 SOURCE = Collection(
     name=NAME,
     classes={"two": ["no_finding", "pneumonia"], "all": ["no_finding", "pneumonia"],

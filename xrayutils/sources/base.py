@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+#: The splits every dataset has (the adults only ``test``).
 SPLITS = ("train", "test")
 #: Suffixes of the files a dataset folder contributes: formats the ``tf.data`` pipeline decodes.
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif"}

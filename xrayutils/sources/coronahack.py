@@ -12,8 +12,11 @@ import pandas as pd
 
 from xrayutils.sources.base import SPLITS, Source, existing
 
+#: The metadata file naming each image, its split and labels.
 CSV = "Chest_xray_Corona_Metadata.csv"
+#: The folder holding one folder of images per split.
 IMAGES = Path("Coronahack-Chest-XRay-Dataset", "Coronahack-Chest-XRay-Dataset")
+#: The dataset on Kaggle (kagglehub downloads it with the reader's credentials).
 KAGGLE_HANDLE = "praveengovi/coronahack-chest-xraydataset"
 #: The labels CoronaHack's CSV uses (its own spelling): any other, or none, leaves the row out with its line named.
 LABELS = ("Normal", "Pnemonia")
@@ -100,6 +103,7 @@ def read_csv(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return table, pd.DataFrame(left_out, columns=["file", "reason"])
 
 
+#: The record :mod:`xrayutils.datasets` assembles.
 SOURCE = CoronaHack(
     name="coronahack",
     classes={"two": ["normal", "pneumonia"], "all": ["covid", "normal", "pneumonia_bac", "pneumonia_vir"]},

@@ -2,6 +2,7 @@
 
 from xrayutils.sources.base import ClassFolders
 
+#: The record :mod:`xrayutils.datasets` assembles.
 SOURCE = ClassFolders(
     name="covid-xray",
     classes={"two": ["covid", "normal"], "all": ["covid", "normal", "pneumonia_bac", "pneumonia_vir"]},

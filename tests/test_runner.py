@@ -300,6 +300,17 @@ def test_a_weights_folder_gets_its_own_placeholder(tmp_path):
 # 10: what reruns, and images read alike everywhere
 
 
+def test_a_change_in_a_subpackage_of_the_package_reruns_the_chapters(tmp_path):
+    """A dataset record lives in xrayutils/sources/: changing it must change the code every chapter's key holds."""
+    copy = tmp_path / "xrayutils"
+    shutil.copytree(rerun.PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    before = rerun.code_signature(copy)
+    assert rerun.code_signature(copy) == before
+    record = copy / "sources" / "covid_xray.py"
+    record.write_text(record.read_text().replace("160", "161"))
+    assert rerun.code_signature(copy) != before
+
+
 def test_the_data_signature_sees_a_same_size_change_with_its_time_set_back(tmp_path):
     image = tmp_path / "a.png"
     image.write_bytes(b"\x00\x01")

@@ -50,9 +50,10 @@ def data_signatures(roots: dict[str, Path]) -> dict[str, str]:
     return {name: data_signature(root) for name, root in roots.items()}
 
 
-def code_signature() -> str:
-    """The package's own code: any change to ``xrayutils`` reruns every chapter, since any chapter may use it."""
-    return _digest({path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in sorted(PACKAGE.glob("*.py"))})
+def code_signature(package: Path = PACKAGE) -> str:
+    """The package's own code, its subpackages' too: any change to ``xrayutils`` reruns every chapter, since any chapter may use it."""
+    files = sorted(path for path in Path(package).rglob("*.py") if "__pycache__" not in path.parts)
+    return _digest({str(path.relative_to(package)): hashlib.sha256(path.read_bytes()).hexdigest() for path in files})
 
 
 def notebook_signature(notebook: Path) -> str:

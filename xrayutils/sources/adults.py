@@ -30,7 +30,7 @@ FRONTAL_VIEWS = ("PA", "AP", "AP Supine", "AP Erect")
 LATERAL = "L"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Collection(Source):
     """``metadata.csv`` names each image, its finding, view, patient, age and sex; the images sit in ``images/``."""
 

@@ -17,7 +17,7 @@ SPLITS = ("train", "test")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif"}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Source:
     """One dataset: what it holds and where it comes from; subclasses say how its files are laid out and read.
 
@@ -43,6 +43,10 @@ class Source:
     full_size: dict[str, dict[str, int]] = field(default_factory=dict)
     joins_collection: bool = True
 
+    def __repr__(self) -> str:
+        """``ClassFolders('covid-xray')``: the record's kind and name (a whole record is pages long)."""
+        return f"{type(self).__name__}({self.name!r})"
+
     @property
     def tasks(self) -> tuple[str, ...]:
         return tuple(self.classes)
@@ -66,7 +70,7 @@ class Source:
                                   f"{self.layout}")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class ClassFolders(Source):
     """A dataset laid out as ``<name>/<task>/<split>/<class>/<images>``: the class a folder's name, nothing else to read.
 

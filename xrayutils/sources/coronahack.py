@@ -22,7 +22,7 @@ KAGGLE_HANDLE = "praveengovi/coronahack-chest-xraydataset"
 LABELS = ("Normal", "Pnemonia")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class CoronaHack(Source):
     """The CSV names each image's split and labels; the images sit in one folder per split."""
 

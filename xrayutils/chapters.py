@@ -76,10 +76,9 @@ PERFORMANCE = "performance"
 START = "index"
 
 _ALL_DATA = ("covid-xray", "coronahack", "covid-chestxray-dataset")
-_MODELLING = (TASK1, TASK2, CORONAHACK)
 
-#: Every chapter, in book order.
-CHAPTERS = (
+#: The chapters that make data and models, in book order; the others read their results.
+_MAKERS = (
     ChapterRecord(DATA_EXPLORATION, "Data exploration: what is in the three datasets", reads=_ALL_DATA, cpu_minutes=0.5),
     ChapterRecord(TASK1, "Task 1: VGG16, COVID-19 against normal", reads=("covid-xray",), trains=True, study="class-challenge",
                   dataset="covid-xray", task="two", published_task="task 1", models=("VGG16",), cpu_minutes=14),
@@ -88,13 +87,20 @@ CHAPTERS = (
                   cpu_minutes=19),
     ChapterRecord(CORONAHACK, "CoronaHack: CNNs compared, normal against pneumonia", reads=("coronahack",), trains=True,
                   study="coronahack", dataset="coronahack", task="two", published_task="normal vs pneumonia", cpu_minutes=49),
+)
+#: The chapters that reproduce a study's training (01-03), in book order.
+MODELLING = tuple(chapter.name for chapter in _MAKERS if chapter.reproduces)
+
+#: Every chapter, in book order.
+CHAPTERS = (
+    *_MAKERS,
     ChapterRecord(TRUST_CHECKS, "Can these numbers be trusted? Shortcuts, leakage, external data, calibration", reads=_ALL_DATA,
-                  needs=(DATA_EXPLORATION, *_MODELLING), trains=True, cpu_minutes=36),
+                  needs=(DATA_EXPLORATION, *MODELLING), trains=True, cpu_minutes=36),
     ChapterRecord(SUMMARY, "Summary: every model, its scores, and how far to trust them",
-                  needs=(DATA_EXPLORATION, *_MODELLING, TRUST_CHECKS)),
+                  needs=(DATA_EXPLORATION, *MODELLING, TRUST_CHECKS)),
     ChapterRecord(PERFORMANCE, "Performance: how fast the book trains", reads=("covid-xray",), needs=(TASK1,), trains=True,
                   runs_alone=True),
-    ChapterRecord(START, "COVID-19 chest X-ray classification: an executable book", needs=(DATA_EXPLORATION, *_MODELLING, TRUST_CHECKS)),
+    ChapterRecord(START, "COVID-19 chest X-ray classification: an executable book", needs=(DATA_EXPLORATION, *MODELLING, TRUST_CHECKS)),
 )
 
 _BY_NAME = {chapter.name: chapter for chapter in CHAPTERS}
@@ -112,8 +118,6 @@ def get(name: str) -> ChapterRecord | None:
     return _BY_NAME.get(name)
 
 
-#: The chapters that reproduce a study's training (01-03), in book order.
-MODELLING = tuple(chapter.name for chapter in CHAPTERS if chapter.reproduces)
 #: Chapters by their time in the ``cpu`` book, slowest first (those never timed are left out).
 SLOWEST_FIRST = tuple(c.name for c in sorted((c for c in CHAPTERS if c.cpu_minutes is not None), key=lambda c: -c.cpu_minutes))
 

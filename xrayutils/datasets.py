@@ -201,12 +201,13 @@ def locate(name: str, data_dir: str | os.PathLike | None = None, *, download: bo
 
 def _not_found_message(name: str, searched: list[Path], *, download_tried: bool) -> str:
     looked = "\n".join(f"  - {p}" for p in searched) or "  (no folder given and XRAY_DATA_DIR unset)"
+    record = source(name)
     return (
         f"Dataset {name!r} not found.\nLooked in:\n{looked}\n"
         f"{'A download was attempted.' if download_tried else 'No download was attempted.'}\n"
-        f"Upstream: {source(name).upstream}\n"
+        f"Upstream: {record.upstream}\n"
         f"Put the files in this layout under a folder and point XRAY_DATA_DIR (or --data-dir) at it:\n"
-        f"{source(name).layout}"
+        f"{record.layout}"
     )
 
 

@@ -452,7 +452,7 @@ def headline_findings(output_root: str | Path) -> list[Finding]:
 
 def missing_chapters(output_root: str | Path) -> list[str]:
     """The chapters whose results the start page reads and this build folder does not hold."""
-    needed = (chapters.DATA_EXPLORATION, *chapters.MODELLING, chapters.TRUST_CHECKS)
+    needed = chapters.record(chapters.START).needs
     return [c for c in needed if not (Path(output_root) / c / results.RESULTS_FILE).is_file()]
 
 

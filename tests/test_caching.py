@@ -136,7 +136,8 @@ def test_an_encoder_is_traced_once_for_every_split_and_batch_size_and_not_kept_a
     assert all(f is step for f in used) and step.experimental_get_tracing_count() == 1
     alive = weakref.ref(encoder)
     del encoder, step
-    gc.collect()
+    gc.collect()  # frees the model, and with it split_frozen's entry for it
+    gc.collect()  # then the encoder
     assert alive() is None  # the traced function does not hold the encoder
 
 
@@ -174,3 +175,55 @@ def test_training_seeds_of_a_frozen_base_share_its_encoding_and_predict_as_the_w
     images = pipeline.make_datasets(frames, image_size=32, batch_size=2, num_classes=2, seed=0)["test"].map(lambda x, y: x)
     whole = runs[1].model.predict(images, verbose=0)[:, 0]
     np.testing.assert_allclose(runs[1].probabilities[:, 1], whole, atol=1e-5)
+
+
+def test_a_later_seed_reuses_the_frozen_base_and_starts_from_the_head_a_fresh_build_would(frames):
+    """With ``reuse_base`` seed 2 trains the model seed 1 left, its head (weights, statistics, dropout seed) drawn anew:
+    built once, and the same numbers as seed 2 built afresh (as on another engine, or run alone)."""
+    protocol = TrainingProtocol(study="coronahack", image_size=32, batch_size=2, num_epochs=2, optimizer="adam", learning_rate=1e-2,
+                                validation_fraction=0.25, seed=5, augment=False, cache_features=True, seeds=(1, 2))
+    weights = frozen_base_model().get_weights()[:4]
+    built = []
+
+    def build():
+        base = keras.Sequential([layers.Conv2D(4, 3, strides=2, activation="relu"), layers.Conv2D(4, 3, strides=2)], name="base")
+        base.trainable = False
+        inputs = keras.Input((32, 32, 3), name="image")
+        x = layers.Flatten()(base(layers.Rescaling(1 / 255)(inputs), training=False))
+        x = layers.Dropout(0.5)(layers.BatchNormalization(name="probe_norm")(layers.Dense(8, activation="relu")(x)))
+        model = keras.Model(inputs, layers.Dense(1, activation="sigmoid", name="predictions")(x))
+        base.set_weights(weights)
+        built.append(model)
+        return model
+
+    def run(seed: int, reuse: bool) -> jobs.ModelRun:
+        return jobs.train_and_test("tiny", build, frames, protocol.for_seed(seed), path=None, classes=["covid", "normal"],
+                                   provenance={}, keep_model=False, reuse_base=reuse)
+
+    together = [run(1, True), run(2, True)]
+    assert len(built) == 1  # seed 2 trained the model seed 1 left
+    jobs._BUILT.clear()
+    alone = run(2, True)
+    assert len(built) == 2
+    np.testing.assert_array_equal(together[1].probabilities, alone.probabilities)
+    assert not np.allclose(together[0].probabilities, together[1].probabilities)  # each seed its own head
+    run(1, False), run(2, False)
+    assert len(built) == 4  # without reuse_base every run builds its model
+
+
+def test_a_models_split_is_made_once_while_its_trainable_flags_stay_and_does_not_keep_it_alive():
+    """Training and testing share one encoder (traced once); unfreezing the base makes a new split; a dropped model is freed."""
+    import gc
+    import weakref
+
+    model = frozen_base_model()
+    encoder, head = caching.split_frozen(model)
+    assert caching.split_frozen(model) == (encoder, head)
+    model.get_layer("base").trainable = True
+    assert caching.split_frozen(model) is None  # the whole model trains now
+    model.get_layer("base").trainable = False
+    assert caching.split_frozen(model)[0] is not encoder  # made again: the flags changed in between
+    alive = weakref.ref(model)
+    del model, encoder, head
+    gc.collect()
+    assert alive() is None

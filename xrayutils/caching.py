@@ -66,6 +66,11 @@ def random_layers(model: keras.Model) -> Iterator[keras.Layer]:
 def split_frozen(model: keras.Model) -> tuple[keras.Model, keras.Model] | None:
     """``(encoder, head)``: the frozen first part of ``model`` and the trainable rest, sharing its layers.
 
+    The same two objects for the same model while no layer's ``trainable`` changes,
+    so the encoder that encoded the training images, traced once (:func:`forward`),
+    also encodes the test images: tracing a large backbone took as long as encoding
+    the test split.
+
     The cut is at the input of the first layer with trainable weights.  When that
     layer is a whole model ending ``model`` (a model behind chapter 04's region
     mask), the cut goes inside it.  ``None`` when there is nothing worth caching
@@ -78,6 +83,20 @@ def split_frozen(model: keras.Model) -> tuple[keras.Model, keras.Model] | None:
         When the frozen part holds a layer that is random in training (dropout,
         noise): its cached output would not be what training sees.
     """
+    flags = tuple(layer.trainable for layer in all_layers(model))
+    if model in _SPLITS and _SPLITS[model][0] == flags:
+        return _SPLITS[model][1]
+    split = _split(model)
+    _SPLITS[model] = (flags, split)
+    return split
+
+
+#: :func:`split_frozen`'s answers by model, with the ``trainable`` flags they were made under; kept while the model lives.
+_SPLITS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _split(model: keras.Model) -> tuple[keras.Model, keras.Model] | None:
+    """:func:`split_frozen`, computed."""
     first = next((layer for layer in model.layers if layer.trainable_weights), None)
     if first is None:
         return None

@@ -199,7 +199,7 @@ def execute(run: jobs.Run, frames: dict[str, pd.DataFrame], files: dict[str, int
             path = None if run.path is None else Path(folder) / run.path.name
             result = jobs.train_and_test(run.name, run.build, frames, run.protocol, path=path, classes=classes,
                                           provenance=provenance, keep_model=False, fit_model=run.fit_model,
-                                          augmentation=run.augmentation)
+                                          augmentation=run.augmentation, reuse_base=run.reuse_base)
             model_file = path.read_bytes() if result.ok and path is not None else None
     if result.history is not None:
         result.history["worker"] = {"host": socket.gethostname(), "pid": os.getpid(), "started": started, "ended": time.time()}

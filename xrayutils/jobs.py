@@ -209,6 +209,7 @@ def train_and_test(
     fit_model: FitModel | None = None,
     augmentation: Callable[[int], keras.Layer] | None = None,
     mirrored: bool = False,
+    reuse_base: bool = False,
 ) -> ModelRun:
     """Seed, build, :func:`~xrayutils.train.fit`, predict the test split and :func:`save_model`; an error is returned, not raised.
 
@@ -227,7 +228,11 @@ def train_and_test(
     for its ``architecture`` (``name`` unless given) and work, recorded with the
     reason in its history, with the protocol's class weights and batch-normalisation
     momentum.  ``fit_model`` and ``augmentation`` are the chapter's own (:func:`~xrayutils.train.fit`).
+    ``reuse_base``: ``build``'s frozen base is the same for every seed (ImageNet's, a file's, or
+    :func:`~xrayutils.models.one_random_draw`'s), so the model may be the one the previous seed trained, its
+    head drawn afresh (:func:`redraw_head`), where building it again cost up to 20 s per seed.
     """
+    reuse = reuse_base and not mirrored
     try:
         chosen = choose_precision(protocol.mixed_precision, model=architecture or name, work=work_of(build))
         strategy = distribution(mirrored)
@@ -238,7 +243,12 @@ def train_and_test(
         keras.mixed_precision.set_global_policy(chosen.policy)
         set_seed(protocol.seed, protocol.jit_compile)  # after choosing, which may have built a model
         with strategy.scope():
-            model = build()
+            model = _BUILT.pop((build, chosen.policy), None) if reuse else None
+            if model is None:
+                _BUILT.clear()  # another model's: not needed any more
+                model = build()
+            if reuse and not redraw_head(model, protocol.seed):
+                reuse = False  # no frozen base: nothing to keep for the next seed
             if protocol.batchnorm_momentum is not None:
                 models.set_batchnorm_momentum(model, protocol.batchnorm_momentum)
             cache = protocol.cache_features and caching.split_frozen(model) is not None
@@ -275,13 +285,48 @@ def train_and_test(
         weight_counts = dict(zip(("total", "trainable"), models.count_parameters(model)))
     except Exception as error:  # noqa: BLE001 - reported in the model's row; the other models go on
         traceback.print_exc()
+        _BUILT.clear()
         keras.backend.clear_session()
         return ModelRun(name, error=f"{type(error).__name__}: {error}")
     if not keep_model:
+        if reuse:  # for the next seed of this model (train_models lets it go when every run is done)
+            _BUILT[build, chosen.policy] = model
         del model
         model = None
         keras.backend.clear_session()
     return ModelRun(name, model, history, probabilities, seconds_per_image, None if path is None else Path(path), weight_counts)
+
+
+#: The model a run with ``reuse_base`` left for the next seed of the same ``build``, by ``(build, dtype policy)``: one at most.
+_BUILT: dict[tuple[Callable[[], keras.Model], str], keras.Model] = {}
+
+
+def redraw_head(model: keras.Model, seed: int) -> bool:
+    """Draw the trainable head of ``model`` afresh from ``seed``, in place, its frozen base kept; ``False`` when it has none.
+
+    Each layer with state after the frozen base (:func:`xrayutils.caching.split_frozen`)
+    is made again from its config, with Keras' random seed set to ``seed``, and
+    its new state copied in: weights, batch-normalisation statistics and a
+    dropout layer's random seed.  Every run with a reusable base draws its head
+    here, a model built afresh as well as one the previous seed trained, so a
+    seed's starting head is the same whichever engine ran it and whichever run came before.
+    """
+    try:
+        split = caching.split_frozen(model)
+    except ValueError:  # a random layer in the frozen part: not a base to keep
+        return False
+    if split is None:
+        return False
+    stateful = [layer for layer in split[1].layers if layer.variables]
+    if any(isinstance(layer, keras.Model) for layer in stateful):  # a nested model in the head: not redrawn layer by layer
+        return False
+    keras.utils.set_random_seed(seed)
+    for layer in stateful:
+        fresh = type(layer).from_config(layer.get_config())
+        fresh.build(layer.input.shape)
+        for old, new in zip(layer.variables, fresh.variables, strict=True):
+            old.assign(new)
+    return True
 
 
 def filled(batches: tf.data.Dataset, replicas: int, batch_size: int) -> tf.data.Dataset:
@@ -357,7 +402,8 @@ class Run:
     defined on a chapter's page: cloudpickle carries them to Ray's workers.  ``protocol`` is this seed's
     (:meth:`~xrayutils.protocol.TrainingProtocol.for_seed`), ``path=None``
     saves nothing, and ``keep_model`` keeps the trained model in memory for the
-    chapter.  An engine (:class:`LocalEngine`, :class:`xrayutils.cluster.RayEngine`)
+    chapter.  ``reuse_base``: every seed's model starts from the same frozen base (:func:`train_and_test`).
+    An engine (:class:`LocalEngine`, :class:`xrayutils.cluster.RayEngine`)
     executes a chapter's runs with :func:`train_and_test`.
     """
 
@@ -368,6 +414,7 @@ class Run:
     keep_model: bool = False
     fit_model: FitModel | None = None
     augmentation: Callable[[int], keras.Layer] | None = None
+    reuse_base: bool = False
 
     @property
     def seed(self) -> int:
@@ -397,7 +444,7 @@ class LocalEngine:
         for run in runs:
             yield run, train_and_test(run.name, run.build, frames, run.protocol, path=run.path, classes=classes,
                                       provenance=provenance, keep_model=run.keep_model, fit_model=run.fit_model,
-                                      augmentation=run.augmentation, mirrored=self.mirrored)
+                                      augmentation=run.augmentation, mirrored=self.mirrored, reuse_base=run.reuse_base)
 
 
 def train_models(
@@ -439,18 +486,22 @@ def train_models(
         path = Path(output_dir) / model_filename(name, own.image_size, data.name, data.task)
         seeds[name] = tuple(own.training_seeds)
         todo += [Run(name, build, own.for_seed(seed), path if i == 0 else None, keep_model=keep_models and i == 0,
-                     fit_model=fit_model, augmentation=augmentation)
+                     fit_model=fit_model, augmentation=augmentation,
+                     reuse_base=weights[name].keras_arg is not None)  # a base from a file or ImageNet: every seed's
                  for i, seed in enumerate(seeds[name])]
     done: dict[str, dict[int, ModelRun]] = {name: {} for name in names}
     runs = {}
-    for unit, result in (engine or LocalEngine()).run(todo, frames, classes=data.classes, provenance=provenance):
-        done[unit.name][unit.seed] = result
-        if len(done[unit.name]) == len(seeds[unit.name]):
-            run = over_seeds(unit.name, {seed: done[unit.name][seed] for seed in seeds[unit.name]})
-            if run.ok:
-                run.save_predictions(frames["test"], data.classes, output_dir)
-            print(run.status(), flush=True)
-            runs[unit.name] = run
+    try:
+        for unit, result in (engine or LocalEngine()).run(todo, frames, classes=data.classes, provenance=provenance):
+            done[unit.name][unit.seed] = result
+            if len(done[unit.name]) == len(seeds[unit.name]):
+                run = over_seeds(unit.name, {seed: done[unit.name][seed] for seed in seeds[unit.name]})
+                if run.ok:
+                    run.save_predictions(frames["test"], data.classes, output_dir)
+                print(run.status(), flush=True)
+                runs[unit.name] = run
+    finally:
+        _BUILT.clear()
     runs = {name: runs[name] for name in names}  # the chapter's order, whatever order the runs finished in
     if not any(run.ok for run in runs.values()):
         raise RuntimeError("every model failed; see the errors above")

@@ -19,7 +19,7 @@ CHAPTER_03 = cli.ROOT / "notebooks" / "03_coronahack_models.ipynb"
 def test_the_engine_parameter_names_local_or_ray():
     assert isinstance(cluster.engine("local"), jobs.LocalEngine)
     assert cluster.engine("ray", threads=3).threads == 3
-    with pytest.raises(ValueError, match="engine takes auto, local, ray, mirrored, got 'slurm'"):
+    with pytest.raises(ValueError, match="engine takes 'auto', 'local', 'ray', 'mirrored'; got 'slurm'"):
         cluster.engine("slurm")
 
 

@@ -46,6 +46,7 @@ def test_the_replicas_change_of_a_protocol_is_said_and_a_batch_too_big_for_the_i
     rounded, chosen, said = devices.for_replicas(protocol, gpu, 4, train_images=100, validation_images=10)
     assert rounded.batch_size == 12 and chosen.policy == "float32"
     assert said == ("any last partial batch of training images left out each epoch, and the last 2 validation images; "
+                    "batch normalisation on each replica's share of the batch (its statistics not synchronised); "
                     "batch 10 rounded up to 12 (3 per replica); float32 instead of mixed_float16")
     xla = dataclasses.replace(protocol, jit_compile=True)
     compiled, _, said = devices.for_replicas(xla, gpu, 2, train_images=100, validation_images=10)

@@ -18,7 +18,7 @@ from bs4 import BeautifulSoup
 from PIL import Image
 
 from tests.conftest import make_tiny_data
-from xrayutils import chapters, cli, datasets, pagecheck, rerun, results
+from xrayutils import chapters, cli, constraints, datasets, pagecheck, rerun, results
 from xrayutils.runner import build, data, execution, html, pages, parameters
 from xrayutils.sources import coronahack
 
@@ -214,7 +214,7 @@ def test_the_optimizers_and_image_sizes_accepted_are_those_keras_accepts():
 
     from xrayutils import catalogue
 
-    for name in parameters.OPTIMIZERS:  # as the chapters compile them (xrayutils.train.compile_model)
+    for name in constraints.OPTIMIZERS:  # as the chapters compile them (xrayutils.train.compile_model)
         keras.optimizers.get({"class_name": name, "config": {"learning_rate": 0.1}})
     for name, backbone in catalogue.BACKBONES.items():  # Keras refuses one pixel less than the catalogue's, before building anything
         least = backbone.min_image_size

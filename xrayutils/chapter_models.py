@@ -8,7 +8,7 @@ a model, change its chapter's cell and run that command.
 import keras
 from keras import layers
 
-from xrayutils import catalogue
+from xrayutils import catalogue, constraints
 
 
 # From notebooks/01_vgg16_binary.ipynb
@@ -149,8 +149,7 @@ class RegionMask(layers.Layer):
         super().__init__(**kwargs)
         if keep not in ("border", "center"):
             raise ValueError(f"keep must be 'border' or 'center', got {keep!r}")
-        if not 0 < border_fraction < 0.5:
-            raise ValueError(f"border_fraction must be in (0, 0.5), got {border_fraction}")
+        constraints.check("border_fraction", border_fraction)  # in (0, 0.5): the rule the runner checks before a build
         self.keep, self.border_fraction = keep, border_fraction
 
     def call(self, images):

@@ -32,7 +32,8 @@ class ChapterRecord:
     profile.  A chapter reproducing a study names its ``study``, ``dataset``,
     ``task`` and, where the chapter has no ``model_names`` parameter, its
     ``models``; ``published_task`` is how the study's table names the task
-    (``published_results.csv``).  ``runs_alone``: it times itself, so the runner gives
+    (``published_results.csv``) and ``models_called`` how the pages name one of its
+    models, "the task-1" VGG16 (:meth:`model_words`).  ``runs_alone``: it times itself, so the runner gives
     it the machine alone.  ``cpu_minutes``: its time in the ``cpu`` book on 2
     AVX2 cores (2026-12-03): the runner starts the slowest of a wave first, so
     that the short ones fill the other cores beside it rather than leave it
@@ -48,6 +49,7 @@ class ChapterRecord:
     dataset: str | None = None
     task: str | None = None
     published_task: str | None = None
+    models_called: str | None = None
     models: tuple[str, ...] | None = None
     runs_alone: bool = False
     cpu_minutes: float | None = None
@@ -56,6 +58,10 @@ class ChapterRecord:
     def reproduces(self) -> bool:
         """Whether it trains a study's models on the study's data (chapters 01-03)."""
         return self.study is not None
+
+    def model_words(self, model: str) -> str:
+        """How a sentence names this chapter's ``model``: ``"the task-1 VGG16"`` (the bare name without ``models_called``)."""
+        return f"{self.models_called} {model}" if self.models_called else model
 
 
 #: Chapter 00: the data, its duplicates and its sizes.
@@ -81,12 +87,14 @@ _ALL_DATA = ("covid-xray", "coronahack", "covid-chestxray-dataset")
 _MAKERS = (
     ChapterRecord(DATA_EXPLORATION, "Data exploration: what is in the three datasets", reads=_ALL_DATA, cpu_minutes=0.5),
     ChapterRecord(TASK1, "Task 1: VGG16, COVID-19 against normal", reads=("covid-xray",), trains=True, study="class-challenge",
-                  dataset="covid-xray", task="two", published_task="task 1", models=("VGG16",), cpu_minutes=14),
+                  dataset="covid-xray", task="two", published_task="task 1", models_called="the task-1",
+                  models=("VGG16",), cpu_minutes=14),
     ChapterRecord(TASK2, "Task 2: VGG16 against AlexNet, four classes", reads=("covid-xray",), trains=True,
-                  study="class-challenge", dataset="covid-xray", task="all", published_task="task 2", models=("VGG16", "AlexNet"),
-                  cpu_minutes=19),
+                  study="class-challenge", dataset="covid-xray", task="all", published_task="task 2", models_called="the task-2",
+                  models=("VGG16", "AlexNet"), cpu_minutes=19),
     ChapterRecord(CORONAHACK, "CoronaHack: CNNs compared, normal against pneumonia", reads=("coronahack",), trains=True,
-                  study="coronahack", dataset="coronahack", task="two", published_task="normal vs pneumonia", cpu_minutes=49),
+                  study="coronahack", dataset="coronahack", task="two", published_task="normal vs pneumonia",
+                  models_called="the CoronaHack", cpu_minutes=49),
 )
 #: The chapters that reproduce a study's training (01-03), in book order.
 MODELLING = tuple(chapter.name for chapter in _MAKERS if chapter.reproduces)

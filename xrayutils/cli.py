@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from xrayutils import book, chapters, datasets, results
-from xrayutils.protocol import ENGINES
+from xrayutils.constraints import ENGINES
 from xrayutils.runner.build import Build, build, build_lock
 from xrayutils.runner.data import absolute, fetch
 from xrayutils.runner.execution import run_notebooks

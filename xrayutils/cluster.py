@@ -52,8 +52,7 @@ from typing import Any
 
 import pandas as pd
 
-from xrayutils import devices, jobs, predict, progress
-from xrayutils.protocol import ENGINES
+from xrayutils import constraints, devices, jobs, predict, progress
 
 #: Tries to start or join the cluster: Ray gives its node 30 s, which a busy 2-core machine sometimes misses.
 STARTS = 3
@@ -73,6 +72,7 @@ def engine(name: str, *, threads: int = 0, retries: int = 1) -> jobs.LocalEngine
     each run's batches split over every GPU (:func:`xrayutils.devices.distribution`).
     ``auto`` without Ray installed stays local and says so.
     """
+    constraints.check("engine", name)
     if name == "auto":
         if devices.gpu_count() < 2 and not os.environ.get("RAY_ADDRESS"):
             return jobs.LocalEngine()
@@ -82,11 +82,9 @@ def engine(name: str, *, threads: int = 0, retries: int = 1) -> jobs.LocalEngine
             print(f"engine auto: {error}; the runs go one after another in this kernel", flush=True)
             return jobs.LocalEngine()
         return RayEngine(threads=threads, retries=retries)
-    if name in ("local", "mirrored"):
-        return jobs.LocalEngine(mirrored=name == "mirrored")
     if name == "ray":
         return RayEngine(threads=threads, retries=retries)
-    raise ValueError(f"engine takes {', '.join(ENGINES)}, got {name!r}")
+    return jobs.LocalEngine(mirrored=name == "mirrored")  # local, or mirrored
 
 
 def token_auth(environ: dict[str, str], home: Path) -> bool:

@@ -96,8 +96,9 @@ def for_replicas(protocol: TrainingProtocol, chosen: precision.Precision, replic
     batch is left out (a different one each epoch, as they are shuffled) and so
     are the last ``validation_images % replicas`` validation images; every test
     image is scored (:func:`~xrayutils.jobs.filled`).  Each replica normalises by its own
-    part of the batch (batch statistics are not synchronised; the moving ones
-    are averaged over the replicas).  Float16 becomes float32: Keras 3.15's
+    part of the batch, and the page says so: batch statistics are not synchronised
+    (the book's fused batch normalisation cannot be; the moving ones are averaged
+    over the replicas).  Float16 becomes float32: Keras 3.15's
     loss scaling judges overflow on one replica's gradients before they are
     combined, and an overflow on another replica turned the weights into NaN.
     XLA is turned off, and op determinism with it stays on: on split devices
@@ -108,7 +109,8 @@ def for_replicas(protocol: TrainingProtocol, chosen: precision.Precision, replic
         return protocol, chosen, ""
     left = validation_images % replicas
     said = ["any last partial batch of training images left out each epoch"
-            + (f", and the last {left} validation images" if left > 1 else ", and the last validation image" if left else "")]
+            + (f", and the last {left} validation images" if left > 1 else ", and the last validation image" if left else ""),
+            "batch normalisation on each replica's share of the batch (its statistics not synchronised)"]
     batch = -(-protocol.batch_size // replicas) * replicas
     if batch > train_images:
         raise ValueError(f"{train_images} training images fill no batch of {batch} on {replicas} mirrored devices: "

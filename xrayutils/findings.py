@@ -430,8 +430,8 @@ def reproduction_finding(records: list[dict[str, Any]], reported: pd.DataFrame, 
 def _model_name(key: str) -> str:
     """``"01_vgg16_binary/VGG16"`` as a reader names it: ``"the task-1 VGG16"``."""
     chapter, _, model = key.partition("/")
-    return {chapters.TASK1: f"the task-1 {model}", chapters.TASK2: f"the task-2 {model}",
-            chapters.CORONAHACK: f"the CoronaHack {model}"}.get(chapter, model)
+    record = chapters.get(chapter)
+    return record.model_words(model) if record else model
 
 
 def headline_findings(output_root: str | Path) -> list[Finding]:

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-#: Where chapters 01-03 train their runs, their ``engine`` parameter (:func:`xrayutils.cluster.engine` makes each).
-ENGINES = ("auto", "local", "ray", "mirrored")
+from xrayutils import constraints
+
 #: The published ``ImageDataGenerator`` settings of each study, as :func:`xrayutils.augmentations.augmentation` options.
 PUBLISHED_AUGMENTATION: dict[str, dict[str, Any]] = {
     "class-challenge": dict(rotation_degrees=50, shift=0.2, shear_degrees=0.25, zoom=0.1, channel_shift=20, flips=True),
@@ -84,8 +84,9 @@ class TrainingProtocol:
         object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))  # a list from a notebook or a results file
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must differ from one another, got {list(self.seeds)}")
-        if self.class_weight not in ("none", "balanced"):
-            raise ValueError(f"class_weight must be 'none' or 'balanced', got {self.class_weight!r}")
+        for field in dataclasses.fields(self):  # what the runner checks before a build (xrayutils.constraints), for a chapter run alone
+            if getattr(self, field.name) is not None:  # None: an optional setting not given
+                constraints.check(field.name, getattr(self, field.name))
         shared = {"study", "model_settings", "seed", "seeds", "validation_fraction", "max_images_per_class", "weights"}  # one split
         settings = {f.name for f in dataclasses.fields(self)} - shared
         for model, changes in self.model_settings.items():
@@ -94,13 +95,6 @@ class TrainingProtocol:
                 raise ValueError(f"model_settings[{model!r}] names no training setting: {sorted(unknown)} (settings: {sorted(settings)})")
         if self.study not in PUBLISHED_AUGMENTATION:
             raise ValueError(f"study must be one of {sorted(PUBLISHED_AUGMENTATION)}, got {self.study!r}")
-        for name in ("image_size", "batch_size", "num_epochs", "augmented_views"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.batchnorm_momentum is not None and not 0 <= self.batchnorm_momentum < 1:
-            raise ValueError(f"batchnorm_momentum must be in [0, 1) or None, got {self.batchnorm_momentum}")
-        if not 0 < self.validation_fraction < 1:
-            raise ValueError(f"validation_fraction must be in (0, 1), got {self.validation_fraction}")
 
     @classmethod
     def from_parameters(cls, parameters: Mapping[str, Any], *, study: str) -> TrainingProtocol:

@@ -36,7 +36,7 @@ a model, change its chapter's cell and run that command.
 import keras
 from keras import layers
 
-from xrayutils import catalogue
+from xrayutils import catalogue, constraints
 '''
 
 

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from xrayutils import audit, datasets, evaluate, progress, prose
+from xrayutils import audit, constraints, datasets, evaluate, progress, prose
 from xrayutils.protocol import TrainingProtocol
 
 if TYPE_CHECKING:
@@ -61,8 +61,7 @@ class WithinSettings:
     seed: int = 42
 
     def __post_init__(self) -> None:
-        if self.folds < 2:
-            raise ValueError(f"folds must be at least 2, got {self.folds}")
+        constraints.check("within_folds", self.folds)  # the chapter's parameter that sets it
         if self.thumbnail < 2:
             raise ValueError(f"thumbnail must be at least 2, got {self.thumbnail}")
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import yaml
 
-from xrayutils import book, catalogue, chapters, precision, results
+from xrayutils import book, catalogue, chapters, constraints, results
 from xrayutils.chapters import load_profiles
-from xrayutils.protocol import ENGINES
+from xrayutils.constraints import WEIGHTS_CHOICES
 
 ROOT = chapters.REPO_ROOT
 # Injected by the runner into every notebook, on top of the profile.
@@ -85,37 +85,6 @@ def resolve_parameters(
     return chosen
 
 
-#: Parameters for which 0 means nothing sensible (for the others, such as ``max_images_per_class``, 0 means "all").
-POSITIVE = ("image_size", "batch_size", "num_epochs", "augmented_views", "bootstrap_resamples", "learning_rate", "timed_epochs",
-            "repeats", "compute_steps", "calibration_bins", "tsne_perplexity", "hash_size", "histogram_bins")
-
-#: The optimizers ``keras.optimizers.get`` knows by name (a test holds this to Keras).
-OPTIMIZERS = ("adadelta", "adafactor", "adagrad", "adam", "adamax", "adamw", "ftrl", "lion", "nadam", "rmsprop", "sgd")
-#: The test metrics a leaderboard can rank by (:func:`xrayutils.evaluate.point_metrics`), besides the per-class ones.
-METRICS = ("roc_auc", "balanced_accuracy", "accuracy", "precision_macro", "recall_macro", "f1_macro", "precision_weighted",
-           "recall_weighted", "f1_weighted")
-#: Parameters that take one of a few values (each item, for a list).
-CHOICES: dict[str, tuple[Any, ...]] = {
-    "optimizer": OPTIMIZERS,
-    "resnet34_optimizer": OPTIMIZERS,
-    "class_weight": ("none", "balanced"),
-    "mixed_precision": ("auto", True, False, *precision.MIXED_POLICIES),
-    "jit_compile": ("auto", True, False),
-    "left_out_costs": ("measure", "stored", "none"),
-    "model_names": catalogue.CORONAHACK_CHOICES,
-    "shortcut_chapters": chapters.MODELLING,
-    "engine": ENGINES,
-}
-#: Parameters that must lie in an interval: (low, high, whether ``low`` itself is allowed); ``high`` is never allowed.
-RANGES: dict[str, tuple[float, float, bool]] = {
-    "validation_fraction": (0.0, 1.0, False),
-    "border_fraction": (0.0, 0.5, False),
-    "batchnorm_momentum": (0.0, 1.0, True),
-    "within_folds": (2, float("inf"), True),
-    "source_folds": (2, float("inf"), True),
-}
-#: What ``weights`` takes besides a weights file or a folder of them.
-WEIGHTS_CHOICES = ("auto", "imagenet", "none")
 #: The first bytes of a weights file: HDF5 (``.h5``, Keras' ImageNet files) or a zip (``.keras``, ``.weights.h5`` of Keras 3 is HDF5).
 WEIGHTS_SIGNATURES = (b"\x89HDF\r\n\x1a\n", b"PK\x03\x04")
 
@@ -126,9 +95,9 @@ def check_value(notebook: str, name: str, value: Any, default_source: str) -> No
     A number where the default is a number (a whole one where it is whole), text
     or True/False where it is text (``mixed_precision = "auto"`` also takes
     True/False), a list (of what the default's list holds) or a mapping where it
-    is one; no negative number, and no zero for :data:`POSITIVE`.  Checked before
-    anything runs, so a bad value stops the build with its name instead of
-    failing deep inside a chapter, or silently doing something else.
+    is one; no negative number; and what :mod:`xrayutils.constraints` declares.
+    Checked before anything runs, so a bad value stops the build with its name
+    instead of failing deep inside a chapter, or silently doing something else.
     """
     if name in RUNNER_PARAMETERS:
         raise ParameterError(f"{name} is set by the runner (--profile, --data-dir, --build-dir), not with -p")
@@ -141,8 +110,8 @@ def check_value(notebook: str, name: str, value: Any, default_source: str) -> No
         return
     if not _same_kind(value, default) or (isinstance(value, list) and default and not all(_same_kind(v, default[0]) for v in value)):
         raise ParameterError(f"{notebook}: {name} must be {_kind_name(default)} like its default {default_source}, got {value!r}")
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and (value < 0 or (value == 0 and name in POSITIVE)):
-        raise ParameterError(f"{notebook}: {name} must be {'positive' if name in POSITIVE else '0 or more'}, got {value!r}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+        raise ParameterError(f"{notebook}: {name} must be 0 or more, got {value!r}")
 
 
 def check_image_size(notebook: str, values: dict[str, Any]) -> None:
@@ -162,28 +131,16 @@ def check_image_size(notebook: str, values: dict[str, Any]) -> None:
 
 
 def check_allowed(notebook: str, name: str, value: Any) -> None:
-    """Refuse a value outside what its parameter accepts (:data:`CHOICES`, :data:`RANGES`, a weights file), naming what it accepts."""
-    if name in CHOICES:
-        allowed = CHOICES[name]
-        wrong = [v for v in (value if isinstance(value, list) else [value]) if v not in allowed or isinstance(v, bool) != any(
-            isinstance(a, bool) and a == v for a in allowed)]
-        if wrong:
-            raise ParameterError(f"{notebook}: {name} takes {', '.join(map(repr, allowed))}; got {', '.join(map(repr, wrong))}")
-    if name in RANGES and isinstance(value, (int, float)) and not isinstance(value, bool):
-        low, high, closed = RANGES[name]
-        if not (low <= value < high if closed else low < value < high):
-            interval = f"{'[' if closed else '('}{low:g}, {high:g})"
-            raise ParameterError(f"{notebook}: {name} must lie in {interval}, got {value!r}")
-    if name == "leaderboard_metric" and isinstance(value, str) and not (
-            value in METRICS or re.fullmatch(r"(precision|recall|f1)_\w+", value)):
-        raise ParameterError(f"{notebook}: leaderboard_metric takes {', '.join(METRICS)} or a per-class "
-                             f"precision_/recall_/f1_<class>; got {value!r}")
+    """Refuse a value its parameter does not accept (:data:`~xrayutils.constraints.CONSTRAINTS`, a weights file), saying what it does."""
+    said = constraints.problem(name, value)
+    if said:
+        raise ParameterError(f"{notebook}: {said}")
     if name == "weights" and isinstance(value, str):
         check_weights(notebook, value)
 
 
 def check_weights(notebook: str, value: str) -> None:
-    """A ``weights`` value must be one of :data:`WEIGHTS_CHOICES`, a folder, or a file that starts as a weights file does."""
+    """A ``weights`` value must be one of :data:`~xrayutils.constraints.WEIGHTS_CHOICES`, a folder, or a file that starts as one does."""
     if value in WEIGHTS_CHOICES:
         return
     path = Path(value).expanduser()

@@ -149,7 +149,7 @@ class RegionMask(layers.Layer):
         super().__init__(**kwargs)
         if keep not in ("border", "center"):
             raise ValueError(f"keep must be 'border' or 'center', got {keep!r}")
-        constraints.check("border_fraction", border_fraction)  # in (0, 0.5): the rule the runner checks before a build
+        constraints.check("border_fraction", border_fraction)  # in (0, 0.5)
         self.keep, self.border_fraction = keep, border_fraction
 
     def call(self, images):

@@ -82,6 +82,7 @@ METRICS = ("roc_auc", "balanced_accuracy", "accuracy", "precision_macro", "recal
 #: What ``weights`` takes besides a weights file or a folder of them (:func:`xrayutils.models.resolve_weights`).
 WEIGHTS_CHOICES = ("auto", "imagenet", "none")
 
+#: Above 0: sizes, counts and rates, for which 0 means nothing sensible (``max_images_per_class`` takes 0 for "all").
 POSITIVE = Interval(0, closed=False)
 
 #: Each constrained parameter of any chapter, by name.  A number is also never negative (the runner's rule for every number).

@@ -134,7 +134,7 @@ def choose_precision(
 
     ``auto`` on a CPU with native bfloat16 chooses per model and ``work`` from
     the stored measurement; a GPU gets float16, other CPUs float32.  A policy
-    name of :data:`MIXED_POLICIES` takes that policy on any device:
+    name of :data:`~xrayutils.precision.MIXED_POLICIES` takes that policy on any device:
     ``mixed_float16`` on a CPU runs slowly, but through the same loss scaling as
     on a GPU, which is how the tests try the GPU path here.  The classifiers
     compute their last layer in float32 (:mod:`xrayutils.models`), so

@@ -313,10 +313,3 @@ def _layer_words(layer: keras.Layer) -> str:
     if isinstance(layer, layers.Dropout):
         return f"Dropout({config['rate']})"
     return type(layer).__name__
-
-
-def check_names(names: list[str]) -> None:
-    """Chapter 03's ``model_names`` must all be networks it can train (:mod:`~xrayutils.catalogue`): say which are not."""
-    unknown = sorted(set(names) - set(catalogue.CORONAHACK_CHOICES))
-    if unknown:
-        raise ValueError(f"unknown model names {unknown}; choose from {list(catalogue.CORONAHACK_CHOICES)}")

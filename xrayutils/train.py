@@ -51,9 +51,6 @@ def set_seed(seed: int, jit_compile: bool | str = False) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
-#: Keras' mixed-precision policies, which ``mixed_precision`` may also name to choose one whatever the device.
-
-
 def loss_for(num_classes: int) -> str:
     """Binary cross-entropy for one sigmoid unit, categorical cross-entropy for a softmax."""
     return "binary_crossentropy" if num_classes == 2 else "categorical_crossentropy"
